@@ -1,0 +1,1 @@
+//! The built-in fake tenant (see shared/docs/emulator.md).

@@ -1,0 +1,3 @@
+//! msgraph-connector: Microsoft Graph users, presence and sign-ins for automation platforms.
+pub mod emulator;
+pub mod presence;

@@ -1,0 +1,1 @@
+//! IP-based office presence (see shared/docs/ip-presence.md).
