@@ -1,0 +1,229 @@
+//! What users call: one file per action, one list of them.
+//!
+//! An action is a type implementing [`Action`]: a typed input (with its JSON
+//! Schema), a typed output, metadata, and an async handler. [`ACTIONS`] is the
+//! single registry; the catalog (`actions`), the schemas (`schema`, `schemas/`),
+//! the CLI help and the `manifest.yaml` / `actions/*.yaml` drift tests are all
+//! derived from it, so an action is registered in exactly one place.
+//!
+//! Adding an action: write `src/actions/<name>.rs` with its input and output
+//! types beside the handler, add one line to [`ACTIONS`], then run
+//! `msgraph-connector schema --write-all schemas/` and add `actions/<name>.yaml`
+//! and a line in `manifest.yaml` (the tests tell you if you forget).
+
+pub mod get_presence;
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::pin::Pin;
+
+use schemars::JsonSchema;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::{Map, Value};
+
+use crate::error::{Error, Result};
+use crate::graph::{GraphClient, GraphResponse, ResponseHeaders};
+use crate::schema;
+
+/// What the catalog says about an action.
+#[derive(Debug, Clone, Copy)]
+pub struct ActionMeta {
+    pub name: &'static str,
+    pub title: &'static str,
+    pub description: &'static str,
+    /// Graph application permissions, least privilege first.
+    pub permissions: &'static [&'static str],
+    /// Whether the action changes anything in the tenant.
+    pub changes_data: bool,
+    /// Whether it talks to Graph (and so needs an asset).
+    pub needs_graph: bool,
+    /// Whether it reads and returns `state` (incremental actions).
+    pub incremental: bool,
+}
+
+/// A typed action. See `get_presence.rs` for the smallest complete example.
+pub trait Action {
+    /// The inputs; `#[serde(deny_unknown_fields)]` so the schema sets `additionalProperties: false`.
+    type Input: DeserializeOwned + JsonSchema;
+    /// What goes into the result's `json_body`.
+    type Output: Serialize + JsonSchema;
+    const META: ActionMeta;
+    fn run(ctx: &Context, input: Self::Input) -> impl Future<Output = Result<Reply<Self::Output>>>;
+}
+
+/// Everything a handler may use: the Graph client, incoming state, the state dir.
+pub struct Context {
+    graph: Option<GraphClient>,
+    /// `state` from the envelope: what an earlier run of this action returned.
+    pub state: Option<Value>,
+    /// `--state-dir`, when the platform gives a disk.
+    pub state_dir: Option<PathBuf>,
+}
+
+impl Context {
+    pub fn new(
+        graph: Option<GraphClient>,
+        state: Option<Value>,
+        state_dir: Option<PathBuf>,
+    ) -> Self {
+        Context {
+            graph,
+            state,
+            state_dir,
+        }
+    }
+
+    /// The Graph client; present whenever the action's metadata says `needs_graph`.
+    pub fn graph(&self) -> Result<&GraphClient> {
+        self.graph.as_ref().ok_or_else(|| {
+            Error::invalid("/asset", "this action talks to Graph and needs an asset")
+        })
+    }
+}
+
+/// A handler's answer: the body plus the HTTP facts of the last Graph response.
+#[derive(Debug, Clone)]
+pub struct Reply<T> {
+    pub status_code: u16,
+    pub headers: ResponseHeaders,
+    pub body: T,
+    pub state: Option<Value>,
+}
+
+impl<T> Reply<T> {
+    /// A 200 answer computed locally (no Graph call, or an aggregate of several).
+    pub fn ok(body: T) -> Self {
+        Reply {
+            status_code: 200,
+            headers: Map::new(),
+            body,
+            state: None,
+        }
+    }
+
+    /// An answer carrying the status and headers of the Graph response it came from.
+    pub fn from_response(response: &GraphResponse, body: T) -> Self {
+        Reply {
+            status_code: response.status,
+            headers: response.headers.clone(),
+            body,
+            state: None,
+        }
+    }
+
+    pub fn with_headers(mut self, headers: ResponseHeaders) -> Self {
+        self.headers = headers;
+        self
+    }
+
+    pub fn with_state(mut self, state: Value) -> Self {
+        self.state = Some(state);
+        self
+    }
+}
+
+/// The contract's success object. Its schema (with `json_body` typed) is an action's output schema.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct ActionResult<T> {
+    pub status_code: u16,
+    pub reason: String,
+    pub response_headers: ResponseHeaders,
+    pub json_body: T,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub state: Option<Value>,
+}
+
+impl<T> From<Reply<T>> for ActionResult<T> {
+    fn from(r: Reply<T>) -> Self {
+        ActionResult {
+            status_code: r.status_code,
+            reason: reason_phrase(r.status_code).to_string(),
+            response_headers: r.headers,
+            json_body: r.body,
+            state: r.state,
+        }
+    }
+}
+
+fn reason_phrase(status: u16) -> &'static str {
+    match status {
+        200 => "OK",
+        201 => "Created",
+        202 => "Accepted",
+        204 => "No Content",
+        206 => "Partial Content",
+        _ => "",
+    }
+}
+
+type RunFuture<'a> = Pin<Box<dyn Future<Output = Result<ActionResult<Value>>> + 'a>>;
+
+/// An action with its types erased, as the registry holds it.
+pub struct ActionEntry {
+    pub meta: ActionMeta,
+    input_schema: fn() -> Value,
+    output_schema: fn() -> Value,
+    run: for<'a> fn(&'a Context, Value) -> RunFuture<'a>,
+}
+
+impl ActionEntry {
+    pub const fn of<A: Action + 'static>() -> Self {
+        ActionEntry {
+            meta: A::META,
+            input_schema: schema::of::<A::Input>,
+            output_schema: schema::of::<ActionResult<A::Output>>,
+            run: run_erased::<A>,
+        }
+    }
+
+    pub fn input_schema(&self) -> Value {
+        (self.input_schema)()
+    }
+
+    pub fn output_schema(&self) -> Value {
+        (self.output_schema)()
+    }
+
+    /// Run on inputs already validated against [`Self::input_schema`].
+    pub async fn run(&self, ctx: &Context, inputs: Value) -> Result<ActionResult<Value>> {
+        (self.run)(ctx, inputs).await
+    }
+
+    /// The catalog line of `msgraph-connector actions`.
+    pub fn catalog_entry(&self) -> Value {
+        serde_json::json!({
+            "name": self.meta.name,
+            "title": self.meta.title,
+            "description": self.meta.description,
+            "permissions": self.meta.permissions,
+            "changes_data": self.meta.changes_data,
+            "incremental": self.meta.incremental,
+        })
+    }
+}
+
+fn run_erased<A: Action + 'static>(ctx: &Context, inputs: Value) -> RunFuture<'_> {
+    Box::pin(async move {
+        let input: A::Input =
+            serde_json::from_value(inputs).map_err(|e| schema::deserialize_error(&e, "/inputs"))?;
+        let reply = A::run(ctx, input).await?;
+        let body = serde_json::to_value(&reply.body).map_err(|e| {
+            Error::internal(format!("{}: output does not serialise: {e}", A::META.name))
+        })?;
+        Ok(ActionResult::from(Reply {
+            status_code: reply.status_code,
+            headers: reply.headers,
+            body,
+            state: reply.state,
+        }))
+    })
+}
+
+/// The registry: every action, once.
+pub static ACTIONS: &[ActionEntry] = &[ActionEntry::of::<get_presence::GetPresence>()];
+
+/// Look an action up by name.
+pub fn find(name: &str) -> Option<&'static ActionEntry> {
+    ACTIONS.iter().find(|a| a.meta.name == name)
+}

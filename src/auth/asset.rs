@@ -1,0 +1,576 @@
+//! The asset: how the connector authenticates, as a platform stores it.
+//!
+//! Two stages, as ripgrep parses flags: [`AssetSpec`] is the flat JSON object of
+//! the contract (`shared/docs/CONTRACT.md`, "Asset"), validated against its JSON
+//! Schema first so that type errors carry a pointer; [`AssetSpec::into_asset`]
+//! then applies the per-type rules (which fields each `type` needs, `https://`
+//! unless loopback) and yields a typed [`Asset`] whose [`Flow`] holds exactly
+//! the credentials that flow uses. Secrets are [`SecretString`] from the moment
+//! they are parsed, so no `Debug` or error path can show them.
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+use schemars::JsonSchema;
+use secrecy::SecretString;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use url::Url;
+
+use crate::error::{Detail, Error};
+
+pub const DEFAULT_GRAPH_URL: &str = "https://graph.microsoft.com";
+pub const DEFAULT_LOGIN_URL: &str = "https://login.microsoftonline.com";
+
+/// Authentication flow named by the asset's `type`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum AssetType {
+    /// App-only: client id + secret, token URL built from `login_url` and `tenant_id`.
+    ClientCredentials,
+    /// App-only: client id + secret against an explicit `token_url`.
+    Oauth2ClientCredentials,
+    /// App-only: a client assertion JWT signed with the app's certificate key.
+    ClientCertificate,
+    /// Delegated, resource-owner password (ROPC). Fails for users who must do MFA.
+    Password,
+    /// Delegated, from a refresh token; every answer rotates it.
+    RefreshToken,
+}
+
+impl AssetType {
+    pub const ALL: [AssetType; 5] = [
+        AssetType::ClientCredentials,
+        AssetType::Oauth2ClientCredentials,
+        AssetType::ClientCertificate,
+        AssetType::Password,
+        AssetType::RefreshToken,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AssetType::ClientCredentials => "client_credentials",
+            AssetType::Oauth2ClientCredentials => "oauth2_client_credentials",
+            AssetType::ClientCertificate => "client_certificate",
+            AssetType::Password => "password",
+            AssetType::RefreshToken => "refresh_token",
+        }
+    }
+
+    pub fn is_delegated(self) -> bool {
+        matches!(self, AssetType::Password | AssetType::RefreshToken)
+    }
+
+    /// The fields this type requires beyond `type` and `client_id`.
+    pub fn required_fields(self) -> &'static [&'static str] {
+        match self {
+            AssetType::ClientCredentials => &["tenant_id", "client_secret"],
+            AssetType::Oauth2ClientCredentials => &["token_url", "client_secret"],
+            AssetType::ClientCertificate => &["tenant_id", "certificate", "private_key"],
+            AssetType::Password => &["tenant_id", "username", "password"],
+            AssetType::RefreshToken => &["refresh_token"],
+        }
+    }
+}
+
+/// The `api_version` path segment of every Graph URL.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, JsonSchema)]
+pub enum ApiVersion {
+    #[default]
+    #[serde(rename = "v1.0")]
+    V1,
+    #[serde(rename = "beta")]
+    Beta,
+}
+
+impl ApiVersion {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ApiVersion::V1 => "v1.0",
+            ApiVersion::Beta => "beta",
+        }
+    }
+}
+
+/// Client-side pacing for one API family: at most `requests` per `per_seconds`.
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimit {
+    #[schemars(range(min = 1))]
+    pub requests: u32,
+    #[schemars(range(min = 0.001))]
+    pub per_seconds: f64,
+}
+
+/// Pacing per API family; the defaults are Graph's published per-app limits.
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields, default)]
+pub struct RateLimits {
+    /// Presence APIs. Default 1,500 requests / 30 s.
+    pub presence: RateLimit,
+    /// Audit logs including sign-ins. Default 5 requests / 10 s.
+    pub audit_logs: RateLimit,
+    /// Users, groups, memberships. Default 3,500 requests / 10 s (the smallest tenant's bucket).
+    pub directory: RateLimit,
+}
+
+impl Default for RateLimits {
+    fn default() -> Self {
+        RateLimits {
+            presence: RateLimit {
+                requests: 1500,
+                per_seconds: 30.0,
+            },
+            audit_logs: RateLimit {
+                requests: 5,
+                per_seconds: 10.0,
+            },
+            directory: RateLimit {
+                requests: 3500,
+                per_seconds: 10.0,
+            },
+        }
+    }
+}
+
+/// The asset as stored by a platform: one flat object, `type` picks the flow.
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(
+    title = "Asset",
+    description = "How msgraph-connector authenticates to Microsoft Graph."
+)]
+pub struct AssetSpec {
+    /// The authentication flow.
+    #[serde(rename = "type")]
+    pub asset_type: AssetType,
+    /// Graph base URL; national clouds set their own (e.g. https://graph.microsoft.us).
+    #[serde(default)]
+    #[schemars(url, extend("default" = DEFAULT_GRAPH_URL))]
+    pub url: Option<String>,
+    /// Entra ID authority host (not for `oauth2_client_credentials`).
+    #[serde(default)]
+    #[schemars(url, extend("default" = DEFAULT_LOGIN_URL))]
+    pub login_url: Option<String>,
+    /// Graph API version.
+    #[serde(default)]
+    pub api_version: ApiVersion,
+    /// Directory (tenant) id or verified domain. `organizations` by default for `refresh_token`.
+    #[serde(default)]
+    #[schemars(length(min = 1))]
+    pub tenant_id: Option<String>,
+    /// Explicit token endpoint (only for `oauth2_client_credentials`).
+    #[serde(default)]
+    #[schemars(url)]
+    pub token_url: Option<String>,
+    /// Application (client) id.
+    #[schemars(length(min = 1))]
+    pub client_id: String,
+    /// Client secret value (not the secret's id).
+    #[serde(default)]
+    #[schemars(with = "Option<String>", extend("writeOnly" = true))]
+    pub client_secret: Option<SecretString>,
+    /// PEM certificate of the app (for `client_certificate`); its SHA-256 thumbprint goes into `x5t#S256`.
+    #[serde(default)]
+    pub certificate: Option<String>,
+    /// PEM private key matching `certificate` (PKCS#8 or PKCS#1 RSA).
+    #[serde(default)]
+    #[schemars(with = "Option<String>", extend("writeOnly" = true))]
+    pub private_key: Option<SecretString>,
+    /// User principal name for the `password` flow.
+    #[serde(default)]
+    pub username: Option<String>,
+    /// Password for the `password` flow.
+    #[serde(default)]
+    #[schemars(with = "Option<String>", extend("writeOnly" = true))]
+    pub password: Option<SecretString>,
+    /// Refresh token for the `refresh_token` flow; the newest rotated one is kept in the token cache.
+    #[serde(default)]
+    #[schemars(with = "Option<String>", extend("writeOnly" = true))]
+    pub refresh_token: Option<SecretString>,
+    /// Scopes. Default `["{url}/.default"]`; delegated flows add `offline_access`.
+    #[serde(default)]
+    pub scope: Option<Vec<String>>,
+    /// Verify TLS certificates. Turning this off is logged as a warning on every run.
+    #[serde(default = "yes")]
+    pub verify_ssl: bool,
+    /// Proxy URL, e.g. http://proxy.corp:3128 (may hold credentials: treated as a secret).
+    #[serde(default)]
+    #[schemars(with = "Option<String>", extend("writeOnly" = true))]
+    pub http_proxy: Option<SecretString>,
+    /// Timeout of one HTTP request, in seconds.
+    #[serde(default = "default_timeout")]
+    #[schemars(range(min = 1, max = 600))]
+    pub timeout_seconds: u32,
+    /// Attempts per request, including the first (429/503/504 and connection failures are retried).
+    #[serde(default = "default_attempts")]
+    #[schemars(range(min = 1, max = 20))]
+    pub max_attempts: u32,
+    /// Time budget for one request including all retries and waits, in seconds.
+    #[serde(default = "default_retry_budget")]
+    #[schemars(range(min = 1, max = 3600))]
+    pub max_retry_seconds: u32,
+    /// Client-side pacing per API family.
+    #[serde(default)]
+    pub rate_limits: RateLimits,
+}
+
+fn yes() -> bool {
+    true
+}
+fn default_timeout() -> u32 {
+    30
+}
+fn default_attempts() -> u32 {
+    6
+}
+fn default_retry_budget() -> u32 {
+    120
+}
+
+/// The credentials of one flow, with the token endpoint already resolved.
+#[derive(Debug)]
+pub enum Flow {
+    ClientSecret {
+        secret: SecretString,
+    },
+    ClientCertificate {
+        certificate_pem: String,
+        private_key_pem: SecretString,
+    },
+    Password {
+        username: String,
+        password: SecretString,
+        client_secret: Option<SecretString>,
+    },
+    RefreshToken {
+        refresh_token: SecretString,
+        client_secret: Option<SecretString>,
+    },
+}
+
+/// A validated asset.
+#[derive(Debug)]
+pub struct Asset {
+    pub asset_type: AssetType,
+    /// Graph base URL without the version, e.g. `https://graph.microsoft.com/`.
+    pub graph_url: Url,
+    pub api_version: ApiVersion,
+    pub token_url: Url,
+    pub client_id: String,
+    pub scope: Vec<String>,
+    pub flow: Flow,
+    pub verify_ssl: bool,
+    pub http_proxy: Option<SecretString>,
+    pub timeout: Duration,
+    pub max_attempts: u32,
+    pub max_retry_time: Duration,
+    pub rate_limits: RateLimits,
+}
+
+impl Asset {
+    /// Host of the Graph base URL: the only host a bearer token is ever sent to.
+    pub fn graph_host(&self) -> &str {
+        self.graph_url.host_str().unwrap_or_default()
+    }
+}
+
+impl AssetSpec {
+    /// The asset's JSON Schema: the derived one plus, per `type`, its required fields.
+    pub fn schema() -> Value {
+        let mut schema =
+            serde_json::to_value(schemars::schema_for!(AssetSpec)).expect("schemas serialise");
+        let all_of: Vec<Value> = AssetType::ALL
+            .iter()
+            .map(|t| {
+                json!({
+                    "if": {"properties": {"type": {"const": t.as_str()}}, "required": ["type"]},
+                    "then": {"required": t.required_fields()}
+                })
+            })
+            .collect();
+        schema["allOf"] = Value::Array(all_of);
+        schema
+    }
+
+    /// Apply the per-type rules. Pointers in errors are relative to the asset (`/tenant_id`).
+    pub fn into_asset(self) -> Result<Asset, Error> {
+        let t = self.asset_type;
+        let mut problems = Vec::new();
+        let missing = |field: &str, problems: &mut Vec<Detail>| {
+            problems.push(Detail::new(
+                format!("/{field}"),
+                format!("required for type {}", t.as_str()),
+            ))
+        };
+
+        let graph_url = parse_endpoint(
+            "/url",
+            self.url.as_deref().unwrap_or(DEFAULT_GRAPH_URL),
+            &mut problems,
+        );
+        let login_url = parse_endpoint(
+            "/login_url",
+            self.login_url.as_deref().unwrap_or(DEFAULT_LOGIN_URL),
+            &mut problems,
+        );
+
+        let tenant = match (t, self.tenant_id.as_deref()) {
+            (AssetType::RefreshToken, None) => Some("organizations"),
+            (AssetType::Oauth2ClientCredentials, _) => None,
+            (_, None) => {
+                missing("tenant_id", &mut problems);
+                None
+            }
+            (_, Some(id)) => Some(id),
+        };
+        if t == AssetType::Password
+            && let Some(id) = tenant
+            && (id.eq_ignore_ascii_case("common") || id.eq_ignore_ascii_case("consumers"))
+        {
+            problems.push(Detail::new(
+                "/tenant_id",
+                "the password grant needs a tenant id or domain, not common/consumers",
+            ));
+        }
+        if let Some(id) = tenant
+            && !id
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_'))
+        {
+            problems.push(Detail::new(
+                "/tenant_id",
+                "must be a tenant GUID or domain name (letters, digits, '-', '.', '_')",
+            ));
+        }
+
+        let token_url = match (t, self.token_url.as_deref()) {
+            (AssetType::Oauth2ClientCredentials, Some(u)) => {
+                parse_endpoint("/token_url", u, &mut problems)
+            }
+            (AssetType::Oauth2ClientCredentials, None) => {
+                missing("token_url", &mut problems);
+                None
+            }
+            (_, Some(_)) => {
+                problems.push(Detail::new(
+                    "/token_url",
+                    "only for type oauth2_client_credentials; other types use login_url and tenant_id",
+                ));
+                None
+            }
+            (_, None) => match (&login_url, tenant) {
+                (Some(login), Some(tenant)) => {
+                    login.join(&format!("{tenant}/oauth2/v2.0/token")).ok()
+                }
+                _ => None,
+            },
+        };
+
+        let take = |field: &str, value: Option<SecretString>, problems: &mut Vec<Detail>| {
+            if value.is_none() {
+                missing(field, problems);
+            }
+            value
+        };
+        let flow = match t {
+            AssetType::ClientCredentials | AssetType::Oauth2ClientCredentials => {
+                take("client_secret", self.client_secret, &mut problems)
+                    .map(|secret| Flow::ClientSecret { secret })
+            }
+            AssetType::ClientCertificate => {
+                let cert = self.certificate;
+                if cert.is_none() {
+                    missing("certificate", &mut problems);
+                }
+                let key = take("private_key", self.private_key, &mut problems);
+                cert.zip(key).map(
+                    |(certificate_pem, private_key_pem)| Flow::ClientCertificate {
+                        certificate_pem,
+                        private_key_pem,
+                    },
+                )
+            }
+            AssetType::Password => {
+                let user = self.username;
+                if user.is_none() {
+                    missing("username", &mut problems);
+                }
+                let password = take("password", self.password, &mut problems);
+                user.zip(password)
+                    .map(|(username, password)| Flow::Password {
+                        username,
+                        password,
+                        client_secret: self.client_secret,
+                    })
+            }
+            AssetType::RefreshToken => take("refresh_token", self.refresh_token, &mut problems)
+                .map(|refresh_token| Flow::RefreshToken {
+                    refresh_token,
+                    client_secret: self.client_secret,
+                }),
+        };
+        if self.client_id.trim().is_empty() {
+            problems.push(Detail::new("/client_id", "must not be empty"));
+        }
+        if let Some(scope) = &self.scope
+            && scope.is_empty()
+        {
+            problems.push(Detail::new(
+                "/scope",
+                "must name at least one scope; omit it for the default",
+            ));
+        }
+
+        match (graph_url, token_url, flow) {
+            (Some(graph_url), Some(token_url), Some(flow)) if problems.is_empty() => {
+                let scope = self.scope.unwrap_or_else(|| default_scope(&graph_url, t));
+                Ok(Asset {
+                    asset_type: t,
+                    graph_url,
+                    api_version: self.api_version,
+                    token_url,
+                    client_id: self.client_id,
+                    scope,
+                    flow,
+                    verify_ssl: self.verify_ssl,
+                    http_proxy: self.http_proxy,
+                    timeout: Duration::from_secs(self.timeout_seconds.into()),
+                    max_attempts: self.max_attempts,
+                    max_retry_time: Duration::from_secs(self.max_retry_seconds.into()),
+                    rate_limits: self.rate_limits,
+                })
+            }
+            _ => Err(Error::invalid_details(problems)),
+        }
+    }
+}
+
+fn default_scope(graph_url: &Url, t: AssetType) -> Vec<String> {
+    let resource = graph_url.as_str().trim_end_matches('/');
+    let mut scope = vec![format!("{resource}/.default")];
+    if t.is_delegated() {
+        scope.push("offline_access".to_string());
+    }
+    scope
+}
+
+/// Parse a service URL: `https://`, or `http://` only on loopback. Normalised
+/// to end with `/` so that joining relative paths keeps any path prefix.
+fn parse_endpoint(pointer: &str, raw: &str, problems: &mut Vec<Detail>) -> Option<Url> {
+    let mut url = match Url::parse(raw) {
+        Ok(u) => u,
+        Err(e) => {
+            problems.push(Detail::new(pointer, format!("not a URL: {e}")));
+            return None;
+        }
+    };
+    match url.scheme() {
+        "https" => {}
+        "http" if is_loopback(&url) => {}
+        "http" => {
+            problems.push(Detail::new(
+                pointer,
+                "http:// is accepted only for loopback hosts (127.0.0.0/8, ::1, localhost); use https://",
+            ));
+            return None;
+        }
+        other => {
+            problems.push(Detail::new(
+                pointer,
+                format!("unsupported scheme {other:?}; use https://"),
+            ));
+            return None;
+        }
+    }
+    if url.query().is_some() || url.fragment().is_some() || !url.username().is_empty() {
+        problems.push(Detail::new(
+            pointer,
+            "must not carry a query, fragment or credentials",
+        ));
+        return None;
+    }
+    if !url.path().ends_with('/') {
+        let path = format!("{}/", url.path());
+        url.set_path(&path);
+    }
+    Some(url)
+}
+
+/// Whether a URL's host is on this machine: 127.0.0.0/8, `::1` or `localhost`.
+pub fn is_loopback(url: &Url) -> bool {
+    match url.host() {
+        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        Some(url::Host::Ipv4(ip)) => IpAddr::V4(ip).is_loopback(),
+        Some(url::Host::Ipv6(ip)) => IpAddr::V6(ip).is_loopback(),
+        None => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(v: Value) -> Result<Asset, Error> {
+        serde_json::from_value::<AssetSpec>(v).unwrap().into_asset()
+    }
+
+    #[test]
+    fn client_credentials_builds_token_url_and_default_scope() {
+        let a = spec(json!({"type":"client_credentials","tenant_id":"contoso.com","client_id":"c","client_secret":"s"}))
+            .unwrap();
+        assert_eq!(
+            a.token_url.as_str(),
+            "https://login.microsoftonline.com/contoso.com/oauth2/v2.0/token"
+        );
+        assert_eq!(a.scope, vec!["https://graph.microsoft.com/.default"]);
+        assert_eq!(a.graph_url.as_str(), "https://graph.microsoft.com/");
+    }
+
+    #[test]
+    fn delegated_default_scope_adds_offline_access() {
+        let a = spec(json!({"type":"refresh_token","client_id":"c","refresh_token":"r"})).unwrap();
+        assert!(a.token_url.as_str().contains("/organizations/"));
+        assert_eq!(
+            a.scope,
+            vec!["https://graph.microsoft.com/.default", "offline_access"]
+        );
+    }
+
+    #[test]
+    fn missing_fields_are_named_by_pointer() {
+        let e = spec(json!({"type":"password","client_id":"c"})).unwrap_err();
+        let paths: Vec<_> = e.details.iter().map(|d| d.path.as_str()).collect();
+        assert_eq!(paths, ["/tenant_id", "/username", "/password"]);
+    }
+
+    #[test]
+    fn plain_http_only_on_loopback() {
+        let base = json!({"type":"client_credentials","tenant_id":"t","client_id":"c","client_secret":"s"});
+        let mut ok = base.clone();
+        ok["url"] = json!("http://127.0.0.1:8080");
+        ok["login_url"] = json!("http://localhost:8080/login");
+        let a = spec(ok).unwrap();
+        assert_eq!(
+            a.token_url.as_str(),
+            "http://localhost:8080/login/t/oauth2/v2.0/token"
+        );
+        let mut bad = base;
+        bad["url"] = json!("http://graph.example.com");
+        assert_eq!(spec(bad).unwrap_err().details[0].path, "/url");
+    }
+
+    #[test]
+    fn password_grant_refuses_common_tenant() {
+        let e = spec(json!({"type":"password","tenant_id":"common","client_id":"c","username":"u","password":"p"}))
+            .unwrap_err();
+        assert_eq!(e.details[0].path, "/tenant_id");
+    }
+
+    #[test]
+    fn debug_never_shows_secrets() {
+        let a = spec(json!({"type":"client_credentials","tenant_id":"t","client_id":"c","client_secret":"hunter2-secret"}))
+            .unwrap();
+        assert!(!format!("{a:?}").contains("hunter2-secret"));
+    }
+}

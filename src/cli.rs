@@ -1,0 +1,246 @@
+//! The command line: parse, set up logging, dispatch. The work is elsewhere.
+
+use std::path::PathBuf;
+
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
+use serde_json::{Value, json};
+
+use crate::actions::ACTIONS;
+use crate::auth::AssetSpec;
+use crate::error::{Error, Result};
+use crate::runner::{self, EnvelopeSource, RunSettings};
+
+const ABOUT: &str = "Microsoft Graph users, presence and sign-ins for automation platforms.";
+
+const LONG_ABOUT: &str = "\
+Microsoft Graph users, presence and sign-ins for automation platforms.
+
+A catalog of actions, each with a JSON Schema for its input and output. `run`
+reads one envelope {\"asset\": {...}, \"inputs\": {...}, \"state\": {...}} on stdin
+and prints one result object on stdout; errors print {\"error\": {...}} and exit
+with 2 (invalid input), 3 (auth), 4 (Graph error), 5 (network) or 1 (defect).
+
+Try it with no account:
+  msgraph-connector demo
+  msgraph-connector emulator --print-asset client_credentials";
+
+#[derive(Debug, Parser)]
+#[command(name = "msgraph-connector", version, about = ABOUT, long_about = LONG_ABOUT)]
+struct Cli {
+    /// Directory for the token cache and the embedded store
+    /// [default: $XDG_STATE_HOME/msgraph-connector or ~/.local/state/msgraph-connector].
+    #[arg(
+        long,
+        global = true,
+        value_name = "DIR",
+        env = "MSGRAPH_CONNECTOR_STATE_DIR"
+    )]
+    state_dir: Option<PathBuf>,
+
+    /// Never read or write cached tokens (for platforms that give no disk).
+    #[arg(long, global = true)]
+    no_token_cache: bool,
+
+    /// More log output on stderr (-v info, -vv debug, -vvv trace); RUST_LOG overrides.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
+
+    /// Log line format on stderr.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Print the action catalog as JSON.
+    Actions,
+    /// Print the input JSON Schema of an action (or `asset`); --output for its result schema.
+    Schema(SchemaArgs),
+    /// Run one action: envelope on stdin (or --asset/--inputs/--state files), result on stdout.
+    Run(RunArgs),
+    /// Test connectivity: get a token, make one cheap Graph call, report missing permissions.
+    Check(CheckArgs),
+}
+
+#[derive(Debug, Args)]
+struct SchemaArgs {
+    /// An action name, or `asset`.
+    #[arg(required_unless_present = "write_all")]
+    target: Option<String>,
+    /// Print the result (output) schema instead of the input schema.
+    #[arg(long)]
+    output: bool,
+    /// Write every schema into DIR (asset.json, <action>.input.json, <action>.output.json).
+    #[arg(long, value_name = "DIR", conflicts_with_all = ["target", "output"])]
+    write_all: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+struct RunArgs {
+    /// The action to run (see the list below).
+    action: String,
+    #[command(flatten)]
+    files: FileArgs,
+}
+
+#[derive(Debug, Args)]
+struct CheckArgs {
+    #[command(flatten)]
+    files: FileArgs,
+}
+
+#[derive(Debug, Args)]
+struct FileArgs {
+    /// Read the asset from FILE instead of the stdin envelope.
+    #[arg(long, value_name = "FILE")]
+    asset: Option<PathBuf>,
+    /// Read the inputs from FILE instead of the stdin envelope.
+    #[arg(long, value_name = "FILE")]
+    inputs: Option<PathBuf>,
+    /// Read the incoming state from FILE instead of the stdin envelope.
+    #[arg(long, value_name = "FILE")]
+    state: Option<PathBuf>,
+}
+
+impl From<FileArgs> for EnvelopeSource {
+    fn from(f: FileArgs) -> Self {
+        EnvelopeSource {
+            asset: f.asset,
+            inputs: f.inputs,
+            state: f.state,
+        }
+    }
+}
+
+/// The `run` help's list of actions, from the registry.
+fn actions_help() -> String {
+    let width = ACTIONS.iter().map(|a| a.meta.name.len()).max().unwrap_or(0);
+    let mut help = String::from("Actions:\n");
+    for a in ACTIONS {
+        help.push_str(&format!("  {:width$}  {}\n", a.meta.name, a.meta.title));
+    }
+    help.push_str(
+        "\nExample:\n  echo '{\"asset\": {...}, \"inputs\": {\"id\": \"adele@contoso.com\"}}' \\\n    | msgraph-connector run get_presence\n",
+    );
+    help.push_str("\nSee `msgraph-connector schema ACTION` for an action's inputs.");
+    help
+}
+
+/// Parse the command line and run; returns the process exit status.
+pub fn main() -> i32 {
+    let command = Cli::command().mut_subcommand("run", |run| run.after_help(actions_help()));
+    let cli = match Cli::from_arg_matches(&command.get_matches()) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
+    init_logging(cli.verbose, cli.log_format);
+    let settings = RunSettings {
+        state_dir: cli.state_dir.or_else(default_state_dir),
+        token_cache: !cli.no_token_cache,
+    };
+    match cli.command {
+        Command::Actions => runner::finish(Ok(Value::Array(
+            ACTIONS.iter().map(|a| a.catalog_entry()).collect(),
+        ))),
+        Command::Schema(args) => runner::finish(schema(args)),
+        Command::Run(args) => runner::run(&args.action, &args.files.into(), &settings),
+        Command::Check(args) => runner::finish(check(args.files.into(), &settings)),
+    }
+}
+
+fn schema(args: SchemaArgs) -> Result<Value> {
+    if let Some(dir) = args.write_all {
+        let written = write_all_schemas(&dir)?;
+        return Ok(json!({ "written": written }));
+    }
+    let target = args.target.unwrap_or_default();
+    if target == "asset" {
+        return Ok(AssetSpec::schema());
+    }
+    let action = crate::actions::find(&target).ok_or_else(|| {
+        Error::invalid(
+            "",
+            format!("unknown action {target:?}; try `msgraph-connector actions`"),
+        )
+    })?;
+    Ok(if args.output {
+        action.output_schema()
+    } else {
+        action.input_schema()
+    })
+}
+
+/// Every schema as the files of `schemas/`: name and pretty JSON text.
+pub fn all_schema_files() -> Vec<(String, String)> {
+    let pretty = |v: &Value| serde_json::to_string_pretty(v).expect("schemas serialise") + "\n";
+    let mut files = vec![("asset.json".to_string(), pretty(&AssetSpec::schema()))];
+    for a in ACTIONS {
+        files.push((
+            format!("{}.input.json", a.meta.name),
+            pretty(&a.input_schema()),
+        ));
+        files.push((
+            format!("{}.output.json", a.meta.name),
+            pretty(&a.output_schema()),
+        ));
+    }
+    files
+}
+
+fn write_all_schemas(dir: &std::path::Path) -> Result<Vec<String>> {
+    std::fs::create_dir_all(dir)
+        .map_err(|e| Error::invalid("", format!("cannot create {}: {e}", dir.display())))?;
+    let mut written = Vec::new();
+    for (name, text) in all_schema_files() {
+        let path = dir.join(&name);
+        std::fs::write(&path, text)
+            .map_err(|e| Error::internal(format!("cannot write {}: {e}", path.display())))?;
+        written.push(name);
+    }
+    Ok(written)
+}
+
+fn check(source: EnvelopeSource, settings: &RunSettings) -> Result<Value> {
+    let envelope = runner::Envelope::read(&source, std::io::stdin().lock())?;
+    let _asset = runner::parse_asset(envelope.asset.as_ref())?;
+    let _ = settings;
+    Err(Error::internal(
+        "check needs the Graph HTTP layer, which is not built yet",
+    ))
+}
+
+/// `$XDG_STATE_HOME/msgraph-connector`, else `~/.local/state/msgraph-connector`.
+fn default_state_dir() -> Option<PathBuf> {
+    let base = std::env::var_os("XDG_STATE_HOME")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/state")))?;
+    Some(base.join("msgraph-connector"))
+}
+
+fn init_logging(verbose: u8, format: LogFormat) {
+    use tracing_subscriber::EnvFilter;
+    let default = match verbose {
+        0 => "warn",
+        1 => "info",
+        2 => "debug",
+        _ => "trace",
+    };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Text => builder.with_target(false).try_init(),
+        LogFormat::Json => builder.json().try_init(),
+    };
+}

@@ -1,0 +1,366 @@
+//! The runner: envelope in, one result object out.
+//!
+//! Stages, each of which can only fail with `invalid_input` until the last:
+//! 1. read the envelope from stdin (or from `--asset`/`--inputs`/`--state`
+//!    files, or from Swimlane Turbine's `INPUTS` + `ASSET_KEYS` variables),
+//!    refusing more than [`MAX_ENVELOPE_BYTES`] without reading it all;
+//! 2. parse JSON and check the envelope's shape (`asset`, `inputs`, `state`);
+//! 3. validate asset and inputs against their JSON Schemas, so errors carry
+//!    JSON pointers, then apply the asset's per-type rules;
+//! 4. only then build the Graph client and run the handler.
+//!
+//! No network request can leave before stage 4.
+
+use std::io::{IsTerminal, Read, Write};
+use std::path::{Path, PathBuf};
+
+use serde_json::{Map, Value};
+
+use crate::actions::{self, ActionEntry, Context};
+use crate::auth::{Asset, AssetSpec};
+use crate::error::{Detail, Error, Result, pointer_token};
+use crate::graph::{ClientOptions, GraphClient};
+
+/// The largest envelope (or file given with `--asset`/`--inputs`/`--state`) accepted: 32 MiB.
+/// Larger sign-in batches go through `sign_ins_path` / `output_path` files instead.
+pub const MAX_ENVELOPE_BYTES: u64 = 32 * 1024 * 1024;
+
+/// Where the envelope comes from, as the command line says.
+#[derive(Debug, Default, Clone)]
+pub struct EnvelopeSource {
+    pub asset: Option<PathBuf>,
+    pub inputs: Option<PathBuf>,
+    pub state: Option<PathBuf>,
+}
+
+/// The parsed envelope, not yet validated against the action's schemas.
+#[derive(Debug, Default)]
+pub struct Envelope {
+    pub asset: Option<Value>,
+    pub inputs: Value,
+    pub state: Option<Value>,
+}
+
+/// Settings of one process that are not part of the envelope.
+#[derive(Debug, Clone, Default)]
+pub struct RunSettings {
+    pub state_dir: Option<PathBuf>,
+    pub token_cache: bool,
+}
+
+impl Envelope {
+    /// Read the envelope from files when any is named, else from Turbine's
+    /// environment when `INPUTS` is set, else from `stdin`.
+    pub fn read(source: &EnvelopeSource, stdin: impl Read) -> Result<Envelope> {
+        if source.asset.is_some() || source.inputs.is_some() || source.state.is_some() {
+            let file = |path: &Option<PathBuf>, pointer: &str| -> Result<Option<Value>> {
+                path.as_deref()
+                    .map(|p| read_json_file(p, pointer))
+                    .transpose()
+            };
+            return Ok(Envelope {
+                asset: file(&source.asset, "/asset")?,
+                inputs: file(&source.inputs, "/inputs")?
+                    .unwrap_or_else(|| Value::Object(Map::new())),
+                state: file(&source.state, "/state")?,
+            });
+        }
+        if let Ok(inputs) = std::env::var("INPUTS") {
+            let keys = std::env::var("ASSET_KEYS").unwrap_or_default();
+            return Envelope::from_turbine(&inputs, &keys);
+        }
+        let bytes = read_limited(stdin, "stdin")?;
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Err(Error::invalid(
+                "",
+                "stdin is empty: expected an envelope {\"asset\": {...}, \"inputs\": {...}}",
+            ));
+        }
+        Envelope::parse(&bytes)
+    }
+
+    /// Parse `{"asset": ..., "inputs": ..., "state": ...}`.
+    pub fn parse(bytes: &[u8]) -> Result<Envelope> {
+        let value: Value = parse_json(bytes, "")?;
+        let Value::Object(mut top) = value else {
+            return Err(Error::invalid("", "the envelope must be a JSON object"));
+        };
+        let unknown: Vec<Detail> = top
+            .keys()
+            .filter(|k| !matches!(k.as_str(), "asset" | "inputs" | "state"))
+            .map(|k| {
+                Detail::new(
+                    format!("/{}", pointer_token(k)),
+                    "is not a known field (asset, inputs, state)",
+                )
+            })
+            .collect();
+        if !unknown.is_empty() {
+            return Err(Error::invalid_details(unknown));
+        }
+        Ok(Envelope {
+            asset: top.remove("asset").filter(|v| !v.is_null()),
+            inputs: top
+                .remove("inputs")
+                .unwrap_or_else(|| Value::Object(Map::new())),
+            state: top.remove("state").filter(|v| !v.is_null()),
+        })
+    }
+
+    /// Swimlane Turbine hands one object in `INPUTS`; the keys named in `ASSET_KEYS` are the asset.
+    pub fn from_turbine(inputs: &str, asset_keys: &str) -> Result<Envelope> {
+        let value: Value = parse_json(inputs.as_bytes(), "")?;
+        let Value::Object(all) = value else {
+            return Err(Error::invalid(
+                "",
+                "the INPUTS variable must hold a JSON object",
+            ));
+        };
+        let asset_keys: Vec<&str> = asset_keys
+            .split(',')
+            .map(str::trim)
+            .filter(|k| !k.is_empty())
+            .collect();
+        let (mut asset, mut rest) = (Map::new(), Map::new());
+        for (k, v) in all {
+            if asset_keys.contains(&k.as_str()) {
+                asset.insert(k, v);
+            } else {
+                rest.insert(k, v);
+            }
+        }
+        let state = rest.remove("state").filter(|v| !v.is_null());
+        Ok(Envelope {
+            asset: (!asset.is_empty()).then_some(Value::Object(asset)),
+            inputs: Value::Object(rest),
+            state,
+        })
+    }
+}
+
+fn read_json_file(path: &Path, pointer: &str) -> Result<Value> {
+    let file = std::fs::File::open(path)
+        .map_err(|e| Error::invalid(pointer, format!("cannot open {}: {e}", path.display())))?;
+    if let Ok(meta) = file.metadata()
+        && meta.len() > MAX_ENVELOPE_BYTES
+    {
+        return Err(too_large(pointer, &path.display().to_string()));
+    }
+    let bytes = read_limited(file, &path.display().to_string()).map_err(|e| e.under(pointer))?;
+    parse_json(&bytes, pointer)
+}
+
+/// Read at most [`MAX_ENVELOPE_BYTES`]; one byte more is refused without reading the rest.
+fn read_limited(reader: impl Read, what: &str) -> Result<Vec<u8>> {
+    let mut bytes = Vec::new();
+    reader
+        .take(MAX_ENVELOPE_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| Error::invalid("", format!("cannot read {what}: {e}")))?;
+    if bytes.len() as u64 > MAX_ENVELOPE_BYTES {
+        return Err(too_large("", what));
+    }
+    Ok(bytes)
+}
+
+fn too_large(pointer: &str, what: &str) -> Error {
+    Error::invalid(
+        pointer,
+        format!(
+            "{what} is larger than {} MiB; pass large sign-in batches as a file path input instead",
+            MAX_ENVELOPE_BYTES / (1024 * 1024)
+        ),
+    )
+}
+
+fn parse_json(bytes: &[u8], pointer: &str) -> Result<Value> {
+    serde_json::from_slice(bytes).map_err(|e| {
+        let what = if std::str::from_utf8(bytes).is_err() {
+            "is not valid UTF-8 JSON".to_string()
+        } else {
+            "is not valid JSON".to_string()
+        };
+        // serde_json's message names the place, never the content.
+        Error::invalid(pointer, format!("{what}: {e}"))
+    })
+}
+
+/// Validate and parse the asset at `/asset`.
+pub fn parse_asset(asset: Option<&Value>) -> Result<Asset> {
+    let asset = asset.ok_or_else(|| {
+        Error::invalid(
+            "/asset",
+            "is required: it says how to authenticate to Graph",
+        )
+    })?;
+    crate::schema::validate(&AssetSpec::schema(), asset, "/asset")?;
+    let spec: AssetSpec = serde_json::from_value(asset.clone())
+        .map_err(|e| crate::schema::deserialize_error(&e, "/asset"))?;
+    spec.into_asset().map_err(|e| e.under("/asset"))
+}
+
+/// Everything up to the handler: validate, then build the context.
+pub fn prepare(
+    action: &ActionEntry,
+    envelope: Envelope,
+    settings: &RunSettings,
+) -> Result<(Context, Value)> {
+    let asset = if action.meta.needs_graph {
+        // Inputs first: a playbook author fixing inputs wants those errors even with a bad asset.
+        let inputs_ok =
+            crate::schema::validate(&action.input_schema(), &envelope.inputs, "/inputs");
+        let asset = parse_asset(envelope.asset.as_ref());
+        match (inputs_ok, asset) {
+            (Ok(()), Ok(asset)) => Some(asset),
+            (Err(a), Err(b)) => {
+                let mut details = a.details;
+                details.extend(b.details);
+                return Err(Error::invalid_details(details));
+            }
+            (Err(e), _) | (_, Err(e)) => return Err(e),
+        }
+    } else {
+        crate::schema::validate(&action.input_schema(), &envelope.inputs, "/inputs")?;
+        None
+    };
+    let graph = asset
+        .map(|asset| {
+            GraphClient::new(
+                asset,
+                ClientOptions {
+                    state_dir: settings.state_dir.clone(),
+                    token_cache: settings.token_cache,
+                },
+            )
+        })
+        .transpose()?;
+    let state = if action.meta.incremental {
+        envelope.state
+    } else {
+        None
+    };
+    Ok((
+        Context::new(graph, state, settings.state_dir.clone()),
+        envelope.inputs,
+    ))
+}
+
+/// `run ACTION`: the whole job, returning the process exit status.
+pub fn run(action_name: &str, source: &EnvelopeSource, settings: &RunSettings) -> i32 {
+    let outcome = (|| {
+        let action = actions::find(action_name).ok_or_else(|| unknown_action(action_name))?;
+        let envelope = Envelope::read(source, std::io::stdin().lock())?;
+        let (ctx, inputs) = prepare(action, envelope, settings)?;
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .map_err(|e| Error::internal(format!("cannot start the async runtime: {e}")))?;
+        let result = runtime.block_on(action.run(&ctx, inputs))?;
+        serde_json::to_value(result)
+            .map_err(|e| Error::internal(format!("result does not serialise: {e}")))
+    })();
+    finish(outcome)
+}
+
+/// Print a result or an error as the contract says and return the exit status.
+pub fn finish(outcome: Result<Value>) -> i32 {
+    match outcome {
+        Ok(value) => {
+            print_json(&value);
+            0
+        }
+        Err(error) => {
+            report(&error);
+            error.exit_code()
+        }
+    }
+}
+
+/// The error object on stdout and a human line (plus one per detail) on stderr.
+pub fn report(error: &Error) {
+    print_json(&error.to_json());
+    let mut err = std::io::stderr().lock();
+    let _ = writeln!(
+        err,
+        "msgraph-connector: {} error: {}",
+        error.kind.as_str(),
+        error.message
+    );
+    for d in error.details.iter().skip(1) {
+        let _ = writeln!(
+            err,
+            "  at {}: {}",
+            if d.path.is_empty() { "/" } else { &d.path },
+            d.message
+        );
+    }
+    if let Some(id) = &error.request_id {
+        let _ = writeln!(err, "  request-id: {id}");
+    }
+}
+
+/// One JSON document on stdout: pretty on a terminal, one line otherwise.
+pub fn print_json(value: &Value) {
+    let stdout = std::io::stdout();
+    let pretty = stdout.is_terminal();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    let written = if pretty {
+        serde_json::to_writer_pretty(&mut out, value)
+    } else {
+        serde_json::to_writer(&mut out, value)
+    };
+    if written.is_ok() {
+        let _ = writeln!(out);
+    }
+    let _ = out.flush();
+}
+
+fn unknown_action(name: &str) -> Error {
+    let known: Vec<&str> = actions::ACTIONS.iter().map(|a| a.meta.name).collect();
+    Error::invalid(
+        "",
+        format!(
+            "unknown action {name:?}; known actions: {} (see `msgraph-connector actions`)",
+            known.join(", ")
+        ),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn unknown_envelope_fields_are_named() {
+        let e = Envelope::parse(br#"{"asset":{},"inputs":{},"input":{}}"#).unwrap_err();
+        assert_eq!(e.details[0].path, "/input");
+    }
+
+    #[test]
+    fn turbine_splits_asset_keys() {
+        let env = Envelope::from_turbine(
+            r#"{"client_id":"c","tenant_id":"t","id":"u"}"#,
+            "client_id, tenant_id",
+        )
+        .unwrap();
+        assert_eq!(env.asset.unwrap(), json!({"client_id":"c","tenant_id":"t"}));
+        assert_eq!(env.inputs, json!({"id":"u"}));
+    }
+
+    #[test]
+    fn oversized_input_is_refused_without_reading_it_all() {
+        let endless = std::io::repeat(b' ');
+        let e = Envelope::read(&EnvelopeSource::default(), endless).unwrap_err();
+        assert_eq!(e.exit_code(), 2);
+        assert!(e.message.contains("larger than 32 MiB"));
+    }
+
+    #[test]
+    fn invalid_utf8_is_invalid_input() {
+        let e = Envelope::parse(b"{\"inputs\": {\"id\": \"\xff\"}}").unwrap_err();
+        assert_eq!(e.exit_code(), 2);
+        assert!(e.message.contains("UTF-8"));
+    }
+}

@@ -1,0 +1,100 @@
+//! JSON Schemas (draft 2020-12): generated from the Rust types, and used to
+//! validate raw input *before* it is deserialised, so every problem is reported
+//! at its JSON pointer (`/inputs/ids/3`) instead of as a serde message.
+//!
+//! Messages are jsonschema's masked ones: they describe the rule broken, never
+//! the offending value, so a secret typed into the wrong field is not echoed.
+
+use jsonschema::error::ValidationErrorKind;
+use schemars::JsonSchema;
+use serde_json::Value;
+
+use crate::error::{Detail, Error, pointer_token};
+
+/// The JSON Schema of a type, as a JSON value.
+pub fn of<T: JsonSchema>() -> Value {
+    serde_json::to_value(schemars::schema_for!(T)).expect("schemas serialise")
+}
+
+/// Validate `instance` against `schema`; pointers in the error are prefixed by `prefix`.
+pub fn validate(schema: &Value, instance: &Value, prefix: &str) -> Result<(), Error> {
+    let validator = jsonschema::draft202012::new(schema)
+        .map_err(|e| Error::internal(format!("a built-in schema does not compile: {e}")))?;
+    let mut details: Vec<Detail> = validator
+        .iter_errors(instance)
+        .map(|e| {
+            let mut path = format!("{prefix}{}", e.instance_path());
+            let message = match e.kind() {
+                // Point at the missing field itself, not at the object missing it.
+                ValidationErrorKind::Required { property } => {
+                    let name = property.as_str().unwrap_or_default();
+                    path = format!("{path}/{}", pointer_token(name));
+                    "is required".to_string()
+                }
+                ValidationErrorKind::AdditionalProperties { unexpected }
+                    if unexpected.len() == 1 =>
+                {
+                    path = format!("{path}/{}", pointer_token(&unexpected[0]));
+                    "is not a known field".to_string()
+                }
+                _ => e.masked().to_string(),
+            };
+            Detail::new(path, message)
+        })
+        .collect();
+    if details.is_empty() {
+        return Ok(());
+    }
+    // The `if`/`then` of a conditional rule reports the missing field twice at most; keep one.
+    details.dedup();
+    Err(Error::invalid_details(details))
+}
+
+/// A serde error after schema validation passed: a rule the schema cannot say.
+pub fn deserialize_error(e: &serde_json::Error, prefix: &str) -> Error {
+    Error::invalid(prefix, e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[derive(serde::Deserialize, JsonSchema)]
+    #[serde(deny_unknown_fields)]
+    #[allow(dead_code)]
+    struct Sample {
+        id: String,
+        #[serde(default)]
+        top: Option<u32>,
+    }
+
+    #[test]
+    fn errors_name_pointers() {
+        let s = of::<Sample>();
+        let e = validate(&s, &json!({"top": "x", "extra": 1}), "/inputs").unwrap_err();
+        let mut paths: Vec<_> = e.details.iter().map(|d| d.path.as_str()).collect();
+        paths.sort();
+        assert_eq!(paths, ["/inputs/extra", "/inputs/id", "/inputs/top"]);
+    }
+
+    #[test]
+    fn messages_do_not_echo_values() {
+        let s = of::<Sample>();
+        let e = validate(
+            &s,
+            &json!({"id": "x", "top": "super-secret-value"}),
+            "/inputs",
+        )
+        .unwrap_err();
+        assert!(!format!("{e:?}").contains("super-secret-value"));
+    }
+
+    #[test]
+    fn schemas_are_draft_2020_12() {
+        assert_eq!(
+            of::<Sample>()["$schema"],
+            "https://json-schema.org/draft/2020-12/schema"
+        );
+    }
+}
