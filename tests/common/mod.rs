@@ -1,0 +1,62 @@
+//! Shared by the integration tests: run the real binary as a platform would.
+#![allow(dead_code)]
+
+use std::io::Write;
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+use serde_json::Value;
+
+/// What one process run produced.
+#[derive(Debug)]
+pub struct Outcome {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Outcome {
+    /// stdout parsed as the one JSON object the contract promises.
+    pub fn json(&self) -> Value {
+        serde_json::from_str(self.stdout.trim())
+            .unwrap_or_else(|e| panic!("stdout is not one JSON document ({e}): {:?}\nstderr: {}", self.stdout, self.stderr))
+    }
+}
+
+/// Run `msgraph-connector ARGS` with `stdin` piped in, in a clean environment
+/// (no Turbine variables, no RUST_LOG) and with `--state-dir` set to `state_dir`.
+pub fn run(args: &[&str], stdin: &[u8], state_dir: &Path) -> Outcome {
+    run_env(args, stdin, state_dir, &[])
+}
+
+pub fn run_env(args: &[&str], stdin: &[u8], state_dir: &Path, env: &[(&str, &str)]) -> Outcome {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_msgraph-connector"));
+    cmd.arg("--state-dir")
+        .arg(state_dir)
+        .args(args)
+        .env_remove("INPUTS")
+        .env_remove("ASSET_KEYS")
+        .env_remove("RUST_LOG")
+        .envs(env.iter().copied())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().expect("the connector binary starts");
+    {
+        let mut input = child.stdin.take().expect("stdin is piped");
+        // The child may refuse early and close stdin; that is not a test failure.
+        let _ = input.write_all(stdin);
+    }
+    let out = child.wait_with_output().expect("the connector binary finishes");
+    Outcome {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// `run ACTION` with an envelope built from parts.
+pub fn run_action(action: &str, asset: &Value, inputs: &Value, state_dir: &Path) -> Outcome {
+    let envelope = serde_json::json!({ "asset": asset, "inputs": inputs });
+    run(&["run", action], envelope.to_string().as_bytes(), state_dir)
+}
