@@ -525,3 +525,38 @@ fn check_names_missing_permissions_and_fails_with_the_right_status() {
     assert_no_secrets(&fake, &out.stdout);
     assert_no_secrets(&fake, &out.stderr);
 }
+
+#[test]
+fn the_proxy_carries_every_request_and_its_credentials_stay_secret() {
+    // The fake plays the proxy: requests for an unreachable host arrive at it in absolute form.
+    let fake = Fake::start(simple);
+    let mut asset = fake.asset("client_credentials");
+    asset["url"] = json!("http://localhost:9");
+    asset["login_url"] = json!("http://localhost:9/login");
+    let proxy = fake
+        .base
+        .replace("http://", "http://proxyuser:proxy-pw-do-not-print@");
+    asset["http_proxy"] = json!(proxy);
+    let out = presence_run(
+        &fake,
+        &asset,
+        tempfile::tempdir().unwrap().path(),
+        &["-vvv"],
+    );
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(fake.tokens().len(), 1);
+    let graph = fake.graph();
+    assert_eq!(graph.len(), 1);
+    assert_eq!(graph[0].headers["host"], "localhost:9");
+    assert!(graph[0].headers.contains_key("proxy-authorization"));
+}
+
+#[test]
+fn verify_ssl_false_is_warned_about() {
+    let fake = Fake::start(simple);
+    let mut asset = fake.asset("client_credentials");
+    asset["verify_ssl"] = json!(false);
+    let out = presence_run(&fake, &asset, tempfile::tempdir().unwrap().path(), &[]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(out.stderr.contains("verify_ssl is false"), "{}", out.stderr);
+}
