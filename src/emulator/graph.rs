@@ -1612,17 +1612,17 @@ fn sign_in_view<'a>(s: &'a SignIn, user: Option<&'a User>) -> SignInView<'a> {
                 longitude: 0.0,
             },
         },
-        applied_conditional_access_policies: vec![PolicyView {
-            id: "6b3b1f2e-7d1c-4a43-9c7e-0f4b2d8a1c55",
-            display_name: "Require MFA outside trusted locations",
-            enforced_grant_controls: ["Mfa"],
-            enforced_session_controls: [],
-            result: if s.error_code == 0 {
-                "success"
-            } else {
-                "notApplied"
-            },
-        }],
+        applied_conditional_access_policies: if s.error_code == 0 {
+            Vec::new()
+        } else {
+            vec![PolicyView {
+                id: "6b3b1f2e-7d1c-4a43-9c7e-0f4b2d8a1c55",
+                display_name: "Require MFA outside trusted locations",
+                enforced_grant_controls: ["Mfa"],
+                enforced_session_controls: [],
+                result: "notApplied",
+            }]
+        },
     }
 }
 
