@@ -414,6 +414,8 @@ pub(crate) async fn dispatch(
             return finish(&shared, resp, &ctx, entry, started);
         }
     };
+    // Server time starts once the request body is in: receiving it is network time.
+    let started = Instant::now();
 
     let resp = match family {
         Family::Token => token::handle(&shared, &ctx, &parts, &path, &body),
