@@ -1591,3 +1591,35 @@ async fn answers_are_fast_on_a_large_tenant() {
         best("presence")
     );
 }
+
+#[tokio::test]
+async fn listing_users_pages_and_counts() {
+    let t = start(small_generated()).await;
+    let token = t
+        .app_token((emulator::FULL_APP_CLIENT_ID, emulator::FULL_APP_SECRET))
+        .await;
+    let mut next = Some(t.url("/v1.0/users?$top=7&$select=id"));
+    let mut ids = HashSet::new();
+    while let Some(url) = next.take() {
+        let (s, b) = json_of(t.http.get(&url).bearer_auth(&token).send().await.unwrap()).await;
+        assert_eq!(s, 200, "{b}");
+        for u in b["value"].as_array().unwrap() {
+            assert!(ids.insert(u["id"].as_str().unwrap().to_string()));
+        }
+        next = b["@odata.nextLink"].as_str().map(str::to_string);
+    }
+    assert_eq!(ids.len(), 50);
+    let (s, b) = json_of(t.get(&token, "/v1.0/users?$count=true&$top=1").await).await;
+    assert_graph_error(s, &b, 400, "Request_UnsupportedQuery");
+    let (s, b) = json_of(
+        t.get_eventual(&token, "/v1.0/users?$count=true&$top=1")
+            .await,
+    )
+    .await;
+    assert_eq!(s, 200, "{b}");
+    assert_eq!(b["@odata.count"], 50);
+    let (s, b) = json_of(t.get(&token, "/v1.0/users?$top=1000").await).await;
+    assert_graph_error(s, &b, 400, "Request_BadRequest");
+    let (s, b) = json_of(t.get(&token, "/v1.0/users?$expand=manager").await).await;
+    assert_graph_error(s, &b, 400, "Request_BadRequest");
+}

@@ -143,3 +143,24 @@ fn fixture_errors_name_the_problem() {
         .to_string();
     assert!(err.contains("GUID"), "{err}");
 }
+
+/// `cargo test --release --test emulator_tenant -- --ignored --nocapture`: the
+/// benchmark-sized tenant (100k users, 1M sign-ins).
+#[test]
+#[ignore]
+fn benchmark_sized_tenant() {
+    let started = Instant::now();
+    let t = Tenant::generate(&GenerateSpec {
+        users: 100_000,
+        sign_ins: 1_000_000,
+        seed: 1,
+        day: None,
+    });
+    eprintln!(
+        "generated {} users, {} sign-ins in {:?}; {} bytes per sign-in record in memory",
+        t.users.len(),
+        t.sign_ins.len(),
+        started.elapsed(),
+        std::mem::size_of::<msgraph_connector::emulator::SignIn>()
+    );
+}

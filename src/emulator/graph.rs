@@ -940,18 +940,25 @@ fn list_users(shared: &Shared, caller: &Caller, parts: &Parts, query: &Query) ->
             });
         }
     }
-    let mut result: Vec<usize> = candidates.unwrap_or_else(|| (0..users.len()).collect());
-    result.sort_unstable();
-    result.dedup();
-    result.retain(|&i| {
-        let u = &users[i];
-        clauses.iter().all(|c| match c {
-            UserClause::Mail(m) => u.mail.as_deref().is_some_and(|x| x.eq_ignore_ascii_case(m)),
-            UserClause::StartsWith(p) => u.display_name.to_lowercase().starts_with(p.as_str()),
-            UserClause::Enabled(b) => u.account_enabled == *b,
-            _ => true,
-        })
-    });
+    // No filter at all: page over the user list without touching every user.
+    let result: Option<Vec<usize>> = if clauses.is_empty() {
+        None
+    } else {
+        let mut r: Vec<usize> = candidates.unwrap_or_else(|| (0..users.len()).collect());
+        r.sort_unstable();
+        r.dedup();
+        r.retain(|&i| {
+            let u = &users[i];
+            clauses.iter().all(|c| match c {
+                UserClause::Mail(m) => u.mail.as_deref().is_some_and(|x| x.eq_ignore_ascii_case(m)),
+                UserClause::StartsWith(p) => u.display_name.to_lowercase().starts_with(p.as_str()),
+                UserClause::Enabled(b) => u.account_enabled == *b,
+                _ => true,
+            })
+        });
+        Some(r)
+    };
+    let total = result.as_ref().map_or(users.len(), Vec::len);
     let scope = format!(
         "users|{}|{}|{}",
         query.get("$filter").unwrap_or(""),
@@ -960,11 +967,13 @@ fn list_users(shared: &Shared, caller: &Caller, parts: &Parts, query: &Query) ->
     );
     let offset = page_offset(shared, &scope, query)?;
     let basic = !caller.has_any(&READ_USERS[..4]);
-    let page: Vec<Value> = result
-        .iter()
-        .skip(offset)
-        .take(top)
-        .map(|&i| Value::Object(user_json(&users[i], &select, basic)))
+    let indices: Vec<usize> = match &result {
+        Some(r) => r.iter().skip(offset).take(top).copied().collect(),
+        None => (offset.min(total)..(offset + top).min(total)).collect(),
+    };
+    let page: Vec<Value> = indices
+        .into_iter()
+        .map(|i| Value::Object(user_json(&users[i], &select, basic)))
         .collect();
     let mut body = Map::new();
     body.insert(
@@ -975,9 +984,9 @@ fn list_users(shared: &Shared, caller: &Caller, parts: &Parts, query: &Query) ->
         )),
     );
     if count {
-        body.insert("@odata.count".into(), json!(result.len()));
+        body.insert("@odata.count".into(), json!(total));
     }
-    if offset + top < result.len() {
+    if offset + top < total {
         let tok = shared
             .pages
             .seal(&scope, &json!({"o": offset + top, "x": expiry(shared)}));
