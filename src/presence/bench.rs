@@ -1,0 +1,1 @@
+//! Benchmark generator (filled in below).
