@@ -168,7 +168,7 @@ pub fn bench_config(spec: &BenchSpec) -> PresenceConfig {
     let users = (0..spec.users)
         .map(|u| TrackedUser {
             upn: format!("user{u:05}@contoso.com"),
-            active: u % 50 != 0,
+            active: !u.is_multiple_of(50),
             mode: match u % 20 {
                 0 => PresenceMode::Off,
                 1 | 2 => PresenceMode::TrackOnly,
@@ -215,13 +215,15 @@ pub fn generate(dir: &Path, spec: &BenchSpec) -> std::io::Result<BenchFiles> {
         let a = 100 + o;
         let v6 = rng.chance(30);
         let day = rng.below(u64::from(spec.days)) as i64;
-        // Most people spend a day in one place: the office (70 %) or at home.
-        let in_office_today = (u ^ (day as u64).wrapping_mul(0x9e37)).wrapping_mul(0x2545_f491) % 10 < 7;
+        // Most people spend a day in one place: the office (70 %) or at home; 2 % of
+        // their sign-ins come from the other place, 5 % from unknown networks.
+        let in_office_today =
+            (u ^ (day as u64).wrapping_mul(0x9e37)).wrapping_mul(0x2545_f491) % 10 < 7;
         let floor = (u * 7 + u64::from(rng.chance(10))) % 45;
         let host = 1 + u % 200;
         let i = u % isps;
         let ip = match rng.below(100) {
-            n if (n < 88) == in_office_today && n < 95 => {
+            n if (n < 93) == in_office_today && n < 95 => {
                 if v6 {
                     format!("2001:db8:{o:x}:{floor:x}::{host:x}")
                 } else {
@@ -271,7 +273,7 @@ pub fn generate(dir: &Path, spec: &BenchSpec) -> std::io::Result<BenchFiles> {
             line,
             "\"status\":{{\"errorCode\":{}}},\"location\":{{\"countryOrRegion\":\"DE\"}},\"deviceDetail\":{{\"operatingSystem\":\"Windows10\",\"isCompliant\":{},\"isManaged\":true}},",
             if failed { 50126 } else { 0 },
-            u % 3 == 0
+            u.is_multiple_of(3)
         );
         line.push_str("\"appliedConditionalAccessPolicies\":[]}\n");
         bytes += line.len() as u64;

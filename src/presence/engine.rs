@@ -74,6 +74,18 @@ pub struct Transition {
 }
 
 impl Transition {
+    pub fn into_event(self, user: &str, date: Date) -> PresenceEvent {
+        PresenceEvent {
+            user: user.to_owned(),
+            date,
+            at: Timestamp::from_millisecond(self.at_ms).expect("stored timestamps are valid"),
+            place: self.place,
+            range: self.range,
+            source: self.source,
+            set_by: self.set_by,
+        }
+    }
+
     pub fn event(&self, user: &str, date: Date) -> PresenceEvent {
         PresenceEvent {
             user: user.to_owned(),
@@ -180,8 +192,15 @@ pub trait PresenceBackend {
         let _ = ok;
         Ok(())
     }
-    /// Record a sign-in id; false when it was already seen.
-    fn first_seen(&mut self, id: &str, date: Date) -> Result<bool, PresenceError>;
+    /// Record a sign-in id (of `user` on `date`; `hash` is [`super::id_hash`] of `id`);
+    /// false when it was already seen.
+    fn first_seen(
+        &mut self,
+        user: UserRef<'_>,
+        id: &str,
+        hash: u64,
+        date: Date,
+    ) -> Result<bool, PresenceError>;
     /// Record an access event; false when (user, ip, date) was already recorded.
     fn log_access(
         &mut self,
@@ -207,8 +226,9 @@ pub trait PresenceBackend {
     ) -> Result<(), PresenceError>;
     /// Record a manual change.
     fn add_override(&mut self, user: &str, date: Date, ov: Override) -> Result<(), PresenceError>;
-    /// Recompute every user-day touched since `begin`.
-    fn recompute(&mut self) -> Result<Vec<DayChange>, PresenceError>;
+    /// Recompute every user-day touched since `begin`, handing each change to `sink`
+    /// (one at a time, so a large batch never holds them all twice).
+    fn recompute(&mut self, sink: &mut dyn FnMut(DayChange)) -> Result<(), PresenceError>;
     /// Enforce retention (access and presence events) and forget what is older than the
     /// late-arrival window (seen ids, observations, overrides).
     fn prune(
@@ -367,6 +387,7 @@ pub(crate) struct Candidate {
     pub ip: IpAddr,
     /// Matched range, `u32::MAX` for none.
     pub range: u32,
+    pub id_hash: u64,
 }
 
 type FxMap<K, V> = HashMap<K, V, BuildHasherDefault<FxHasher>>;
@@ -628,7 +649,7 @@ impl PresenceEngine {
         if !self.users[user as usize].active {
             return Verdict::Discard(|d| d.inactive_user += 1);
         }
-        let (Some(_), Some(at_ms), Some(ip)) = (
+        let (Some(id), Some(at_ms), Some(ip)) = (
             s.id.as_deref().filter(|i| !i.is_empty()),
             s.created_date_time.as_deref().and_then(parse_timestamp_ms),
             s.ip_address
@@ -652,6 +673,7 @@ impl PresenceEngine {
             date,
             ip,
             range,
+            id_hash: super::id_hash(id),
         })
     }
 
@@ -664,15 +686,15 @@ impl PresenceEngine {
         counts: &mut Counts,
         access: &mut Vec<AccessEvent>,
     ) -> Result<(), PresenceError> {
-        if !b.first_seen(id, c.date)? {
-            counts.discarded.duplicate += 1;
-            return Ok(());
-        }
         let u = &self.users[c.user as usize];
         let user = UserRef {
             ix: c.user,
             key: &u.key,
         };
+        if !b.first_seen(user, id, c.id_hash, c.date)? {
+            counts.discarded.duplicate += 1;
+            return Ok(());
+        }
         if c.range == u32::MAX {
             b.discover(suggested_block(c.ip), c.ip, user, c.date)?;
             counts.discovered += 1;
@@ -720,23 +742,25 @@ impl PresenceEngine {
         opts: &ProcessOptions,
         mut report: BatchReport,
     ) -> Result<BatchReport, PresenceError> {
-        for ch in b.recompute()? {
-            for t in &ch.emitted {
-                report.presence_events.push(t.event(&ch.user, ch.date));
+        b.recompute(&mut |ch: DayChange| {
+            for t in ch.emitted {
+                report.presence_events.push(t.into_event(&ch.user, ch.date));
             }
-            for t in &ch.superseded {
-                report.superseded_events.push(t.event(&ch.user, ch.date));
+            for t in ch.superseded {
+                report
+                    .superseded_events
+                    .push(t.into_event(&ch.user, ch.date));
             }
             report.statuses.push(UserDayStatus {
-                user: ch.user.clone(),
-                date: ch.date,
-                place: ch.status.as_ref().and_then(|t| t.place.clone()),
                 since: ch
                     .status
                     .as_ref()
                     .map(|t| Timestamp::from_millisecond(t.at_ms).expect("valid")),
+                place: ch.status.and_then(|t| t.place),
+                user: ch.user,
+                date: ch.date,
             });
-        }
+        })?;
         b.prune(
             opts.today(),
             self.config.settings.retention_days,
@@ -837,30 +861,39 @@ impl PresenceEngine {
         let cutoff = opts.cutoff();
         let mut report = BatchReport::default();
         let mut access = Vec::new();
-        let (tx, rx) = std::sync::mpsc::sync_channel::<Chunk>(4);
+        // Full chunks flow to this thread; emptied ones go back to their reader for reuse,
+        // so memory stays flat however large the file.
+        let (tx, rx) = std::sync::mpsc::sync_channel::<(usize, Chunk)>(4);
         let result: Result<(), PresenceError> = std::thread::scope(|scope| {
             let halves = [(0, split), (split, len)];
+            let mut recycle = Vec::new();
             let workers: Vec<_> = halves
                 .into_iter()
-                .map(|(from, to)| {
+                .enumerate()
+                .map(|(w, (from, to))| {
                     let tx = tx.clone();
-                    scope.spawn(move || self.read_part(path, from, to, cutoff, tx))
+                    let (back_tx, back_rx) = std::sync::mpsc::channel::<Chunk>();
+                    recycle.push(back_tx);
+                    scope.spawn(move || {
+                        self.read_part(path, from, to, cutoff, |c| tx.send((w, c)).is_ok(), back_rx)
+                    })
                 })
                 .collect();
             drop(tx);
             let mut applied = Ok(());
-            for chunk in rx {
+            for (w, mut chunk) in rx {
                 report.counts.add(&chunk.counts);
-                if applied.is_err() {
-                    continue;
-                }
-                for (c, off, len) in &chunk.candidates {
-                    let id = &chunk.ids[*off as usize..(*off + *len) as usize];
-                    if let Err(e) = self.apply(b, id, c, &mut report.counts, &mut access) {
-                        applied = Err(e);
-                        break;
+                if applied.is_ok() {
+                    for (c, off, len) in &chunk.candidates {
+                        let id = &chunk.ids[*off as usize..(*off + *len) as usize];
+                        if let Err(e) = self.apply(b, id, c, &mut report.counts, &mut access) {
+                            applied = Err(e);
+                            break;
+                        }
                     }
                 }
+                chunk.clear();
+                let _ = recycle[w].send(chunk);
             }
             for w in workers {
                 w.join().expect("reader thread panicked")?;
@@ -878,7 +911,8 @@ impl PresenceEngine {
         from: u64,
         to: u64,
         cutoff: Date,
-        tx: std::sync::mpsc::SyncSender<Chunk>,
+        mut send: impl FnMut(Chunk) -> bool,
+        back: std::sync::mpsc::Receiver<Chunk>,
     ) -> Result<(), PresenceError> {
         const BLOCK: usize = 4 << 20;
         let mut file = std::fs::File::open(path)?;
@@ -927,7 +961,8 @@ impl PresenceEngine {
                 return Err(e.into());
             }
             if chunk.candidates.len() >= 16_384 || at_end {
-                if tx.send(std::mem::take(&mut chunk)).is_err() {
+                let next = back.try_recv().unwrap_or_default();
+                if !send(std::mem::replace(&mut chunk, next)) {
                     return Ok(()); // the receiver stopped on an error
                 }
             }
@@ -991,6 +1026,14 @@ struct Chunk {
     ids: String,
     candidates: Vec<(Candidate, u32, u32)>,
     counts: Counts,
+}
+
+impl Chunk {
+    fn clear(&mut self) {
+        self.ids.clear();
+        self.candidates.clear();
+        self.counts = Counts::default();
+    }
 }
 
 /// The first offset at or after `at` that starts a line.

@@ -28,8 +28,57 @@ pub fn id_hash(id: &str) -> u64 {
     h
 }
 
+/// A set that stays a small vector (fast, compact) until it grows large.
+#[derive(Debug, Clone)]
+enum SmallSet<T: std::hash::Hash + Eq + Copy> {
+    Small(Vec<T>),
+    Large(HashSet<T, Fx>),
+}
+
+impl<T: std::hash::Hash + Eq + Copy> Default for SmallSet<T> {
+    fn default() -> Self {
+        SmallSet::Small(Vec::new())
+    }
+}
+
+impl<T: std::hash::Hash + Eq + Copy> SmallSet<T> {
+    const LIMIT: usize = 48;
+
+    #[inline]
+    fn insert(&mut self, v: T) -> bool {
+        match self {
+            SmallSet::Small(items) => {
+                if items.contains(&v) {
+                    return false;
+                }
+                if items.len() < Self::LIMIT {
+                    items.push(v);
+                } else {
+                    let mut set: HashSet<T, Fx> = items.drain(..).collect();
+                    set.insert(v);
+                    *self = SmallSet::Large(set);
+                }
+                true
+            }
+            SmallSet::Large(set) => set.insert(v),
+        }
+    }
+
+    fn iter(&self) -> Box<dyn Iterator<Item = &T> + '_> {
+        match self {
+            SmallSet::Small(items) => Box::new(items.iter()),
+            SmallSet::Large(set) => Box::new(set.iter()),
+        }
+    }
+}
+
+/// One user's calendar day.
 #[derive(Debug, Default, Clone)]
 struct UserDay {
+    /// Hashes of the sign-in ids processed (a given id always has the same user and day).
+    seen: SmallSet<u64>,
+    /// Addresses logged as access events.
+    access: SmallSet<IpAddr>,
     /// (time, place id); sorted and deduplicated when recomputed.
     obs: Vec<(i64, u32)>,
     overrides: Vec<Override>,
@@ -37,26 +86,40 @@ struct UserDay {
     dirty: bool,
 }
 
-#[derive(Debug, Default, Clone)]
-struct DayBook {
-    seen: HashSet<u64, Fx>,
-    access: HashSet<(u32, IpAddr), Fx>,
-    users: HashMap<u32, UserDay, Fx>,
+#[derive(Debug, Clone)]
+struct UserBook {
+    key: Box<str>,
+    /// Few days (the late-arrival window), so a vector.
+    days: Vec<(Date, UserDay)>,
 }
 
-/// Engine state in memory: per calendar day the seen sign-in ids, the access events and
-/// each user's observations (all of them: a late sign-in can fall between any two).
+impl UserBook {
+    #[inline]
+    fn day(&mut self, date: Date) -> &mut UserDay {
+        let i = match self.days.iter().position(|(d, _)| *d == date) {
+            Some(i) => i,
+            None => {
+                self.days.push((date, UserDay::default()));
+                self.days.len() - 1
+            }
+        };
+        &mut self.days[i].1
+    }
+}
+
+/// Engine state in memory: per user and calendar day the seen sign-in ids, the logged
+/// addresses and every observation (all of them: a late sign-in can fall between any two).
+/// Everything one sign-in touches sits in one user's book, which keeps processing fast.
 #[derive(Debug, Default, Clone)]
 pub struct MemoryState {
-    users: Vec<Box<str>>,
+    users: Vec<UserBook>,
     user_ids: HashMap<Box<str>, u32, Fx>,
     places: Vec<(Box<str>, Place)>,
     place_ids: HashMap<(Box<str>, Place), u32, Fx>,
-    days: BTreeMap<Date, DayBook>,
     discovery: HashMap<(IpNet, IpAddr, u32), u64, Fx>,
     user_cache: Vec<u32>,
     range_cache: Vec<u32>,
-    dirty: Vec<(Date, u32)>,
+    dirty: Vec<(u32, Date)>,
 }
 
 const NONE: u32 = u32::MAX;
@@ -71,7 +134,10 @@ impl MemoryState {
             return id;
         }
         let id = self.users.len() as u32;
-        self.users.push(key.into());
+        self.users.push(UserBook {
+            key: key.into(),
+            days: Vec::new(),
+        });
         self.user_ids.insert(key.into(), id);
         id
     }
@@ -99,23 +165,21 @@ impl MemoryState {
         id
     }
 
-    fn mark_dirty(&mut self, date: Date, user: u32) {
-        let ud = self
-            .days
-            .entry(date)
-            .or_default()
-            .users
-            .entry(user)
-            .or_default();
+    /// The user-day, marked for recomputation.
+    #[inline]
+    fn dirty_day(&mut self, user: u32, date: Date) -> &mut UserDay {
+        let ud = self.users[user as usize].day(date);
         if !ud.dirty {
             ud.dirty = true;
-            self.dirty.push((date, user));
+            self.dirty.push((user, date));
         }
+        self.users[user as usize].day(date)
     }
 
-    fn recompute_one(&mut self, date: Date, user: u32) -> Option<DayChange> {
+    fn recompute_one(&mut self, user: u32, date: Date) -> Option<DayChange> {
         let places = &self.places;
-        let ud = self.days.get_mut(&date)?.users.get_mut(&user)?;
+        let book = &mut self.users[user as usize];
+        let ud = &mut book.days.iter_mut().find(|(d, _)| *d == date)?.1;
         ud.dirty = false;
         ud.obs.sort_unstable();
         ud.obs.dedup();
@@ -139,7 +203,7 @@ impl MemoryState {
         let (emitted, superseded) = diff(&ud.events, &new);
         ud.events = new;
         Some(DayChange {
-            user: self.users[user as usize].to_string(),
+            user: book.key.to_string(),
             date,
             emitted,
             superseded,
@@ -147,18 +211,17 @@ impl MemoryState {
         })
     }
 
+    fn user_days(&self) -> impl Iterator<Item = (&str, Date, &UserDay)> {
+        self.users
+            .iter()
+            .flat_map(|b| b.days.iter().map(move |(d, ud)| (&*b.key, *d, ud)))
+    }
+
     /// Every presence event currently held, sorted.
     pub fn presence_events(&self) -> Vec<PresenceEvent> {
         let mut out: Vec<PresenceEvent> = self
-            .days
-            .iter()
-            .flat_map(|(date, book)| {
-                book.users.iter().flat_map(move |(u, ud)| {
-                    ud.events
-                        .iter()
-                        .map(move |t| t.event(&self.users[*u as usize], *date))
-                })
-            })
+            .user_days()
+            .flat_map(|(u, d, ud)| ud.events.iter().map(move |t| t.event(u, d)))
             .collect();
         out.sort_unstable();
         out
@@ -167,13 +230,12 @@ impl MemoryState {
     /// Every access event currently held (within the late-arrival window), sorted.
     pub fn access_events(&self) -> Vec<AccessEvent> {
         let mut out: Vec<AccessEvent> = self
-            .days
-            .iter()
-            .flat_map(|(date, book)| {
-                book.access.iter().map(move |(u, ip)| AccessEvent {
-                    user: self.users[*u as usize].to_string(),
+            .user_days()
+            .flat_map(|(u, date, ud)| {
+                ud.access.iter().map(move |ip| AccessEvent {
+                    user: u.to_owned(),
                     ip: *ip,
-                    date: *date,
+                    date,
                 })
             })
             .collect();
@@ -181,22 +243,19 @@ impl MemoryState {
         out
     }
 
-    /// The end-of-day status of every user-day with observations, sorted.
+    /// The end-of-day status of every user-day with presence, sorted.
     pub fn statuses(&self) -> Vec<UserDayStatus> {
         let mut out: Vec<UserDayStatus> = self
-            .days
-            .iter()
-            .flat_map(|(date, book)| {
-                book.users.iter().map(move |(u, ud)| {
-                    let last = ud.events.last();
-                    UserDayStatus {
-                        user: self.users[*u as usize].to_string(),
-                        date: *date,
-                        place: last.and_then(|t| t.place.clone()),
-                        since: last
-                            .map(|t| jiff::Timestamp::from_millisecond(t.at_ms).expect("valid")),
-                    }
-                })
+            .user_days()
+            .filter(|(_, _, ud)| !ud.events.is_empty())
+            .map(|(u, date, ud)| {
+                let last = ud.events.last();
+                UserDayStatus {
+                    user: u.to_owned(),
+                    date,
+                    place: last.and_then(|t| t.place.clone()),
+                    since: last.map(|t| jiff::Timestamp::from_millisecond(t.at_ms).expect("valid")),
+                }
             })
             .collect();
         out.sort_unstable();
@@ -219,69 +278,56 @@ impl MemoryState {
                 (r.to_string(), pl.clone())
             })
             .collect();
-        let days = self
-            .days
-            .iter()
-            .map(|(date, book)| {
-                let mut seen: Vec<u64> = book.seen.iter().copied().collect();
-                seen.sort_unstable();
-                let mut hex = String::with_capacity(seen.len() * 16);
-                for h in seen {
-                    use std::fmt::Write;
-                    let _ = write!(hex, "{h:016x}");
-                }
-                let mut access: BTreeMap<String, Vec<IpAddr>> = BTreeMap::new();
-                for (u, ip) in &book.access {
-                    access
-                        .entry(self.users[*u as usize].to_string())
-                        .or_default()
-                        .push(*ip);
-                }
-                access.values_mut().for_each(|v| v.sort_unstable());
-                let users = book
-                    .users
-                    .iter()
-                    .map(|(u, ud)| {
-                        let mut obs: Vec<(i64, u32)> = ud
-                            .obs
-                            .iter()
-                            .map(|&(t, p)| (t, renum[p as usize]))
-                            .collect();
-                        obs.sort_unstable();
-                        obs.dedup();
-                        let mut overrides: Vec<OverrideJson> = ud
-                            .overrides
-                            .iter()
-                            .map(|o| OverrideJson {
-                                at_ms: o.at_ms,
-                                place: o.place.clone(),
-                                set_by: o.set_by.clone(),
-                            })
-                            .collect();
-                        overrides.sort_by(|a, b| (a.at_ms, &a.set_by).cmp(&(b.at_ms, &b.set_by)));
-                        (
-                            self.users[*u as usize].to_string(),
-                            UserDayJson { obs, overrides },
-                        )
-                    })
-                    .collect();
-                DayJson {
-                    date: *date,
+        let mut days: BTreeMap<Date, BTreeMap<String, UserDayJson>> = BTreeMap::new();
+        for (u, date, ud) in self.user_days() {
+            let mut seen: Vec<u64> = ud.seen.iter().copied().collect();
+            seen.sort_unstable();
+            let mut hex = String::with_capacity(seen.len() * 16);
+            for h in seen {
+                use std::fmt::Write;
+                let _ = write!(hex, "{h:016x}");
+            }
+            let mut access: Vec<IpAddr> = ud.access.iter().copied().collect();
+            access.sort_unstable();
+            let mut obs: Vec<(i64, u32)> = ud
+                .obs
+                .iter()
+                .map(|&(t, p)| (t, renum[p as usize]))
+                .collect();
+            obs.sort_unstable();
+            obs.dedup();
+            let mut overrides: Vec<OverrideJson> = ud
+                .overrides
+                .iter()
+                .map(|o| OverrideJson {
+                    at_ms: o.at_ms,
+                    place: o.place.clone(),
+                    set_by: o.set_by.clone(),
+                })
+                .collect();
+            overrides.sort_by(|a, b| (a.at_ms, &a.set_by).cmp(&(b.at_ms, &b.set_by)));
+            days.entry(date).or_default().insert(
+                u.to_owned(),
+                UserDayJson {
                     seen: hex,
                     access,
-                    users,
-                }
-            })
-            .collect();
+                    obs,
+                    overrides,
+                },
+            );
+        }
         serde_json::to_value(StateJson {
             version: 1,
             places,
-            days,
+            days: days
+                .into_iter()
+                .map(|(date, users)| DayJson { date, users })
+                .collect(),
         })
         .expect("state serialises")
     }
 
-    /// Rebuild a state from [`MemoryState::to_json`]; the day's events are recomputed.
+    /// Rebuild a state from [`MemoryState::to_json`]; the days' events are recomputed.
     pub fn from_json(value: serde_json::Value) -> Result<Self, PresenceError> {
         let bad = |m: String| PresenceError::State(m);
         let j: StateJson = serde_json::from_value(value).map_err(|e| bad(e.to_string()))?;
@@ -295,35 +341,30 @@ impl MemoryState {
             .map(|(r, p)| st.intern_place(r, p))
             .collect();
         for d in j.days {
-            if d.seen.len() % 16 != 0 {
-                return Err(bad(format!(
-                    "{}: seen is not a list of 16-digit hashes",
-                    d.date
-                )));
-            }
-            let mut book = DayBook::default();
-            for k in (0..d.seen.len()).step_by(16) {
-                let h = d
-                    .seen
-                    .get(k..k + 16)
-                    .and_then(|s| u64::from_str_radix(s, 16).ok())
-                    .ok_or_else(|| bad(format!("{}: bad hash in seen", d.date)))?;
-                book.seen.insert(h);
-            }
-            for (u, ips) in d.access {
-                let uid = st.intern_user(&u);
-                book.access.extend(ips.into_iter().map(|ip| (uid, ip)));
-            }
             for (u, ud) in d.users {
                 let uid = st.intern_user(&u);
-                let mut obs = Vec::with_capacity(ud.obs.len());
+                if ud.seen.len() % 16 != 0 {
+                    return Err(bad(format!("{}/{u}: seen is not 16-digit hashes", d.date)));
+                }
+                let mut day = UserDay::default();
+                for k in (0..ud.seen.len()).step_by(16) {
+                    let h = ud
+                        .seen
+                        .get(k..k + 16)
+                        .and_then(|s| u64::from_str_radix(s, 16).ok())
+                        .ok_or_else(|| bad(format!("{}/{u}: bad hash in seen", d.date)))?;
+                    day.seen.insert(h);
+                }
+                for ip in ud.access {
+                    day.access.insert(ip);
+                }
                 for (t, p) in ud.obs {
                     let p = *ids
                         .get(p as usize)
-                        .ok_or_else(|| bad(format!("{}: place {p} out of range", d.date)))?;
-                    obs.push((t, p));
+                        .ok_or_else(|| bad(format!("{}/{u}: place {p} out of range", d.date)))?;
+                    day.obs.push((t, p));
                 }
-                let overrides = ud
+                day.overrides = ud
                     .overrides
                     .into_iter()
                     .map(|o| Override {
@@ -332,20 +373,8 @@ impl MemoryState {
                         set_by: o.set_by,
                     })
                     .collect();
-                book.users.insert(
-                    uid,
-                    UserDay {
-                        obs,
-                        overrides,
-                        events: Vec::new(),
-                        dirty: false,
-                    },
-                );
-            }
-            let users: Vec<u32> = book.users.keys().copied().collect();
-            st.days.insert(d.date, book);
-            for u in users {
-                st.recompute_one(d.date, u);
+                *st.users[uid as usize].day(d.date) = day;
+                st.recompute_one(uid, d.date);
             }
         }
         Ok(st)
@@ -365,15 +394,17 @@ struct StateJson {
 #[serde(deny_unknown_fields)]
 struct DayJson {
     date: Date,
-    /// FNV-1a hashes of the sign-in ids seen for this day, 16 hex digits each, sorted.
-    seen: String,
-    access: BTreeMap<String, Vec<IpAddr>>,
     users: BTreeMap<String, UserDayJson>,
 }
 
 #[derive(Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct UserDayJson {
+    /// FNV-1a hashes of the sign-in ids processed, 16 hex digits each, sorted.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    seen: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    access: Vec<IpAddr>,
     /// `[milliseconds since the epoch, place index]`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     obs: Vec<(i64, u32)>,
@@ -396,10 +427,19 @@ impl PresenceBackend for MemoryState {
         Ok(())
     }
 
-    fn first_seen(&mut self, id: &str, date: Date) -> Result<bool, PresenceError> {
-        Ok(self.days.entry(date).or_default().seen.insert(id_hash(id)))
+    #[inline]
+    fn first_seen(
+        &mut self,
+        user: UserRef<'_>,
+        _id: &str,
+        hash: u64,
+        date: Date,
+    ) -> Result<bool, PresenceError> {
+        let u = self.user_id(user);
+        Ok(self.users[u as usize].day(date).seen.insert(hash))
     }
 
+    #[inline]
     fn log_access(
         &mut self,
         user: UserRef<'_>,
@@ -407,9 +447,10 @@ impl PresenceBackend for MemoryState {
         date: Date,
     ) -> Result<bool, PresenceError> {
         let u = self.user_id(user);
-        Ok(self.days.entry(date).or_default().access.insert((u, ip)))
+        Ok(self.users[u as usize].day(date).access.insert(ip))
     }
 
+    #[inline]
     fn observe(
         &mut self,
         user: UserRef<'_>,
@@ -426,13 +467,7 @@ impl PresenceBackend for MemoryState {
             self.range_cache[ix] = self.intern_place(range.name, range.place);
         }
         let p = self.range_cache[ix];
-        self.mark_dirty(date, u);
-        let ud = self
-            .days
-            .get_mut(&date)
-            .and_then(|b| b.users.get_mut(&u))
-            .expect("just marked");
-        ud.obs.push((at_ms, p));
+        self.dirty_day(u, date).obs.push((at_ms, p));
         Ok(())
     }
 
@@ -450,22 +485,19 @@ impl PresenceBackend for MemoryState {
 
     fn add_override(&mut self, user: &str, date: Date, ov: Override) -> Result<(), PresenceError> {
         let u = self.intern_user(user);
-        self.mark_dirty(date, u);
-        self.days
-            .get_mut(&date)
-            .and_then(|b| b.users.get_mut(&u))
-            .expect("just marked")
-            .overrides
-            .push(ov);
+        self.dirty_day(u, date).overrides.push(ov);
         Ok(())
     }
 
-    fn recompute(&mut self) -> Result<Vec<DayChange>, PresenceError> {
-        let dirty = std::mem::take(&mut self.dirty);
-        Ok(dirty
-            .into_iter()
-            .filter_map(|(d, u)| self.recompute_one(d, u))
-            .collect())
+    fn recompute(&mut self, sink: &mut dyn FnMut(DayChange)) -> Result<(), PresenceError> {
+        let mut dirty = std::mem::take(&mut self.dirty);
+        dirty.sort_unstable();
+        for (u, d) in dirty {
+            if let Some(ch) = self.recompute_one(u, d) {
+                sink(ch);
+            }
+        }
+        Ok(())
     }
 
     fn prune(
@@ -480,7 +512,9 @@ impl PresenceBackend for MemoryState {
         let cutoff = today
             .checked_sub(jiff::Span::new().days(i64::from(keep)))
             .unwrap_or(Date::MIN);
-        self.days = self.days.split_off(&cutoff);
+        for b in &mut self.users {
+            b.days.retain(|(d, _)| *d >= cutoff);
+        }
         Ok(())
     }
 
@@ -513,11 +547,11 @@ impl PresenceBackend for MemoryState {
         let Some(&u) = self.user_ids.get(user) else {
             return Ok(Vec::new());
         };
-        Ok(self
+        Ok(self.users[u as usize]
             .days
-            .get(&date)
-            .and_then(|b| b.users.get(&u))
-            .map(|ud| ud.events.clone())
+            .iter()
+            .find(|(d, _)| *d == date)
+            .map(|(_, ud)| ud.events.clone())
             .unwrap_or_default())
     }
 }

@@ -578,7 +578,13 @@ impl PresenceBackend for PresenceStore {
         Ok(())
     }
 
-    fn first_seen(&mut self, id: &str, date: Date) -> Result<bool, PresenceError> {
+    fn first_seen(
+        &mut self,
+        _user: UserRef<'_>,
+        id: &str,
+        _hash: u64,
+        date: Date,
+    ) -> Result<bool, PresenceError> {
         let mut stmt = self
             .conn
             .prepare("INSERT OR IGNORE INTO seen_sign_ins (id, date) VALUES (?1, ?2)")?;
@@ -657,13 +663,13 @@ impl PresenceBackend for PresenceStore {
         Ok(())
     }
 
-    fn recompute(&mut self) -> Result<Vec<DayChange>, PresenceError> {
+    fn recompute(&mut self, sink: &mut dyn FnMut(DayChange)) -> Result<(), PresenceError> {
         let mut dirty: Vec<(String, Date)> = self.dirty.drain().collect();
         dirty.sort();
-        dirty
-            .iter()
-            .map(|(u, d)| self.recompute_one(u, *d))
-            .collect()
+        for (u, d) in &dirty {
+            sink(self.recompute_one(u, *d)?);
+        }
+        Ok(())
     }
 
     fn prune(
