@@ -316,9 +316,16 @@ impl MemoryState {
                 },
             );
         }
+        let mut discovery: Vec<(IpNet, IpAddr, String, u64)> = self
+            .discovery
+            .iter()
+            .map(|((b, ip, u), n)| (*b, *ip, self.users[*u as usize].key.to_string(), *n))
+            .collect();
+        discovery.sort();
         serde_json::to_value(StateJson {
             version: 1,
             places,
+            discovery,
             days: days
                 .into_iter()
                 .map(|(date, users)| DayJson { date, users })
@@ -340,6 +347,10 @@ impl MemoryState {
             .iter()
             .map(|(r, p)| st.intern_place(r, p))
             .collect();
+        for (block, ip, u, n) in j.discovery {
+            let uid = st.intern_user(&u);
+            *st.discovery.entry((block, ip, uid)).or_default() += n;
+        }
         for d in j.days {
             for (u, ud) in d.users {
                 let uid = st.intern_user(&u);
@@ -388,6 +399,9 @@ struct StateJson {
     /// `[range name, place]`; observations refer to places by index.
     places: Vec<(String, Place)>,
     days: Vec<DayJson>,
+    /// `[suggested block, address, user, events]` of unmatched addresses (auto-create).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    discovery: Vec<(IpNet, IpAddr, String, u64)>,
 }
 
 #[derive(Serialize, Deserialize)]

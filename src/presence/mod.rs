@@ -56,10 +56,12 @@
 //! {"version": 1,
 //!  "places": [["HQ wifi", {"kind": "office", "location": "Berlin"}], ["VPN", {"kind": "remote"}]],
 //!  "days": [{"date": "2024-05-01",
-//!            "seen": "<16 hex digits of FNV-1a per sign-in id, sorted, concatenated>",
-//!            "access": {"alice@contoso.com": ["10.1.2.3"]},
-//!            "users": {"alice@contoso.com": {"obs": [[1714554000000, 0]],
-//!                       "overrides": [{"at_ms": 1714557600000, "place": null, "set_by": "admin"}]}}}]}
+//!            "users": {"alice@contoso.com": {
+//!               "seen": "<FNV-1a of each sign-in id, 16 hex digits each, sorted, concatenated>",
+//!               "access": ["10.1.2.3"],
+//!               "obs": [[1714554000000, 0]],
+//!               "overrides": [{"at_ms": 1714557600000, "place": null, "set_by": "admin"}]}}}],
+//!  "discovery": [["203.0.113.0/24", "203.0.113.9", "bob@contoso.com", 3]]}
 //! ```
 //!
 //! # Known limits
