@@ -187,6 +187,11 @@ pub trait PresenceBackend {
     fn begin(&mut self) -> Result<(), PresenceError> {
         Ok(())
     }
+    /// The in-memory state, which [`PresenceEngine::process_file`] can split by user
+    /// across threads.
+    fn as_memory(&mut self) -> Option<&mut super::MemoryState> {
+        None
+    }
     /// End a batch: keep its changes (`ok`) or drop them.
     fn end(&mut self, ok: bool) -> Result<(), PresenceError> {
         let _ = ok;
@@ -845,7 +850,10 @@ impl PresenceEngine {
         }
         let split = line_boundary(&mut file, len / 2)?;
         b.begin()?;
-        let r = self.process_halves(b, path, split, len, opts);
+        let r = match b.as_memory() {
+            Some(mem) => self.process_halves_sharded(mem, path, split, len, opts),
+            None => self.process_halves(b, path, split, len, opts),
+        };
         b.end(r.is_ok())?;
         r
     }
@@ -903,6 +911,123 @@ impl PresenceEngine {
         result?;
         report.access_events = access;
         self.finish(b, opts, report)
+    }
+
+    /// Both threads read, classify and apply: each owns the users of one shard, applies
+    /// its own candidates and passes the other shard's to its peer.
+    fn process_halves_sharded(
+        &self,
+        mem: &mut super::MemoryState,
+        path: &Path,
+        split: u64,
+        len: u64,
+        opts: &ProcessOptions,
+    ) -> Result<BatchReport, PresenceError> {
+        use std::sync::mpsc::{Receiver, Sender, channel};
+        let cutoff = opts.cutoff();
+        mem.prepare_shards(
+            self.users
+                .iter()
+                .enumerate()
+                .map(|(i, u)| (i as u32, u.key.as_str())),
+            self.places.iter().enumerate().filter_map(|(i, p)| {
+                p.as_ref()
+                    .map(|p| (i as u32, self.table.range(i as u32).name.as_str(), p))
+            }),
+        );
+        let owner: Vec<u8> = (0..self.users.len() as u32)
+            .map(|u| mem.shard_of(u, 2) as u8)
+            .collect();
+        let shards = mem.shards(2);
+        let (to_1, from_0) = channel::<Chunk>();
+        let (to_0, from_1) = channel::<Chunk>();
+        let plan: [(u64, u64, Sender<Chunk>, Receiver<Chunk>); 2] =
+            [(0, split, to_1, from_1), (split, len, to_0, from_0)];
+        type Out = (Counts, Vec<AccessEvent>, super::memory::ShardOutcome);
+        let results: Vec<Result<Out, PresenceError>> = std::thread::scope(|scope| {
+            let handles: Vec<_> = shards
+                .into_iter()
+                .zip(plan)
+                .enumerate()
+                .map(|(w, (mut shard, (from, to, peer, inbox)))| {
+                    let owner = &owner;
+                    scope.spawn(move || -> Result<Out, PresenceError> {
+                        let mut counts = Counts::default();
+                        let mut access = Vec::new();
+                        let drain = |chunk: &Chunk,
+                                     shard: &mut super::memory::MemoryShard<'_>,
+                                     counts: &mut Counts,
+                                     access: &mut Vec<AccessEvent>|
+                         -> Result<(), PresenceError> {
+                            for (c, off, l) in &chunk.candidates {
+                                let id = &chunk.ids[*off as usize..(*off + *l) as usize];
+                                self.apply(shard, id, c, counts, access)?;
+                            }
+                            Ok(())
+                        };
+                        let mut failure = None;
+                        self.read_part(
+                            path,
+                            from,
+                            to,
+                            cutoff,
+                            |mut chunk: Chunk| {
+                                counts.add(&chunk.counts);
+                                let mut theirs = Chunk::default();
+                                for (c, off, l) in &chunk.candidates {
+                                    let id = &chunk.ids[*off as usize..(*off + *l) as usize];
+                                    if usize::from(owner[c.user as usize]) == w {
+                                        if let Err(e) =
+                                            self.apply(&mut shard, id, c, &mut counts, &mut access)
+                                        {
+                                            failure = Some(e);
+                                            return false;
+                                        }
+                                    } else {
+                                        let o = theirs.ids.len() as u32;
+                                        theirs.ids.push_str(id);
+                                        theirs.candidates.push((*c, o, *l));
+                                    }
+                                }
+                                let _ = peer.send(theirs);
+                                while let Ok(ch) = inbox.try_recv() {
+                                    if let Err(e) = drain(&ch, &mut shard, &mut counts, &mut access)
+                                    {
+                                        failure = Some(e);
+                                        return false;
+                                    }
+                                }
+                                chunk.clear();
+                                true
+                            },
+                            channel().1,
+                        )?;
+                        if let Some(e) = failure {
+                            return Err(e);
+                        }
+                        drop(peer);
+                        for ch in inbox {
+                            drain(&ch, &mut shard, &mut counts, &mut access)?;
+                        }
+                        Ok((counts, access, shard.finish()))
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().expect("reader thread panicked"))
+                .collect()
+        });
+        let mut report = BatchReport::default();
+        let mut access = Vec::new();
+        for r in results {
+            let (counts, mut a, outcome) = r?;
+            report.counts.add(&counts);
+            access.append(&mut a);
+            mem.absorb(outcome);
+        }
+        report.access_events = access;
+        self.finish(mem, opts, report)
     }
 
     fn read_part(

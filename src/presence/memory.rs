@@ -264,8 +264,17 @@ impl MemoryState {
 
     /// The compact JSON form (see the module doc of [`super`] for the shape).
     pub fn to_json(&self) -> serde_json::Value {
-        // Renumber places in sorted order so equal states serialise identically.
-        let mut order: Vec<u32> = (0..self.places.len() as u32).collect();
+        // Only places in use, renumbered in sorted order, so equal states serialise
+        // identically however their places were interned.
+        let mut used = vec![false; self.places.len()];
+        for (_, _, ud) in self.user_days() {
+            for &(_, p) in &ud.obs {
+                used[p as usize] = true;
+            }
+        }
+        let mut order: Vec<u32> = (0..self.places.len() as u32)
+            .filter(|p| used[*p as usize])
+            .collect();
         order.sort_by(|a, b| self.places[*a as usize].cmp(&self.places[*b as usize]));
         let mut renum = vec![0u32; self.places.len()];
         for (new, old) in order.iter().enumerate() {
@@ -434,7 +443,174 @@ struct OverrideJson {
     set_by: String,
 }
 
+/// One thread's share of a [`MemoryState`]: the books of the users whose id is
+/// `shard (mod shards)`. Every sign-in touches only its user's book, so shards never
+/// contend; the interning caches are filled beforehand and only read.
+pub(crate) struct MemoryShard<'a> {
+    books: Vec<&'a mut UserBook>,
+    user_cache: &'a [u32],
+    range_cache: &'a [u32],
+    shards: u32,
+    discovery: HashMap<(IpNet, IpAddr, u32), u64, Fx>,
+    dirty: Vec<(u32, Date)>,
+}
+
+/// What a shard hands back to be merged.
+pub(crate) struct ShardOutcome {
+    discovery: HashMap<(IpNet, IpAddr, u32), u64, Fx>,
+    dirty: Vec<(u32, Date)>,
+}
+
+impl MemoryShard<'_> {
+    #[inline]
+    fn book(&mut self, user: UserRef<'_>) -> (u32, &mut UserBook) {
+        let id = self.user_cache[user.ix as usize];
+        (id, &mut *self.books[(id / self.shards) as usize])
+    }
+
+    pub(crate) fn finish(self) -> ShardOutcome {
+        ShardOutcome {
+            discovery: self.discovery,
+            dirty: self.dirty,
+        }
+    }
+}
+
+impl MemoryState {
+    /// Intern every user and place an engine can hand over, so shards need no interning.
+    pub(crate) fn prepare_shards<'k>(
+        &mut self,
+        users: impl Iterator<Item = (u32, &'k str)>,
+        ranges: impl Iterator<Item = (u32, &'k str, &'k Place)>,
+    ) {
+        self.user_cache.clear();
+        self.range_cache.clear();
+        for (ix, key) in users {
+            let id = self.intern_user(key);
+            if ix as usize >= self.user_cache.len() {
+                self.user_cache.resize(ix as usize + 1, NONE);
+            }
+            self.user_cache[ix as usize] = id;
+        }
+        for (ix, name, place) in ranges {
+            let id = self.intern_place(name, place);
+            if ix as usize >= self.range_cache.len() {
+                self.range_cache.resize(ix as usize + 1, NONE);
+            }
+            self.range_cache[ix as usize] = id;
+        }
+    }
+
+    /// Which shard an engine user belongs to (after [`Self::prepare_shards`]).
+    #[inline]
+    pub(crate) fn shard_of(&self, engine_user: u32, shards: u32) -> usize {
+        (self.user_cache[engine_user as usize] % shards) as usize
+    }
+
+    pub(crate) fn shards(&mut self, shards: u32) -> Vec<MemoryShard<'_>> {
+        let mut out: Vec<MemoryShard<'_>> = (0..shards)
+            .map(|_| MemoryShard {
+                books: Vec::new(),
+                user_cache: &self.user_cache,
+                range_cache: &self.range_cache,
+                shards,
+                discovery: HashMap::default(),
+                dirty: Vec::new(),
+            })
+            .collect();
+        for (i, b) in self.users.iter_mut().enumerate() {
+            out[i % shards as usize].books.push(b);
+        }
+        out
+    }
+
+    pub(crate) fn absorb(&mut self, outcome: ShardOutcome) {
+        for (k, n) in outcome.discovery {
+            *self.discovery.entry(k).or_default() += n;
+        }
+        self.dirty.extend(outcome.dirty);
+    }
+}
+
+impl PresenceBackend for MemoryShard<'_> {
+    #[inline]
+    fn first_seen(
+        &mut self,
+        user: UserRef<'_>,
+        _id: &str,
+        hash: u64,
+        date: Date,
+    ) -> Result<bool, PresenceError> {
+        Ok(self.book(user).1.day(date).seen.insert(hash))
+    }
+
+    #[inline]
+    fn log_access(
+        &mut self,
+        user: UserRef<'_>,
+        ip: IpAddr,
+        date: Date,
+    ) -> Result<bool, PresenceError> {
+        Ok(self.book(user).1.day(date).access.insert(ip))
+    }
+
+    #[inline]
+    fn observe(
+        &mut self,
+        user: UserRef<'_>,
+        date: Date,
+        at_ms: i64,
+        range: RangeRef<'_>,
+    ) -> Result<(), PresenceError> {
+        let p = self.range_cache[range.ix as usize];
+        let (id, book) = self.book(user);
+        let ud = book.day(date);
+        ud.obs.push((at_ms, p));
+        if !ud.dirty {
+            ud.dirty = true;
+            self.dirty.push((id, date));
+        }
+        Ok(())
+    }
+
+    fn discover(
+        &mut self,
+        block: IpNet,
+        ip: IpAddr,
+        user: UserRef<'_>,
+        _date: Date,
+    ) -> Result<(), PresenceError> {
+        let id = self.user_cache[user.ix as usize];
+        *self.discovery.entry((block, ip, id)).or_default() += 1;
+        Ok(())
+    }
+
+    fn add_override(&mut self, _: &str, _: Date, _: Override) -> Result<(), PresenceError> {
+        Err(PresenceError::Invalid("not on a shard".into()))
+    }
+
+    fn recompute(&mut self, _: &mut dyn FnMut(DayChange)) -> Result<(), PresenceError> {
+        Err(PresenceError::Invalid("not on a shard".into()))
+    }
+
+    fn prune(&mut self, _: Date, _: u16, _: u16) -> Result<(), PresenceError> {
+        Err(PresenceError::Invalid("not on a shard".into()))
+    }
+
+    fn discovery(&mut self) -> Result<Vec<DiscoveryBlock>, PresenceError> {
+        Err(PresenceError::Invalid("not on a shard".into()))
+    }
+
+    fn day_transitions(&mut self, _: &str, _: Date) -> Result<Vec<Transition>, PresenceError> {
+        Err(PresenceError::Invalid("not on a shard".into()))
+    }
+}
+
 impl PresenceBackend for MemoryState {
+    fn as_memory(&mut self) -> Option<&mut MemoryState> {
+        Some(self)
+    }
+
     fn begin(&mut self) -> Result<(), PresenceError> {
         self.user_cache.clear();
         self.range_cache.clear();
