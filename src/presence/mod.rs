@@ -1,1 +1,131 @@
-//! IP-based office presence (see shared/docs/ip-presence.md).
+//! IP-based office presence (the rules: `shared/docs/ip-presence.md`).
+//!
+//! Every sign-in records the public address the user came from. Where that address is in
+//! a configured office range the user is in that office; where it is in a range marked
+//! remote, the user is remote. This module is a pure library: configuration
+//! ([`PresenceConfig`]), the range table ([`IpRangeTable`]), the engine
+//! ([`PresenceEngine`]), and two places to keep its state: [`MemoryState`] (round-tripped
+//! as JSON through an action's `state`) and [`PresenceStore`] (SQLite under a state dir).
+//!
+//! # Processing
+//!
+//! Only `id`, `createdDateTime`, `ipAddress`, `userPrincipalName` and `status.errorCode`
+//! are read ([`SignIn`]); everything else is skipped on arrival and never stored. In order:
+//! failed sign-ins are discarded unless `count_failed_sign_ins`; unknown and inactive
+//! users are discarded; an address in no range is discarded, or with `auto_create`
+//! counted toward the [`DiscoveryBlock`] report (its /24 or /48); a sign-in whose
+//! calendar day is older than the late-arrival window is discarded as too late; an id
+//! already processed is discarded as a duplicate. A matched sign-in then yields an
+//! [`AccessEvent`] (user, address, date; at most one per user, address and day) when
+//! logging is on app-wide and for the range, and an observation of the user at the range's
+//! place when the range has presence on and the user's mode is not `off`. Every discard
+//! is counted by reason ([`Discarded`]).
+//!
+//! A sign-in's calendar day is taken in the time zone of the matched range's location
+//! (`settings.location_time_zones`), else `settings.time_zone` (UTC by default); an
+//! unmatched address uses the default zone.
+//!
+//! # What a presence event is, given late arrival
+//!
+//! For each user and calendar day the engine keeps every observation (time, range) and
+//! every manual change of that day. The day's **timeline** is these in time order (ties:
+//! sign-ins before manual changes, then by range name or administrator), starting from
+//! "nowhere". A **presence event** is an element of the timeline that changes the status
+//! (a different place, or a manual clear/set that differs); it carries the time of the
+//! sign-in (or manual change) that caused it, never the time it was processed. A later
+//! sign-in from the same place emits nothing; a manual change holds until the next
+//! sign-in from a different place.
+//!
+//! The set of presence events of a day is therefore a function of the set of sign-ins,
+//! whatever their arrival order or batching. When a late sign-in changes that set, the
+//! batch reports the difference: new events in [`BatchReport::presence_events`] and the
+//! events that no longer hold in [`BatchReport::superseded_events`] (the store deletes
+//! them). Example: A@9:00 and B@10:00 give events A@9:00, B@10:00; a late B@9:30
+//! supersedes B@10:00 with B@9:30; a later A@9:45 emits A@9:45 and brings back B@10:00.
+//! Re-processing a sign-in id changes nothing.
+//!
+//! Order independence holds within the late-arrival window
+//! ([`ProcessOptions::late_window_days`], default 2 days before today in UTC): older
+//! observations are pruned, and sign-ins for such days are discarded as too late.
+//!
+//! # State JSON (stateless mode)
+//!
+//! [`MemoryState::to_json`] / [`MemoryState::from_json`]:
+//!
+//! ```json
+//! {"version": 1,
+//!  "places": [["HQ wifi", {"kind": "office", "location": "Berlin"}], ["VPN", {"kind": "remote"}]],
+//!  "days": [{"date": "2024-05-01",
+//!            "users": {"alice@contoso.com": {
+//!               "seen": "<FNV-1a of each sign-in id, 16 hex digits each, sorted, concatenated>",
+//!               "access": ["10.1.2.3"],
+//!               "obs": [[1714554000000, 0]],
+//!               "overrides": [{"at_ms": 1714557600000, "place": null, "set_by": "admin"}]}}}],
+//!  "discovery": [["203.0.113.0/24", "203.0.113.9", "bob@contoso.com", 3]]}
+//! ```
+//!
+//! # Known limits
+//!
+//! - A user who uses no Microsoft service from the office is not seen.
+//! - A device left on in the office can authenticate in the background while its owner is
+//!   away: a false presence.
+//! - Remote desktop into an office machine looks like presence.
+//! - Where several offices egress through one proxy or VPN address, they cannot be told
+//!   apart.
+//! - Sign-ins arriving after the late-arrival window no longer change anything.
+
+pub mod bench;
+mod config;
+mod engine;
+mod memory;
+mod ranges;
+mod signin;
+mod store;
+
+pub use config::{
+    ConfigError, IpRange, PresenceConfig, PresenceMode, Settings, TrackedUser, normalise_upn,
+};
+pub use engine::{
+    AccessEvent, BatchReport, Counts, DayChange, Discarded, DiscoveryBlock, EventSource, Override,
+    Place, PresenceBackend, PresenceEngine, PresenceEvent, ProcessOptions, RangeRef, TimelineItem,
+    Transition, UserDayStatus, UserRef, diff, parse_timestamp_ms, transitions,
+};
+pub use memory::{MemoryState, id_hash};
+pub use ranges::{IpRangeTable, RangeMatch, canonical_ip, parse_cidr, suggested_block};
+pub use signin::{
+    SignIn, SignInParseError, SignInStatus, for_each_in_array, for_each_json_line, is_json_array,
+    parse_all, parse_sign_in,
+};
+pub use store::{
+    LocationPresence, OccupancyDay, PresenceStore, SCHEMA_VERSION, UserPresence, WhoIsWhere,
+};
+
+/// Everything that can go wrong in the presence engine and store.
+#[derive(Debug, thiserror::Error)]
+pub enum PresenceError {
+    #[error("invalid presence configuration: {}", .0.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("; "))]
+    Config(Vec<ConfigError>),
+    #[error(transparent)]
+    Input(#[from] SignInParseError),
+    #[error("presence store: {0}")]
+    Store(#[from] rusqlite::Error),
+    #[error("presence store: {0}")]
+    Schema(String),
+    #[error("presence state: {0}")]
+    State(String),
+    #[error("{0}")]
+    Invalid(String),
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+}
+
+impl From<Vec<ConfigError>> for PresenceError {
+    fn from(e: Vec<ConfigError>) -> Self {
+        PresenceError::Config(e)
+    }
+}
+
+/// A small multiplicative hasher (the rustc "Fx" hash) for in-memory maps keyed by small
+/// integers and short strings; not for untrusted keys where flooding matters.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct FxHasher(u64);

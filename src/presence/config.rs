@@ -1,0 +1,299 @@
+//! Configuration of the presence engine: IP ranges, tracked users and settings.
+//!
+//! Loaded inline (a `serde_json::Value`) or from a YAML/JSON file, then checked in two
+//! stages: the JSON Schema (shape, unknown fields, types) and the rules the schema cannot
+//! express (CIDR syntax, identical prefixes, time zones, duplicate UPNs). Every problem is
+//! reported with a JSON pointer to the offending entry so the caller can fix it at once.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+use std::sync::OnceLock;
+
+use ipnet::IpNet;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// One problem in a configuration, located by a JSON pointer (`/ranges/3/cidrs/1`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+#[error("{pointer}: {message}")]
+pub struct ConfigError {
+    pub pointer: String,
+    pub message: String,
+}
+
+impl ConfigError {
+    pub fn new(pointer: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            pointer: pointer.into(),
+            message: message.into(),
+        }
+    }
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// A named network: one or more CIDR blocks that mean "this office" or "remote".
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct IpRange {
+    /// Unique name, used in presence events and in the store.
+    pub name: String,
+    /// CIDR blocks (`10.1.0.0/16`, `2001:db8::/48`); a bare address means a single host.
+    pub cidrs: Vec<String>,
+    /// The office this range belongs to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub location: Option<String>,
+    /// A match means "Remote" (home-office ranges, a VPN egress used only by remote staff).
+    #[serde(default)]
+    pub remote: bool,
+    /// A match may change a user's presence.
+    #[serde(default = "yes")]
+    pub presence_enabled: bool,
+    /// A match may be logged as an IP access event.
+    #[serde(default = "yes")]
+    pub logging_enabled: bool,
+}
+
+/// How much of a user's presence is recorded and shown.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum PresenceMode {
+    /// Not tracked: no presence events (access events may still be logged).
+    Off,
+    /// Recorded, counted in occupancy, but not named to colleagues.
+    TrackOnly,
+    /// Recorded and shown.
+    TrackAndDisplay,
+}
+
+/// A person the organisation tracks, by UPN (matched without regard to case).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TrackedUser {
+    pub upn: String,
+    #[serde(default = "yes")]
+    pub active: bool,
+    pub mode: PresenceMode,
+}
+
+fn default_retention() -> u16 {
+    90
+}
+fn default_tz() -> String {
+    "UTC".to_owned()
+}
+
+/// App-wide settings.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    /// App-wide IP access-event logging.
+    #[serde(default = "yes")]
+    pub access_logging: bool,
+    /// Count unmatched addresses toward a discovery report of suggested ranges.
+    #[serde(default)]
+    pub auto_create: bool,
+    /// Days access and presence events are kept (1 to 90).
+    #[serde(default = "default_retention")]
+    #[schemars(range(min = 1, max = 90))]
+    pub retention_days: u16,
+    /// IANA time zone that defines a calendar day where a location has none of its own.
+    #[serde(default = "default_tz")]
+    pub time_zone: String,
+    /// IANA time zone per location, for organisations whose offices span zones.
+    #[serde(default)]
+    pub location_time_zones: BTreeMap<String, String>,
+    /// Whether failed sign-ins (`status.errorCode != 0`) count.
+    #[serde(default)]
+    pub count_failed_sign_ins: bool,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            access_logging: true,
+            auto_create: false,
+            retention_days: default_retention(),
+            time_zone: default_tz(),
+            location_time_zones: BTreeMap::new(),
+            count_failed_sign_ins: false,
+        }
+    }
+}
+
+/// Everything the engine needs: ranges, users and settings.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PresenceConfig {
+    #[serde(default)]
+    pub ranges: Vec<IpRange>,
+    #[serde(default)]
+    pub users: Vec<TrackedUser>,
+    #[serde(default)]
+    pub settings: Settings,
+}
+
+/// Escape one JSON pointer segment (RFC 6901).
+pub(crate) fn pointer_segment(s: &str) -> String {
+    s.replace('~', "~0").replace('/', "~1")
+}
+
+fn schema_validator() -> &'static jsonschema::Validator {
+    static V: OnceLock<jsonschema::Validator> = OnceLock::new();
+    V.get_or_init(|| {
+        let schema =
+            serde_json::to_value(schemars::schema_for!(PresenceConfig)).expect("schema serialises");
+        jsonschema::validator_for(&schema).expect("generated schema compiles")
+    })
+}
+
+impl PresenceConfig {
+    /// The JSON Schema (draft 2020-12) of the configuration.
+    pub fn json_schema() -> serde_json::Value {
+        serde_json::to_value(schemars::schema_for!(PresenceConfig)).expect("schema serialises")
+    }
+
+    /// Load and validate an inline configuration.
+    pub fn from_value(value: serde_json::Value) -> Result<Self, Vec<ConfigError>> {
+        let errors: Vec<ConfigError> = schema_validator()
+            .iter_errors(&value)
+            .map(|e| ConfigError::new(e.instance_path().to_string(), e.to_string()))
+            .collect();
+        if !errors.is_empty() {
+            return Err(errors);
+        }
+        let config: PresenceConfig =
+            serde_json::from_value(value).map_err(|e| vec![ConfigError::new("", e.to_string())])?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Load and validate a configuration file: JSON if it ends in `.json`, YAML otherwise.
+    pub fn from_path(path: &Path) -> Result<Self, Vec<ConfigError>> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| vec![ConfigError::new("", format!("{}: {e}", path.display()))])?;
+        let is_json = path
+            .extension()
+            .is_some_and(|e| e.eq_ignore_ascii_case("json"));
+        let value: serde_json::Value = if is_json {
+            serde_json::from_str(&text)
+                .map_err(|e| vec![ConfigError::new("", format!("{}: {e}", path.display()))])?
+        } else {
+            serde_norway::from_str(&text)
+                .map_err(|e| vec![ConfigError::new("", format!("{}: {e}", path.display()))])?
+        };
+        Self::from_value(value)
+    }
+
+    /// The rules the schema cannot express. Returns every problem found, not just the first.
+    pub fn validate(&self) -> Result<(), Vec<ConfigError>> {
+        let mut errors = Vec::new();
+        let mut names: HashMap<&str, usize> = HashMap::new();
+        let mut prefixes: HashMap<IpNet, String> = HashMap::new();
+        for (i, range) in self.ranges.iter().enumerate() {
+            let at = format!("/ranges/{i}");
+            if range.name.trim().is_empty() {
+                errors.push(ConfigError::new(
+                    format!("{at}/name"),
+                    "range name is empty",
+                ));
+            } else if let Some(first) = names.insert(&range.name, i) {
+                errors.push(ConfigError::new(
+                    format!("{at}/name"),
+                    format!(
+                        "range name {:?} is already used by /ranges/{first}",
+                        range.name
+                    ),
+                ));
+            }
+            if range.cidrs.is_empty() {
+                errors.push(ConfigError::new(format!("{at}/cidrs"), "no CIDR blocks"));
+            }
+            for (j, cidr) in range.cidrs.iter().enumerate() {
+                let here = format!("{at}/cidrs/{j}");
+                match super::ranges::parse_cidr(cidr) {
+                    Ok(net) => {
+                        if let Some(first) = prefixes.get(&net) {
+                            errors.push(ConfigError::new(
+                                &here,
+                                format!("prefix {net} is already listed at {first}"),
+                            ));
+                        } else {
+                            prefixes.insert(net, here);
+                        }
+                    }
+                    Err(message) => errors.push(ConfigError::new(here, message)),
+                }
+            }
+            if let Some(loc) = &range.location
+                && loc.trim().is_empty()
+            {
+                errors.push(ConfigError::new(
+                    format!("{at}/location"),
+                    "location is empty",
+                ));
+            }
+            match (range.location.is_some(), range.remote) {
+                (true, true) => errors.push(ConfigError::new(
+                    at.clone(),
+                    "a range is either an office (location) or remote, not both",
+                )),
+                (false, false) if range.presence_enabled => errors.push(ConfigError::new(
+                    at.clone(),
+                    "presence is enabled but the range has neither a location nor remote: true",
+                )),
+                _ => {}
+            }
+        }
+        let mut upns: HashMap<String, usize> = HashMap::new();
+        for (i, user) in self.users.iter().enumerate() {
+            let key = normalise_upn(&user.upn);
+            if key.is_empty() {
+                errors.push(ConfigError::new(format!("/users/{i}/upn"), "UPN is empty"));
+            } else if let Some(first) = upns.insert(key, i) {
+                errors.push(ConfigError::new(
+                    format!("/users/{i}/upn"),
+                    format!("UPN {:?} is already listed at /users/{first}", user.upn),
+                ));
+            }
+        }
+        let s = &self.settings;
+        if !(1..=90).contains(&s.retention_days) {
+            errors.push(ConfigError::new(
+                "/settings/retention_days",
+                format!("retention_days must be 1 to 90, not {}", s.retention_days),
+            ));
+        }
+        if let Err(e) = jiff::tz::TimeZone::get(&s.time_zone) {
+            errors.push(ConfigError::new(
+                "/settings/time_zone",
+                format!("unknown time zone {:?}: {e}", s.time_zone),
+            ));
+        }
+        for (loc, tz) in &s.location_time_zones {
+            if let Err(e) = jiff::tz::TimeZone::get(tz) {
+                errors.push(ConfigError::new(
+                    format!("/settings/location_time_zones/{}", pointer_segment(loc)),
+                    format!("unknown time zone {tz:?}: {e}"),
+                ));
+            }
+        }
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(errors)
+        }
+    }
+}
+
+/// The key a UPN is matched by: trimmed and lower-cased.
+pub fn normalise_upn(upn: &str) -> String {
+    let t = upn.trim();
+    if t.is_ascii() {
+        t.to_ascii_lowercase()
+    } else {
+        t.to_lowercase()
+    }
+}

@@ -1,0 +1,794 @@
+//! The engine state in memory, and its compact JSON form for stateless runs (the action
+//! envelope's `state` when the platform gives no disk).
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::hash::{BuildHasherDefault, Hasher};
+use std::net::IpAddr;
+
+use ipnet::IpNet;
+use jiff::civil::Date;
+use serde::{Deserialize, Serialize};
+
+use super::engine::{
+    AccessEvent, DayChange, DiscoveryBlock, Override, Place, PresenceBackend, PresenceEvent,
+    RangeRef, TimelineItem, Transition, UserDayStatus, UserRef, diff, transitions,
+};
+use super::{FxHasher, PresenceError};
+
+type Fx = BuildHasherDefault<FxHasher>;
+
+/// FNV-1a: a stable 64-bit hash of a sign-in id (stable across versions and machines,
+/// unlike std's hasher, because it is saved in the JSON state).
+pub fn id_hash(id: &str) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for &b in id.as_bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    h
+}
+
+/// A set that stays a small vector (fast, compact) until it grows large.
+#[derive(Debug, Clone)]
+enum SmallSet<T: std::hash::Hash + Eq + Copy> {
+    Small(Vec<T>),
+    Large(HashSet<T, Fx>),
+}
+
+impl<T: std::hash::Hash + Eq + Copy> Default for SmallSet<T> {
+    fn default() -> Self {
+        SmallSet::Small(Vec::new())
+    }
+}
+
+impl<T: std::hash::Hash + Eq + Copy> SmallSet<T> {
+    const LIMIT: usize = 48;
+
+    #[inline]
+    fn insert(&mut self, v: T) -> bool {
+        match self {
+            SmallSet::Small(items) => {
+                if items.contains(&v) {
+                    return false;
+                }
+                if items.len() < Self::LIMIT {
+                    items.push(v);
+                } else {
+                    let mut set: HashSet<T, Fx> = items.drain(..).collect();
+                    set.insert(v);
+                    *self = SmallSet::Large(set);
+                }
+                true
+            }
+            SmallSet::Large(set) => set.insert(v),
+        }
+    }
+
+    fn iter(&self) -> Box<dyn Iterator<Item = &T> + '_> {
+        match self {
+            SmallSet::Small(items) => Box::new(items.iter()),
+            SmallSet::Large(set) => Box::new(set.iter()),
+        }
+    }
+}
+
+/// One user's calendar day.
+#[derive(Debug, Default, Clone)]
+struct UserDay {
+    /// Hashes of the sign-in ids processed (a given id always has the same user and day).
+    seen: SmallSet<u64>,
+    /// Addresses logged as access events.
+    access: SmallSet<IpAddr>,
+    /// (time, place id); sorted and deduplicated when recomputed.
+    obs: Vec<(i64, u32)>,
+    overrides: Vec<Override>,
+    events: Vec<Transition>,
+    dirty: bool,
+}
+
+#[derive(Debug, Clone)]
+struct UserBook {
+    key: Box<str>,
+    /// Few days (the late-arrival window), so a vector.
+    days: Vec<(Date, UserDay)>,
+}
+
+impl UserBook {
+    #[inline]
+    fn day(&mut self, date: Date) -> &mut UserDay {
+        let i = match self.days.iter().position(|(d, _)| *d == date) {
+            Some(i) => i,
+            None => {
+                self.days.push((date, UserDay::default()));
+                self.days.len() - 1
+            }
+        };
+        &mut self.days[i].1
+    }
+}
+
+/// Engine state in memory: per user and calendar day the seen sign-in ids, the logged
+/// addresses and every observation (all of them: a late sign-in can fall between any two).
+/// Everything one sign-in touches sits in one user's book, which keeps processing fast.
+#[derive(Debug, Default, Clone)]
+pub struct MemoryState {
+    users: Vec<UserBook>,
+    user_ids: HashMap<Box<str>, u32, Fx>,
+    places: Vec<(Box<str>, Place)>,
+    place_ids: HashMap<(Box<str>, Place), u32, Fx>,
+    discovery: HashMap<(IpNet, IpAddr, u32), u64, Fx>,
+    user_cache: Vec<u32>,
+    range_cache: Vec<u32>,
+    dirty: Vec<(u32, Date)>,
+}
+
+const NONE: u32 = u32::MAX;
+
+impl MemoryState {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn intern_user(&mut self, key: &str) -> u32 {
+        if let Some(&id) = self.user_ids.get(key) {
+            return id;
+        }
+        let id = self.users.len() as u32;
+        self.users.push(UserBook {
+            key: key.into(),
+            days: Vec::new(),
+        });
+        self.user_ids.insert(key.into(), id);
+        id
+    }
+
+    #[inline]
+    fn user_id(&mut self, u: UserRef<'_>) -> u32 {
+        let ix = u.ix as usize;
+        if ix >= self.user_cache.len() {
+            self.user_cache.resize(ix + 1, NONE);
+        }
+        if self.user_cache[ix] == NONE {
+            self.user_cache[ix] = self.intern_user(u.key);
+        }
+        self.user_cache[ix]
+    }
+
+    fn intern_place(&mut self, range: &str, place: &Place) -> u32 {
+        let key: (Box<str>, Place) = (range.into(), place.clone());
+        if let Some(&id) = self.place_ids.get(&key) {
+            return id;
+        }
+        let id = self.places.len() as u32;
+        self.places.push(key.clone());
+        self.place_ids.insert(key, id);
+        id
+    }
+
+    /// The user-day, marked for recomputation.
+    #[inline]
+    fn dirty_day(&mut self, user: u32, date: Date) -> &mut UserDay {
+        let ud = self.users[user as usize].day(date);
+        if !ud.dirty {
+            ud.dirty = true;
+            self.dirty.push((user, date));
+        }
+        self.users[user as usize].day(date)
+    }
+
+    fn recompute_one(&mut self, user: u32, date: Date) -> Option<DayChange> {
+        let places = &self.places;
+        let book = &mut self.users[user as usize];
+        let ud = &mut book.days.iter_mut().find(|(d, _)| *d == date)?.1;
+        ud.dirty = false;
+        ud.obs.sort_unstable();
+        ud.obs.dedup();
+        let mut items: Vec<TimelineItem<'_>> = ud
+            .obs
+            .iter()
+            .map(|&(at_ms, p)| TimelineItem {
+                at_ms,
+                manual: false,
+                key: &places[p as usize].0,
+                place: Some(&places[p as usize].1),
+            })
+            .collect();
+        items.extend(ud.overrides.iter().map(|o| TimelineItem {
+            at_ms: o.at_ms,
+            manual: true,
+            key: &o.set_by,
+            place: o.place.as_ref(),
+        }));
+        let new = transitions(&mut items);
+        let (emitted, superseded) = diff(&ud.events, &new);
+        ud.events = new;
+        Some(DayChange {
+            user: book.key.to_string(),
+            date,
+            emitted,
+            superseded,
+            status: ud.events.last().cloned(),
+        })
+    }
+
+    fn user_days(&self) -> impl Iterator<Item = (&str, Date, &UserDay)> {
+        self.users
+            .iter()
+            .flat_map(|b| b.days.iter().map(move |(d, ud)| (&*b.key, *d, ud)))
+    }
+
+    /// Every presence event currently held, sorted.
+    pub fn presence_events(&self) -> Vec<PresenceEvent> {
+        let mut out: Vec<PresenceEvent> = self
+            .user_days()
+            .flat_map(|(u, d, ud)| ud.events.iter().map(move |t| t.event(u, d)))
+            .collect();
+        out.sort_unstable();
+        out
+    }
+
+    /// Every access event currently held (within the late-arrival window), sorted.
+    pub fn access_events(&self) -> Vec<AccessEvent> {
+        let mut out: Vec<AccessEvent> = self
+            .user_days()
+            .flat_map(|(u, date, ud)| {
+                ud.access.iter().map(move |ip| AccessEvent {
+                    user: u.to_owned(),
+                    ip: *ip,
+                    date,
+                })
+            })
+            .collect();
+        out.sort_unstable();
+        out
+    }
+
+    /// The end-of-day status of every user-day with presence, sorted.
+    pub fn statuses(&self) -> Vec<UserDayStatus> {
+        let mut out: Vec<UserDayStatus> = self
+            .user_days()
+            .filter(|(_, _, ud)| !ud.events.is_empty())
+            .map(|(u, date, ud)| {
+                let last = ud.events.last();
+                UserDayStatus {
+                    user: u.to_owned(),
+                    date,
+                    place: last.and_then(|t| t.place.clone()),
+                    since: last.map(|t| jiff::Timestamp::from_millisecond(t.at_ms).expect("valid")),
+                }
+            })
+            .collect();
+        out.sort_unstable();
+        out
+    }
+
+    /// The compact JSON form (see the module doc of [`super`] for the shape).
+    pub fn to_json(&self) -> serde_json::Value {
+        // Only places in use, renumbered in sorted order, so equal states serialise
+        // identically however their places were interned.
+        let mut used = vec![false; self.places.len()];
+        for (_, _, ud) in self.user_days() {
+            for &(_, p) in &ud.obs {
+                used[p as usize] = true;
+            }
+        }
+        let mut order: Vec<u32> = (0..self.places.len() as u32)
+            .filter(|p| used[*p as usize])
+            .collect();
+        order.sort_by(|a, b| self.places[*a as usize].cmp(&self.places[*b as usize]));
+        let mut renum = vec![0u32; self.places.len()];
+        for (new, old) in order.iter().enumerate() {
+            renum[*old as usize] = new as u32;
+        }
+        let places = order
+            .iter()
+            .map(|&p| {
+                let (r, pl) = &self.places[p as usize];
+                (r.to_string(), pl.clone())
+            })
+            .collect();
+        let mut days: BTreeMap<Date, BTreeMap<String, UserDayJson>> = BTreeMap::new();
+        for (u, date, ud) in self.user_days() {
+            let mut seen: Vec<u64> = ud.seen.iter().copied().collect();
+            seen.sort_unstable();
+            let mut hex = String::with_capacity(seen.len() * 16);
+            for h in seen {
+                use std::fmt::Write;
+                let _ = write!(hex, "{h:016x}");
+            }
+            let mut access: Vec<IpAddr> = ud.access.iter().copied().collect();
+            access.sort_unstable();
+            let mut obs: Vec<(i64, u32)> = ud
+                .obs
+                .iter()
+                .map(|&(t, p)| (t, renum[p as usize]))
+                .collect();
+            obs.sort_unstable();
+            obs.dedup();
+            let mut overrides: Vec<OverrideJson> = ud
+                .overrides
+                .iter()
+                .map(|o| OverrideJson {
+                    at_ms: o.at_ms,
+                    place: o.place.clone(),
+                    set_by: o.set_by.clone(),
+                })
+                .collect();
+            overrides.sort_by(|a, b| (a.at_ms, &a.set_by).cmp(&(b.at_ms, &b.set_by)));
+            days.entry(date).or_default().insert(
+                u.to_owned(),
+                UserDayJson {
+                    seen: hex,
+                    access,
+                    obs,
+                    overrides,
+                },
+            );
+        }
+        let mut discovery: Vec<(IpNet, IpAddr, String, u64)> = self
+            .discovery
+            .iter()
+            .map(|((b, ip, u), n)| (*b, *ip, self.users[*u as usize].key.to_string(), *n))
+            .collect();
+        discovery.sort();
+        serde_json::to_value(StateJson {
+            version: 1,
+            places,
+            discovery,
+            days: days
+                .into_iter()
+                .map(|(date, users)| DayJson { date, users })
+                .collect(),
+        })
+        .expect("state serialises")
+    }
+
+    /// Rebuild a state from [`MemoryState::to_json`]; the days' events are recomputed.
+    pub fn from_json(value: serde_json::Value) -> Result<Self, PresenceError> {
+        let bad = |m: String| PresenceError::State(m);
+        let j: StateJson = serde_json::from_value(value).map_err(|e| bad(e.to_string()))?;
+        if j.version != 1 {
+            return Err(bad(format!("unsupported state version {}", j.version)));
+        }
+        let mut st = MemoryState::new();
+        let ids: Vec<u32> = j
+            .places
+            .iter()
+            .map(|(r, p)| st.intern_place(r, p))
+            .collect();
+        for (block, ip, u, n) in j.discovery {
+            let uid = st.intern_user(&u);
+            *st.discovery.entry((block, ip, uid)).or_default() += n;
+        }
+        for d in j.days {
+            for (u, ud) in d.users {
+                let uid = st.intern_user(&u);
+                if ud.seen.len() % 16 != 0 {
+                    return Err(bad(format!("{}/{u}: seen is not 16-digit hashes", d.date)));
+                }
+                let mut day = UserDay::default();
+                for k in (0..ud.seen.len()).step_by(16) {
+                    let h = ud
+                        .seen
+                        .get(k..k + 16)
+                        .and_then(|s| u64::from_str_radix(s, 16).ok())
+                        .ok_or_else(|| bad(format!("{}/{u}: bad hash in seen", d.date)))?;
+                    day.seen.insert(h);
+                }
+                for ip in ud.access {
+                    day.access.insert(ip);
+                }
+                for (t, p) in ud.obs {
+                    let p = *ids
+                        .get(p as usize)
+                        .ok_or_else(|| bad(format!("{}/{u}: place {p} out of range", d.date)))?;
+                    day.obs.push((t, p));
+                }
+                day.overrides = ud
+                    .overrides
+                    .into_iter()
+                    .map(|o| Override {
+                        at_ms: o.at_ms,
+                        place: o.place,
+                        set_by: o.set_by,
+                    })
+                    .collect();
+                *st.users[uid as usize].day(d.date) = day;
+                st.recompute_one(uid, d.date);
+            }
+        }
+        Ok(st)
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StateJson {
+    version: u32,
+    /// `[range name, place]`; observations refer to places by index.
+    places: Vec<(String, Place)>,
+    days: Vec<DayJson>,
+    /// `[suggested block, address, user, events]` of unmatched addresses (auto-create).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    discovery: Vec<(IpNet, IpAddr, String, u64)>,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DayJson {
+    date: Date,
+    users: BTreeMap<String, UserDayJson>,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UserDayJson {
+    /// FNV-1a hashes of the sign-in ids processed, 16 hex digits each, sorted.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    seen: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    access: Vec<IpAddr>,
+    /// `[milliseconds since the epoch, place index]`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    obs: Vec<(i64, u32)>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    overrides: Vec<OverrideJson>,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct OverrideJson {
+    at_ms: i64,
+    place: Option<Place>,
+    set_by: String,
+}
+
+/// One thread's share of a [`MemoryState`]: the books of the users whose id is
+/// `shard (mod shards)`. Every sign-in touches only its user's book, so shards never
+/// contend; the interning caches are filled beforehand and only read.
+pub(crate) struct MemoryShard<'a> {
+    books: Vec<&'a mut UserBook>,
+    user_cache: &'a [u32],
+    range_cache: &'a [u32],
+    shards: u32,
+    discovery: HashMap<(IpNet, IpAddr, u32), u64, Fx>,
+    dirty: Vec<(u32, Date)>,
+}
+
+/// What a shard hands back to be merged.
+pub(crate) struct ShardOutcome {
+    discovery: HashMap<(IpNet, IpAddr, u32), u64, Fx>,
+    dirty: Vec<(u32, Date)>,
+}
+
+impl MemoryShard<'_> {
+    #[inline]
+    fn book(&mut self, user: UserRef<'_>) -> (u32, &mut UserBook) {
+        let id = self.user_cache[user.ix as usize];
+        (id, &mut *self.books[(id / self.shards) as usize])
+    }
+
+    pub(crate) fn finish(self) -> ShardOutcome {
+        ShardOutcome {
+            discovery: self.discovery,
+            dirty: self.dirty,
+        }
+    }
+}
+
+impl MemoryState {
+    /// Intern every user and place an engine can hand over, so shards need no interning.
+    pub(crate) fn prepare_shards<'k>(
+        &mut self,
+        users: impl Iterator<Item = (u32, &'k str)>,
+        ranges: impl Iterator<Item = (u32, &'k str, &'k Place)>,
+    ) {
+        self.user_cache.clear();
+        self.range_cache.clear();
+        for (ix, key) in users {
+            let id = self.intern_user(key);
+            if ix as usize >= self.user_cache.len() {
+                self.user_cache.resize(ix as usize + 1, NONE);
+            }
+            self.user_cache[ix as usize] = id;
+        }
+        for (ix, name, place) in ranges {
+            let id = self.intern_place(name, place);
+            if ix as usize >= self.range_cache.len() {
+                self.range_cache.resize(ix as usize + 1, NONE);
+            }
+            self.range_cache[ix as usize] = id;
+        }
+    }
+
+    /// Which shard an engine user belongs to (after [`Self::prepare_shards`]).
+    #[inline]
+    pub(crate) fn shard_of(&self, engine_user: u32, shards: u32) -> usize {
+        (self.user_cache[engine_user as usize] % shards) as usize
+    }
+
+    pub(crate) fn shards(&mut self, shards: u32) -> Vec<MemoryShard<'_>> {
+        let mut out: Vec<MemoryShard<'_>> = (0..shards)
+            .map(|_| MemoryShard {
+                books: Vec::new(),
+                user_cache: &self.user_cache,
+                range_cache: &self.range_cache,
+                shards,
+                discovery: HashMap::default(),
+                dirty: Vec::new(),
+            })
+            .collect();
+        for (i, b) in self.users.iter_mut().enumerate() {
+            out[i % shards as usize].books.push(b);
+        }
+        out
+    }
+
+    pub(crate) fn absorb(&mut self, outcome: ShardOutcome) {
+        for (k, n) in outcome.discovery {
+            *self.discovery.entry(k).or_default() += n;
+        }
+        self.dirty.extend(outcome.dirty);
+    }
+}
+
+impl PresenceBackend for MemoryShard<'_> {
+    #[inline]
+    fn first_seen(
+        &mut self,
+        user: UserRef<'_>,
+        _id: &str,
+        hash: u64,
+        date: Date,
+    ) -> Result<bool, PresenceError> {
+        Ok(self.book(user).1.day(date).seen.insert(hash))
+    }
+
+    #[inline]
+    fn log_access(
+        &mut self,
+        user: UserRef<'_>,
+        ip: IpAddr,
+        date: Date,
+    ) -> Result<bool, PresenceError> {
+        Ok(self.book(user).1.day(date).access.insert(ip))
+    }
+
+    #[inline]
+    fn observe(
+        &mut self,
+        user: UserRef<'_>,
+        date: Date,
+        at_ms: i64,
+        range: RangeRef<'_>,
+    ) -> Result<(), PresenceError> {
+        let p = self.range_cache[range.ix as usize];
+        let (id, book) = self.book(user);
+        let ud = book.day(date);
+        ud.obs.push((at_ms, p));
+        if !ud.dirty {
+            ud.dirty = true;
+            self.dirty.push((id, date));
+        }
+        Ok(())
+    }
+
+    fn discover(
+        &mut self,
+        block: IpNet,
+        ip: IpAddr,
+        user: UserRef<'_>,
+        _date: Date,
+    ) -> Result<(), PresenceError> {
+        let id = self.user_cache[user.ix as usize];
+        *self.discovery.entry((block, ip, id)).or_default() += 1;
+        Ok(())
+    }
+
+    fn add_override(&mut self, _: &str, _: Date, _: Override) -> Result<(), PresenceError> {
+        Err(PresenceError::Invalid("not on a shard".into()))
+    }
+
+    fn recompute(&mut self, _: &mut dyn FnMut(DayChange)) -> Result<(), PresenceError> {
+        Err(PresenceError::Invalid("not on a shard".into()))
+    }
+
+    fn prune(&mut self, _: Date, _: u16, _: u16) -> Result<(), PresenceError> {
+        Err(PresenceError::Invalid("not on a shard".into()))
+    }
+
+    fn discovery(&mut self) -> Result<Vec<DiscoveryBlock>, PresenceError> {
+        Err(PresenceError::Invalid("not on a shard".into()))
+    }
+
+    fn day_transitions(&mut self, _: &str, _: Date) -> Result<Vec<Transition>, PresenceError> {
+        Err(PresenceError::Invalid("not on a shard".into()))
+    }
+}
+
+impl PresenceBackend for MemoryState {
+    fn as_memory(&mut self) -> Option<&mut MemoryState> {
+        Some(self)
+    }
+
+    fn begin(&mut self) -> Result<(), PresenceError> {
+        self.user_cache.clear();
+        self.range_cache.clear();
+        Ok(())
+    }
+
+    #[inline]
+    fn first_seen(
+        &mut self,
+        user: UserRef<'_>,
+        _id: &str,
+        hash: u64,
+        date: Date,
+    ) -> Result<bool, PresenceError> {
+        let u = self.user_id(user);
+        Ok(self.users[u as usize].day(date).seen.insert(hash))
+    }
+
+    #[inline]
+    fn log_access(
+        &mut self,
+        user: UserRef<'_>,
+        ip: IpAddr,
+        date: Date,
+    ) -> Result<bool, PresenceError> {
+        let u = self.user_id(user);
+        Ok(self.users[u as usize].day(date).access.insert(ip))
+    }
+
+    #[inline]
+    fn observe(
+        &mut self,
+        user: UserRef<'_>,
+        date: Date,
+        at_ms: i64,
+        range: RangeRef<'_>,
+    ) -> Result<(), PresenceError> {
+        let u = self.user_id(user);
+        let ix = range.ix as usize;
+        if ix >= self.range_cache.len() {
+            self.range_cache.resize(ix + 1, NONE);
+        }
+        if self.range_cache[ix] == NONE {
+            self.range_cache[ix] = self.intern_place(range.name, range.place);
+        }
+        let p = self.range_cache[ix];
+        self.dirty_day(u, date).obs.push((at_ms, p));
+        Ok(())
+    }
+
+    fn discover(
+        &mut self,
+        block: IpNet,
+        ip: IpAddr,
+        user: UserRef<'_>,
+        _date: Date,
+    ) -> Result<(), PresenceError> {
+        let u = self.user_id(user);
+        *self.discovery.entry((block, ip, u)).or_default() += 1;
+        Ok(())
+    }
+
+    fn add_override(&mut self, user: &str, date: Date, ov: Override) -> Result<(), PresenceError> {
+        let u = self.intern_user(user);
+        self.dirty_day(u, date).overrides.push(ov);
+        Ok(())
+    }
+
+    fn recompute(&mut self, sink: &mut dyn FnMut(DayChange)) -> Result<(), PresenceError> {
+        let mut dirty = std::mem::take(&mut self.dirty);
+        dirty.sort_unstable();
+        for (u, d) in dirty {
+            if let Some(ch) = self.recompute_one(u, d) {
+                sink(ch);
+            }
+        }
+        Ok(())
+    }
+
+    fn prune(
+        &mut self,
+        today: Date,
+        retention_days: u16,
+        window_days: u16,
+    ) -> Result<(), PresenceError> {
+        // Nothing older than the window is kept at all, so retention only matters when it
+        // is shorter than the window.
+        let keep = window_days.min(retention_days);
+        let cutoff = today
+            .checked_sub(jiff::Span::new().days(i64::from(keep)))
+            .unwrap_or(Date::MIN);
+        for b in &mut self.users {
+            b.days.retain(|(d, _)| *d >= cutoff);
+        }
+        Ok(())
+    }
+
+    fn discovery(&mut self) -> Result<Vec<DiscoveryBlock>, PresenceError> {
+        let mut blocks: BTreeMap<IpNet, (u64, HashSet<u32>, HashSet<IpAddr>)> = BTreeMap::new();
+        for ((block, ip, u), n) in &self.discovery {
+            let e = blocks.entry(*block).or_default();
+            e.0 += n;
+            e.1.insert(*u);
+            e.2.insert(*ip);
+        }
+        let mut out: Vec<DiscoveryBlock> = blocks
+            .into_iter()
+            .map(|(block, (events, users, ips))| DiscoveryBlock {
+                block,
+                events,
+                distinct_users: users.len() as u64,
+                distinct_addresses: ips.len() as u64,
+            })
+            .collect();
+        out.sort_by(|a, b| b.events.cmp(&a.events).then(a.block.cmp(&b.block)));
+        Ok(out)
+    }
+
+    fn day_transitions(
+        &mut self,
+        user: &str,
+        date: Date,
+    ) -> Result<Vec<Transition>, PresenceError> {
+        let Some(&u) = self.user_ids.get(user) else {
+            return Ok(Vec::new());
+        };
+        Ok(self.users[u as usize]
+            .days
+            .iter()
+            .find(|(d, _)| *d == date)
+            .map(|(_, ud)| ud.events.clone())
+            .unwrap_or_default())
+    }
+}
+
+impl FxHasher {
+    #[inline]
+    fn add(&mut self, w: u64) {
+        self.0 = (self.0.rotate_left(5) ^ w).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+}
+
+impl Hasher for FxHasher {
+    #[inline]
+    fn write(&mut self, bytes: &[u8]) {
+        let mut chunks = bytes.chunks_exact(8);
+        for c in &mut chunks {
+            self.add(u64::from_le_bytes(c.try_into().expect("8 bytes")));
+        }
+        let rest = chunks.remainder();
+        if !rest.is_empty() {
+            let mut b = [0u8; 8];
+            b[..rest.len()].copy_from_slice(rest);
+            self.add(u64::from_le_bytes(b));
+        }
+    }
+    #[inline]
+    fn write_u8(&mut self, i: u8) {
+        self.add(u64::from(i));
+    }
+    #[inline]
+    fn write_u16(&mut self, i: u16) {
+        self.add(u64::from(i));
+    }
+    #[inline]
+    fn write_u32(&mut self, i: u32) {
+        self.add(u64::from(i));
+    }
+    #[inline]
+    fn write_u64(&mut self, i: u64) {
+        self.add(i);
+    }
+    #[inline]
+    fn write_usize(&mut self, i: usize) {
+        self.add(i as u64);
+    }
+    #[inline]
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}

@@ -1,0 +1,391 @@
+//! Sign-in input: only the five fields the rules use are extracted, everything else is
+//! skipped without being built into a value.
+//!
+//! The fast path is a small scanner over one JSON object: it reads top-level keys, takes
+//! the wanted values as borrowed strings and skips every other value by counting brackets
+//! (strings are skipped with `memchr`). It does not validate what it skips. Anything it is
+//! unsure about (an escape in a wanted string, an unexpected token) falls back to serde,
+//! which gives the exact answer or a precise error.
+
+use std::borrow::Cow;
+
+use memchr::{memchr, memchr2};
+use serde::Deserialize;
+
+/// The part of a Graph `signIn` the presence rules use.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+pub struct SignIn<'a> {
+    #[serde(borrow, default)]
+    pub id: Option<Cow<'a, str>>,
+    #[serde(rename = "createdDateTime", borrow, default)]
+    pub created_date_time: Option<Cow<'a, str>>,
+    #[serde(rename = "ipAddress", borrow, default)]
+    pub ip_address: Option<Cow<'a, str>>,
+    #[serde(rename = "userPrincipalName", borrow, default)]
+    pub user_principal_name: Option<Cow<'a, str>>,
+    #[serde(default)]
+    pub status: Option<SignInStatus>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+pub struct SignInStatus {
+    #[serde(rename = "errorCode", default)]
+    pub error_code: Option<i64>,
+}
+
+impl SignIn<'_> {
+    /// `status.errorCode`, 0 (success) when absent.
+    pub fn error_code(&self) -> i64 {
+        self.status.and_then(|s| s.error_code).unwrap_or(0)
+    }
+
+    pub fn into_owned(self) -> SignIn<'static> {
+        fn own(c: Option<Cow<'_, str>>) -> Option<Cow<'static, str>> {
+            c.map(|c| Cow::Owned(c.into_owned()))
+        }
+        SignIn {
+            id: own(self.id),
+            created_date_time: own(self.created_date_time),
+            ip_address: own(self.ip_address),
+            user_principal_name: own(self.user_principal_name),
+            status: self.status,
+        }
+    }
+}
+
+/// A sign-in that could not be read, with the byte offset of its start.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("sign-in at byte {offset}: {message}")]
+pub struct SignInParseError {
+    pub offset: u64,
+    pub message: String,
+}
+
+#[inline]
+fn skip_ws(b: &[u8], mut i: usize) -> usize {
+    while i < b.len() && matches!(b[i], b' ' | b'\t' | b'\n' | b'\r') {
+        i += 1;
+    }
+    i
+}
+
+/// Index just past the closing quote of the string whose opening quote is at `i`.
+#[inline]
+fn skip_string(b: &[u8], i: usize) -> Option<usize> {
+    let mut j = i + 1;
+    loop {
+        let k = j + memchr2(b'"', b'\\', &b[j..])?;
+        if b[k] == b'\\' {
+            j = k + 2;
+            if j > b.len() {
+                return None;
+            }
+        } else {
+            return Some(k + 1);
+        }
+    }
+}
+
+/// Index just past the value starting at `i` (not validated).
+fn skip_value(b: &[u8], i: usize) -> Option<usize> {
+    match *b.get(i)? {
+        b'"' => skip_string(b, i),
+        b'{' | b'[' => {
+            let mut depth = 0usize;
+            let mut j = i;
+            while j < b.len() {
+                match b[j] {
+                    b'"' => {
+                        j = skip_string(b, j)?;
+                        continue;
+                    }
+                    b'{' | b'[' => depth += 1,
+                    b'}' | b']' => {
+                        depth -= 1;
+                        if depth == 0 {
+                            return Some(j + 1);
+                        }
+                    }
+                    _ => {}
+                }
+                j += 1;
+            }
+            None
+        }
+        _ => {
+            let mut j = i;
+            while j < b.len() && !matches!(b[j], b',' | b'}' | b']' | b' ' | b'\t' | b'\n' | b'\r')
+            {
+                j += 1;
+            }
+            (j > i).then_some(j)
+        }
+    }
+}
+
+/// A wanted string value at `i`: `Some(None)` for null, `None` to fall back.
+#[inline]
+fn wanted_str(b: &[u8], i: usize) -> Option<(Option<Cow<'_, str>>, usize)> {
+    match *b.get(i)? {
+        b'"' => {
+            let k = i + 1 + memchr2(b'"', b'\\', &b[i + 1..])?;
+            if b[k] == b'\\' {
+                return None;
+            }
+            let s = std::str::from_utf8(&b[i + 1..k]).ok()?;
+            Some((Some(Cow::Borrowed(s)), k + 1))
+        }
+        b'n' if b[i..].starts_with(b"null") => Some((None, i + 4)),
+        _ => None,
+    }
+}
+
+fn scan_status(b: &[u8], i: usize) -> Option<(Option<SignInStatus>, usize)> {
+    if b[i..].starts_with(b"null") {
+        return Some((None, i + 4));
+    }
+    if *b.get(i)? != b'{' {
+        return None;
+    }
+    let mut status = SignInStatus::default();
+    let mut j = skip_ws(b, i + 1);
+    if *b.get(j)? == b'}' {
+        return Some((Some(status), j + 1));
+    }
+    loop {
+        if *b.get(j)? != b'"' {
+            return None;
+        }
+        let kend = skip_string(b, j)?;
+        let key = &b[j + 1..kend - 1];
+        j = skip_ws(b, kend);
+        if *b.get(j)? != b':' {
+            return None;
+        }
+        j = skip_ws(b, j + 1);
+        if key == b"errorCode" {
+            let end = skip_value(b, j)?;
+            let text = std::str::from_utf8(&b[j..end]).ok()?;
+            status.error_code = if text == "null" {
+                None
+            } else {
+                Some(text.parse().ok()?)
+            };
+            j = end;
+        } else {
+            j = skip_value(b, j)?;
+        }
+        j = skip_ws(b, j);
+        match *b.get(j)? {
+            b',' => j = skip_ws(b, j + 1),
+            b'}' => return Some((Some(status), j + 1)),
+            _ => return None,
+        }
+    }
+}
+
+/// Fast path over one object starting at `i`; `None` means "ask serde".
+fn scan_object(b: &[u8], i: usize) -> Option<(SignIn<'_>, usize)> {
+    if *b.get(i)? != b'{' {
+        return None;
+    }
+    let mut s = SignIn::default();
+    let mut j = skip_ws(b, i + 1);
+    if *b.get(j)? == b'}' {
+        return Some((s, j + 1));
+    }
+    loop {
+        if *b.get(j)? != b'"' {
+            return None;
+        }
+        let kend = skip_string(b, j)?;
+        let key = &b[j + 1..kend - 1];
+        j = skip_ws(b, kend);
+        if *b.get(j)? != b':' {
+            return None;
+        }
+        j = skip_ws(b, j + 1);
+        j = match key {
+            b"id" => {
+                let (v, e) = wanted_str(b, j)?;
+                s.id = v;
+                e
+            }
+            b"createdDateTime" => {
+                let (v, e) = wanted_str(b, j)?;
+                s.created_date_time = v;
+                e
+            }
+            b"ipAddress" => {
+                let (v, e) = wanted_str(b, j)?;
+                s.ip_address = v;
+                e
+            }
+            b"userPrincipalName" => {
+                let (v, e) = wanted_str(b, j)?;
+                s.user_principal_name = v;
+                e
+            }
+            b"status" => {
+                let (v, e) = scan_status(b, j)?;
+                s.status = v;
+                e
+            }
+            _ => skip_value(b, j)?,
+        };
+        j = skip_ws(b, j);
+        match *b.get(j)? {
+            b',' => j = skip_ws(b, j + 1),
+            b'}' => return Some((s, j + 1)),
+            _ => return None,
+        }
+    }
+}
+
+/// Read one sign-in object from `text` (already trimmed to the object, as a line of JSON
+/// lines is). `offset` is only used in the error.
+pub fn parse_sign_in(text: &[u8], offset: u64) -> Result<SignIn<'_>, SignInParseError> {
+    if let Some((s, end)) = scan_object(text, 0)
+        && skip_ws(text, end) == text.len()
+    {
+        return Ok(s);
+    }
+    serde_json::from_slice(text).map_err(|e| SignInParseError {
+        offset,
+        message: e.to_string(),
+    })
+}
+
+/// Call `f` for every sign-in of a JSON-lines buffer (blank lines are skipped).
+/// `base` is the buffer's offset in its file, for error messages.
+pub fn for_each_json_line<'a>(
+    buf: &'a [u8],
+    base: u64,
+    mut f: impl FnMut(SignIn<'a>),
+) -> Result<(), SignInParseError> {
+    let mut start = 0;
+    while start < buf.len() {
+        let end = memchr(b'\n', &buf[start..]).map_or(buf.len(), |k| start + k);
+        let line = &buf[start..end];
+        let a = skip_ws(line, 0);
+        if a < line.len() {
+            let mut z = line.len();
+            while z > a && matches!(line[z - 1], b' ' | b'\t' | b'\r') {
+                z -= 1;
+            }
+            f(parse_sign_in(&line[a..z], base + (start + a) as u64)?);
+        }
+        start = end + 1;
+    }
+    Ok(())
+}
+
+/// Call `f` for every element of a JSON array of sign-ins.
+pub fn for_each_in_array<'a>(
+    buf: &'a [u8],
+    mut f: impl FnMut(SignIn<'a>),
+) -> Result<(), SignInParseError> {
+    let err = |offset: usize, message: &str| SignInParseError {
+        offset: offset as u64,
+        message: message.to_owned(),
+    };
+    let mut j = skip_ws(buf, 0);
+    if buf.get(j) != Some(&b'[') {
+        return Err(err(j, "expected a JSON array of sign-ins"));
+    }
+    j = skip_ws(buf, j + 1);
+    if buf.get(j) == Some(&b']') {
+        return expect_end(buf, j + 1);
+    }
+    loop {
+        let end = match scan_object(buf, j) {
+            Some((s, end)) => {
+                f(s);
+                end
+            }
+            None => {
+                let end = skip_value(buf, j).ok_or_else(|| err(j, "unterminated value"))?;
+                f(parse_sign_in(&buf[j..end], j as u64)?);
+                end
+            }
+        };
+        j = skip_ws(buf, end);
+        match buf.get(j) {
+            Some(b',') => j = skip_ws(buf, j + 1),
+            Some(b']') => return expect_end(buf, j + 1),
+            _ => return Err(err(j, "expected ',' or ']' after a sign-in")),
+        }
+    }
+}
+
+fn expect_end(buf: &[u8], j: usize) -> Result<(), SignInParseError> {
+    let k = skip_ws(buf, j);
+    if k == buf.len() {
+        Ok(())
+    } else {
+        Err(SignInParseError {
+            offset: k as u64,
+            message: "trailing data after the array".into(),
+        })
+    }
+}
+
+/// Whether a buffer holds a JSON array (first non-blank byte `[`) rather than JSON lines.
+pub fn is_json_array(buf: &[u8]) -> bool {
+    buf.get(skip_ws(buf, 0)) == Some(&b'[')
+}
+
+/// Parse a whole buffer (array or JSON lines) into owned sign-ins. For small inputs
+/// such as an action's inline `sign_ins`; files go through [`super::engine`]'s reader.
+pub fn parse_all(buf: &[u8]) -> Result<Vec<SignIn<'_>>, SignInParseError> {
+    let mut out = Vec::new();
+    if is_json_array(buf) {
+        for_each_in_array(buf, |s| out.push(s))?;
+    } else {
+        for_each_json_line(buf, 0, |s| out.push(s))?;
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fast_path_extracts_the_five_fields_and_skips_the_rest() {
+        let line = br#"{"id":"a1","createdDateTime":"2024-05-01T09:00:00.1234567Z","userDisplayName":"A \"quoted\" {name}","userPrincipalName":"Alice@Contoso.com","ipAddress":"10.0.0.1","status":{"errorCode":50126,"failureReason":"x","additionalDetails":null},"location":{"city":"B","geoCoordinates":{"latitude":1.5,"longitude":-2e3}},"riskEventTypes":[],"appliedConditionalAccessPolicies":[{"id":"p","enforcedGrantControls":["Mfa"]}],"isInteractive":true}"#;
+        let (s, end) = scan_object(line, 0).expect("fast path");
+        assert_eq!(end, line.len());
+        assert_eq!(s.id.as_deref(), Some("a1"));
+        assert_eq!(s.user_principal_name.as_deref(), Some("Alice@Contoso.com"));
+        assert_eq!(s.ip_address.as_deref(), Some("10.0.0.1"));
+        assert_eq!(s.error_code(), 50126);
+        let slow: SignIn = serde_json::from_slice(line).unwrap();
+        assert_eq!(s, slow);
+    }
+
+    #[test]
+    fn escapes_fall_back_to_serde() {
+        let line = br#"{"id":"a\u0031","userPrincipalName":null,"status":{}}"#;
+        let s = parse_sign_in(line, 0).unwrap();
+        assert_eq!(s.id.as_deref(), Some("a1"));
+        assert_eq!(s.user_principal_name, None);
+        assert_eq!(s.error_code(), 0);
+    }
+
+    #[test]
+    fn broken_lines_are_reported_with_offset() {
+        let buf = b"{\"id\":\"1\"}\n{\"id\": \n";
+        let e = for_each_json_line(buf, 100, |_| {}).unwrap_err();
+        assert_eq!(e.offset, 111);
+    }
+
+    #[test]
+    fn arrays_and_lines_read_the_same() {
+        let a = br#" [ {"id":"1","ipAddress":"1.2.3.4"} , {"id":"2","x":[1,{"y":"]"}]} ] "#;
+        let l = b"{\"id\":\"1\",\"ipAddress\":\"1.2.3.4\"}\n\n{\"id\":\"2\",\"x\":[1,{\"y\":\"]\"}]}\r\n";
+        assert_eq!(parse_all(a).unwrap(), parse_all(l).unwrap());
+        assert_eq!(parse_all(a).unwrap().len(), 2);
+        assert!(parse_all(b"[{\"id\":1}]").is_err());
+    }
+}
