@@ -13,6 +13,7 @@
 //! 4. the request itself, with a `client-request-id` GUID and our User-Agent.
 
 pub mod path;
+pub mod signins;
 
 use bytes::Bytes;
 use serde::de::DeserializeOwned;
