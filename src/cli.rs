@@ -68,6 +68,17 @@ enum Command {
     /// Run one action: envelope on stdin (or --asset/--inputs/--state files), result on stdout.
     Run(RunArgs),
     /// Test connectivity: get a token, make one cheap Graph call, report missing permissions.
+    ///
+    /// Reads the envelope like `run` (only `asset` is used) and prints the contract's
+    /// result object whose `json_body` is
+    /// {"successful": bool, "token": {"type": "app"|"delegated", "permissions": [...]},
+    ///  "graph": {"status": 200}, "actions": [{"name", "ok", "missing": [...]}]}.
+    /// The token is always fetched fresh (proving the credential) and then cached.
+    /// An action is ok when the token holds any of its listed permissions (or a broader
+    /// one, e.g. Directory.Read.All for User.Read.All); else `missing` names the first.
+    /// `successful` is false when an action misses a permission (exit 0: the check ran);
+    /// token failures exit 3, Graph errors 4, network 5. A 403 on the cheap read is
+    /// reported in `graph` (the token was accepted), not failed.
     Check(CheckArgs),
 }
 
@@ -211,11 +222,24 @@ fn write_all_schemas(dir: &std::path::Path) -> Result<Vec<String>> {
 
 fn check(source: EnvelopeSource, settings: &RunSettings) -> Result<Value> {
     let envelope = runner::Envelope::read(&source, std::io::stdin().lock())?;
-    let _asset = runner::parse_asset(envelope.asset.as_ref())?;
-    let _ = settings;
-    Err(Error::internal(
-        "check needs the Graph HTTP layer, which is not built yet",
-    ))
+    let asset = runner::parse_asset(envelope.asset.as_ref())?;
+    let options = crate::graph::ClientOptions {
+        state_dir: settings.state_dir.clone(),
+        token_cache: settings.token_cache,
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| Error::internal(format!("cannot start the async runtime: {e}")))?;
+    let (body, _status) = runtime.block_on(crate::check::check(asset, options))?;
+    // The contract's result envelope, like an action's; the report is its json_body.
+    Ok(json!({
+        "status_code": 200,
+        "reason": "OK",
+        "response_headers": {},
+        "json_body": body,
+    }))
 }
 
 /// `$XDG_STATE_HOME/msgraph-connector`, else `~/.local/state/msgraph-connector`.

@@ -7,6 +7,7 @@
 
 pub mod actions;
 pub mod auth;
+pub mod check;
 pub mod cli;
 pub mod emulator;
 pub mod error;

@@ -1,0 +1,245 @@
+//! A fake Entra token endpoint + Graph on 127.0.0.1, over real HTTP, for the
+//! tests of the auth and HTTP layers. Each test scripts its answers with one
+//! closure; every request is logged so tests prove what was sent.
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use axum::body::Body;
+use axum::extract::Request;
+use axum::response::Response;
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use serde_json::{Value, json};
+
+/// One request as the server saw it.
+#[derive(Debug, Clone)]
+pub struct Seen {
+    pub method: String,
+    /// Path and query exactly as they arrived on the wire.
+    pub uri: String,
+    pub headers: HashMap<String, String>,
+    pub body: String,
+}
+
+impl Seen {
+    pub fn is_token(&self) -> bool {
+        self.uri.ends_with("/oauth2/v2.0/token")
+    }
+    /// The form fields of a token request.
+    pub fn form(&self) -> HashMap<String, String> {
+        url::form_urlencoded::parse(self.body.as_bytes())
+            .into_owned()
+            .collect()
+    }
+    pub fn bearer(&self) -> Option<&str> {
+        self.headers
+            .get("authorization")
+            .and_then(|a| a.strip_prefix("Bearer "))
+    }
+}
+
+/// Status, headers, body.
+pub type Reply = (u16, Vec<(&'static str, String)>, String);
+
+type Handler = dyn Fn(&Seen, usize) -> Reply + Send + Sync;
+
+pub struct Fake {
+    pub base: String,
+    pub log: Arc<Mutex<Vec<Seen>>>,
+}
+
+impl Fake {
+    /// Start a server; `handler(request, n)` answers, `n` counting earlier requests of
+    /// the same kind (token requests and Graph requests are counted apart).
+    pub fn start(handler: impl Fn(&Seen, usize) -> Reply + Send + Sync + 'static) -> Fake {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let log: Arc<Mutex<Vec<Seen>>> = Arc::default();
+        let handler: Arc<Handler> = Arc::new(handler);
+        let server_log = log.clone();
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+                let app = axum::Router::new().fallback(move |req: Request| {
+                    let log = server_log.clone();
+                    let handler = handler.clone();
+                    async move { answer(req, &log, &*handler).await }
+                });
+                axum::serve(listener, app).await.unwrap();
+            });
+        });
+        Fake { base, log }
+    }
+
+    pub fn asset(&self, typ: &str) -> Value {
+        let mut a = json!({
+            "type": typ, "url": self.base, "login_url": format!("{}/login", self.base),
+            "tenant_id": "contoso", "client_id": "app-1",
+            "timeout_seconds": 5, "max_attempts": 4, "max_retry_seconds": 10,
+        });
+        match typ {
+            "client_credentials" => a["client_secret"] = json!(SECRET),
+            "password" => {
+                a["username"] = json!("adele@contoso.com");
+                a["password"] = json!(PASSWORD);
+            }
+            "refresh_token" => a["refresh_token"] = json!(REFRESH_SEED),
+            _ => {}
+        }
+        a
+    }
+
+    pub fn token_url(&self) -> String {
+        format!("{}/login/contoso/oauth2/v2.0/token", self.base)
+    }
+
+    pub fn seen(&self) -> Vec<Seen> {
+        self.log.lock().unwrap().clone()
+    }
+    pub fn tokens(&self) -> Vec<Seen> {
+        self.seen().into_iter().filter(Seen::is_token).collect()
+    }
+    pub fn graph(&self) -> Vec<Seen> {
+        self.seen().into_iter().filter(|s| !s.is_token()).collect()
+    }
+}
+
+async fn answer(req: Request, log: &Mutex<Vec<Seen>>, handler: &Handler) -> Response {
+    let (parts, body) = req.into_parts();
+    let body = axum::body::to_bytes(body, 1 << 20)
+        .await
+        .unwrap_or_default();
+    let seen = Seen {
+        method: parts.method.to_string(),
+        uri: parts
+            .uri
+            .path_and_query()
+            .map(|p| p.as_str().to_string())
+            .unwrap_or_default(),
+        headers: parts
+            .headers
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or("").to_string()))
+            .collect(),
+        body: String::from_utf8_lossy(&body).into_owned(),
+    };
+    let n = {
+        let mut log = log.lock().unwrap();
+        let n = log
+            .iter()
+            .filter(|s| s.is_token() == seen.is_token())
+            .count();
+        log.push(seen.clone());
+        n
+    };
+    let (status, headers, body) = handler(&seen, n);
+    let mut response = Response::builder().status(status);
+    for (k, v) in headers {
+        response = response.header(k, v);
+    }
+    response.body(Body::from(body)).unwrap()
+}
+
+pub const SECRET: &str = "s3cr3t-VALUE-do-not-print";
+pub const PASSWORD: &str = "p4ssw0rd-do-not-print";
+pub const REFRESH_SEED: &str = "rt-seed-do-not-print";
+pub const USER_ID: &str = "4562bcc8-c436-4f95-b7c0-4f8ce89dca5e";
+
+/// An access token shaped like Entra's (a JWT whose claims we choose).
+pub fn jwt(claims: Value) -> String {
+    format!(
+        "{}.{}.c2lnbmF0dXJl",
+        URL_SAFE_NO_PAD.encode(r#"{"typ":"JWT","alg":"RS256"}"#),
+        URL_SAFE_NO_PAD.encode(claims.to_string())
+    )
+}
+
+/// An app token numbered `n`, with Graph roles.
+pub fn app_token(n: usize) -> String {
+    jwt(json!({"roles": ["Presence.Read.All", "User.Read.All"], "n": n, "tag": "AT-do-not-print"}))
+}
+
+pub fn json_reply(status: u16, body: Value) -> Reply {
+    (
+        status,
+        vec![("content-type", "application/json".to_string())],
+        body.to_string(),
+    )
+}
+
+pub fn token_ok(access: &str, expires_in: u64, refresh: Option<&str>) -> Reply {
+    let mut body = json!({"token_type": "Bearer", "expires_in": expires_in,
+        "ext_expires_in": expires_in, "access_token": access});
+    if let Some(r) = refresh {
+        body["refresh_token"] = json!(r);
+        body["scope"] = json!("Presence.Read.All User.Read.All");
+    }
+    json_reply(200, body)
+}
+
+pub fn entra_error(status: u16, error: &str, code: u64, text: &str) -> Reply {
+    json_reply(
+        status,
+        json!({
+            "error": error,
+            "error_description": format!("AADSTS{code}: {text}\r\nTrace ID: trace-{code}\r\nCorrelation ID: corr-1\r\nTimestamp: 2024-05-01 10:00:00Z"),
+            "error_codes": [code],
+            "timestamp": "2024-05-01 10:00:00Z",
+            "trace_id": format!("trace-{code}"),
+            "correlation_id": "corr-1",
+        }),
+    )
+}
+
+pub fn graph_error(status: u16, code: &str, message: &str) -> Reply {
+    let (s, mut h, b) = json_reply(
+        status,
+        json!({"error": {"code": code, "message": message,
+            "innerError": {"request-id": "req-err", "date": "2024-05-01T10:00:00"}}}),
+    );
+    h.push(("request-id", "req-err".to_string()));
+    (s, h, b)
+}
+
+pub fn presence(id: &str) -> Reply {
+    let (s, mut h, b) = json_reply(
+        200,
+        json!({"id": id, "availability": "Available", "activity": "Available"}),
+    );
+    h.push(("request-id", "req-ok".to_string()));
+    h.push(("x-ms-throttle-limit-percentage", "0.4".to_string()));
+    (s, h, b)
+}
+
+/// Every secret a test planted, plus every access token the server issued.
+pub fn assert_no_secrets(fake: &Fake, text: &str) {
+    for secret in [SECRET, PASSWORD, REFRESH_SEED, "do-not-print"] {
+        assert!(!text.contains(secret), "a secret leaked: {text}");
+    }
+    // Issued tokens appear in the log as responses we cannot see; they carry the marker
+    // in base64, so check the base64 of the marker's claim too.
+    assert!(
+        !text.contains(&URL_SAFE_NO_PAD.encode(r#"{"roles""#)[..8]),
+        "an access token leaked: {text}"
+    );
+    for s in fake.seen() {
+        if let Some(b) = s.bearer() {
+            assert!(!text.contains(b), "an access token leaked: {text}");
+        }
+        for (k, v) in s.form() {
+            if matches!(
+                k.as_str(),
+                "client_secret" | "password" | "refresh_token" | "client_assertion"
+            ) {
+                assert!(!text.contains(&v), "the {k} leaked: {text}");
+            }
+        }
+    }
+}
