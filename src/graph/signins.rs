@@ -307,6 +307,38 @@ pub fn check_user_filter(filter: &str) -> Result<()> {
     Ok(())
 }
 
+/// Whether `filter` has an `or` outside parentheses and string literals.
+fn has_top_level_or(filter: &str) -> bool {
+    let (mut depth, mut in_string, mut word) = (0i32, false, String::new());
+    let mut chars = filter.chars().peekable();
+    let mut found = false;
+    let mut end_word = |word: &mut String, depth: i32| {
+        found |= depth == 0 && word.eq_ignore_ascii_case("or");
+        word.clear();
+    };
+    while let Some(ch) = chars.next() {
+        if in_string {
+            if ch == '\'' && chars.next_if_eq(&'\'').is_none() {
+                in_string = false;
+            }
+            continue;
+        }
+        if ch.is_alphanumeric() || ch == '_' || ch == '/' || ch == '.' {
+            word.push(ch);
+            continue;
+        }
+        end_word(&mut word, depth);
+        match ch {
+            '\'' => in_string = true,
+            '(' => depth += 1,
+            ')' => depth -= 1,
+            _ => {}
+        }
+    }
+    end_word(&mut word, depth);
+    found
+}
+
 /// One listing a run makes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub struct Window {
@@ -326,14 +358,17 @@ pub enum WindowKind {
 
 impl Window {
     /// The `$filter` value: the window, ANDed with the user's filter when there is one.
+    /// `and` binds tighter than `or`, so the user's filter is parenthesised only when it
+    /// has a top-level `or` (Graph takes the parentheses; the emulator takes no groups).
     pub fn filter(&self, user: Option<&str>) -> String {
-        let mut window = format!("createdDateTime ge {}", self.from);
+        let mut filter = format!("createdDateTime ge {}", self.from);
         if let Some(u) = self.until {
-            window.push_str(&format!(" and createdDateTime le {u}"));
+            filter.push_str(&format!(" and createdDateTime le {u}"));
         }
         match user {
-            Some(f) => format!("({window}) and ({f})"),
-            None => window,
+            Some(f) if has_top_level_or(f) => format!("{filter} and ({f})"),
+            Some(f) => format!("{filter} and {f}"),
+            None => filter,
         }
     }
 
@@ -859,8 +894,20 @@ mod tests {
         };
         assert_eq!(
             w.filter(Some("status/errorCode ne 0")),
-            "(createdDateTime ge 2026-01-01T00:00:00Z and createdDateTime le 2026-01-02T00:00:00Z) and (status/errorCode ne 0)"
+            "createdDateTime ge 2026-01-01T00:00:00Z and createdDateTime le 2026-01-02T00:00:00Z and status/errorCode ne 0"
         );
+        assert_eq!(
+            w.filter(Some("appId eq 'a' OR appId eq 'b'")),
+            "createdDateTime ge 2026-01-01T00:00:00Z and createdDateTime le 2026-01-02T00:00:00Z and (appId eq 'a' OR appId eq 'b')"
+        );
+        for f in [
+            "(a eq 1 or b eq 2) and c eq 3",
+            "appDisplayName eq 'x or y'",
+            "orbit eq 1",
+        ] {
+            assert!(!has_top_level_or(f), "{f}");
+        }
+        assert!(has_top_level_or("a eq 'it''s' or b eq 1"));
         let open = Window { until: None, ..w };
         assert_eq!(open.filter(None), "createdDateTime ge 2026-01-01T00:00:00Z");
         let r = open.request(None, 5000);
