@@ -56,14 +56,38 @@
 //! the end of a backlog is refused ([`SignInCursor::check_until`]) rather than
 //! splitting the unread part in two.
 //!
-//! # What the state does not cover
+//! # The user filter
 //!
-//! The user `filter` is part of the state: a state built with one filter is
-//! refused with another (the cursor says nothing about records the old filter
-//! excluded). A `filter` on `createdDateTime` is refused: the window is the
-//! cursor's business (`since`, `until`). A larger `lookback_minutes` than the one
-//! the state was built with widens the window only as the cursor advances: ids
-//! older than the stored `window_start` were already forgotten.
+//! `$filter` is `createdDateTime ge A[ and createdDateTime le B] and F`, with `F`
+//! parenthesised when it has a top-level `or` (`and` binds tighter, so otherwise
+//! the two are the same, and the emulator takes no groups). `F` is checked first
+//! ([`check_user_filter`]): parentheses must balance outside string literals and
+//! quotes must close, so it cannot break out of the AND (`x) or (true`); and it must not
+//! mention `createdDateTime`, since the window is the cursor's business (`since`,
+//! `until`) and a second time condition would make the cursor's claims about
+//! what was read untrue. The filter is part of the state: a state built with one
+//! filter is refused with another (it says nothing about records the old filter
+//! excluded).
+//!
+//! A larger `lookback_minutes` than the one the state was built with widens the
+//! window only as the cursor advances: ids older than the stored `window_start`
+//! were already forgotten.
+//!
+//! # State JSON
+//!
+//! ```json
+//! {"version": 1,
+//!  "cursor": "2026-03-02T10:14:59Z",
+//!  "window_start": "2026-03-02T09:44:59Z",
+//!  "backlog": {"from": "2026-03-01T10:00:00Z", "until": "2026-03-02T01:12:07Z"},
+//!  "filter": "status/errorCode ne 0",
+//!  "delivered": {"2026-03-02T09:45:03.120Z": ["7d1c...", "9a0e..."], "...": ["..."]}}
+//! ```
+//!
+//! `backlog` and `filter` are absent when there is none. Any other `version`, an
+//! unknown field, a bad time, or an id group outside the window and backlog is
+//! refused as `invalid_input` at `/state/...` (exit 2): a state that cannot be
+//! trusted is never silently replaced by a full re-pull.
 
 use std::collections::BTreeMap;
 use std::time::Instant;
