@@ -175,7 +175,7 @@ fn unreachable_token_endpoint_is_a_network_error() {
     let dir = tempfile::tempdir().unwrap();
     let asset = json!({"type": "client_credentials", "url": "http://127.0.0.1:9",
         "login_url": "http://127.0.0.1:9", "tenant_id": "t", "client_id": "c",
-        "client_secret": fake::SECRET, "timeout_seconds": 2});
+        "client_secret": fake::SECRET, "timeout_seconds": 2, "max_attempts": 2});
     let envelope = json!({"asset": asset, "inputs": {"id": USER_ID}}).to_string();
     let out = common::run(
         &["-vvv", "run", "get_presence"],
@@ -184,6 +184,11 @@ fn unreachable_token_endpoint_is_a_network_error() {
     );
     assert_eq!(out.code, 5, "{}", out.stderr);
     assert_eq!(out.json()["error"]["kind"], "network");
+    assert!(
+        out.stderr.contains("retrying the token request"),
+        "{}",
+        out.stderr
+    );
     assert!(!out.stdout.contains(fake::SECRET) && !out.stderr.contains(fake::SECRET));
 }
 
@@ -524,4 +529,76 @@ fn check_names_missing_permissions_and_fails_with_the_right_status() {
     assert_eq!(out.json()["error"]["code"], "AADSTS7000215");
     assert_no_secrets(&fake, &out.stdout);
     assert_no_secrets(&fake, &out.stderr);
+}
+
+#[test]
+fn the_proxy_carries_every_request_and_its_credentials_stay_secret() {
+    // The fake plays the proxy: requests for an unreachable host arrive at it in absolute form.
+    let fake = Fake::start(simple);
+    let mut asset = fake.asset("client_credentials");
+    asset["url"] = json!("http://localhost:9");
+    asset["login_url"] = json!("http://localhost:9/login");
+    let proxy = fake
+        .base
+        .replace("http://", "http://proxyuser:proxy-pw-do-not-print@");
+    asset["http_proxy"] = json!(proxy);
+    let out = presence_run(
+        &fake,
+        &asset,
+        tempfile::tempdir().unwrap().path(),
+        &["-vvv"],
+    );
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(fake.tokens().len(), 1);
+    let graph = fake.graph();
+    assert_eq!(graph.len(), 1);
+    assert_eq!(graph[0].headers["host"], "localhost:9");
+    assert!(graph[0].headers.contains_key("proxy-authorization"));
+}
+
+#[test]
+fn verify_ssl_false_is_warned_about() {
+    let fake = Fake::start(simple);
+    let mut asset = fake.asset("client_credentials");
+    asset["verify_ssl"] = json!(false);
+    let out = presence_run(&fake, &asset, tempfile::tempdir().unwrap().path(), &[]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(out.stderr.contains("verify_ssl is false"), "{}", out.stderr);
+}
+
+#[test]
+fn a_failing_token_endpoint_is_retried_then_refusals_are_not() {
+    let fake = Fake::start(|seen, n| {
+        if !seen.is_token() {
+            return presence(USER_ID);
+        }
+        match n {
+            0 => json_reply(503, json!({"error": "temporarily_unavailable"})),
+            _ => token_ok(&app_token(n), 3599, None),
+        }
+    });
+    let out = presence_run(
+        &fake,
+        &fake.asset("client_credentials"),
+        tempfile::tempdir().unwrap().path(),
+        &[],
+    );
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(fake.tokens().len(), 2);
+    assert!(
+        out.stderr.contains("retrying the token request"),
+        "{}",
+        out.stderr
+    );
+
+    let fake = Fake::start(|seen, _| {
+        assert!(seen.is_token());
+        json_reply(503, json!({"error": "temporarily_unavailable"}))
+    });
+    let mut asset = fake.asset("client_credentials");
+    asset["max_attempts"] = json!(2);
+    let out = presence_run(&fake, &asset, tempfile::tempdir().unwrap().path(), &[]);
+    assert_eq!(out.code, 5, "{}", out.stderr);
+    assert_eq!(out.json()["error"]["status_code"], 503);
+    assert_eq!(fake.tokens().len(), 2);
 }

@@ -213,6 +213,8 @@ pub struct TokenProvider {
     credential: Credential,
     slot: Option<CacheSlot>,
     wait_for_lock: Duration,
+    max_attempts: u32,
+    max_retry_time: Duration,
     /// The current token (and newest refresh token) of this process.
     current: tokio::sync::Mutex<Option<CachedToken>>,
 }
@@ -290,6 +292,8 @@ impl TokenProvider {
             credential,
             slot,
             wait_for_lock: asset.timeout + Duration::from_secs(5),
+            max_attempts: asset.max_attempts.max(1),
+            max_retry_time: asset.max_retry_time,
             current: tokio::sync::Mutex::new(None),
         })
     }
@@ -342,7 +346,7 @@ impl TokenProvider {
             .as_ref()
             .and_then(|t| t.refresh_token.clone())
             .or_else(|| stored.as_ref().and_then(|t| t.refresh_token.clone()));
-        let result = self.request(known_refresh.as_ref()).await;
+        let result = self.request_with_retries(known_refresh.as_ref()).await;
         let answer = match result {
             Ok(a) => a,
             Err(e) => {
@@ -385,6 +389,34 @@ impl TokenProvider {
         };
         *current = Some(token);
         Ok(issued)
+    }
+
+    /// The token endpoint unreachable, throttling (429) or failing (5xx) is retried
+    /// like Graph is (same attempt and time caps); a refusal (4xx) never is.
+    async fn request_with_retries(
+        &self,
+        refresh: Option<&SecretString>,
+    ) -> Result<EntraTokenResponse> {
+        let started = std::time::Instant::now();
+        let mut backoff = crate::graph::retry::backoff();
+        let mut attempt = 1;
+        loop {
+            match self.request(refresh).await {
+                Err(e)
+                    if e.kind == crate::error::ErrorKind::Network
+                        && attempt < self.max_attempts =>
+                {
+                    let wait = backoff.next().unwrap_or(Duration::from_secs(30));
+                    if started.elapsed() + wait > self.max_retry_time {
+                        return Err(e);
+                    }
+                    tracing::warn!(attempt, "retrying the token request: {}", e.message);
+                    tokio::time::sleep(wait).await;
+                    attempt += 1;
+                }
+                other => return other,
+            }
+        }
     }
 
     /// One request to the token endpoint.
@@ -481,7 +513,16 @@ impl TokenProvider {
             None => err,
         };
         match e {
-            RequestTokenError::ServerResponse(entra) => entra_error_to_error(&entra, status),
+            RequestTokenError::ServerResponse(entra) => match status {
+                // Throttled or failing, not refusing: retried, then reported as no answer.
+                Some(s) if s == 429 || s >= 500 => {
+                    let mut err = entra_error_to_error(&entra, status);
+                    err.kind = crate::error::ErrorKind::Network;
+                    err.message = format!("the token endpoint at {host} answered {s}: {entra}");
+                    err
+                }
+                _ => entra_error_to_error(&entra, status),
+            },
             RequestTokenError::Request(TransportError::Http(e)) => Error::network(format!(
                 "cannot reach the token endpoint at {host}: {}",
                 describe_reqwest(&e)

@@ -388,28 +388,81 @@ fn organization(shared: &Shared, caller: &Caller) -> GResult {
 
 // ---------------------------------------------------------------- presence
 
-fn presence_json(user: &User) -> Value {
+/// Graph's presence resource.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct PresenceView<'a> {
+    #[serde(rename = "@odata.context", skip_serializing_if = "Option::is_none")]
+    context: Option<String>,
+    id: String,
+    availability: &'a str,
+    activity: &'a str,
+    status_message: Option<StatusMessageView<'a>>,
+    out_of_office_settings: OutOfOfficeView,
+    work_location: WorkLocationView<'a>,
+    sequence_number: String,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct StatusMessageView<'a> {
+    message: ItemBodyView<'a>,
+    published_date_time: Option<&'a str>,
+    expiry_date_time: Option<&'a str>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ItemBodyView<'a> {
+    content: &'a str,
+    content_type: &'static str,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct OutOfOfficeView {
+    message: Option<String>,
+    is_out_of_office: bool,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct WorkLocationView<'a> {
+    work_location_type: &'a str,
+    source: &'static str,
+    place_id: Option<&'a str>,
+}
+
+fn presence_view(user: &User) -> PresenceView<'_> {
     let p = user.presence.as_ref();
-    let seq = format!("{:016X}", user.id.as_u128() as u64);
-    json!({
-        "id": user.id.to_string(),
-        "availability": p.map_or("PresenceUnknown", |p| &p.availability),
-        "activity": p.map_or("PresenceUnknown", |p| &p.activity),
-        "statusMessage": p.and_then(|p| p.status_message.as_ref()).map(|m| json!({
-            "message": {"content": m, "contentType": "text"},
-            "publishedDateTime": null, "expiryDateTime": null
-        })),
-        "outOfOfficeSettings": {
-            "message": null,
-            "isOutOfOffice": p.is_some_and(|p| p.is_out_of_office),
+    PresenceView {
+        context: None,
+        id: user.id.to_string(),
+        availability: p.map_or("PresenceUnknown", |p| &p.availability),
+        activity: p.map_or("PresenceUnknown", |p| &p.activity),
+        status_message: p
+            .and_then(|p| p.status_message.as_deref())
+            .map(|m| StatusMessageView {
+                message: ItemBodyView {
+                    content: m,
+                    content_type: "text",
+                },
+                published_date_time: None,
+                expiry_date_time: None,
+            }),
+        out_of_office_settings: OutOfOfficeView {
+            message: None,
+            is_out_of_office: p.is_some_and(|p| p.is_out_of_office),
         },
-        "workLocation": {
-            "workLocationType": p.and_then(|p| p.work_location_type.as_deref()).unwrap_or("unknown"),
-            "source": "automatic",
-            "placeId": null,
+        work_location: WorkLocationView {
+            work_location_type: p
+                .and_then(|p| p.work_location_type.as_deref())
+                .unwrap_or("unknown"),
+            source: "automatic",
+            place_id: None,
         },
-        "sequenceNumber": seq,
-    })
+        sequence_number: format!("{:016X}", user.id.as_u128() as u64),
+    }
 }
 
 const PRESENCE_PERMS: &[&str] = &[
@@ -432,8 +485,8 @@ fn presence(shared: &Shared, caller: &Caller, key: &str) -> GResult {
         .by_id
         .get(&id)
         .ok_or_else(|| GraphError::not_found(key))?;
-    let mut v = presence_json(&dir.tenant.users[*i]);
-    v["@odata.context"] = json!(context(shared, &format!("users('{id}')/presence/$entity")));
+    let mut v = presence_view(&dir.tenant.users[*i]);
+    v.context = Some(context(shared, &format!("users('{id}')/presence/$entity")));
     Ok(json_response(&v))
 }
 
@@ -482,13 +535,19 @@ fn presences(shared: &Shared, caller: &Caller, body: &[u8]) -> GResult {
             continue;
         }
         if let Some(i) = dir.by_id.get(&parsed) {
-            value.push(presence_json(&dir.tenant.users[*i]));
+            value.push(presence_view(&dir.tenant.users[*i]));
         }
     }
-    Ok(json_response(&json!({
-        "@odata.context": context(shared, "Collection(microsoft.graph.presence)"),
-        "value": value,
-    })))
+    #[derive(Serialize)]
+    struct Page<'a> {
+        #[serde(rename = "@odata.context")]
+        context: String,
+        value: Vec<PresenceView<'a>>,
+    }
+    Ok(json_response(&Page {
+        context: context(shared, "Collection(microsoft.graph.presence)"),
+        value,
+    }))
 }
 
 // ---------------------------------------------------------------- users
@@ -881,18 +940,25 @@ fn list_users(shared: &Shared, caller: &Caller, parts: &Parts, query: &Query) ->
             });
         }
     }
-    let mut result: Vec<usize> = candidates.unwrap_or_else(|| (0..users.len()).collect());
-    result.sort_unstable();
-    result.dedup();
-    result.retain(|&i| {
-        let u = &users[i];
-        clauses.iter().all(|c| match c {
-            UserClause::Mail(m) => u.mail.as_deref().is_some_and(|x| x.eq_ignore_ascii_case(m)),
-            UserClause::StartsWith(p) => u.display_name.to_lowercase().starts_with(p.as_str()),
-            UserClause::Enabled(b) => u.account_enabled == *b,
-            _ => true,
-        })
-    });
+    // No filter at all: page over the user list without touching every user.
+    let result: Option<Vec<usize>> = if clauses.is_empty() {
+        None
+    } else {
+        let mut r: Vec<usize> = candidates.unwrap_or_else(|| (0..users.len()).collect());
+        r.sort_unstable();
+        r.dedup();
+        r.retain(|&i| {
+            let u = &users[i];
+            clauses.iter().all(|c| match c {
+                UserClause::Mail(m) => u.mail.as_deref().is_some_and(|x| x.eq_ignore_ascii_case(m)),
+                UserClause::StartsWith(p) => u.display_name.to_lowercase().starts_with(p.as_str()),
+                UserClause::Enabled(b) => u.account_enabled == *b,
+                _ => true,
+            })
+        });
+        Some(r)
+    };
+    let total = result.as_ref().map_or(users.len(), Vec::len);
     let scope = format!(
         "users|{}|{}|{}",
         query.get("$filter").unwrap_or(""),
@@ -901,11 +967,13 @@ fn list_users(shared: &Shared, caller: &Caller, parts: &Parts, query: &Query) ->
     );
     let offset = page_offset(shared, &scope, query)?;
     let basic = !caller.has_any(&READ_USERS[..4]);
-    let page: Vec<Value> = result
-        .iter()
-        .skip(offset)
-        .take(top)
-        .map(|&i| Value::Object(user_json(&users[i], &select, basic)))
+    let indices: Vec<usize> = match &result {
+        Some(r) => r.iter().skip(offset).take(top).copied().collect(),
+        None => (offset.min(total)..(offset + top).min(total)).collect(),
+    };
+    let page: Vec<Value> = indices
+        .into_iter()
+        .map(|i| Value::Object(user_json(&users[i], &select, basic)))
         .collect();
     let mut body = Map::new();
     body.insert(
@@ -916,9 +984,9 @@ fn list_users(shared: &Shared, caller: &Caller, parts: &Parts, query: &Query) ->
         )),
     );
     if count {
-        body.insert("@odata.count".into(), json!(result.len()));
+        body.insert("@odata.count".into(), json!(total));
     }
-    if offset + top < result.len() {
+    if offset + top < total {
         let tok = shared
             .pages
             .seal(&scope, &json!({"o": offset + top, "x": expiry(shared)}));
@@ -1612,17 +1680,17 @@ fn sign_in_view<'a>(s: &'a SignIn, user: Option<&'a User>) -> SignInView<'a> {
                 longitude: 0.0,
             },
         },
-        applied_conditional_access_policies: vec![PolicyView {
-            id: "6b3b1f2e-7d1c-4a43-9c7e-0f4b2d8a1c55",
-            display_name: "Require MFA outside trusted locations",
-            enforced_grant_controls: ["Mfa"],
-            enforced_session_controls: [],
-            result: if s.error_code == 0 {
-                "success"
-            } else {
-                "notApplied"
-            },
-        }],
+        applied_conditional_access_policies: if s.error_code == 0 {
+            Vec::new()
+        } else {
+            vec![PolicyView {
+                id: "6b3b1f2e-7d1c-4a43-9c7e-0f4b2d8a1c55",
+                display_name: "Require MFA outside trusted locations",
+                enforced_grant_controls: ["Mfa"],
+                enforced_session_controls: [],
+                result: "notApplied",
+            }]
+        },
     }
 }
 
@@ -1630,7 +1698,47 @@ fn sign_in_view<'a>(s: &'a SignIn, user: Option<&'a User>) -> SignInView<'a> {
 enum SignInClause {
     Created(&'static str, Timestamp),
     ErrorCode(bool, u32),
-    Text(&'static str, String),
+    Interactive(bool),
+    /// `field eq 'v'` (prefix false) or `startswith(field,'v')` (prefix true), case-insensitive.
+    Text {
+        field: &'static str,
+        value: String,
+        prefix: bool,
+    },
+}
+
+fn sign_in_text_field(f: &str) -> Option<&'static str> {
+    Some(match f.to_ascii_lowercase().as_str() {
+        "appdisplayname" => "appDisplayName",
+        "userprincipalname" => "userPrincipalName",
+        "userdisplayname" => "userDisplayName",
+        "userid" => "userId",
+        "appid" => "appId",
+        "ipaddress" => "ipAddress",
+        "clientappused" => "clientAppUsed",
+        "location/city" => "location/city",
+        "location/countryorregion" => "location/countryOrRegion",
+        _ => return None,
+    })
+}
+
+fn sign_in_field<'a>(
+    s: &'a SignIn,
+    user: Option<&'a User>,
+    field: &str,
+) -> std::borrow::Cow<'a, str> {
+    use std::borrow::Cow;
+    match field {
+        "appDisplayName" => Cow::Borrowed(&s.app_display_name),
+        "userPrincipalName" => Cow::Borrowed(user.map_or("", |u| &u.user_principal_name)),
+        "userDisplayName" => Cow::Borrowed(user.map_or("", |u| &u.display_name)),
+        "userId" => Cow::Owned(s.user_id.to_string()),
+        "appId" => Cow::Owned(s.app_id.to_string()),
+        "clientAppUsed" => Cow::Borrowed(&s.client_app_used),
+        "location/city" => Cow::Borrowed(s.city.as_deref().unwrap_or("")),
+        "location/countryOrRegion" => Cow::Borrowed(s.country_or_region.as_deref().unwrap_or("")),
+        _ => Cow::Owned(s.ip_address.to_string()),
+    }
 }
 
 fn parse_sign_in_filter(filter: &str) -> Result<Vec<SignInClause>, GraphError> {
@@ -1683,15 +1791,37 @@ fn parse_sign_in_filter(filter: &str) -> Result<Vec<SignInClause>, GraphError> {
                 )
             }
             [Tok::Word(f), op, Tok::Str(v)] if op.is_word("eq") => {
-                let field = match f.to_ascii_lowercase().as_str() {
-                    "appdisplayname" => "appDisplayName",
-                    "userprincipalname" => "userPrincipalName",
-                    "userid" => "userId",
-                    "appid" => "appId",
-                    "ipaddress" => "ipAddress",
-                    _ => return Err(bad(&format!("filtering on '{f}' is not supported"))),
-                };
-                SignInClause::Text(field, v.to_lowercase())
+                let field = sign_in_text_field(f)
+                    .ok_or_else(|| bad(&format!("filtering on '{f}' is not supported")))?;
+                SignInClause::Text {
+                    field,
+                    value: v.to_lowercase(),
+                    prefix: false,
+                }
+            }
+            [
+                Tok::Word(func),
+                Tok::LParen,
+                Tok::Word(f),
+                Tok::Comma,
+                Tok::Str(v),
+                Tok::RParen,
+            ] if func.eq_ignore_ascii_case("startswith") => {
+                let field = sign_in_text_field(f)
+                    .ok_or_else(|| bad(&format!("startswith on '{f}' is not supported")))?;
+                SignInClause::Text {
+                    field,
+                    value: v.to_lowercase(),
+                    prefix: true,
+                }
+            }
+            [Tok::Word(f), op, Tok::Word(b)]
+                if op.is_word("eq") && f.eq_ignore_ascii_case("isInteractive") =>
+            {
+                SignInClause::Interactive(
+                    b.parse()
+                        .map_err(|_| bad("isInteractive takes true or false"))?,
+                )
             }
             _ => return Err(bad("unsupported expression")),
         };
@@ -1715,6 +1845,53 @@ fn sign_in_perms(shared: &Shared, caller: &Caller) -> Result<(), GraphError> {
     Ok(())
 }
 
+/// Properties a signIn `$select` may name.
+const SIGN_IN_PROPS: &[&str] = &[
+    "id",
+    "createdDateTime",
+    "userDisplayName",
+    "userPrincipalName",
+    "userId",
+    "appId",
+    "appDisplayName",
+    "ipAddress",
+    "clientAppUsed",
+    "correlationId",
+    "conditionalAccessStatus",
+    "isInteractive",
+    "riskDetail",
+    "riskLevelAggregated",
+    "riskLevelDuringSignIn",
+    "riskState",
+    "riskEventTypes",
+    "riskEventTypes_v2",
+    "resourceDisplayName",
+    "resourceId",
+    "status",
+    "deviceDetail",
+    "location",
+    "appliedConditionalAccessPolicies",
+];
+
+fn sign_in_select(query: &Query) -> Result<Option<Vec<&'static str>>, GraphError> {
+    let Some(sel) = query.get("$select") else {
+        return Ok(None);
+    };
+    let mut out = Vec::new();
+    for name in odata::parse_select(sel) {
+        let canon = SIGN_IN_PROPS
+            .iter()
+            .find(|p| p.eq_ignore_ascii_case(&name))
+            .ok_or_else(|| {
+                GraphError::bad_request(&format!(
+                    "Parsing OData Select and Expand failed: Could not find a property named '{name}' on type 'microsoft.graph.signIn'."
+                ))
+            })?;
+        out.push(*canon);
+    }
+    Ok(Some(out))
+}
+
 /// Most records one sign-ins page holds (also the default page size).
 pub const MAX_SIGN_IN_PAGE: usize = 1000;
 
@@ -1728,11 +1905,14 @@ fn ts_from(v: &Value) -> Option<Timestamp> {
 
 fn sign_ins(shared: &Shared, ctx: &Ctx, caller: &Caller, path: &str, query: &Query) -> GResult {
     sign_in_perms(shared, caller)?;
-    if let Some(opt) = query.unsupported_option(&["$filter", "$top", "$skiptoken", "$orderby"]) {
+    if let Some(opt) =
+        query.unsupported_option(&["$filter", "$top", "$skiptoken", "$orderby", "$select"])
+    {
         return Err(GraphError::bad_request(&format!(
             "Query option '{opt}' is not allowed here."
         )));
     }
+    let select = sign_in_select(query)?;
     if let Some(o) = query.get("$orderby") {
         let o = o.trim().to_ascii_lowercase();
         if o != "createddatetime desc" && o != "createddatetime" {
@@ -1751,7 +1931,11 @@ fn sign_ins(shared: &Shared, ctx: &Ctx, caller: &Caller, path: &str, query: &Que
         Some(f) => parse_sign_in_filter(f)?,
         None => Vec::new(),
     };
-    let scope = format!("signins|{}|{top}", query.get("$filter").unwrap_or(""));
+    let scope = format!(
+        "signins|{}|{}|{top}",
+        query.get("$filter").unwrap_or(""),
+        query.get("$select").unwrap_or("")
+    );
     let (as_of, cursor) = match query.get("$skiptoken") {
         None => (ctx.now, None),
         Some(tok) => {
@@ -1803,17 +1987,20 @@ fn sign_ins(shared: &Shared, ctx: &Ctx, caller: &Caller, path: &str, query: &Que
             && clauses.iter().all(|c| match c {
                 SignInClause::Created(..) => true,
                 SignInClause::ErrorCode(eq, code) => (s.error_code == *code) == *eq,
-                SignInClause::Text(field, v) => {
-                    let actual = match *field {
-                        "appDisplayName" => s.app_display_name.to_lowercase(),
-                        "userPrincipalName" => user_of(s)
-                            .map(|u| u.user_principal_name.to_lowercase())
-                            .unwrap_or_default(),
-                        "userId" => s.user_id.to_string(),
-                        "appId" => s.app_id.to_string(),
-                        _ => s.ip_address.to_string(),
-                    };
-                    actual == *v
+                SignInClause::Interactive(b) => s.is_interactive == *b,
+                SignInClause::Text {
+                    field,
+                    value,
+                    prefix,
+                } => {
+                    let actual = sign_in_field(s, user_of(s), field);
+                    if *prefix {
+                        actual
+                            .get(..value.len())
+                            .is_some_and(|p| p.eq_ignore_ascii_case(value))
+                    } else {
+                        actual.eq_ignore_ascii_case(value)
+                    }
                 }
             })
     };
@@ -1854,7 +2041,20 @@ fn sign_ins(shared: &Shared, ctx: &Ctx, caller: &Caller, path: &str, query: &Que
         if n > 0 {
             out.push(b',');
         }
-        let _ = serde_json::to_writer(&mut out, &sign_in_view(s, user_of(s)));
+        let view = sign_in_view(s, user_of(s));
+        match &select {
+            None => {
+                let _ = serde_json::to_writer(&mut out, &view);
+            }
+            Some(fields) => {
+                let full = serde_json::to_value(&view).unwrap_or_default();
+                let picked: Map<String, Value> = fields
+                    .iter()
+                    .map(|f| (f.to_string(), full.get(*f).cloned().unwrap_or(Value::Null)))
+                    .collect();
+                let _ = serde_json::to_writer(&mut out, &picked);
+            }
+        }
     }
     out.extend_from_slice(b"]}");
     let mut r = Response::new(Body::from(out));

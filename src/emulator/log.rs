@@ -35,7 +35,7 @@ pub struct LogEntry {
     pub request_id: String,
     /// Injected fault (`429`, `drop`, `slow:2000ms`, `truncate`, `throttled`), if any.
     pub fault: Option<String>,
-    /// Server time spent, microseconds (without injected delays).
+    /// Server time spent after the request body arrived, microseconds (without injected delays).
     pub micros: u64,
 }
 

@@ -15,6 +15,7 @@ use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::serve::{IncomingStream, Listener};
+use futures_util::StreamExt;
 use jiff::{SignedDuration, Timestamp};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
@@ -72,8 +73,7 @@ pub(crate) struct Directory {
 impl Directory {
     pub fn new(mut tenant: Tenant) -> Directory {
         let mut sign_ins = std::mem::take(&mut tenant.sign_ins);
-        sign_ins
-            .sort_unstable_by(|a, b| (a.created_date_time, a.id).cmp(&(b.created_date_time, b.id)));
+        sign_ins.sort_unstable_by_key(|a| (a.created_date_time, a.id));
         let mut d = Directory {
             tenant,
             by_id: HashMap::new(),
@@ -414,6 +414,8 @@ pub(crate) async fn dispatch(
             return finish(&shared, resp, &ctx, entry, started);
         }
     };
+    // Server time starts once the request body is in: receiving it is network time.
+    let started = Instant::now();
 
     let resp = match family {
         Family::Token => token::handle(&shared, &ctx, &parts, &path, &body),
@@ -476,13 +478,16 @@ async fn truncated(resp: Response) -> Response {
         HeaderValue::from(bytes.len().max(2)),
     );
     let half = Bytes::copy_from_slice(&bytes[..bytes.len() / 2]);
-    let stream = futures_util::stream::iter(vec![
-        Ok::<Bytes, io::Error>(half),
-        Err(io::Error::new(
-            io::ErrorKind::BrokenPipe,
-            "truncated by fault injection",
-        )),
-    ]);
+    // The pause lets the headers and the first half reach the client before the cut.
+    let stream = futures_util::stream::iter([Ok::<Bytes, io::Error>(half)]).chain(
+        futures_util::stream::once(async {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            Err(io::Error::new(
+                io::ErrorKind::BrokenPipe,
+                "truncated by fault injection",
+            ))
+        }),
+    );
     Response::from_parts(parts, Body::from_stream(stream))
 }
 

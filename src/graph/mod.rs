@@ -251,6 +251,17 @@ impl GraphClient {
         }
         let url = Url::parse(&url)
             .map_err(|e| Error::internal(format!("cannot build a Graph URL: {e}")))?;
+        // A value that URL parsing would reinterpret (a dot segment, even encoded) is refused.
+        let expected = format!("{}{}", self.inner.base.path(), request.path.as_str());
+        if url.path() != expected {
+            return Err(Error::invalid(
+                "/inputs",
+                format!(
+                    "a value cannot be addressed as a Graph path segment: {:?}",
+                    request.path.as_str()
+                ),
+            ));
+        }
         self.ensure_graph_url(&url)
             .map_err(|m| Error::internal(format!("built a URL outside Graph: {m}")))?;
         Ok(url)
@@ -843,6 +854,15 @@ mod tests {
             c.url_for(&r).unwrap().as_str(),
             "https://graph.example.com/v1.0/users/..%2Fme/presence?$filter=userPrincipalName%20eq%20%27o%27%27b%26x=1%23y%27&$select=id,displayName"
         );
+    }
+
+    #[test]
+    fn dot_segments_never_move_the_path() {
+        let c = client("https://graph.example.com");
+        let r = GraphRequest::get(GraphPath::new("groups").value(".."), ApiFamily::Directory);
+        assert_eq!(c.url_for(&r).unwrap_err().kind, ErrorKind::InvalidInput);
+        let r = GraphRequest::get(GraphPath::user(".."), ApiFamily::Directory);
+        assert_eq!(c.url_for(&r).unwrap().path(), "/v1.0/users('..')");
     }
 
     #[test]

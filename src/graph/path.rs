@@ -41,8 +41,10 @@ impl GraphPath {
     /// Append one untrusted value as exactly one segment.
     pub fn value(mut self, value: &str) -> Self {
         self.0.push('/');
-        // `.` and `..` alone are dot-segments that URL parsers collapse: encode them.
-        if value == "." || value == ".." {
+        // `.` and `..` alone are dot-segments. WHATWG URL parsers (the url crate
+        // included) collapse them even as `%2E%2E`, so the client refuses a path
+        // that does not survive parsing; callers addressing users get the key form.
+        if is_dot_segment(value) {
             for _ in 0..value.len() {
                 self.0.push_str("%2E");
             }
@@ -52,9 +54,10 @@ impl GraphPath {
         self
     }
 
-    /// `users/{id}` for an object id or UPN; `users('{upn}')` when it starts with `$`.
+    /// `users/{id}` for an object id or UPN; `users('{upn}')` when it starts with `$`,
+    /// or is `.`/`..` (which URL parsers collapse even when percent-encoded).
     pub fn user(id: &str) -> Self {
-        if id.starts_with('$') {
+        if id.starts_with('$') || is_dot_segment(id) {
             let mut p = String::from("users(");
             push_encoded(&mut p, &odata_string(id), true);
             p.push(')');
@@ -67,6 +70,10 @@ impl GraphPath {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+}
+
+fn is_dot_segment(value: &str) -> bool {
+    value == "." || value == ".."
 }
 
 /// An OData string literal: single-quoted, inner quotes doubled (`o'brien` -> `'o''brien'`).
@@ -86,7 +93,8 @@ mod tests {
             ("x?y", "users/x%3Fy"),
             ("#", "users/%23"),
             ("%2e%2e", "users/%252e%252e"),
-            ("..", "users/%2E%2E"),
+            ("..", "users('..')"),
+            (".", "users('.')"),
             ("adele@contoso.com", "users/adele@contoso.com"),
             ("o'brien@contoso.com", "users/o%27brien@contoso.com"),
         ] {
