@@ -1541,8 +1541,24 @@ async fn request_log_tells_how_a_token_request_authenticated() {
         ("client_assertion", &jwt),
     ])
     .await;
+    // A secret both in the body and as Basic: both are named.
+    t.http
+        .post(t.emu.token_url())
+        .basic_auth(FULL.0, Some(FULL.1))
+        .form(&[
+            ("grant_type", "client_credentials"),
+            ("client_secret", FULL.1),
+            ("scope", scope),
+        ])
+        .send()
+        .await
+        .unwrap();
     let tokens = t.emu.request_log().family("token");
     let asked: Vec<_> = tokens.iter().map(|e| e.token.clone().unwrap()).collect();
+    assert_eq!(
+        asked[3].client_auth,
+        "client_secret_post,client_secret_basic"
+    );
     assert_eq!(asked[0].client_auth, "client_secret_basic");
     assert_eq!(asked[0].client_id.as_deref(), Some(FULL.0));
     assert_eq!(asked[1].client_auth, "client_secret_post");

@@ -51,7 +51,8 @@ pub struct TokenRequest {
     pub scope: Option<String>,
     /// The `username` of a password grant.
     pub username: Option<String>,
-    /// `client_secret_post`, `client_secret_basic`, `private_key_jwt` or `none`.
+    /// Every client credential presented, comma-separated: `private_key_jwt`,
+    /// `client_secret_post`, `client_secret_basic`; `none` when there was none.
     pub client_auth: String,
     /// JOSE header of the `client_assertion` (its signature is not kept).
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -159,15 +159,19 @@ pub(crate) fn summarize(parts: &Parts, body: &[u8]) -> TokenRequest {
         };
         (part(), part())
     });
-    let client_auth = if assertion.is_some() {
-        "private_key_jwt"
-    } else if form.contains_key("client_secret") {
-        "client_secret_post"
-    } else if basic.is_some() {
-        "client_secret_basic"
-    } else {
-        "none"
-    };
+    let presented = [
+        (assertion.is_some(), "private_key_jwt"),
+        (form.contains_key("client_secret"), "client_secret_post"),
+        (basic.is_some(), "client_secret_basic"),
+    ];
+    let mut client_auth: Vec<&str> = presented
+        .iter()
+        .filter(|(sent, _)| *sent)
+        .map(|(_, name)| *name)
+        .collect();
+    if client_auth.is_empty() {
+        client_auth.push("none");
+    }
     let (assertion_header, assertion_claims) = assertion.unwrap_or_default();
     TokenRequest {
         grant_type: form.get("grant_type").cloned(),
@@ -177,7 +181,7 @@ pub(crate) fn summarize(parts: &Parts, body: &[u8]) -> TokenRequest {
             .or_else(|| basic.map(|(id, _)| id)),
         scope: form.get("scope").cloned(),
         username: form.get("username").cloned(),
-        client_auth: client_auth.to_string(),
+        client_auth: client_auth.join(","),
         assertion_header,
         assertion_claims,
     }
