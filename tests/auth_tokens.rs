@@ -1,168 +1,209 @@
-//! Token requests, the token cache, `check`, and secrets staying secret:
-//! the real binary against a fake token endpoint + Graph on 127.0.0.1.
+//! Token requests, the token cache, `check`, and secrets staying secret: the
+//! real binary against the built-in emulator on 127.0.0.1 (the proxy test alone
+//! uses `fake`, see its module doc). What the connector sent is read from the
+//! emulator's request log; the emulator's own strictness (secrets, passwords,
+//! rotated refresh tokens, signed assertions) proves the credential was right.
 
 mod common;
+mod emu;
 mod fake;
 
+use std::path::Path;
 use std::time::{Duration, Instant};
 
-use fake::{
-    Fake, Reply, Seen, USER_ID, app_token, assert_no_secrets, entra_error, json_reply, presence,
-    token_ok,
+use emu::{DISABLED_USER, EXPIRED_APP, Emu, ME_ONLY_APP, PUBLIC_APP, USER_ID};
+use msgraph_connector::emulator::{
+    AppCertificate, AppRegistration, DELEGATED_PASSWORD, DELEGATED_USER, FULL_APP_CLIENT_ID,
+    FULL_APP_SECRET, Family, FaultKind, FaultPlan, MFA_USER, READ_APP_CLIENT_ID, READ_APP_SECRET,
+    RateLimit, ThrottleConfig,
 };
 use serde_json::{Value, json};
 
-/// Token requests get tokens numbered 0, 1, ...; Graph answers presence.
-fn simple(seen: &Seen, n: usize) -> Reply {
-    if seen.is_token() {
-        token_ok(&app_token(n), 3599, None)
-    } else {
-        presence(USER_ID)
-    }
-}
-
-fn presence_run(
-    fake: &Fake,
-    asset: &Value,
-    dir: &std::path::Path,
-    extra: &[&str],
-) -> common::Outcome {
+fn presence_run(emu: &Emu, asset: &Value, dir: &Path, extra: &[&str]) -> common::Outcome {
     let envelope = json!({"asset": asset, "inputs": {"id": USER_ID}}).to_string();
     let mut args = extra.to_vec();
     args.extend(["run", "get_presence"]);
     let out = common::run(&args, envelope.as_bytes(), dir);
-    assert_no_secrets(fake, &out.stdout);
-    assert_no_secrets(fake, &out.stderr);
+    emu.assert_no_secrets(&out.stdout, Some(dir));
+    emu.assert_no_secrets(&out.stderr, Some(dir));
     out
 }
 
 #[test]
 fn client_credentials_token_then_bearer_call() {
-    let fake = Fake::start(simple);
+    let emu = Emu::start();
+    // One presence request a window: the first answer already reports 100 % use.
+    emu.set_throttle(ThrottleConfig {
+        presence: Some(RateLimit {
+            requests: 1,
+            per: Duration::from_secs(30),
+        }),
+        ..ThrottleConfig::off()
+    });
     let dir = tempfile::tempdir().unwrap();
-    let out = presence_run(&fake, &fake.asset("client_credentials"), dir.path(), &[]);
+    let out = presence_run(&emu, &emu.asset("client_credentials"), dir.path(), &[]);
     assert_eq!(out.code, 0, "{}", out.stderr);
     let v = out.json();
     assert_eq!(v["json_body"]["availability"], "Available");
-    assert_eq!(v["response_headers"]["request-id"], "req-ok");
+
+    let tokens = emu.tokens();
+    assert_eq!(tokens.len(), 1);
+    assert_eq!(tokens[0].status, 200, "the emulator accepted the secret");
+    let asked = tokens[0].token.as_ref().unwrap();
+    assert_eq!(asked.grant_type.as_deref(), Some("client_credentials"));
+    assert_eq!(asked.client_id.as_deref(), Some(FULL_APP_CLIENT_ID));
+    assert_eq!(
+        asked.scope.as_deref(),
+        Some(format!("{}/.default", emu.base_url()).as_str())
+    );
+    assert_eq!(
+        asked.client_auth, "client_secret_post",
+        "secret in the body"
+    );
+    assert!(!tokens[0].authorization, "no Authorization header either");
+
+    let graph = emu.graph();
+    assert_eq!(graph.len(), 1);
+    let g = &graph[0];
+    assert_eq!(g.method, "GET");
+    assert_eq!(g.path, format!("/v1.0/users/{USER_ID}/presence"));
+    assert_eq!(g.query, None);
+    assert!(g.authorization);
+    assert_eq!(g.status, 200, "the emulator accepted the bearer token");
+    let crid = g.client_request_id.as_deref().unwrap();
+    assert!(uuid::Uuid::parse_str(crid).is_ok(), "{crid}");
+    assert!(
+        g.user_agent
+            .as_deref()
+            .unwrap()
+            .starts_with("msgraph-connector/")
+    );
+    // Graph's headers reach the result.
+    assert_eq!(v["response_headers"]["request-id"], g.request_id);
     assert_eq!(
         v["response_headers"]["x-ms-throttle-limit-percentage"],
-        "0.4"
+        "1.0"
     );
-
-    let tokens = fake.tokens();
-    assert_eq!(tokens.len(), 1);
-    let form = tokens[0].form();
-    assert_eq!(form["grant_type"], "client_credentials");
-    assert_eq!(form["client_id"], "app-1");
-    assert_eq!(form["client_secret"], fake::SECRET);
-    assert_eq!(form["scope"], format!("{}/.default", fake.base));
-    assert!(
-        !tokens[0].headers.contains_key("authorization"),
-        "secret goes in the body"
-    );
-
-    let graph = fake.graph();
-    assert_eq!(graph.len(), 1);
-    assert_eq!(graph[0].uri, format!("/v1.0/users/{USER_ID}/presence"));
-    assert_eq!(graph[0].bearer(), Some(app_token(0).as_str()));
-    let crid = &graph[0].headers["client-request-id"];
-    assert!(uuid::Uuid::parse_str(crid).is_ok(), "{crid}");
-    assert!(graph[0].headers["user-agent"].starts_with("msgraph-connector/"));
 }
 
 #[test]
 fn token_errors_exit_3_with_code_and_advice() {
-    let cases: &[(u64, &str, &str)] = &[
-        (7000215, "invalid_client", "Value, not its Secret ID"),
-        (7000222, "invalid_client", "expired"),
-        (700016, "unauthorized_client", "not found in the tenant"),
-        (90002, "invalid_request", "tenant not found"),
-        (65001, "invalid_grant", "consent"),
-        (70011, "invalid_scope", "scope"),
+    let emu = Emu::start();
+    let base = emu.base_url();
+    let cc = emu.asset("client_credentials");
+    let with = |asset: &Value, changes: Value| {
+        let mut a = asset.clone();
+        for (k, v) in changes.as_object().unwrap() {
+            a[k] = v.clone();
+        }
+        a
+    };
+    let cases: Vec<(u64, &str, Value)> = vec![
+        (
+            7000215,
+            "Value, not its Secret ID",
+            with(&cc, json!({"client_secret": "not-the-secret"})),
+        ),
+        (
+            7000222,
+            "expired",
+            with(
+                &cc,
+                json!({"client_id": EXPIRED_APP.0, "client_secret": EXPIRED_APP.1}),
+            ),
+        ),
+        (
+            700016,
+            "not found in the tenant",
+            with(
+                &cc,
+                json!({"client_id": "0badc0de-0000-4000-8000-000000000000"}),
+            ),
+        ),
+        (
+            90002,
+            "tenant not found",
+            with(&cc, json!({"tenant_id": "nowhere.example"})),
+        ),
+        (
+            65001,
+            "consent",
+            with(
+                &emu.asset("password"),
+                json!({"scope": [format!("{base}/Mail.Read"), "offline_access"]}),
+            ),
+        ),
+        (
+            70011,
+            "scope",
+            with(
+                &cc,
+                json!({"scope": ["https://elsewhere.example/.default"]}),
+            ),
+        ),
     ];
-    for &(code, error, hint) in cases {
-        let fake = Fake::start(move |seen, _| {
-            if seen.is_token() {
-                entra_error(
-                    if error == "invalid_client" { 401 } else { 400 },
-                    error,
-                    code,
-                    "Something went wrong.",
-                )
-            } else {
-                panic!("no Graph call may follow a refused token")
-            }
-        });
+    for (code, hint, asset) in cases {
+        let before = emu.log().len();
         let dir = tempfile::tempdir().unwrap();
-        let out = presence_run(
-            &fake,
-            &fake.asset("client_credentials"),
-            dir.path(),
-            &["-vvv"],
-        );
+        let out = presence_run(&emu, &asset, dir.path(), &["-vvv"]);
         assert_eq!(out.code, 3, "{code}: {}", out.stderr);
+        let seen = &emu.log()[before..];
+        assert_eq!(seen.len(), 1, "{code}: one token request, not retried");
+        assert_eq!(seen[0].family, "token", "{code}: no Graph call follows");
         let e = &out.json()["error"];
         assert_eq!(e["kind"], "auth");
         assert_eq!(e["code"], format!("AADSTS{code}"));
-        assert_eq!(e["request_id"], format!("trace-{code}"));
-        assert!(e["status_code"] == 400 || e["status_code"] == 401);
+        assert_eq!(e["request_id"], seen[0].request_id, "Entra's trace id");
+        assert_eq!(e["status_code"], seen[0].status);
+        let want_status = if hint == "Value, not its Secret ID" || hint == "expired" {
+            401
+        } else {
+            400
+        };
+        assert_eq!(seen[0].status, want_status, "{code}");
         let msg = e["message"].as_str().unwrap();
         assert!(msg.contains(hint), "{code}: {msg}");
         assert!(!msg.contains("Trace ID"), "only the first line: {msg}");
-        assert!(fake.graph().is_empty());
     }
 }
 
 #[test]
 fn password_grant_and_its_errors() {
-    let fake = Fake::start(|seen, n| {
-        if seen.is_token() {
-            match n {
-                0 => token_ok(&app_token(0), 3599, Some("rt-1-do-not-print")),
-                1 => entra_error(
-                    400,
-                    "invalid_grant",
-                    50076,
-                    "Due to a configuration change made by your administrator, you must use multi-factor authentication.",
-                ),
-                2 => entra_error(
-                    400,
-                    "invalid_grant",
-                    50126,
-                    "Error validating credentials due to invalid username or password.",
-                ),
-                _ => entra_error(400, "invalid_grant", 50057, "The user account is disabled."),
-            }
-        } else {
-            presence(USER_ID)
-        }
-    });
-    let asset = fake.asset("password");
-    let out = presence_run(&fake, &asset, tempfile::tempdir().unwrap().path(), &[]);
+    let emu = Emu::start();
+    // A public client: no secret in the asset, and the app has none to match.
+    let mut asset = emu.asset("password");
+    asset["client_id"] = json!(PUBLIC_APP);
+    asset.as_object_mut().unwrap().remove("client_secret");
+    let dir = tempfile::tempdir().unwrap();
+    let out = presence_run(&emu, &asset, dir.path(), &[]);
     assert_eq!(out.code, 0, "{}", out.stderr);
-    let form = fake.tokens()[0].form();
-    assert_eq!(form["grant_type"], "password");
-    assert_eq!(form["username"], "adele@contoso.com");
-    assert_eq!(form["password"], fake::PASSWORD);
-    assert!(form["scope"].contains("offline_access"));
-    assert!(
-        !form.contains_key("client_secret"),
-        "a public client sends no secret"
-    );
+    let tokens = emu.tokens();
+    assert_eq!(tokens[0].status, 200, "the emulator accepted the password");
+    let asked = tokens[0].token.as_ref().unwrap();
+    assert_eq!(asked.grant_type.as_deref(), Some("password"));
+    assert_eq!(asked.username.as_deref(), Some(DELEGATED_USER));
+    assert!(asked.scope.as_deref().unwrap().contains("offline_access"));
+    assert_eq!(asked.client_auth, "none", "a public client sends no secret");
+    // offline_access was honoured: a refresh token is kept beside the access token.
+    assert_eq!(emu::cached_tokens(dir.path()).len(), 2);
 
-    for (code, hint) in [
-        (50076, "MFA is required"),
-        (50126, "invalid username or password"),
-        (50057, "disabled"),
+    for (username, password, code, hint) in [
+        (MFA_USER, DELEGATED_PASSWORD, 50076, "MFA is required"),
+        (
+            DELEGATED_USER,
+            "wrong-password",
+            50126,
+            "invalid username or password",
+        ),
+        (DISABLED_USER, DELEGATED_PASSWORD, 50057, "disabled"),
     ] {
-        let out = presence_run(
-            &fake,
-            &asset,
-            tempfile::tempdir().unwrap().path(),
-            &["-vvv"],
-        );
+        let mut asset = asset.clone();
+        asset["username"] = json!(username);
+        asset["password"] = json!(password);
+        let dir = tempfile::tempdir().unwrap();
+        let out = presence_run(&emu, &asset, dir.path(), &["-vvv"]);
         assert_eq!(out.code, 3, "{}", out.stderr);
+        assert!(!out.stderr.contains("wrong-password"));
         let e = &out.json()["error"];
         assert_eq!(e["code"], format!("AADSTS{code}"));
         assert!(e["message"].as_str().unwrap().contains(hint), "{e}");
@@ -172,10 +213,11 @@ fn password_grant_and_its_errors() {
 
 #[test]
 fn unreachable_token_endpoint_is_a_network_error() {
+    const SECRET: &str = "s3cr3t-VALUE-do-not-print";
     let dir = tempfile::tempdir().unwrap();
     let asset = json!({"type": "client_credentials", "url": "http://127.0.0.1:9",
         "login_url": "http://127.0.0.1:9", "tenant_id": "t", "client_id": "c",
-        "client_secret": fake::SECRET, "timeout_seconds": 2, "max_attempts": 2});
+        "client_secret": SECRET, "timeout_seconds": 2, "max_attempts": 2});
     let envelope = json!({"asset": asset, "inputs": {"id": USER_ID}}).to_string();
     let out = common::run(
         &["-vvv", "run", "get_presence"],
@@ -189,25 +231,27 @@ fn unreachable_token_endpoint_is_a_network_error() {
         "{}",
         out.stderr
     );
-    assert!(!out.stdout.contains(fake::SECRET) && !out.stderr.contains(fake::SECRET));
+    assert!(!out.stdout.contains(SECRET) && !out.stderr.contains(SECRET));
 }
 
 #[test]
 fn second_process_reuses_the_cached_token() {
-    let fake = Fake::start(simple);
+    let emu = Emu::start();
     let dir = tempfile::tempdir().unwrap();
-    let asset = fake.asset("client_credentials");
+    let asset = emu.asset("client_credentials");
     for _ in 0..2 {
-        let out = presence_run(&fake, &asset, dir.path(), &[]);
+        let out = presence_run(&emu, &asset, dir.path(), &[]);
         assert_eq!(out.code, 0, "{}", out.stderr);
     }
     assert_eq!(
-        fake.tokens().len(),
+        emu.token_requests(),
         1,
         "the second run must make no token request"
     );
-    let graph = fake.graph();
-    assert_eq!(graph[1].bearer(), graph[0].bearer());
+    // Both runs were served with the one token the emulator issued.
+    let graph = emu.graph();
+    assert_eq!(graph.len(), 2);
+    assert!(graph.iter().all(|g| g.status == 200 && g.authorization));
 
     // The entry is private and named by a hash, never by a secret.
     let entries: Vec<_> = std::fs::read_dir(dir.path().join("tokens"))
@@ -224,32 +268,31 @@ fn second_process_reuses_the_cached_token() {
     }
     let text = std::fs::read_to_string(&entries[0]).unwrap();
     assert!(
-        !text.contains(fake::SECRET),
+        !text.contains(FULL_APP_SECRET),
         "the cache never holds the client secret"
     );
 
     // Without the cache every run asks again, and nothing new is written.
     let other = tempfile::tempdir().unwrap();
     for _ in 0..2 {
-        let out = presence_run(&fake, &asset, other.path(), &["--no-token-cache"]);
+        let out = presence_run(&emu, &asset, other.path(), &["--no-token-cache"]);
         assert_eq!(out.code, 0, "{}", out.stderr);
     }
-    assert_eq!(fake.tokens().len(), 3);
+    assert_eq!(emu.token_requests(), 3);
     assert!(!other.path().join("tokens").exists());
 }
 
 #[test]
 fn concurrent_processes_share_one_token_request() {
-    let fake = Fake::start(|seen, n| {
-        if seen.is_token() {
-            std::thread::sleep(Duration::from_millis(300));
-            token_ok(&app_token(n), 3599, None)
-        } else {
-            presence(USER_ID)
-        }
-    });
+    let emu = Emu::start();
+    // A slow token endpoint widens the window in which all four would ask.
+    emu.fail_next(
+        Some(Family::Token),
+        1,
+        FaultKind::Slow(Duration::from_millis(300)),
+    );
     let dir = tempfile::tempdir().unwrap();
-    let asset = fake.asset("client_credentials");
+    let asset = emu.asset("client_credentials");
     let handles: Vec<_> = (0..4)
         .map(|_| {
             let (asset, dir) = (asset.clone(), dir.path().to_path_buf());
@@ -264,109 +307,77 @@ fn concurrent_processes_share_one_token_request() {
         assert_eq!(out.code, 0, "{}", out.stderr);
     }
     assert_eq!(
-        fake.tokens().len(),
+        emu.token_requests(),
         1,
         "the lock lets one process ask, the others read the cache"
     );
+    assert_eq!(emu.graph().len(), 4);
 }
 
 #[test]
 fn refresh_token_rotates_across_three_runs() {
-    // Each answer carries a new refresh token; an old one is refused, as a strict server would.
-    let fake = Fake::start(|seen, n| {
-        if seen.is_token() {
-            let expected = if n == 0 {
-                fake::REFRESH_SEED.to_string()
-            } else {
-                format!("rt-{n}-do-not-print")
-            };
-            let form = seen.form();
-            if form.get("refresh_token") != Some(&expected) {
-                return entra_error(
-                    400,
-                    "invalid_grant",
-                    70008,
-                    "The refresh token has expired or is invalid.",
-                );
-            }
-            // expires_in 0: no access token outlives its run, so every run refreshes.
-            token_ok(
-                &app_token(n),
-                0,
-                Some(&format!("rt-{}-do-not-print", n + 1)),
-            )
-        } else {
-            presence(USER_ID)
-        }
-    });
+    // The emulator refuses a refresh token once redeemed (AADSTS70008), so three
+    // good runs prove each one kept the refresh token the previous one received.
+    let emu = Emu::start();
     let dir = tempfile::tempdir().unwrap();
-    let asset = fake.asset("refresh_token");
+    let asset = emu.asset("refresh_token");
     for run in 0..3 {
-        let out = presence_run(&fake, &asset, dir.path(), &["-vvv"]);
+        let out = presence_run(&emu, &asset, dir.path(), &["-vvv"]);
         assert_eq!(out.code, 0, "run {run}: {}", out.stderr);
+        // The access token expires between runs (virtual clock): the next run's
+        // cached token is refused, and it must refresh with the rotated token.
+        emu.advance_clock(Duration::from_secs(2 * 3600));
     }
-    let sent: Vec<String> = fake
-        .tokens()
-        .iter()
-        .map(|t| t.form()["refresh_token"].clone())
-        .collect();
-    assert_eq!(
-        sent,
-        [fake::REFRESH_SEED, "rt-1-do-not-print", "rt-2-do-not-print"]
-    );
-    let form = fake.tokens()[0].form();
-    assert_eq!(form["grant_type"], "refresh_token");
-    assert_eq!(form["client_id"], "app-1");
+    let tokens = emu.tokens();
+    assert_eq!(tokens.len(), 3);
+    for t in &tokens {
+        assert_eq!(t.status, 200);
+        let asked = t.token.as_ref().unwrap();
+        assert_eq!(asked.grant_type.as_deref(), Some("refresh_token"));
+        assert_eq!(asked.client_id.as_deref(), Some(FULL_APP_CLIENT_ID));
+    }
+    let statuses: Vec<u16> = emu.graph().iter().map(|g| g.status).collect();
+    assert_eq!(statuses, [200, 401, 200, 401, 200]);
 }
 
 #[test]
 fn expired_refresh_token_says_sign_in_again() {
-    let fake = Fake::start(|seen, _| {
-        assert!(seen.is_token());
-        entra_error(
-            400,
-            "invalid_grant",
-            700082,
-            "The refresh token has expired due to inactivity.",
-        )
-    });
-    let out = presence_run(
-        &fake,
-        &fake.asset("refresh_token"),
-        tempfile::tempdir().unwrap().path(),
-        &["-vvv"],
-    );
-    assert_eq!(out.code, 3);
+    let emu = Emu::start();
+    let asset = emu.asset("refresh_token");
+    emu.advance_clock(Duration::from_secs(91 * 24 * 3600));
+    let out = presence_run(&emu, &asset, tempfile::tempdir().unwrap().path(), &["-vvv"]);
+    assert_eq!(out.code, 3, "{}", out.stderr);
     let e = &out.json()["error"];
     assert_eq!(e["code"], "AADSTS700082");
     assert!(e["message"].as_str().unwrap().contains("sign in again"));
+    assert_eq!(emu.tokens().len(), 1);
+    assert!(emu.graph().is_empty());
 }
 
-/// A fresh RSA key (PKCS#8 PEM), a stand-in certificate, and the public key to verify with.
-fn test_key() -> (String, String, Vec<u8>) {
-    use aws_lc_rs::encoding::AsDer;
-    use aws_lc_rs::signature::{KeyPair, RsaKeyPair};
+fn pem(label: &str, bytes: &[u8]) -> String {
     use base64::Engine;
-    let key = RsaKeyPair::generate(aws_lc_rs::rsa::KeySize::Rsa2048).unwrap();
-    let der = AsDer::<aws_lc_rs::encoding::Pkcs8V1Der>::as_der(&key).unwrap();
-    let pem = |label: &str, bytes: &[u8]| {
-        let b64 = base64::engine::general_purpose::STANDARD.encode(bytes);
-        let lines: Vec<&str> = b64
-            .as_bytes()
-            .chunks(64)
-            .map(|c| std::str::from_utf8(c).unwrap())
-            .collect();
-        format!(
-            "-----BEGIN {label}-----\n{}\n-----END {label}-----\n",
-            lines.join("\n")
-        )
-    };
-    // The thumbprint is over the DER bytes; Entra holds the real certificate, the test server these bytes.
-    let cert = pem("CERTIFICATE", b"test certificate bytes");
+    let b64 = base64::engine::general_purpose::STANDARD.encode(bytes);
+    let lines: Vec<&str> = b64
+        .as_bytes()
+        .chunks(64)
+        .map(|c| std::str::from_utf8(c).unwrap())
+        .collect();
+    format!(
+        "-----BEGIN {label}-----\n{}\n-----END {label}-----\n",
+        lines.join("\n")
+    )
+}
+
+/// A fresh RSA key: its private key (PKCS#8 PEM) and public key (SubjectPublicKeyInfo PEM).
+fn test_key() -> (String, String) {
+    use aws_lc_rs::encoding::{AsDer, Pkcs8V1Der};
+    use aws_lc_rs::signature::KeyPair as _;
+    let key = aws_lc_rs::rsa::KeyPair::generate(aws_lc_rs::rsa::KeySize::Rsa2048).unwrap();
+    let private = AsDer::<Pkcs8V1Der>::as_der(&key).unwrap();
+    let public = key.public_key().as_der().unwrap();
     (
-        pem("PRIVATE KEY", der.as_ref()),
-        cert,
-        key.public_key().as_ref().to_vec(),
+        pem("PRIVATE KEY", private.as_ref()),
+        pem("PUBLIC KEY", public.as_ref()),
     )
 }
 
@@ -374,167 +385,195 @@ fn test_key() -> (String, String, Vec<u8>) {
 fn client_certificate_sends_a_signed_assertion() {
     use base64::Engine;
     use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-    let (key_pem, cert_pem, public) = test_key();
-    let fake = Fake::start(simple);
-    let mut asset = fake.asset("client_certificate");
-    asset["certificate"] = json!(cert_pem);
+    const CERT_APP: &str = "e1ec7a11-0006-4a00-8000-00000000a006";
+    // The thumbprint is over the certificate's DER bytes; the test "certificate" is these bytes.
+    let cert_der = b"test certificate bytes";
+    let thumb = URL_SAFE_NO_PAD.encode(aws_lc_rs::digest::digest(
+        &aws_lc_rs::digest::SHA256,
+        cert_der,
+    ));
+    let (key_pem, public_pem) = test_key();
+    let emu = Emu::start_with(|c| {
+        c.tenant.apps.push(AppRegistration {
+            client_id: CERT_APP.parse().unwrap(),
+            display_name: "certificate app".into(),
+            client_secret: None,
+            client_secret_expired: false,
+            certificate: Some(AppCertificate {
+                thumbprint_sha256: Some(thumb.clone().into()),
+                thumbprint_sha1: None,
+                public_key_pem: public_pem.into(),
+            }),
+            public_client: false,
+            permissions: vec!["Presence.Read.All".into()],
+        })
+    });
+    let mut asset = emu.asset("client_credentials");
+    asset["type"] = json!("client_certificate");
+    asset["client_id"] = json!(CERT_APP);
+    asset.as_object_mut().unwrap().remove("client_secret");
+    asset["certificate"] = json!(pem("CERTIFICATE", cert_der));
     asset["private_key"] = json!(key_pem);
-    let out = presence_run(
-        &fake,
-        &asset,
-        tempfile::tempdir().unwrap().path(),
-        &["-vvv"],
-    );
+    let out = presence_run(&emu, &asset, tempfile::tempdir().unwrap().path(), &["-vvv"]);
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert!(!out.stderr.contains("PRIVATE KEY"));
 
-    let form = fake.tokens()[0].form();
-    assert_eq!(form["grant_type"], "client_credentials");
-    assert_eq!(
-        form["client_assertion_type"],
-        "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
-    );
-    assert!(!form.contains_key("client_secret"));
-    let jwt = &form["client_assertion"];
-    let parts: Vec<&str> = jwt.split('.').collect();
-    assert_eq!(parts.len(), 3);
-    let header: Value = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(parts[0]).unwrap()).unwrap();
-    let claims: Value = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(parts[1]).unwrap()).unwrap();
+    // The emulator verified the signature with the registered key, the thumbprint,
+    // aud, iss, sub and the validity window; the rest is checked here.
+    let tokens = emu.tokens();
+    assert_eq!(tokens[0].status, 200);
+    let asked = tokens[0].token.as_ref().unwrap();
+    assert_eq!(asked.grant_type.as_deref(), Some("client_credentials"));
+    assert_eq!(asked.client_auth, "private_key_jwt", "and no client secret");
+    let header = asked.assertion_header.as_ref().unwrap();
+    let claims = asked.assertion_claims.as_ref().unwrap();
     assert_eq!(header["alg"], "RS256");
     assert_eq!(header["typ"], "JWT");
-    let thumb = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, b"test certificate bytes");
-    assert_eq!(header["x5t#S256"], URL_SAFE_NO_PAD.encode(thumb));
-    assert_eq!(claims["aud"], fake.token_url());
-    assert_eq!(claims["iss"], "app-1");
-    assert_eq!(claims["sub"], "app-1");
+    assert_eq!(header["x5t#S256"], thumb.as_str());
+    assert_eq!(claims["aud"], emu.token_url());
+    assert_eq!(claims["iss"], CERT_APP);
+    assert_eq!(claims["sub"], CERT_APP);
     assert!(uuid::Uuid::parse_str(claims["jti"].as_str().unwrap()).is_ok());
     assert_eq!(
         claims["exp"].as_i64().unwrap() - claims["nbf"].as_i64().unwrap(),
         600
     );
-    let signature = URL_SAFE_NO_PAD.decode(parts[2]).unwrap();
-    aws_lc_rs::signature::UnparsedPublicKey::new(
-        &aws_lc_rs::signature::RSA_PKCS1_2048_8192_SHA256,
-        &public,
-    )
-    .verify(format!("{}.{}", parts[0], parts[1]).as_bytes(), &signature)
-    .expect("the assertion verifies with the app's public key");
 }
 
 #[test]
 fn a_bad_private_key_is_invalid_input_before_any_request() {
-    let fake = Fake::start(simple);
-    let mut asset = fake.asset("client_certificate");
+    let emu = Emu::start();
+    let mut asset = emu.asset("client_credentials");
+    asset["type"] = json!("client_certificate");
+    asset.as_object_mut().unwrap().remove("client_secret");
     asset["certificate"] = json!("-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n");
     asset["private_key"] =
         json!("-----BEGIN PRIVATE KEY-----\nnot-a-key-do-not-print\n-----END PRIVATE KEY-----\n");
-    let out = presence_run(&fake, &asset, tempfile::tempdir().unwrap().path(), &[]);
+    let out = presence_run(&emu, &asset, tempfile::tempdir().unwrap().path(), &[]);
     assert_eq!(out.code, 2, "{}", out.stderr);
+    assert!(!format!("{}{}", out.stdout, out.stderr).contains("not-a-key-do-not-print"));
     assert_eq!(
         out.json()["error"]["details"][0]["path"],
         "/asset/private_key"
     );
-    assert!(fake.seen().is_empty());
+    assert!(emu.log().is_empty());
+}
+
+fn action<'a>(body: &'a Value, name: &str) -> &'a Value {
+    body["actions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["name"] == name)
+        .unwrap()
 }
 
 #[test]
 fn check_reports_token_permissions_per_action() {
-    let fake = Fake::start(|seen, n| {
-        if seen.is_token() {
-            token_ok(
-                &fake::jwt(json!({"roles": ["User.Read.All"], "n": n})),
-                3599,
-                None,
-            )
-        } else if seen.uri.ends_with("/presence") {
-            presence(USER_ID)
-        } else {
-            assert_eq!(seen.uri, "/v1.0/organization?$select=id");
-            json_reply(200, json!({"value": [{"id": "org-1"}]}))
-        }
-    });
+    let emu = Emu::start();
     let dir = tempfile::tempdir().unwrap();
-    let envelope = json!({"asset": fake.asset("client_credentials")}).to_string();
+    let asset = emu.asset("client_credentials");
     // A cached token exists: check must still prove the credential with a fresh request.
-    let warm = presence_run(&fake, &fake.asset("client_credentials"), dir.path(), &[]);
+    let warm = presence_run(&emu, &asset, dir.path(), &[]);
     assert_eq!(warm.code, 0, "{}", warm.stderr);
+    let before = emu.log().len();
     let started = Instant::now();
-    let out = common::run(&["check"], envelope.as_bytes(), dir.path());
+    let out = common::run(
+        &["check"],
+        json!({"asset": asset}).to_string().as_bytes(),
+        dir.path(),
+    );
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert!(started.elapsed() < Duration::from_secs(5));
-    assert_eq!(fake.tokens().len(), 2);
+    emu.assert_no_secrets(&out.stdout, Some(dir.path()));
+    let seen = &emu.log()[before..];
+    assert_eq!(seen.len(), 2, "a fresh token, then one cheap read");
+    assert_eq!(seen[0].family, "token");
+    assert_eq!(
+        (seen[1].method.as_str(), seen[1].path.as_str()),
+        ("GET", "/v1.0/organization")
+    );
+    assert_eq!(seen[1].query.as_deref(), Some("$select=id"));
     let body = &out.json()["json_body"];
     assert_eq!(body["token"]["type"], "app");
-    assert_eq!(body["token"]["permissions"], json!(["User.Read.All"]));
-    assert_eq!(body["graph"]["status"], 200);
-    let presence = body["actions"]
-        .as_array()
-        .unwrap()
+    let granted: Vec<String> = emu::tenant().apps[0]
+        .permissions
         .iter()
-        .find(|a| a["name"] == "get_presence")
-        .unwrap();
-    // get_presence lists Presence.Read.All, User.Read.All: any one is accepted.
-    assert_eq!(presence["ok"], true);
-    assert!(body["successful"].is_boolean());
-    assert_no_secrets(&fake, &out.stdout);
+        .map(|p| p.to_string())
+        .collect();
+    assert_eq!(body["token"]["permissions"], json!(granted));
+    assert_eq!(body["graph"]["status"], 200);
+    assert_eq!(action(body, "get_presence")["ok"], true);
+    assert_eq!(body["successful"], true);
+
+    // An app with only User.Read.All: get_presence accepts it (its alternatives are
+    // Presence.Read.All, User.Read.All), and the 403 on /organization is reported.
+    let mut reader = asset.clone();
+    reader["client_id"] = json!(READ_APP_CLIENT_ID);
+    reader["client_secret"] = json!(READ_APP_SECRET);
+    let out = common::run(
+        &["check"],
+        json!({"asset": reader}).to_string().as_bytes(),
+        dir.path(),
+    );
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let body = &out.json()["json_body"];
+    assert_eq!(body["token"]["permissions"], json!(["User.Read.All"]));
+    assert_eq!(action(body, "get_presence")["ok"], true);
+    assert_eq!(body["graph"]["status"], 403);
+    assert_eq!(body["graph"]["code"], "Authorization_RequestDenied");
+    assert_eq!(body["successful"], false);
 }
 
 #[test]
 fn check_names_missing_permissions_and_fails_with_the_right_status() {
-    let fake = Fake::start(|seen, n| {
-        if seen.is_token() {
-            if n == 0 {
-                token_ok(
-                    &fake::jwt(json!({"scp": "Mail.Read"})),
-                    3599,
-                    Some("rt-9-do-not-print"),
-                )
-            } else {
-                entra_error(
-                    401,
-                    "invalid_client",
-                    7000215,
-                    "Invalid client secret provided.",
-                )
-            }
-        } else {
-            assert_eq!(seen.uri, "/v1.0/me?$select=id");
-            json_reply(200, json!({"id": "me"}))
-        }
-    });
+    let emu = Emu::start();
     let dir = tempfile::tempdir().unwrap();
-    let envelope = json!({"asset": fake.asset("refresh_token")}).to_string();
-    let out = common::run(&["check"], envelope.as_bytes(), dir.path());
+    // A user signed in to an app granted only User.Read: /me works, get_presence cannot.
+    let refresh = emu
+        .mint_refresh_token(DELEGATED_USER, ME_ONLY_APP.0.parse().unwrap())
+        .unwrap();
+    let mut asset = emu.asset("refresh_token");
+    asset["client_id"] = json!(ME_ONLY_APP.0);
+    asset["client_secret"] = json!(ME_ONLY_APP.1);
+    asset["refresh_token"] = json!(refresh);
+    let out = common::run(
+        &["check"],
+        json!({"asset": asset}).to_string().as_bytes(),
+        dir.path(),
+    );
     assert_eq!(out.code, 0, "{}", out.stderr);
+    emu.assert_no_secrets(&out.stdout, Some(dir.path()));
+    let me = emu.graph();
+    assert_eq!(me.len(), 1);
+    assert_eq!((me[0].path.as_str(), me[0].status), ("/v1.0/me", 200));
+    assert_eq!(me[0].query.as_deref(), Some("$select=id"));
     let body = &out.json()["json_body"];
     assert_eq!(body["successful"], false);
     assert_eq!(body["token"]["type"], "delegated");
-    let presence = body["actions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|a| a["name"] == "get_presence")
-        .unwrap();
+    assert_eq!(body["token"]["permissions"], json!(["User.Read"]));
+    assert_eq!(body["graph"]["status"], 200);
+    let presence = action(body, "get_presence");
     assert_eq!(presence["ok"], false);
     assert_eq!(presence["missing"], json!(["Presence.Read.All"]));
 
+    let mut bad = emu.asset("client_credentials");
+    bad["client_secret"] = json!("not-the-secret");
     let out = common::run(
         &["check"],
-        json!({"asset": fake.asset("client_credentials")})
-            .to_string()
-            .as_bytes(),
+        json!({"asset": bad}).to_string().as_bytes(),
         dir.path(),
     );
     assert_eq!(out.code, 3);
     assert_eq!(out.json()["error"]["code"], "AADSTS7000215");
-    assert_no_secrets(&fake, &out.stdout);
-    assert_no_secrets(&fake, &out.stderr);
+    emu.assert_no_secrets(&out.stdout, Some(dir.path()));
+    emu.assert_no_secrets(&out.stderr, Some(dir.path()));
 }
 
 #[test]
 fn the_proxy_carries_every_request_and_its_credentials_stay_secret() {
     // The fake plays the proxy: requests for an unreachable host arrive at it in absolute form.
-    let fake = Fake::start(simple);
+    let fake = fake::Fake::start(fake::simple);
     let mut asset = fake.asset("client_credentials");
     asset["url"] = json!("http://localhost:9");
     asset["login_url"] = json!("http://localhost:9/login");
@@ -542,12 +581,15 @@ fn the_proxy_carries_every_request_and_its_credentials_stay_secret() {
         .base
         .replace("http://", "http://proxyuser:proxy-pw-do-not-print@");
     asset["http_proxy"] = json!(proxy);
-    let out = presence_run(
-        &fake,
-        &asset,
-        tempfile::tempdir().unwrap().path(),
-        &["-vvv"],
+    let envelope = json!({"asset": asset, "inputs": {"id": USER_ID}}).to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let out = common::run(
+        &["-vvv", "run", "get_presence"],
+        envelope.as_bytes(),
+        dir.path(),
     );
+    fake::assert_no_secrets(&fake, &out.stdout);
+    fake::assert_no_secrets(&fake, &out.stderr);
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert_eq!(fake.tokens().len(), 1);
     let graph = fake.graph();
@@ -558,47 +600,47 @@ fn the_proxy_carries_every_request_and_its_credentials_stay_secret() {
 
 #[test]
 fn verify_ssl_false_is_warned_about() {
-    let fake = Fake::start(simple);
-    let mut asset = fake.asset("client_credentials");
+    let emu = Emu::start();
+    let mut asset = emu.asset("client_credentials");
     asset["verify_ssl"] = json!(false);
-    let out = presence_run(&fake, &asset, tempfile::tempdir().unwrap().path(), &[]);
+    let out = presence_run(&emu, &asset, tempfile::tempdir().unwrap().path(), &[]);
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert!(out.stderr.contains("verify_ssl is false"), "{}", out.stderr);
 }
 
 #[test]
-fn a_failing_token_endpoint_is_retried_then_refusals_are_not() {
-    let fake = Fake::start(|seen, n| {
-        if !seen.is_token() {
-            return presence(USER_ID);
-        }
-        match n {
-            0 => json_reply(503, json!({"error": "temporarily_unavailable"})),
-            _ => token_ok(&app_token(n), 3599, None),
-        }
-    });
+fn a_failing_token_endpoint_is_retried() {
+    let emu = Emu::start();
+    emu.fail_next(
+        Some(Family::Token),
+        1,
+        FaultKind::Status {
+            status: 503,
+            retry_after: None,
+        },
+    );
     let out = presence_run(
-        &fake,
-        &fake.asset("client_credentials"),
+        &emu,
+        &emu.asset("client_credentials"),
         tempfile::tempdir().unwrap().path(),
         &[],
     );
     assert_eq!(out.code, 0, "{}", out.stderr);
-    assert_eq!(fake.tokens().len(), 2);
+    let statuses: Vec<u16> = emu.tokens().iter().map(|t| t.status).collect();
+    assert_eq!(statuses, [503, 200]);
     assert!(
         out.stderr.contains("retrying the token request"),
         "{}",
         out.stderr
     );
 
-    let fake = Fake::start(|seen, _| {
-        assert!(seen.is_token());
-        json_reply(503, json!({"error": "temporarily_unavailable"}))
-    });
-    let mut asset = fake.asset("client_credentials");
+    // Failing every time: max_attempts requests, then a network error carrying the status.
+    emu.set_faults(FaultPlan::parse("token:503=1,retry_after=none").unwrap());
+    let mut asset = emu.asset("client_credentials");
     asset["max_attempts"] = json!(2);
-    let out = presence_run(&fake, &asset, tempfile::tempdir().unwrap().path(), &[]);
+    let out = presence_run(&emu, &asset, tempfile::tempdir().unwrap().path(), &[]);
     assert_eq!(out.code, 5, "{}", out.stderr);
     assert_eq!(out.json()["error"]["status_code"], 503);
-    assert_eq!(fake.tokens().len(), 2);
+    assert_eq!(emu.tokens().len(), 4);
+    assert_eq!(emu.graph().len(), 1);
 }

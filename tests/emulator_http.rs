@@ -1475,6 +1475,17 @@ async fn request_log_records_shape_but_never_tokens() {
     assert_eq!(entries.len(), 2);
     assert_eq!(entries[0].family, "token");
     assert_eq!(entries[0].method, "POST");
+    // What the token request asked for, never its secret.
+    let asked = entries[0].token.as_ref().unwrap();
+    assert_eq!(asked.grant_type.as_deref(), Some("client_credentials"));
+    assert_eq!(asked.client_id.as_deref(), Some(FULL.0));
+    assert_eq!(
+        asked.scope.as_deref(),
+        Some(format!("{}/.default", t.emu.base_url()).as_str())
+    );
+    assert_eq!(asked.client_auth, "client_secret_post");
+    assert!(asked.username.is_none() && asked.assertion_header.is_none());
+    assert!(entries[1].token.is_none());
     let e = &entries[1];
     assert_eq!(e.method, "GET");
     assert_eq!(e.path, format!("/v1.0/users/{ADA}/memberOf"));
@@ -1490,6 +1501,186 @@ async fn request_log_records_shape_but_never_tokens() {
     assert!(!file.contains(&token) && !file.contains(FULL.1));
     log.clear();
     assert!(log.is_empty());
+}
+
+#[tokio::test]
+async fn request_log_tells_how_a_token_request_authenticated() {
+    let t = start(fixture()).await;
+    let scope = "https://graph.microsoft.com/.default";
+    t.http
+        .post(t.emu.token_url())
+        .basic_auth(FULL.0, Some(FULL.1))
+        .form(&[("grant_type", "client_credentials"), ("scope", scope)])
+        .send()
+        .await
+        .unwrap();
+    let (s, _) = t
+        .token_request(&[
+            ("grant_type", "password"),
+            ("client_id", FULL.0),
+            ("client_secret", FULL.1),
+            ("scope", "User.Read.All offline_access"),
+            ("username", "ada.lovelace@fabrikam.example"),
+            ("password", "correct horse"),
+        ])
+        .await;
+    assert_eq!(s, 200);
+    let jwt = format!(
+        "{}.{}.c2ln",
+        URL_SAFE_NO_PAD.encode(r#"{"alg":"RS256","x5t#S256":"abc"}"#),
+        URL_SAFE_NO_PAD.encode(r#"{"iss":"x","jti":"1"}"#)
+    );
+    t.token_request(&[
+        ("grant_type", "client_credentials"),
+        ("client_id", FULL.0),
+        ("scope", scope),
+        (
+            "client_assertion_type",
+            "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+        ),
+        ("client_assertion", &jwt),
+    ])
+    .await;
+    // A secret both in the body and as Basic: both are named.
+    t.http
+        .post(t.emu.token_url())
+        .basic_auth(FULL.0, Some(FULL.1))
+        .form(&[
+            ("grant_type", "client_credentials"),
+            ("client_secret", FULL.1),
+            ("scope", scope),
+        ])
+        .send()
+        .await
+        .unwrap();
+    let tokens = t.emu.request_log().family("token");
+    let asked: Vec<_> = tokens.iter().map(|e| e.token.clone().unwrap()).collect();
+    assert_eq!(
+        asked[3].client_auth,
+        "client_secret_post,client_secret_basic"
+    );
+    assert_eq!(asked[0].client_auth, "client_secret_basic");
+    assert_eq!(asked[0].client_id.as_deref(), Some(FULL.0));
+    assert_eq!(asked[1].client_auth, "client_secret_post");
+    assert_eq!(asked[1].grant_type.as_deref(), Some("password"));
+    assert_eq!(
+        asked[1].username.as_deref(),
+        Some("ada.lovelace@fabrikam.example")
+    );
+    assert_eq!(
+        asked[1].scope.as_deref(),
+        Some("User.Read.All offline_access")
+    );
+    assert_eq!(asked[2].client_auth, "private_key_jwt");
+    assert_eq!(
+        asked[2].assertion_header.as_ref().unwrap()["x5t#S256"],
+        "abc"
+    );
+    assert_eq!(asked[2].assertion_claims.as_ref().unwrap()["jti"], "1");
+    let logged = serde_json::to_string(&tokens).unwrap();
+    assert!(
+        !logged.contains(FULL.1) && !logged.contains("correct horse") && !logged.contains("c2ln")
+    );
+}
+
+#[tokio::test]
+async fn me_is_the_signed_in_user_and_only_for_delegated_tokens() {
+    const PRESENCE_ONLY: (&str, &str) = ("0f000000-0000-4000-8000-00000000000f", "presence-secret");
+    let mut tenant = fixture();
+    tenant.apps.push(AppRegistration {
+        client_id: PRESENCE_ONLY.0.parse().unwrap(),
+        display_name: "presence only".into(),
+        client_secret: Some(PRESENCE_ONLY.1.into()),
+        client_secret_expired: false,
+        certificate: None,
+        public_client: false,
+        permissions: vec!["Presence.Read.All".into()],
+    });
+    let t = start(tenant).await;
+    // App-only: Graph's 400, whatever the app's permissions.
+    let app = t.app_token(FULL).await;
+    let (s, b) = json_of(t.get(&app, "/v1.0/me?$select=id").await).await;
+    assert_graph_error(s, &b, 400, "BadRequest");
+    assert_eq!(
+        b["error"]["message"],
+        "/me request is only valid with delegated authentication flow."
+    );
+
+    let delegated = |app: (&'static str, &'static str), upn: &'static str| {
+        let http = t.http.clone();
+        let url = t.emu.token_url();
+        let rt = t
+            .emu
+            .mint_refresh_token(upn, app.0.parse().unwrap())
+            .unwrap();
+        async move {
+            let (s, b) = json_of(
+                http.post(url)
+                    .form(&[
+                        ("grant_type", "refresh_token"),
+                        ("client_id", app.0),
+                        ("client_secret", app.1),
+                        ("refresh_token", rt.as_str()),
+                    ])
+                    .send()
+                    .await
+                    .unwrap(),
+            )
+            .await;
+            assert_eq!(s, 200, "{b}");
+            b["access_token"].as_str().unwrap().to_string()
+        }
+    };
+    let ada = delegated(FULL, "ada.lovelace@fabrikam.example").await;
+    let (s, b) = json_of(t.get(&ada, "/v1.0/me?$select=id,displayName").await).await;
+    assert_eq!(s, 200, "{b}");
+    assert_eq!(b["id"], ADA);
+    assert_eq!(b["displayName"], "Ada Lovelace");
+    assert!(b.get("mail").is_none(), "only what $select names: {b}");
+    assert!(
+        b["@odata.context"]
+            .as_str()
+            .unwrap()
+            .ends_with("$metadata#users(id,displayName)/$entity"),
+        "{b}"
+    );
+    // Without $select: the default properties, as /users/{id} gives them.
+    let (s, me) = json_of(t.get(&ada, "/v1.0/me").await).await;
+    assert_eq!(s, 200);
+    let (_, by_id) = json_of(t.get(&app, &format!("/v1.0/users/{ADA}")).await).await;
+    assert_eq!(me, by_id);
+    let (s, b) = json_of(t.get(&ada, "/v1.0/me?$select=nope").await).await;
+    assert_graph_error(s, &b, 400, "Request_BadRequest");
+    let (s, b) = json_of(t.get(&ada, "/v1.0/me?$top=1").await).await;
+    assert_graph_error(s, &b, 400, "Request_BadRequest");
+
+    // Another signed-in user is themselves.
+    let grace = delegated(FULL, "grace.hopper@fabrikam.example").await;
+    let (_, b) = json_of(t.get(&grace, "/v1.0/me?$select=id").await).await;
+    assert_eq!(b["id"], GRACE);
+    let helpdesk = delegated(HELPDESK, "ada.lovelace@fabrikam.example").await;
+    let (s, _) = json_of(t.get(&helpdesk, "/v1.0/me?$select=id").await).await;
+    assert_eq!(s, 200, "User.ReadWrite.All includes reading oneself");
+    let no_user_read = delegated(PRESENCE_ONLY, "ada.lovelace@fabrikam.example").await;
+    let (s, b) = json_of(t.get(&no_user_read, "/v1.0/me?$select=id").await).await;
+    assert_graph_error(s, &b, 403, "Authorization_RequestDenied");
+    let r = t
+        .http
+        .patch(t.url("/v1.0/me"))
+        .bearer_auth(&ada)
+        .json(&json!({"jobTitle": "x"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 405);
+    let me_entries: Vec<_> = t
+        .emu
+        .request_log()
+        .snapshot()
+        .into_iter()
+        .filter(|e| e.path == "/v1.0/me")
+        .collect();
+    assert!(me_entries.iter().all(|e| e.family == "users"));
 }
 
 #[tokio::test]

@@ -1,38 +1,36 @@
-//! The Graph HTTP layer against a fake Graph on 127.0.0.1: retries and
-//! Retry-After, token renewal on 401, paging, nextLink safety, path
-//! injection, pacing. Binary runs where an action exercises the behaviour,
-//! the library's `GraphClient` where no action pages yet.
+//! The Graph HTTP layer against the built-in emulator on 127.0.0.1: retries and
+//! Retry-After, token renewal on 401, paging, path injection, lost connections,
+//! pacing. Binary runs where an action exercises the behaviour, the library's
+//! `GraphClient` where no action pages or writes yet. Requests are asserted from
+//! the emulator's request log. Only a nextLink to a foreign host needs `fake`.
 
 mod common;
+mod emu;
 mod fake;
 
-use std::io::Read;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
-use fake::{
-    Fake, Seen, USER_ID, app_token, assert_no_secrets, graph_error, json_reply, presence, token_ok,
-};
+use emu::{Emu, GROUPS, USER_ID};
 use msgraph_connector::ErrorKind;
+use msgraph_connector::emulator::{Family, FaultKind, FaultPlan, LogEntry, User};
 use msgraph_connector::graph::{
     ApiFamily, ClientOptions, GraphClient, GraphPath, GraphRequest, Method,
 };
 use serde_json::{Value, json};
 
-fn run_presence(fake: &Fake, asset: &Value, id: &str) -> (common::Outcome, Duration) {
-    let dir = tempfile::tempdir().unwrap();
+fn run_presence(emu: &Emu, asset: &Value, id: &str, dir: &Path) -> (common::Outcome, Duration) {
     let envelope = json!({"asset": asset, "inputs": {"id": id}}).to_string();
     let started = Instant::now();
-    let out = common::run(
-        &["-vvv", "run", "get_presence"],
-        envelope.as_bytes(),
-        dir.path(),
-    );
+    let out = common::run(&["-vvv", "run", "get_presence"], envelope.as_bytes(), dir);
     let took = started.elapsed();
-    assert_no_secrets(fake, &out.stdout);
-    assert_no_secrets(fake, &out.stderr);
+    emu.assert_no_secrets(&out.stdout, Some(dir));
+    emu.assert_no_secrets(&out.stderr, Some(dir));
     (out, took)
+}
+
+fn fresh_presence(emu: &Emu, asset: &Value, id: &str) -> (common::Outcome, Duration) {
+    run_presence(emu, asset, id, tempfile::tempdir().unwrap().path())
 }
 
 fn client(asset: Value) -> GraphClient {
@@ -40,77 +38,73 @@ fn client(asset: Value) -> GraphClient {
     GraphClient::new(asset, ClientOptions::default()).unwrap()
 }
 
+fn family(emu: &Emu, family: &str) -> Vec<LogEntry> {
+    emu.request_log().family(family)
+}
+
+/// The URL a log entry was requested at.
+fn url_of(emu: &Emu, e: &LogEntry) -> String {
+    match &e.query {
+        Some(q) => format!("{}{}?{q}", emu.base_url(), e.path),
+        None => format!("{}{}", emu.base_url(), e.path),
+    }
+}
+
 #[test]
 fn fractional_retry_after_is_honoured_then_success() {
-    let fake = Fake::start(|seen, n| {
-        if seen.is_token() {
-            return token_ok(&app_token(n), 3599, None);
-        }
-        if n == 0 {
-            let (s, mut h, b) = graph_error(429, "TooManyRequests", "Too many requests");
-            h.push(("retry-after", "0.5".into()));
-            (s, h, b)
-        } else {
-            presence(USER_ID)
-        }
-    });
-    let (out, took) = run_presence(&fake, &fake.asset("client_credentials"), USER_ID);
+    let emu = Emu::start();
+    emu.fail_next(
+        Some(Family::Presence),
+        1,
+        FaultKind::Status {
+            status: 429,
+            retry_after: Some(0.5),
+        },
+    );
+    let (out, took) = fresh_presence(&emu, &emu.asset("client_credentials"), USER_ID);
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert!(took >= Duration::from_millis(500), "waited only {took:?}");
     assert!(took < Duration::from_secs(3), "{took:?}");
-    assert_eq!(fake.graph().len(), 2);
+    let g = family(&emu, "presence");
+    let statuses: Vec<u16> = g.iter().map(|e| e.status).collect();
+    assert_eq!(statuses, [429, 200]);
     assert!(
         out.stderr.contains("429") && out.stderr.contains("Retry-After"),
         "{}",
         out.stderr
     );
     // Each attempt has its own client-request-id.
-    let g = fake.graph();
-    assert_ne!(
-        g[0].headers["client-request-id"],
-        g[1].headers["client-request-id"]
-    );
+    assert_ne!(g[0].client_request_id, g[1].client_request_id);
 }
 
 #[test]
 fn a_503_storm_ends_in_exit_5_within_the_budget() {
-    let fake = Fake::start(|seen, n| {
-        if seen.is_token() {
-            return token_ok(&app_token(n), 3599, None);
-        }
-        let (s, mut h, b) = graph_error(503, "ServiceUnavailable", "Service Unavailable");
-        h.push(("retry-after", "0.3".into()));
-        (s, h, b)
-    });
-    let mut asset = fake.asset("client_credentials");
+    let emu = Emu::start();
+    emu.set_faults(FaultPlan::parse("presence:503=1,retry_after=0.3").unwrap());
+    let mut asset = emu.asset("client_credentials");
     asset["max_attempts"] = json!(20);
     asset["max_retry_seconds"] = json!(2);
-    let (out, took) = run_presence(&fake, &asset, USER_ID);
+    let (out, took) = fresh_presence(&emu, &asset, USER_ID);
     assert_eq!(out.code, 5, "{}", out.stderr);
     assert!(took < Duration::from_secs(4), "{took:?}");
     let e = &out.json()["error"];
     assert_eq!(e["kind"], "network");
     assert_eq!(e["status_code"], 503);
     assert!(e["message"].as_str().unwrap().contains("503"), "{e}");
-    let attempts = fake.graph().len();
+    let attempts = family(&emu, "presence").len();
     assert!(
         (4..=8).contains(&attempts),
         "{attempts} attempts in a 2 s budget at 0.3 s"
     );
 
     // Without Retry-After: exponential backoff, capped by max_attempts.
-    let fake = Fake::start(|seen, n| {
-        if seen.is_token() {
-            token_ok(&app_token(n), 3599, None)
-        } else {
-            graph_error(504, "GatewayTimeout", "Gateway Timeout")
-        }
-    });
-    let mut asset = fake.asset("client_credentials");
+    let emu = Emu::start();
+    emu.set_faults(FaultPlan::parse("presence:504=1,retry_after=none").unwrap());
+    let mut asset = emu.asset("client_credentials");
     asset["max_attempts"] = json!(2);
-    let (out, took) = run_presence(&fake, &asset, USER_ID);
+    let (out, took) = fresh_presence(&emu, &asset, USER_ID);
     assert_eq!(out.code, 5, "{}", out.stderr);
-    assert_eq!(fake.graph().len(), 2);
+    assert_eq!(family(&emu, "presence").len(), 2);
     assert!(
         took >= Duration::from_millis(500) && took < Duration::from_secs(3),
         "{took:?}"
@@ -120,80 +114,61 @@ fn a_503_storm_ends_in_exit_5_within_the_budget() {
 
 #[test]
 fn other_4xx_are_not_retried_and_keep_graph_metadata() {
-    let fake = Fake::start(|seen, n| {
-        if seen.is_token() {
-            token_ok(&app_token(n), 3599, None)
-        } else {
-            graph_error(
-                404,
-                "Request_ResourceNotFound",
-                "Resource 'x' does not exist.",
-            )
-        }
-    });
-    let (out, _) = run_presence(&fake, &fake.asset("client_credentials"), USER_ID);
+    let emu = Emu::start();
+    let nobody = "0e0e0e0e-0000-4000-8000-000000000000";
+    let (out, _) = fresh_presence(&emu, &emu.asset("client_credentials"), nobody);
     assert_eq!(out.code, 4, "{}", out.stderr);
+    let g = emu.graph();
+    assert_eq!(g.len(), 1, "a 404 is not retried");
+    assert_eq!(g[0].status, 404);
     let e = &out.json()["error"];
     assert_eq!(e["kind"], "graph");
     assert_eq!(e["code"], "Request_ResourceNotFound");
     assert_eq!(e["status_code"], 404);
-    assert_eq!(e["request_id"], "req-err");
+    assert_eq!(e["request_id"], g[0].request_id);
     assert!(e["message"].as_str().unwrap().contains("does not exist"));
-    assert_eq!(fake.graph().len(), 1);
 }
 
 #[test]
 fn an_expired_token_is_renewed_once() {
-    let fake = Fake::start(|seen, n| {
-        if seen.is_token() {
-            return token_ok(&app_token(n), 3599, None);
-        }
-        if seen.bearer() == Some(app_token(0).as_str()) {
-            graph_error(
-                401,
-                "InvalidAuthenticationToken",
-                "Access token has expired or is not yet valid.",
-            )
-        } else {
-            presence(USER_ID)
-        }
-    });
-    let (out, _) = run_presence(&fake, &fake.asset("client_credentials"), USER_ID);
+    let emu = Emu::start();
+    let asset = emu.asset("client_credentials");
+    let dir = tempfile::tempdir().unwrap();
+    let (warm, _) = run_presence(&emu, &asset, USER_ID, dir.path());
+    assert_eq!(warm.code, 0, "{}", warm.stderr);
+    // The cached token still looks good to the connector; Graph says it has expired.
+    emu.advance_clock(Duration::from_secs(2 * 3600));
+    let before = emu.log().len();
+    let (out, _) = run_presence(&emu, &asset, USER_ID, dir.path());
     assert_eq!(out.code, 0, "{}", out.stderr);
-    assert_eq!(fake.tokens().len(), 2);
-    assert_eq!(fake.graph().len(), 2);
+    let seen: Vec<(String, u16)> = emu.log()[before..]
+        .iter()
+        .map(|e| (e.family.clone(), e.status))
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            ("presence".to_string(), 401),
+            ("token".to_string(), 200),
+            ("presence".to_string(), 200)
+        ]
+    );
 
     // A token Graph keeps refusing: one renewal, then the 401 is the answer.
-    let fake = Fake::start(|seen, n| {
-        if seen.is_token() {
-            token_ok(&app_token(n), 3599, None)
-        } else {
-            graph_error(
-                401,
-                "InvalidAuthenticationToken",
-                "Access token validation failure.",
-            )
-        }
-    });
-    let (out, _) = run_presence(&fake, &fake.asset("client_credentials"), USER_ID);
+    let emu = Emu::start();
+    emu.set_faults(FaultPlan::parse("token:expire_after=0").unwrap());
+    let (out, _) = fresh_presence(&emu, &emu.asset("client_credentials"), USER_ID);
     assert_eq!(out.code, 4, "{}", out.stderr);
     assert_eq!(out.json()["error"]["code"], "InvalidAuthenticationToken");
-    assert_eq!(fake.tokens().len(), 2);
-    assert_eq!(fake.graph().len(), 2);
+    assert_eq!(emu.tokens().len(), 2);
+    let statuses: Vec<u16> = emu.graph().iter().map(|e| e.status).collect();
+    assert_eq!(statuses, [401, 401]);
 }
 
 #[test]
 fn ids_cannot_change_the_path_or_query() {
-    let fake = Fake::start(|seen, n| {
-        if seen.is_token() {
-            token_ok(&app_token(n), 3599, None)
-        } else if seen.uri.ends_with("/presence") {
-            presence(USER_ID)
-        } else {
-            json_reply(200, json!({"id": USER_ID}))
-        }
-    });
-    let asset = fake.asset("client_credentials");
+    // Each hostile id is the UPN of a user: the emulator finds that user only if the
+    // whole id arrived as one key, and answers 400/404 for any other reading.
     let cases = [
         ("../me", "/v1.0/users/..%2Fme?$select=id"),
         ("a/b", "/v1.0/users/a%2Fb?$select=id"),
@@ -211,90 +186,100 @@ fn ids_cannot_change_the_path_or_query() {
             "/v1.0/users/o%27brien@contoso.com?$select=id",
         ),
     ];
-    for (id, want) in cases {
-        let before = fake.graph().len();
-        let (out, _) = run_presence(&fake, &asset, id);
+    let id_of = |i: usize| format!("1d000000-0000-4000-8000-0000000000{i:02}");
+    let emu = Emu::start_with(|c| {
+        for (i, (upn, _)) in cases.iter().enumerate() {
+            let user: User = serde_json::from_value(
+                json!({"id": id_of(i), "userPrincipalName": upn, "displayName": upn}),
+            )
+            .unwrap();
+            c.tenant.users.push(user);
+        }
+    });
+    let asset = emu.asset("client_credentials");
+    for (i, (id, want)) in cases.into_iter().enumerate() {
+        let before = emu.graph().len();
+        let (out, _) = fresh_presence(&emu, &asset, id);
         assert_eq!(out.code, 0, "{id}: {}", out.stderr);
-        let seen: Vec<Seen> = fake.graph()[before..].to_vec();
-        assert_eq!(seen[0].uri, want, "{id}");
+        let seen = &emu.graph()[before..];
+        assert_eq!(seen.len(), 2, "{id}");
+        let (path, query) = want.split_once('?').unwrap();
+        assert_eq!(seen[0].path, path, "{id}");
+        assert_eq!(seen[0].query.as_deref(), Some(query), "{id}");
         assert_eq!(
-            seen[1].uri,
-            format!("/v1.0/users/{USER_ID}/presence"),
+            seen[1].path,
+            format!("/v1.0/users/{}/presence", id_of(i)),
             "{id}"
         );
+        assert_eq!(out.json()["json_body"]["id"], id_of(i), "{id}");
     }
 }
 
 #[tokio::test]
 async fn paging_follows_next_link_verbatim_across_a_token_expiry() {
-    // The nextLink carries an opaque, already-encoded skiptoken; it must arrive byte for byte.
-    let link_tail = "/v1.0/users?$count=true&$skiptoken=RFNwdAIAAQAAACg6YW%2BZ%3D%3D";
-    let fake = Fake::start(move |seen, n| {
-        if seen.is_token() {
-            return token_ok(&app_token(n), 3599, None);
-        }
-        let host = seen.headers["host"].clone();
-        if seen.uri.contains("$skiptoken") {
-            if seen.bearer() == Some(app_token(0).as_str()) {
-                // The first token "expires" between page 1 and page 2.
-                return graph_error(
-                    401,
-                    "InvalidAuthenticationToken",
-                    "Access token has expired or is not yet valid.",
-                );
-            }
-            json_reply(200, json!({"value": [{"id": "u3"}]}))
-        } else {
-            json_reply(
-                200,
-                json!({
-                    "@odata.count": 3,
-                    "value": [{"id": "u1"}, {"id": "u2"}],
-                    "@odata.nextLink": format!("http://{host}{link_tail}"),
-                }),
-            )
-        }
-    });
-    let graph = client(fake.asset("client_credentials"));
-    let request = GraphRequest::get(GraphPath::new("users"), ApiFamily::Directory)
-        .query("$count", "true")
-        .query("$filter", "startswith(displayName,'a')")
-        .header("ConsistencyLevel", "eventual");
+    let emu = Emu::start();
+    let graph = client(emu.asset("client_credentials"));
+    let request = GraphRequest::get(
+        GraphPath::user(USER_ID).then("memberOf"),
+        ApiFamily::Directory,
+    )
+    .query("$count", "true")
+    .query("$filter", "startswith(displayName,'Paging')")
+    .query("$top", "2")
+    .header("ConsistencyLevel", "eventual");
     let mut pages = graph.pages(request);
     let first = pages.next_page().await.unwrap().unwrap();
     assert_eq!(first.items.len(), 2);
-    assert_eq!(first.count, Some(3));
-    assert!(first.next_link.as_deref().unwrap().ends_with(link_tail));
-    assert_eq!(pages.pending_link(), first.next_link.as_deref());
-    let second = pages.next_page().await.unwrap().unwrap();
-    assert_eq!(second.items, vec![json!({"id": "u3"})]);
-    assert!(second.next_link.is_none());
-    assert!(pages.next_page().await.unwrap().is_none());
-
-    let seen = fake.graph();
-    assert_eq!(seen.len(), 3, "page 1, page 2 refused, page 2 again");
-    assert_eq!(
-        seen[0].uri,
-        "/v1.0/users?$count=true&$filter=startswith(displayName,%27a%27)"
-    );
-    assert_eq!(seen[1].uri, link_tail);
-    assert_eq!(seen[2].uri, link_tail);
-    for s in &seen {
-        assert_eq!(s.headers["consistencylevel"], "eventual", "{}", s.uri);
+    assert_eq!(first.count, Some(GROUPS as u64));
+    let link = first.next_link.clone().unwrap();
+    assert_eq!(pages.pending_link(), Some(link.as_str()));
+    // The token expires between page 1 and page 2.
+    emu.advance_clock(Duration::from_secs(2 * 3600));
+    let mut items = first.items.clone();
+    while let Some(page) = pages.next_page().await.unwrap() {
+        items.extend(page.items);
     }
-    assert_eq!(fake.tokens().len(), 2);
+    let mut ids: Vec<&str> = items.iter().map(|i| i["id"].as_str().unwrap()).collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), GROUPS, "every group once: {items:?}");
+
+    let log = emu.log();
+    let seen: Vec<(&str, u16)> = log.iter().map(|e| (e.family.as_str(), e.status)).collect();
+    assert_eq!(
+        seen,
+        [
+            ("token", 200),
+            ("memberof", 200),
+            ("memberof", 401),
+            ("token", 200),
+            ("memberof", 200),
+            ("memberof", 200),
+        ],
+        "page 1, page 2 refused, page 2 again, page 3"
+    );
+    assert_eq!(
+        log[1].query.as_deref(),
+        Some("$count=true&$filter=startswith(displayName,%27Paging%27)&$top=2")
+    );
+    assert_eq!(url_of(&emu, &log[2]), link, "the nextLink, byte for byte");
+    assert_eq!(url_of(&emu, &log[4]), link, "and again after the renewal");
+    for e in log.iter().filter(|e| e.family == "memberof") {
+        assert_eq!(e.consistency_level.as_deref(), Some("eventual"), "{e:?}");
+    }
 }
 
 #[tokio::test]
 async fn a_next_link_to_another_host_is_refused() {
+    // The emulator only links to itself, so a fake plays the tenant that links elsewhere.
     // The would-be thief: another server that records whatever reaches it.
-    let thief = Fake::start(|_, _| json_reply(200, json!({"value": []})));
+    let thief = fake::Fake::start(|_, _| fake::json_reply(200, json!({"value": []})));
     let thief_base = thief.base.clone();
-    let fake = Fake::start(move |seen, n| {
+    let fake = fake::Fake::start(move |seen, n| {
         if seen.is_token() {
-            return token_ok(&app_token(n), 3599, None);
+            return fake::token_ok(&fake::app_token(n));
         }
-        json_reply(
+        fake::json_reply(
             200,
             json!({"value": [{"id": "u1"}],
             "@odata.nextLink": format!("{thief_base}/v1.0/users?$skiptoken=x")}),
@@ -334,80 +319,51 @@ async fn a_next_link_to_another_host_is_refused() {
 
 #[tokio::test]
 async fn collect_stops_at_max_items_and_says_where_to_resume() {
-    let fake = Fake::start(|seen, n| {
-        if seen.is_token() {
-            return token_ok(&app_token(n), 3599, None);
-        }
-        let host = seen.headers["host"].clone();
-        let page: usize = seen
-            .uri
-            .split("page=")
-            .nth(1)
-            .map(|p| p.parse().unwrap())
-            .unwrap_or(0);
-        let items: Vec<Value> = (0..3)
-            .map(|i| json!({"id": format!("u{}", page * 3 + i)}))
-            .collect();
-        json_reply(
-            200,
-            json!({"value": items, "@odata.nextLink": format!("http://{host}/v1.0/users?page={}", page + 1)}),
-        )
-    });
-    let graph = client(fake.asset("client_credentials"));
-    let got = graph
-        .pages(GraphRequest::get(
-            GraphPath::new("users"),
-            ApiFamily::Directory,
-        ))
-        .collect(4)
-        .await
-        .unwrap();
-    assert_eq!(got.items.len(), 4);
+    let emu = Emu::start();
+    let graph = client(emu.asset("client_credentials"));
+    let users = || {
+        GraphRequest::get(GraphPath::new("users"), ApiFamily::Directory)
+            .query("$select", "id")
+            .query("$top", "3")
+    };
+    let all = graph.pages(users()).collect(9).await.unwrap();
+    assert_eq!(all.items.len(), 9);
+
+    let before = emu.log().len();
+    let got = graph.pages(users()).collect(4).await.unwrap();
+    assert_eq!(got.items, all.items[..4]);
     assert_eq!(got.pages, 2);
     // Page 2 was cut short: resuming re-reads it rather than skipping its last items.
-    assert!(got.next_link.unwrap().ends_with("/v1.0/users?page=1"));
-    let got = graph
-        .pages(GraphRequest::get(
-            GraphPath::new("users"),
-            ApiFamily::Directory,
-        ))
-        .collect(6)
+    let page_2 = &emu.log()[before + 1];
+    assert_eq!(got.next_link.unwrap(), url_of(&emu, page_2));
+
+    let got = graph.pages(users()).collect(6).await.unwrap();
+    assert_eq!(got.items, all.items[..6]);
+    // Both pages were used up: resuming starts at page 3.
+    let resumed = graph
+        .pages_from_link(&got.next_link.unwrap(), ApiFamily::Directory)
+        .unwrap()
+        .collect(3)
         .await
         .unwrap();
-    assert_eq!(got.items.len(), 6);
-    assert!(got.next_link.unwrap().ends_with("page=2"));
-}
-
-/// A Graph that accepts connections and closes them without answering.
-fn dropping_server() -> (String, Arc<AtomicUsize>) {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    let count = Arc::new(AtomicUsize::new(0));
-    let seen = count.clone();
-    std::thread::spawn(move || {
-        for stream in listener.incoming() {
-            let mut stream = stream.unwrap();
-            seen.fetch_add(1, Ordering::SeqCst);
-            let mut buf = [0u8; 4096];
-            let _ = stream.set_read_timeout(Some(Duration::from_millis(200)));
-            let _ = stream.read(&mut buf);
-        }
-    });
-    (base, count)
+    assert_eq!(resumed.items, all.items[6..9]);
 }
 
 #[tokio::test]
 async fn lost_connections_are_retried_only_for_reads() {
-    let fake = Fake::start(|seen, n| {
-        assert!(seen.is_token());
-        token_ok(&app_token(n), 3599, None)
-    });
-    let (graph_base, connections) = dropping_server();
-    let mut asset = fake.asset("client_credentials");
-    asset["url"] = json!(graph_base);
+    let emu = Emu::start();
+    let mut asset = emu.asset("client_credentials");
     asset["max_attempts"] = json!(2);
     let graph = client(asset);
+    let dropped = |family: &str| {
+        emu.request_log()
+            .family(family)
+            .iter()
+            .filter(|e| e.fault.as_deref() == Some("drop"))
+            .count()
+    };
 
+    emu.fail_next(Some(Family::Users), 2, FaultKind::Drop);
     let err = graph
         .send(GraphRequest::get(
             GraphPath::user(USER_ID),
@@ -416,8 +372,9 @@ async fn lost_connections_are_retried_only_for_reads() {
         .await
         .unwrap_err();
     assert_eq!(err.kind, ErrorKind::Network);
-    assert_eq!(connections.load(Ordering::SeqCst), 2, "a GET is retried");
+    assert_eq!(dropped("users"), 2, "a GET is retried");
 
+    emu.fail_next(Some(Family::Users), 1, FaultKind::Drop);
     let err = graph
         .send(
             GraphRequest::new(
@@ -431,13 +388,12 @@ async fn lost_connections_are_retried_only_for_reads() {
         .unwrap_err();
     assert_eq!(err.kind, ErrorKind::Network);
     assert!(err.message.contains("not retried"), "{}", err.message);
-    assert_eq!(
-        connections.load(Ordering::SeqCst),
-        3,
-        "a PATCH is sent once"
-    );
+    let users = emu.request_log().family("users");
+    assert_eq!(users.len(), 3, "a PATCH is sent once");
+    assert_eq!(users[2].method, "PATCH");
 
     // getPresencesByUserId is a POST that only reads: retried.
+    emu.fail_next(Some(Family::Presence), 2, FaultKind::Drop);
     let err = graph
         .send(
             GraphRequest::post(
@@ -449,19 +405,25 @@ async fn lost_connections_are_retried_only_for_reads() {
         .await
         .unwrap_err();
     assert_eq!(err.kind, ErrorKind::Network);
-    assert_eq!(connections.load(Ordering::SeqCst), 5);
+    assert_eq!(dropped("presence"), 2);
+    let presence = emu.request_log().family("presence");
+    assert!(presence.iter().all(|e| e.method == "POST"));
+
+    // Every queued fault was used by exactly the requests above.
+    let r = graph
+        .send(GraphRequest::get(
+            GraphPath::user(USER_ID),
+            ApiFamily::Directory,
+        ))
+        .await
+        .unwrap();
+    assert_eq!(r.status, 200);
 }
 
 #[tokio::test]
 async fn pacing_spreads_a_burst_over_the_window() {
-    let fake = Fake::start(|seen, n| {
-        if seen.is_token() {
-            token_ok(&app_token(n), 3599, None)
-        } else {
-            json_reply(200, json!({"value": []}))
-        }
-    });
-    let mut asset = fake.asset("client_credentials");
+    let emu = Emu::start();
+    let mut asset = emu.asset("client_credentials");
     asset["rate_limits"] = json!({"audit_logs": {"requests": 2, "per_seconds": 0.5}});
     let graph = client(asset);
     let started = Instant::now();
@@ -480,6 +442,7 @@ async fn pacing_spreads_a_burst_over_the_window() {
         "5 requests at 2 per 0.5 s took {took:?}"
     );
     assert!(took < Duration::from_millis(2500), "{took:?}");
+    assert_eq!(family(&emu, "signins").len(), 5);
     // Directory calls are not held back by the audit-log window.
     let started = Instant::now();
     for _ in 0..5 {

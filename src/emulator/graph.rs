@@ -282,6 +282,8 @@ fn route(
         ["communications", "getpresencesbyuserid"] => Err(method_not_allowed()),
         ["auditlogs", "signins"] if get => sign_ins(shared, ctx, caller, parts.uri.path(), query),
         ["auditlogs", "signins", _] if get => sign_in_by_id(shared, ctx, caller, seg[2]),
+        ["me"] if get => me(shared, caller, query),
+        ["me", ..] => Err(method_not_allowed()),
         ["users"] if get => list_users(shared, caller, parts, query),
         ["users", _] if get => get_user(shared, caller, seg[1], query),
         ["users", _] if m == Method::PATCH => patch_user(shared, caller, seg[1], body),
@@ -729,24 +731,85 @@ fn select_context(select: &[&str], query: &Query) -> String {
 
 fn get_user(shared: &Shared, caller: &Caller, key: &str, query: &Query) -> GResult {
     require(caller, READ_USERS)?;
+    let select = single_user_select(query)?;
+    let dir = shared.dir.read().expect("dir lock");
+    let i = resolve_user(&dir, key)?;
+    let basic = !caller.has_any(&READ_USERS[..4]);
+    Ok(user_entity(
+        shared,
+        &dir.tenant.users[i],
+        &select,
+        query,
+        basic,
+    ))
+}
+
+/// What lets a signed-in user read their own profile (`User.Read` is the least).
+const READ_ME: &[&str] = &[
+    "User.Read",
+    "User.ReadWrite",
+    "User.Read.All",
+    "User.ReadWrite.All",
+    "Directory.Read.All",
+    "Directory.ReadWrite.All",
+    "User.ReadBasic.All",
+];
+
+/// `GET /me`: the signed-in user of a delegated token (by `oid`, else `upn`).
+/// App-only tokens have no signed-in user; Graph answers them 400.
+fn me(shared: &Shared, caller: &Caller, query: &Query) -> GResult {
+    let Some(upn) = caller.user.as_deref() else {
+        return Err(GraphError::new(
+            StatusCode::BAD_REQUEST,
+            "BadRequest",
+            "/me request is only valid with delegated authentication flow.",
+        ));
+    };
+    require(caller, READ_ME)?;
+    let select = single_user_select(query)?;
+    let dir = shared.dir.read().expect("dir lock");
+    let i = caller
+        .user_id
+        .as_deref()
+        .and_then(|oid| dir.user_index(oid))
+        .or_else(|| dir.user_index(upn))
+        .ok_or_else(|| GraphError::not_found(upn))?;
+    let basic = !caller.has_any(&READ_ME[..6]);
+    Ok(user_entity(
+        shared,
+        &dir.tenant.users[i],
+        &select,
+        query,
+        basic,
+    ))
+}
+
+/// The query of one user (`/users/{id}`, `/me`): only `$select` is allowed.
+fn single_user_select(query: &Query) -> Result<Vec<&'static str>, GraphError> {
     if let Some(opt) = query.unsupported_option(&["$select"]) {
         return Err(GraphError::bad_request(&format!(
             "Query option '{opt}' is not allowed here."
         )));
     }
-    let select = user_select(query)?;
-    let dir = shared.dir.read().expect("dir lock");
-    let i = resolve_user(&dir, key)?;
-    let basic = !caller.has_any(&READ_USERS[..4]);
-    let mut v = user_json(&dir.tenant.users[i], &select, basic);
+    user_select(query)
+}
+
+fn user_entity(
+    shared: &Shared,
+    user: &User,
+    select: &[&str],
+    query: &Query,
+    basic: bool,
+) -> Response {
+    let mut v = user_json(user, select, basic);
     v.insert(
         "@odata.context".into(),
         json!(context(
             shared,
-            &format!("users{}/$entity", select_context(&select, query))
+            &format!("users{}/$entity", select_context(select, query))
         )),
     );
-    Ok(json_response(&v))
+    json_response(&v)
 }
 
 /// Graph's cap on values in one `in (...)`.

@@ -1,7 +1,8 @@
 //! The request log: every request the emulator saw, for tests to assert on.
 //!
 //! Never holds a bearer token or secret: only whether an `Authorization`
-//! header was present.
+//! header was present, and for token requests what was asked for and how the
+//! client authenticated (never the secret, password, refresh token or signature).
 
 use std::io::Write;
 use std::path::Path;
@@ -37,6 +38,28 @@ pub struct LogEntry {
     pub fault: Option<String>,
     /// Server time spent after the request body arrived, microseconds (without injected delays).
     pub micros: u64,
+    /// Token requests the emulator read (not those cut short by a fault): what was asked.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub token: Option<TokenRequest>,
+}
+
+/// The credential-free part of a token request.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct TokenRequest {
+    pub grant_type: Option<String>,
+    pub client_id: Option<String>,
+    pub scope: Option<String>,
+    /// The `username` of a password grant.
+    pub username: Option<String>,
+    /// Every client credential presented, comma-separated: `private_key_jwt`,
+    /// `client_secret_post`, `client_secret_basic`; `none` when there was none.
+    pub client_auth: String,
+    /// JOSE header of the `client_assertion` (its signature is not kept).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub assertion_header: Option<serde_json::Value>,
+    /// Claims of the `client_assertion`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub assertion_claims: Option<serde_json::Value>,
 }
 
 /// Cloneable handle on the in-process request log.

@@ -48,7 +48,7 @@ pub use generate::{
     DEFAULT_DAY, DELEGATED_PASSWORD, DELEGATED_USER, FULL_APP_CLIENT_ID, FULL_APP_SECRET,
     GenerateSpec, MFA_USER, READ_APP_CLIENT_ID, READ_APP_SECRET, TENANT_ID,
 };
-pub use log::{LogEntry, RequestLog};
+pub use log::{LogEntry, RequestLog, TokenRequest};
 pub use tenant::{
     AppCertificate, AppRegistration, DelegatedUser, DirectoryObject, Office, Photo, Presence,
     SignIn, Tenant, Text, User,

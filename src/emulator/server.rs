@@ -290,6 +290,8 @@ pub(crate) fn classify(path: &str) -> Family {
         Family::SignIns
     } else if rest.starts_with("organization") {
         Family::Organization
+    } else if rest == "me" || rest.starts_with("me/") {
+        Family::Users
     } else if rest.starts_with("users") {
         if rest.ends_with("/presence") {
             Family::Presence
@@ -347,6 +349,7 @@ pub(crate) async fn dispatch(
         request_id: request_id.clone(),
         fault: None,
         micros: 0,
+        token: None,
     };
 
     let fault = if family == Family::Unknown {
@@ -418,7 +421,10 @@ pub(crate) async fn dispatch(
     let started = Instant::now();
 
     let resp = match family {
-        Family::Token => token::handle(&shared, &ctx, &parts, &path, &body),
+        Family::Token => {
+            entry.token = Some(token::summarize(&parts, &body));
+            token::handle(&shared, &ctx, &parts, &path, &body)
+        }
         Family::Unknown => {
             tracing::warn!(method = %parts.method, path = %path, "emulator: request for a route it does not serve");
             let segment = path.rsplit('/').next().unwrap_or("");

@@ -22,6 +22,7 @@ use serde_json::{Value, json};
 use uuid::Uuid;
 
 use super::graph::GraphError;
+use super::log::TokenRequest;
 use super::server::{Ctx, RefreshGrant, Shared};
 use super::tenant::{AppRegistration, Tenant};
 
@@ -142,6 +143,47 @@ fn resolve_authority(tenant: &Tenant, segment: Option<&str>) -> Result<Authority
                 "Tenant '{seg}' not found. Check to make sure you have the correct tenant ID and are signing into the correct cloud. Check with your subscription administrator, this may happen if there are no active subscriptions for the tenant."
             ),
         ))
+    }
+}
+
+/// What the request log keeps of a token request: no credential.
+pub(crate) fn summarize(parts: &Parts, body: &[u8]) -> TokenRequest {
+    let form: HashMap<String, String> = url::form_urlencoded::parse(body).into_owned().collect();
+    let basic = basic_auth(parts);
+    let assertion = form.get("client_assertion").map(|jwt| {
+        let mut it = jwt.split('.');
+        let mut part = || {
+            it.next()
+                .and_then(|p| URL_SAFE_NO_PAD.decode(p).ok())
+                .and_then(|b| serde_json::from_slice::<Value>(&b).ok())
+        };
+        (part(), part())
+    });
+    let presented = [
+        (assertion.is_some(), "private_key_jwt"),
+        (form.contains_key("client_secret"), "client_secret_post"),
+        (basic.is_some(), "client_secret_basic"),
+    ];
+    let mut client_auth: Vec<&str> = presented
+        .iter()
+        .filter(|(sent, _)| *sent)
+        .map(|(_, name)| *name)
+        .collect();
+    if client_auth.is_empty() {
+        client_auth.push("none");
+    }
+    let (assertion_header, assertion_claims) = assertion.unwrap_or_default();
+    TokenRequest {
+        grant_type: form.get("grant_type").cloned(),
+        client_id: form
+            .get("client_id")
+            .cloned()
+            .or_else(|| basic.map(|(id, _)| id)),
+        scope: form.get("scope").cloned(),
+        username: form.get("username").cloned(),
+        client_auth: client_auth.join(","),
+        assertion_header,
+        assertion_claims,
     }
 }
 
@@ -834,6 +876,8 @@ pub(crate) struct Caller {
     pub permissions: Vec<String>,
     /// UPN for delegated tokens.
     pub user: Option<String>,
+    /// Object id of the signed-in user (`oid`), for delegated tokens.
+    pub user_id: Option<String>,
 }
 
 impl Caller {
@@ -907,6 +951,10 @@ pub(crate) fn validate(
         tenant_id: tid,
         permissions,
         user: claims["upn"].as_str().map(str::to_string),
+        user_id: claims["upn"]
+            .as_str()
+            .and(claims["oid"].as_str())
+            .map(str::to_string),
     })
 }
 

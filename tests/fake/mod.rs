@@ -1,6 +1,16 @@
-//! A fake Entra token endpoint + Graph on 127.0.0.1, over real HTTP, for the
-//! tests of the auth and HTTP layers. Each test scripts its answers with one
-//! closure; every request is logged so tests prove what was sent.
+//! A scripted HTTP server on 127.0.0.1 for the few tests the emulator cannot
+//! serve. Each test scripts its answers with one closure; every request is
+//! logged (with its raw headers) so tests prove what was sent.
+//!
+//! Why this is not the emulator: the project's tests talk to the built-in
+//! emulator (`tests/emu`), and this fake is kept only for what a faithful
+//! tenant never does by design:
+//! - play an HTTP proxy, receiving absolute-form requests for another host
+//!   and their `Proxy-Authorization` header (`auth_tokens.rs`);
+//! - answer with an `@odata.nextLink` that points at a foreign host, and be
+//!   that foreign host, to prove a token never goes there (`graph_http.rs`).
+//!
+//! Anything else belongs in the emulator; extend it there, with a test.
 #![allow(dead_code)]
 
 use std::collections::HashMap;
@@ -78,26 +88,14 @@ impl Fake {
         Fake { base, log }
     }
 
+    /// A `client_credentials` asset whose Graph and login URLs are this server.
     pub fn asset(&self, typ: &str) -> Value {
-        let mut a = json!({
+        assert_eq!(typ, "client_credentials", "the fake serves app-only assets");
+        json!({
             "type": typ, "url": self.base, "login_url": format!("{}/login", self.base),
-            "tenant_id": "contoso", "client_id": "app-1",
+            "tenant_id": "contoso", "client_id": "app-1", "client_secret": SECRET,
             "timeout_seconds": 5, "max_attempts": 4, "max_retry_seconds": 10,
-        });
-        match typ {
-            "client_credentials" => a["client_secret"] = json!(SECRET),
-            "password" => {
-                a["username"] = json!("adele@contoso.com");
-                a["password"] = json!(PASSWORD);
-            }
-            "refresh_token" => a["refresh_token"] = json!(REFRESH_SEED),
-            _ => {}
-        }
-        a
-    }
-
-    pub fn token_url(&self) -> String {
-        format!("{}/login/contoso/oauth2/v2.0/token", self.base)
+        })
     }
 
     pub fn seen(&self) -> Vec<Seen> {
@@ -148,8 +146,6 @@ async fn answer(req: Request, log: &Mutex<Vec<Seen>>, handler: &Handler) -> Resp
 }
 
 pub const SECRET: &str = "s3cr3t-VALUE-do-not-print";
-pub const PASSWORD: &str = "p4ssw0rd-do-not-print";
-pub const REFRESH_SEED: &str = "rt-seed-do-not-print";
 pub const USER_ID: &str = "4562bcc8-c436-4f95-b7c0-4f8ce89dca5e";
 
 /// An access token shaped like Entra's (a JWT whose claims we choose).
@@ -174,38 +170,22 @@ pub fn json_reply(status: u16, body: Value) -> Reply {
     )
 }
 
-pub fn token_ok(access: &str, expires_in: u64, refresh: Option<&str>) -> Reply {
-    let mut body = json!({"token_type": "Bearer", "expires_in": expires_in,
-        "ext_expires_in": expires_in, "access_token": access});
-    if let Some(r) = refresh {
-        body["refresh_token"] = json!(r);
-        body["scope"] = json!("Presence.Read.All User.Read.All");
-    }
-    json_reply(200, body)
-}
-
-pub fn entra_error(status: u16, error: &str, code: u64, text: &str) -> Reply {
+/// A client-credentials token answer.
+pub fn token_ok(access: &str) -> Reply {
     json_reply(
-        status,
-        json!({
-            "error": error,
-            "error_description": format!("AADSTS{code}: {text}\r\nTrace ID: trace-{code}\r\nCorrelation ID: corr-1\r\nTimestamp: 2024-05-01 10:00:00Z"),
-            "error_codes": [code],
-            "timestamp": "2024-05-01 10:00:00Z",
-            "trace_id": format!("trace-{code}"),
-            "correlation_id": "corr-1",
-        }),
+        200,
+        json!({"token_type": "Bearer", "expires_in": 3599,
+            "ext_expires_in": 3599, "access_token": access}),
     )
 }
 
-pub fn graph_error(status: u16, code: &str, message: &str) -> Reply {
-    let (s, mut h, b) = json_reply(
-        status,
-        json!({"error": {"code": code, "message": message,
-            "innerError": {"request-id": "req-err", "date": "2024-05-01T10:00:00"}}}),
-    );
-    h.push(("request-id", "req-err".to_string()));
-    (s, h, b)
+/// Token requests get tokens numbered 0, 1, ...; anything else is a presence.
+pub fn simple(seen: &Seen, n: usize) -> Reply {
+    if seen.is_token() {
+        token_ok(&app_token(n))
+    } else {
+        presence(USER_ID)
+    }
 }
 
 pub fn presence(id: &str) -> Reply {
@@ -220,7 +200,7 @@ pub fn presence(id: &str) -> Reply {
 
 /// Every secret a test planted, plus every access token the server issued.
 pub fn assert_no_secrets(fake: &Fake, text: &str) {
-    for secret in [SECRET, PASSWORD, REFRESH_SEED, "do-not-print"] {
+    for secret in [SECRET, "do-not-print"] {
         assert!(!text.contains(secret), "a secret leaked: {text}");
     }
     // Issued tokens appear in the log as responses we cannot see; they carry the marker
