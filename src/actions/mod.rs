@@ -13,6 +13,8 @@
 
 pub mod get_presence;
 pub mod get_presences;
+pub mod get_user;
+pub mod list_memberships;
 
 use std::future::Future;
 use std::path::PathBuf;
@@ -225,6 +227,8 @@ fn run_erased<A: Action + 'static>(ctx: &Context, inputs: Value) -> RunFuture<'_
 pub static ACTIONS: &[ActionEntry] = &[
     ActionEntry::of::<get_presence::GetPresence>(),
     ActionEntry::of::<get_presences::GetPresences>(),
+    ActionEntry::of::<get_user::GetUser>(),
+    ActionEntry::of::<list_memberships::ListMemberships>(),
 ];
 
 /// Look an action up by name.

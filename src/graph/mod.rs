@@ -183,6 +183,16 @@ pub struct Pages {
 }
 
 impl Pages {
+    /// Send `name: value` with every request of a collection resumed from a
+    /// `nextLink` (e.g. `ConsistencyLevel: eventual`, which Graph wants on every
+    /// page of an advanced query). A first request carries its own headers.
+    pub fn header(mut self, name: &'static str, value: impl Into<String>) -> Self {
+        if let Some(PageSource::Link(_, _, headers)) = &mut self.next {
+            headers.push((name, value.into()));
+        }
+        self
+    }
+
     /// The next page, or `None` after the last.
     pub async fn next_page(&mut self) -> Result<Option<Page>> {
         let _ = (&self.client, self.next.take());
