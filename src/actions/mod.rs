@@ -15,6 +15,7 @@ pub mod get_presence;
 pub mod get_presences;
 pub mod get_user;
 pub mod list_memberships;
+pub mod update_user;
 
 use std::future::Future;
 use std::path::PathBuf;
@@ -229,6 +230,7 @@ pub static ACTIONS: &[ActionEntry] = &[
     ActionEntry::of::<get_presences::GetPresences>(),
     ActionEntry::of::<get_user::GetUser>(),
     ActionEntry::of::<list_memberships::ListMemberships>(),
+    ActionEntry::of::<update_user::UpdateUser>(),
 ];
 
 /// Look an action up by name.
