@@ -14,6 +14,7 @@
 pub mod get_presence;
 pub mod get_presences;
 pub mod get_user;
+pub mod get_user_photo;
 pub mod list_memberships;
 pub mod update_user;
 
@@ -229,6 +230,7 @@ pub static ACTIONS: &[ActionEntry] = &[
     ActionEntry::of::<get_presence::GetPresence>(),
     ActionEntry::of::<get_presences::GetPresences>(),
     ActionEntry::of::<get_user::GetUser>(),
+    ActionEntry::of::<get_user_photo::GetUserPhoto>(),
     ActionEntry::of::<list_memberships::ListMemberships>(),
     ActionEntry::of::<update_user::UpdateUser>(),
 ];
