@@ -127,13 +127,17 @@ impl Action for ListMemberships {
                         "is not a memberOf nextLink returned by this action",
                     ));
                 }
-                let graph = ctx.graph()?;
-                let pages = graph.pages_from_link(link, ApiFamily::Directory)?;
-                if link_is_advanced(link) {
-                    pages.header("ConsistencyLevel", "eventual")
+                let headers = if link_is_advanced(link) {
+                    vec![("ConsistencyLevel", "eventual".to_string())]
                 } else {
-                    pages
-                }
+                    Vec::new()
+                };
+                ctx.graph()?.pages_from_link_at(
+                    link,
+                    ApiFamily::Directory,
+                    "/inputs/next_link",
+                    headers,
+                )?
             }
             None => {
                 let request = memberships_request(&input)?;

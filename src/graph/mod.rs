@@ -12,15 +12,29 @@
 //!    to the asset's Graph host;
 //! 4. the request itself, with a `client-request-id` GUID and our User-Agent.
 
+pub mod pacing;
 pub mod path;
+pub mod retry;
+
+use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
+use reqwest::header::HeaderMap;
+use secrecy::{ExposeSecret, SecretString};
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
+use tokio::time::Instant;
+use url::Url;
 
 pub use path::{GraphPath, odata_string};
 
+use crate::auth::TokenProvider;
+use crate::auth::token::describe_reqwest;
 use crate::error::{Error, Result};
+
+/// `User-Agent` of every request.
+pub const USER_AGENT: &str = concat!("msgraph-connector/", env!("CARGO_PKG_VERSION"));
 
 /// Which published throttling limit a request counts against.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -74,6 +88,32 @@ impl GraphRequest {
         self.body = Some(body);
         self
     }
+    pub fn post(path: GraphPath, family: ApiFamily) -> Self {
+        GraphRequest::new(Method::Post, path, family)
+    }
+    pub fn patch(path: GraphPath, family: ApiFamily) -> Self {
+        GraphRequest::new(Method::Patch, path, family)
+    }
+
+    /// Whether sending this twice is harmless, so that a lost connection may be retried:
+    /// GETs, and the POSTs that only read (`getPresencesByUserId`).
+    pub fn is_idempotent(&self) -> bool {
+        match self.method {
+            Method::Get => true,
+            Method::Post => self.path.as_str().ends_with("getPresencesByUserId"),
+            Method::Patch => false,
+        }
+    }
+}
+
+impl Method {
+    fn as_reqwest(self) -> reqwest::Method {
+        match self {
+            Method::Get => reqwest::Method::GET,
+            Method::Post => reqwest::Method::POST,
+            Method::Patch => reqwest::Method::PATCH,
+        }
+    }
 }
 
 /// Response headers kept for the result: `request-id`, `client-request-id`,
@@ -122,11 +162,15 @@ pub struct Page {
 /// The Graph client of one run: cheap to clone, shared by concurrent requests.
 #[derive(Clone)]
 pub struct GraphClient {
-    inner: std::sync::Arc<Inner>,
+    inner: Arc<Inner>,
 }
 
 struct Inner {
     asset: crate::auth::Asset,
+    http: reqwest::Client,
+    tokens: TokenProvider,
+    /// `{graph_url}{api_version}/`: every request URL starts with it.
+    base: Url,
 }
 
 impl std::fmt::Debug for GraphClient {
@@ -137,10 +181,44 @@ impl std::fmt::Debug for GraphClient {
     }
 }
 
+/// A request ready to go on the wire (and to be replayed on retry).
+struct Prepared {
+    method: Method,
+    url: Url,
+    headers: Vec<(&'static str, String)>,
+    body: Option<Value>,
+    family: ApiFamily,
+    idempotent: bool,
+}
+
+/// Why the last attempt failed, for the retry decision and the final error.
+enum Failure {
+    /// No answer: connect error, timeout, cut-off body.
+    Transport(String),
+    /// An answer with a status we may retry.
+    Status {
+        status: u16,
+        retry_after: Option<Duration>,
+        error: Error,
+    },
+}
+
 impl GraphClient {
-    pub fn new(asset: crate::auth::Asset, _options: ClientOptions) -> Result<Self> {
+    pub fn new(asset: crate::auth::Asset, options: ClientOptions) -> Result<Self> {
+        let http = build_http_client(&asset)?;
+        let state_dir = options.state_dir.as_deref().filter(|_| options.token_cache);
+        let tokens = TokenProvider::new(&asset, http.clone(), state_dir)?;
+        let base = asset
+            .graph_url
+            .join(&format!("{}/", asset.api_version.as_str()))
+            .map_err(|e| Error::internal(format!("cannot build the Graph base URL: {e}")))?;
         Ok(GraphClient {
-            inner: std::sync::Arc::new(Inner { asset }),
+            inner: Arc::new(Inner {
+                asset,
+                http,
+                tokens,
+                base,
+            }),
         })
     }
 
@@ -148,9 +226,46 @@ impl GraphClient {
         &self.inner.asset
     }
 
+    /// The token source of this client (used by `check`).
+    pub fn tokens(&self) -> &TokenProvider {
+        &self.inner.tokens
+    }
+
+    /// `{graph_url}{api_version}/`, the prefix of every request URL.
+    pub fn base_url(&self) -> &Url {
+        &self.inner.base
+    }
+
+    /// The URL `request` goes to (path and query encoded), e.g. for tests and logs.
+    pub fn url_for(&self, request: &GraphRequest) -> Result<Url> {
+        let mut url = format!("{}{}", self.inner.base.as_str(), request.path.as_str());
+        if !request.query.is_empty() {
+            url.push('?');
+            let pairs: Vec<String> = request
+                .query
+                .iter()
+                .map(|(k, v)| format!("{}={}", encode_query(k, true), encode_query(v, false)))
+                .collect();
+            url.push_str(&pairs.join("&"));
+        }
+        let url = Url::parse(&url)
+            .map_err(|e| Error::internal(format!("cannot build a Graph URL: {e}")))?;
+        self.ensure_graph_url(&url)
+            .map_err(|m| Error::internal(format!("built a URL outside Graph: {m}")))?;
+        Ok(url)
+    }
+
     /// Send one request through pacing, retries and auth; 2xx comes back, anything else is an [`Error`].
-    pub async fn send(&self, _request: GraphRequest) -> Result<GraphResponse> {
-        Err(Error::internal("the Graph HTTP layer is not built yet"))
+    pub async fn send(&self, request: GraphRequest) -> Result<GraphResponse> {
+        let prepared = Prepared {
+            method: request.method,
+            url: self.url_for(&request)?,
+            idempotent: request.is_idempotent(),
+            headers: request.headers,
+            body: request.body,
+            family: request.family,
+        };
+        self.execute(&prepared).await
     }
 
     /// Iterate a collection page by page, following `@odata.nextLink` verbatim.
@@ -162,12 +277,389 @@ impl GraphClient {
     }
 
     /// Resume a collection from a `nextLink` an earlier run returned; refused unless it points at the Graph host.
+    /// A refusal is `invalid_input` at `/inputs/next_link`; see [`Self::pages_from_link_at`] to name another input.
     pub fn pages_from_link(&self, next_link: &str, family: ApiFamily) -> Result<Pages> {
+        self.pages_from_link_at(next_link, family, "/inputs/next_link", Vec::new())
+    }
+
+    /// [`Self::pages_from_link`] with the input's JSON pointer and the headers the
+    /// original request carried (e.g. `ConsistencyLevel: eventual`).
+    pub fn pages_from_link_at(
+        &self,
+        next_link: &str,
+        family: ApiFamily,
+        pointer: &str,
+        headers: Vec<(&'static str, String)>,
+    ) -> Result<Pages> {
+        let url = Url::parse(next_link)
+            .map_err(|e| Error::invalid(pointer, format!("is not a URL: {e}")))?;
+        self.ensure_graph_url(&url).map_err(|m| {
+            Error::invalid(
+                pointer,
+                format!("{m}; only links returned by this asset's Graph are accepted"),
+            )
+        })?;
         Ok(Pages {
             client: self.clone(),
-            next: Some(PageSource::Link(next_link.to_string(), family, Vec::new())),
+            next: Some(PageSource::Link(next_link.to_string(), family, headers)),
         })
     }
+
+    /// The bearer token goes only to the asset's Graph origin (scheme, host, port) under its base path.
+    fn ensure_graph_url(&self, url: &Url) -> std::result::Result<(), String> {
+        let graph = &self.inner.asset.graph_url;
+        if url.origin() != graph.origin() {
+            return Err(format!(
+                "the link points at {}, not at the configured Graph host {}",
+                origin_text(url),
+                origin_text(graph)
+            ));
+        }
+        if !url.path().starts_with(graph.path()) {
+            return Err(format!(
+                "the link's path is outside the Graph base path {}",
+                graph.path()
+            ));
+        }
+        if !url.username().is_empty() || url.password().is_some() {
+            return Err("the link carries credentials".to_string());
+        }
+        Ok(())
+    }
+
+    /// The retry loop around one request.
+    async fn execute(&self, request: &Prepared) -> Result<GraphResponse> {
+        let asset = &self.inner.asset;
+        let limiter = pacing::limiter(
+            asset.token_url.as_str(),
+            &asset.client_id,
+            request.family,
+            match request.family {
+                ApiFamily::Presence => asset.rate_limits.presence,
+                ApiFamily::AuditLogs => asset.rate_limits.audit_logs,
+                ApiFamily::Directory => asset.rate_limits.directory,
+            },
+        );
+        let max_attempts = asset.max_attempts.max(1);
+        let mut backoff = retry::backoff();
+        let mut attempt = 0u32;
+        let mut renewed_token = false;
+        let mut started: Option<Instant> = None;
+        let mut token = self.inner.tokens.token().await?;
+        loop {
+            attempt += 1;
+            limiter.acquire().await;
+            let started = *started.get_or_insert_with(Instant::now);
+            let failure = match self.attempt(request, &token).await {
+                Ok(response) => return Ok(response),
+                Err(AttemptError::Final(e)) => return Err(e),
+                Err(AttemptError::ExpiredToken(e)) => {
+                    if renewed_token {
+                        return Err(e);
+                    }
+                    renewed_token = true;
+                    tracing::warn!(
+                        "Graph refused the token as expired or invalid (401 InvalidAuthenticationToken); getting a new one and retrying once"
+                    );
+                    token = self.inner.tokens.replace(&token).await?;
+                    attempt -= 1;
+                    continue;
+                }
+                Err(AttemptError::Retry(f)) => f,
+            };
+            let (wait, why, last) = match &failure {
+                Failure::Transport(m) => {
+                    if !request.idempotent {
+                        return Err(Error::network(format!(
+                            "{} {}: {m} (not retried: the request changes data)",
+                            request.method.as_reqwest(),
+                            request.url.path()
+                        )));
+                    }
+                    let wait = backoff.next().unwrap_or(Duration::from_secs(30));
+                    (wait, m.clone(), m.clone())
+                }
+                Failure::Status {
+                    status,
+                    retry_after,
+                    ..
+                } => {
+                    let (wait, source) = match retry_after {
+                        Some(w) => (*w, "Retry-After"),
+                        None => (backoff.next().unwrap_or(Duration::from_secs(30)), "backoff"),
+                    };
+                    (
+                        wait,
+                        format!(
+                            "Graph answered {status}; waiting {:.3}s ({source})",
+                            wait.as_secs_f64()
+                        ),
+                        format!("last status {status}"),
+                    )
+                }
+            };
+            let elapsed = started.elapsed();
+            let budget = asset.max_retry_time;
+            let give_up = if attempt >= max_attempts {
+                Some(format!("gave up after {attempt} attempts"))
+            } else if elapsed + wait > budget {
+                Some(format!(
+                    "gave up after {attempt} attempts and {:.1}s: the retry budget of {}s would be exceeded",
+                    elapsed.as_secs_f64(),
+                    budget.as_secs()
+                ))
+            } else {
+                None
+            };
+            if let Some(reason) = give_up {
+                let mut err = Error::network(format!(
+                    "{} {}: {reason}; {last}",
+                    request.method.as_reqwest(),
+                    request.url.path()
+                ));
+                if let Failure::Status { status, error, .. } = failure {
+                    err.status_code = Some(status);
+                    err.code = error.code;
+                    err.request_id = error.request_id;
+                }
+                return Err(err);
+            }
+            tracing::warn!(
+                attempt,
+                max_attempts,
+                "retrying {} {}: {why}",
+                request.method.as_reqwest(),
+                request.url.path()
+            );
+            tokio::time::sleep(wait).await;
+        }
+    }
+
+    /// One attempt on the wire.
+    async fn attempt(
+        &self,
+        request: &Prepared,
+        token: &SecretString,
+    ) -> std::result::Result<GraphResponse, AttemptError> {
+        let client_request_id = uuid::Uuid::new_v4().to_string();
+        let mut builder = self
+            .inner
+            .http
+            .request(request.method.as_reqwest(), request.url.clone())
+            .bearer_auth(token.expose_secret())
+            .header("client-request-id", &client_request_id)
+            .header(reqwest::header::ACCEPT, "application/json");
+        for (name, value) in &request.headers {
+            builder = builder.header(*name, value);
+        }
+        if let Some(body) = &request.body {
+            builder = builder.json(body);
+        }
+        tracing::debug!(
+            client_request_id,
+            "{} {}",
+            request.method.as_reqwest(),
+            request.url.path()
+        );
+        let response = match builder.send().await {
+            Ok(r) => r,
+            Err(e) => {
+                return Err(AttemptError::Retry(Failure::Transport(describe_reqwest(
+                    &e,
+                ))));
+            }
+        };
+        let status = response.status().as_u16();
+        let headers = kept_headers(response.headers());
+        let retry_after = response
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| retry::parse_retry_after(v, jiff::Timestamp::now()));
+        let body = match response.bytes().await {
+            Ok(b) => b,
+            Err(e) => {
+                return Err(AttemptError::Retry(Failure::Transport(describe_reqwest(
+                    &e,
+                ))));
+            }
+        };
+        if (200..300).contains(&status) {
+            return Ok(GraphResponse {
+                status,
+                headers,
+                body,
+            });
+        }
+        let error = graph_error(status, &headers, &body, &request.url);
+        if status == 401 && error.code.as_deref() == Some("InvalidAuthenticationToken") {
+            return Err(AttemptError::ExpiredToken(error));
+        }
+        if retry::is_retryable_status(status) {
+            return Err(AttemptError::Retry(Failure::Status {
+                status,
+                retry_after,
+                error,
+            }));
+        }
+        Err(AttemptError::Final(error))
+    }
+}
+
+enum AttemptError {
+    Final(Error),
+    ExpiredToken(Error),
+    Retry(Failure),
+}
+
+/// Our one reqwest client: rustls, HTTP/2 by ALPN, gzip, the asset's timeouts and proxy,
+/// and redirects followed only within the same origin (the bearer token stays with Graph).
+fn build_http_client(asset: &crate::auth::Asset) -> Result<reqwest::Client> {
+    let mut builder = reqwest::Client::builder()
+        .user_agent(USER_AGENT)
+        .timeout(asset.timeout)
+        .connect_timeout(asset.timeout.min(Duration::from_secs(10)))
+        .gzip(true)
+        .redirect(reqwest::redirect::Policy::custom(|attempt| {
+            let same_origin = attempt
+                .previous()
+                .first()
+                .is_some_and(|first| first.origin() == attempt.url().origin());
+            if attempt.previous().len() >= 5 || !same_origin {
+                attempt.stop()
+            } else {
+                attempt.follow()
+            }
+        }));
+    if !asset.verify_ssl {
+        tracing::warn!(
+            "verify_ssl is false: TLS certificates are NOT verified; anyone on the network path can read the token"
+        );
+        builder = builder.tls_danger_accept_invalid_certs(true);
+    }
+    if let Some(proxy) = &asset.http_proxy {
+        let proxy = reqwest::Proxy::all(proxy.expose_secret()).map_err(|_| {
+            Error::invalid(
+                "/asset/http_proxy",
+                "is not a usable proxy URL (e.g. http://proxy.corp:3128)",
+            )
+        })?;
+        builder = builder.proxy(proxy);
+    }
+    builder
+        .build()
+        .map_err(|e| Error::internal(format!("cannot build the HTTP client: {e}")))
+}
+
+fn origin_text(url: &Url) -> String {
+    url.origin().ascii_serialization()
+}
+
+/// Percent-encode one query key or value; OData punctuation (`$`, `'`, `(`, `)`, `,`, `:`) stays readable.
+fn encode_query(raw: &str, key: bool) -> String {
+    let mut out = String::with_capacity(raw.len());
+    for b in raw.bytes() {
+        let keep = b.is_ascii_alphanumeric()
+            || matches!(
+                b,
+                b'-' | b'_'
+                    | b'.'
+                    | b'~'
+                    | b'$'
+                    | b'\''
+                    | b'('
+                    | b')'
+                    | b','
+                    | b':'
+                    | b'@'
+                    | b'/'
+                    | b'*'
+                    | b'!'
+            )
+            || (!key && b == b'=');
+        if keep {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// The response headers a result keeps.
+fn kept_headers(headers: &HeaderMap) -> ResponseHeaders {
+    const KEPT: [&str; 6] = [
+        "request-id",
+        "client-request-id",
+        "x-ms-resource-unit",
+        "retry-after",
+        "etag",
+        "content-type",
+    ];
+    let mut kept = Map::new();
+    for (name, value) in headers {
+        let name = name.as_str();
+        if (KEPT.contains(&name)
+            || name.starts_with("x-ms-throttle-")
+            || name == "x-ms-ags-diagnostic")
+            && let Ok(v) = value.to_str()
+        {
+            kept.insert(name.to_string(), Value::String(v.to_string()));
+        }
+    }
+    kept
+}
+
+/// Graph's error envelope as our error: kind `graph`, `code` = `error.code`.
+fn graph_error(status: u16, headers: &ResponseHeaders, body: &[u8], url: &Url) -> Error {
+    #[derive(serde::Deserialize)]
+    struct Envelope {
+        error: Body,
+    }
+    #[derive(serde::Deserialize)]
+    struct Body {
+        #[serde(default)]
+        code: Option<String>,
+        #[serde(default)]
+        message: Option<String>,
+        #[serde(default, rename = "innerError")]
+        inner_error: Option<Map<String, Value>>,
+    }
+    let parsed: Option<Body> = serde_json::from_slice::<Envelope>(body)
+        .ok()
+        .map(|e| e.error);
+    let request_id = headers
+        .get("request-id")
+        .and_then(Value::as_str)
+        .map(String::from)
+        .or_else(|| {
+            parsed
+                .as_ref()
+                .and_then(|p| p.inner_error.as_ref())
+                .and_then(|i| i.get("request-id"))
+                .and_then(Value::as_str)
+                .map(String::from)
+        });
+    let reason = reqwest::StatusCode::from_u16(status)
+        .ok()
+        .and_then(|s| s.canonical_reason())
+        .unwrap_or("");
+    let message = match parsed.as_ref().and_then(|p| p.message.as_deref()) {
+        Some(m) if !m.is_empty() => format!("Graph answered {status} for {}: {m}", url.path()),
+        _ if (300..400).contains(&status) => format!(
+            "Graph answered {status} {reason} for {}: a redirect to another host is not followed",
+            url.path()
+        ),
+        _ => format!("Graph answered {status} {reason} for {}", url.path()),
+    };
+    let mut err = Error::graph(status, message);
+    if let Some(code) = parsed.and_then(|p| p.code) {
+        err = err.with_code(code);
+    }
+    if let Some(id) = request_id {
+        err = err.with_request_id(id);
+    }
+    err
 }
 
 enum PageSource {
@@ -182,20 +674,207 @@ pub struct Pages {
     next: Option<PageSource>,
 }
 
+/// What [`Pages::collect`] gathered.
+#[derive(Debug, Clone)]
+pub struct Collected {
+    pub items: Vec<Value>,
+    /// Where to continue. When `max_items` cut a page short this is that page's own
+    /// link (re-reading it repeats up to one page of items; nothing is skipped).
+    pub next_link: Option<String>,
+    pub count: Option<u64>,
+    /// Headers of the last page read.
+    pub headers: ResponseHeaders,
+    pub pages: usize,
+}
+
 impl Pages {
-    /// Send `name: value` with every request of a collection resumed from a
-    /// `nextLink` (e.g. `ConsistencyLevel: eventual`, which Graph wants on every
-    /// page of an advanced query). A first request carries its own headers.
-    pub fn header(mut self, name: &'static str, value: impl Into<String>) -> Self {
-        if let Some(PageSource::Link(_, _, headers)) = &mut self.next {
-            headers.push((name, value.into()));
+    /// The link the next call to [`Self::next_page`] will read, if it is a `nextLink`.
+    pub fn pending_link(&self) -> Option<&str> {
+        match &self.next {
+            Some(PageSource::Link(link, ..)) => Some(link),
+            _ => None,
         }
-        self
     }
 
     /// The next page, or `None` after the last.
     pub async fn next_page(&mut self) -> Result<Option<Page>> {
-        let _ = (&self.client, self.next.take());
-        Err(Error::internal("the Graph HTTP layer is not built yet"))
+        let Some(source) = self.next.take() else {
+            return Ok(None);
+        };
+        let (prepared, headers) = match source {
+            PageSource::First(request) => {
+                let headers = request.headers.clone();
+                let url = self.client.url_for(&request)?;
+                (
+                    Prepared {
+                        method: request.method,
+                        url,
+                        idempotent: request.is_idempotent(),
+                        headers: request.headers,
+                        body: request.body,
+                        family: request.family,
+                    },
+                    headers,
+                )
+            }
+            PageSource::Link(link, family, headers) => {
+                let url = Url::parse(&link).map_err(|e| {
+                    Error::graph(
+                        200,
+                        format!("Graph returned a nextLink that is not a URL: {e}"),
+                    )
+                    .with_code("InvalidNextLink")
+                })?;
+                if let Err(m) = self.client.ensure_graph_url(&url) {
+                    // Server-given: Graph's answer is at fault, so kind `graph`; the token is not sent.
+                    return Err(Error::graph(
+                        200,
+                        format!("refusing to follow @odata.nextLink: {m}"),
+                    )
+                    .with_code("ForeignNextLink"));
+                }
+                (
+                    Prepared {
+                        method: Method::Get,
+                        url,
+                        idempotent: true,
+                        headers: headers.clone(),
+                        body: None,
+                        family,
+                    },
+                    headers,
+                )
+            }
+        };
+        let family = prepared.family;
+        let response = self.client.execute(&prepared).await?;
+        let mut body: Map<String, Value> = match serde_json::from_slice(&response.body) {
+            Ok(Value::Object(m)) => m,
+            _ => {
+                return Err(Error::internal(format!(
+                    "Graph answered {} for {} with a body that is not a collection",
+                    response.status,
+                    prepared.url.path()
+                )));
+            }
+        };
+        let items = match body.remove("value") {
+            Some(Value::Array(items)) => items,
+            None | Some(Value::Null) => Vec::new(),
+            Some(_) => {
+                return Err(Error::internal(format!(
+                    "Graph answered {} with a `value` that is not a list",
+                    prepared.url.path()
+                )));
+            }
+        };
+        let next_link = body
+            .remove("@odata.nextLink")
+            .and_then(|v| v.as_str().map(String::from));
+        let count = body.get("@odata.count").and_then(Value::as_u64);
+        if let Some(link) = &next_link {
+            self.next = Some(PageSource::Link(link.clone(), family, headers));
+        }
+        Ok(Some(Page {
+            items,
+            next_link,
+            count,
+            headers: response.headers,
+        }))
+    }
+
+    /// Read pages until `max_items` items (or the end); see [`Collected::next_link`].
+    pub async fn collect(mut self, max_items: usize) -> Result<Collected> {
+        let mut out = Collected {
+            items: Vec::new(),
+            next_link: None,
+            count: None,
+            headers: Map::new(),
+            pages: 0,
+        };
+        while out.items.len() < max_items {
+            let this_link = self.pending_link().map(String::from);
+            let Some(page) = self.next_page().await? else {
+                break;
+            };
+            out.pages += 1;
+            out.count = out.count.or(page.count);
+            out.headers = page.headers;
+            let room = max_items - out.items.len();
+            if page.items.len() > room {
+                out.items.extend(page.items.into_iter().take(room));
+                out.next_link = this_link.or(page.next_link);
+                return Ok(out);
+            }
+            out.items.extend(page.items);
+            out.next_link = page.next_link;
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::ErrorKind;
+    use reqwest::header::HeaderValue;
+    use serde_json::json;
+
+    fn client(url: &str) -> GraphClient {
+        let asset = crate::runner::parse_asset(Some(&json!({
+            "type": "client_credentials", "tenant_id": "t", "client_id": "c",
+            "client_secret": "s", "url": url, "login_url": url
+        })))
+        .unwrap();
+        GraphClient::new(asset, ClientOptions::default()).unwrap()
+    }
+
+    #[test]
+    fn urls_keep_values_in_their_place() {
+        let c = client("https://graph.example.com");
+        let r = GraphRequest::get(
+            GraphPath::user("../me").then("presence"),
+            ApiFamily::Presence,
+        )
+        .query("$filter", "userPrincipalName eq 'o''b&x=1#y'")
+        .query("$select", "id,displayName");
+        assert_eq!(
+            c.url_for(&r).unwrap().as_str(),
+            "https://graph.example.com/v1.0/users/..%2Fme/presence?$filter=userPrincipalName%20eq%20%27o%27%27b%26x=1%23y%27&$select=id,displayName"
+        );
+    }
+
+    #[test]
+    fn links_elsewhere_are_refused() {
+        let c = client("https://graph.example.com");
+        for bad in [
+            "https://evil.example.com/v1.0/users?$skiptoken=x",
+            "http://graph.example.com/v1.0/users",
+            "https://graph.example.com:8443/v1.0/users",
+            "https://user:pw@graph.example.com/v1.0/users",
+            "not a url",
+        ] {
+            let e = c.pages_from_link(bad, ApiFamily::Directory).err().unwrap();
+            assert_eq!(e.kind, ErrorKind::InvalidInput, "{bad}");
+            assert_eq!(e.details[0].path, "/inputs/next_link");
+        }
+        assert!(
+            c.pages_from_link(
+                "https://graph.example.com/v1.0/users?$skiptoken=x",
+                ApiFamily::Directory
+            )
+            .is_ok()
+        );
+    }
+
+    #[test]
+    fn kept_headers_are_the_listed_ones() {
+        let mut h = HeaderMap::new();
+        h.insert("request-id", HeaderValue::from_static("r"));
+        h.insert("x-ms-throttle-scope", HeaderValue::from_static("s"));
+        h.insert("set-cookie", HeaderValue::from_static("no"));
+        let kept = kept_headers(&h);
+        assert_eq!(kept.len(), 2);
+        assert!(kept.get("set-cookie").is_none());
     }
 }

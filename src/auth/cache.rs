@@ -1,0 +1,307 @@
+//! The on-disk token cache, so that a platform running many short processes
+//! asks Entra for a token once an hour, not once a run.
+//!
+//! One entry per (token URL, client id, scope, user) in `<state_dir>/tokens/`,
+//! the file named by a SHA-256 of that key (never of a secret alone), mode 0600
+//! in a 0700 directory. Writes go to a temporary file that is renamed over the
+//! entry, so a reader sees the old entry or the new one, never half of one.
+//! A lock file per entry (`File::try_lock`) serialises processes that would
+//! otherwise all request a token at the same moment, and keeps a rotated
+//! refresh token from being lost between two processes.
+
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use aws_lc_rs::digest;
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Serialize};
+
+/// A token as the connector keeps it, in memory or on disk.
+#[derive(Clone)]
+pub struct CachedToken {
+    pub access_token: SecretString,
+    /// Unix seconds.
+    pub obtained_at: i64,
+    /// Unix seconds.
+    pub expires_at: i64,
+    pub ext_expires_at: Option<i64>,
+    /// The newest refresh token (delegated flows).
+    pub refresh_token: Option<SecretString>,
+    pub scope: Option<String>,
+}
+
+impl std::fmt::Debug for CachedToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CachedToken")
+            .field("access_token", &"[redacted]")
+            .field("obtained_at", &self.obtained_at)
+            .field("expires_at", &self.expires_at)
+            .field("ext_expires_at", &self.ext_expires_at)
+            .field(
+                "refresh_token",
+                &self.refresh_token.as_ref().map(|_| "[redacted]"),
+            )
+            .field("scope", &self.scope)
+            .finish()
+    }
+}
+
+/// Tokens are reused until this long before they expire...
+pub const RENEW_BEFORE: i64 = 300;
+
+impl CachedToken {
+    /// Whether the access token is still good to send at `now` (unix seconds):
+    /// until 5 minutes before expiry, or half its lifetime for short-lived tokens.
+    pub fn is_fresh(&self, now: i64) -> bool {
+        let lifetime = (self.expires_at - self.obtained_at).max(0);
+        let margin = RENEW_BEFORE.min(lifetime / 2);
+        now < self.expires_at - margin
+    }
+}
+
+/// The on-disk form. Plain strings only here, written with mode 0600.
+#[derive(Serialize, Deserialize)]
+struct Entry {
+    key: Vec<String>,
+    access_token: String,
+    obtained_at: i64,
+    expires_at: i64,
+    #[serde(default)]
+    ext_expires_at: Option<i64>,
+    #[serde(default)]
+    refresh_token: Option<String>,
+    #[serde(default)]
+    scope: Option<String>,
+}
+
+/// One cache entry's files.
+#[derive(Debug, Clone)]
+pub struct CacheSlot {
+    key: Vec<String>,
+    path: PathBuf,
+    lock_path: PathBuf,
+}
+
+impl CacheSlot {
+    /// The slot for `key` under `<state_dir>/tokens/`.
+    pub fn new(state_dir: &Path, key: Vec<String>) -> Self {
+        let dir = state_dir.join("tokens");
+        let joined = serde_json::to_string(&key).unwrap_or_default();
+        let hash = digest::digest(&digest::SHA256, joined.as_bytes());
+        let name: String = hash.as_ref()[..16]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        CacheSlot {
+            key,
+            path: dir.join(format!("{name}.json")),
+            lock_path: dir.join(format!("{name}.lock")),
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn ensure_dir(&self) -> std::io::Result<()> {
+        let dir = self.path.parent().expect("slot paths have a parent");
+        if !dir.is_dir() {
+            let mut builder = std::fs::DirBuilder::new();
+            builder.recursive(true);
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::DirBuilderExt;
+                builder.mode(0o700);
+            }
+            builder.create(dir)?;
+        }
+        Ok(())
+    }
+
+    /// Take the entry's lock, waiting up to `wait` for another process to
+    /// finish its token request; `None` when the lock cannot be had (then we
+    /// go on without it: a second token request is better than no result).
+    pub async fn lock(&self, wait: Duration) -> Option<File> {
+        if let Err(e) = self.ensure_dir() {
+            tracing::warn!("token cache: cannot create {}: {e}", self.dir_display());
+            return None;
+        }
+        let file = match open_private(&self.lock_path, false) {
+            Ok(f) => f,
+            Err(e) => {
+                tracing::warn!("token cache: cannot open lock file: {e}");
+                return None;
+            }
+        };
+        let start = Instant::now();
+        loop {
+            match file.try_lock() {
+                Ok(()) => return Some(file),
+                Err(std::fs::TryLockError::WouldBlock) if start.elapsed() < wait => {
+                    tokio::time::sleep(Duration::from_millis(25)).await;
+                }
+                Err(std::fs::TryLockError::WouldBlock) => {
+                    tracing::warn!(
+                        "token cache: another process held the lock for {}s; going on without it",
+                        wait.as_secs()
+                    );
+                    return None;
+                }
+                Err(std::fs::TryLockError::Error(e)) => {
+                    tracing::warn!("token cache: cannot lock: {e}");
+                    return None;
+                }
+            }
+        }
+    }
+
+    fn dir_display(&self) -> String {
+        self.path
+            .parent()
+            .map(|p| p.display().to_string())
+            .unwrap_or_default()
+    }
+
+    /// The stored token, if there is a readable one for this exact key.
+    pub fn load(&self) -> Option<CachedToken> {
+        let bytes = match std::fs::read(&self.path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
+            Err(e) => {
+                tracing::warn!("token cache: cannot read entry: {e}");
+                return None;
+            }
+        };
+        let entry: Entry = match serde_json::from_slice(&bytes) {
+            Ok(e) => e,
+            Err(_) => {
+                tracing::warn!("token cache: ignoring an unreadable entry");
+                return None;
+            }
+        };
+        if entry.key != self.key {
+            return None;
+        }
+        Some(CachedToken {
+            access_token: SecretString::from(entry.access_token),
+            obtained_at: entry.obtained_at,
+            expires_at: entry.expires_at,
+            ext_expires_at: entry.ext_expires_at,
+            refresh_token: entry.refresh_token.map(SecretString::from),
+            scope: entry.scope,
+        })
+    }
+
+    /// Replace the entry atomically (temporary file, fsync, rename).
+    pub fn store(&self, token: &CachedToken) {
+        if let Err(e) = self.try_store(token) {
+            tracing::warn!("token cache: cannot write entry: {e}");
+        }
+    }
+
+    fn try_store(&self, token: &CachedToken) -> std::io::Result<()> {
+        self.ensure_dir()?;
+        let entry = Entry {
+            key: self.key.clone(),
+            access_token: token.access_token.expose_secret().to_string(),
+            obtained_at: token.obtained_at,
+            expires_at: token.expires_at,
+            ext_expires_at: token.ext_expires_at,
+            refresh_token: token
+                .refresh_token
+                .as_ref()
+                .map(|r| r.expose_secret().to_string()),
+            scope: token.scope.clone(),
+        };
+        let bytes = serde_json::to_vec(&entry).map_err(std::io::Error::other)?;
+        let tmp =
+            self.path
+                .with_extension(format!("tmp.{}.{}", std::process::id(), fastrand::u32(..)));
+        let result = (|| {
+            let mut f = open_private(&tmp, true)?;
+            f.write_all(&bytes)?;
+            f.sync_all()?;
+            std::fs::rename(&tmp, &self.path)
+        })();
+        if result.is_err() {
+            let _ = std::fs::remove_file(&tmp);
+        }
+        result
+    }
+
+    /// Forget the entry (e.g. after Entra refused its refresh token).
+    pub fn remove(&self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// Open a file readable and writable by its owner only.
+fn open_private(path: &Path, create_new: bool) -> std::io::Result<File> {
+    let mut options = OpenOptions::new();
+    options.read(true).write(true);
+    if create_new {
+        options.create_new(true);
+    } else {
+        options.create(true).truncate(false);
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    options.open(path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn token(at: &str, rt: Option<&str>) -> CachedToken {
+        CachedToken {
+            access_token: SecretString::from(at),
+            obtained_at: 1000,
+            expires_at: 1000 + 3600,
+            ext_expires_at: None,
+            refresh_token: rt.map(SecretString::from),
+            scope: None,
+        }
+    }
+
+    #[test]
+    fn fresh_until_five_minutes_before_expiry() {
+        let t = token("a", None);
+        assert!(t.is_fresh(1000 + 3600 - 301));
+        assert!(!t.is_fresh(1000 + 3600 - 300));
+        let short = CachedToken {
+            expires_at: 1060,
+            ..token("a", None)
+        };
+        assert!(short.is_fresh(1029));
+        assert!(!short.is_fresh(1030));
+    }
+
+    #[test]
+    fn entries_round_trip_with_private_mode() {
+        let dir = tempfile::tempdir().unwrap();
+        let slot = CacheSlot::new(dir.path(), vec!["u".into(), "c".into()]);
+        assert!(slot.load().is_none());
+        slot.store(&token("at-1", Some("rt-1")));
+        let back = slot.load().unwrap();
+        assert_eq!(back.access_token.expose_secret(), "at-1");
+        assert_eq!(back.refresh_token.as_ref().unwrap().expose_secret(), "rt-1");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(slot.path()).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+        // Another key never reads this entry, and the file name shows no key part.
+        let other = CacheSlot::new(dir.path(), vec!["u".into(), "d".into()]);
+        assert!(other.load().is_none());
+        let name = slot.path().file_name().unwrap().to_string_lossy();
+        assert_eq!(name.len(), "0123456789abcdef0123456789abcdef.json".len());
+        assert!(!format!("{back:?}").contains("at-1"));
+    }
+}

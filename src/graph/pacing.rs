@@ -1,0 +1,104 @@
+//! Client-side pacing: at most N requests per window, per (token URL, client
+//! id, [`ApiFamily`]), shared by every request of this process, so a bulk
+//! action spreads its calls under Graph's published limits instead of
+//! provoking 429s. A sliding window of recent start times: exact, and small
+//! enough at these limits (at most a few thousand instants).
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+use super::ApiFamily;
+use crate::auth::RateLimit;
+
+/// One sliding window.
+#[derive(Debug)]
+pub struct Limiter {
+    requests: usize,
+    window: Duration,
+    starts: Mutex<VecDeque<Instant>>,
+}
+
+impl Limiter {
+    pub fn new(limit: RateLimit) -> Self {
+        Limiter {
+            requests: limit.requests.max(1) as usize,
+            window: Duration::from_secs_f64(limit.per_seconds.max(0.001)),
+            starts: Mutex::new(VecDeque::new()),
+        }
+    }
+
+    /// Wait until one more request fits in the window, then count it.
+    pub async fn acquire(&self) {
+        loop {
+            let wait = {
+                let mut starts = self.starts.lock().unwrap_or_else(|p| p.into_inner());
+                let now = Instant::now();
+                while starts
+                    .front()
+                    .is_some_and(|t| now.duration_since(*t) >= self.window)
+                {
+                    starts.pop_front();
+                }
+                if starts.len() < self.requests {
+                    starts.push_back(now);
+                    return;
+                }
+                let oldest = *starts.front().expect("full window is not empty");
+                (oldest + self.window).saturating_duration_since(now)
+            };
+            tracing::debug!(
+                wait_ms = wait.as_millis() as u64,
+                "pacing: waiting for the rate limit window"
+            );
+            tokio::time::sleep(wait).await;
+        }
+    }
+}
+
+type Key = (String, String, ApiFamily);
+
+/// The limiter for one (token URL, client id, family), created on first use.
+pub fn limiter(
+    token_url: &str,
+    client_id: &str,
+    family: ApiFamily,
+    limit: RateLimit,
+) -> Arc<Limiter> {
+    static ALL: OnceLock<Mutex<HashMap<Key, Arc<Limiter>>>> = OnceLock::new();
+    let mut all = ALL
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|p| p.into_inner());
+    all.entry((token_url.to_string(), client_id.to_string(), family))
+        .or_insert_with(|| Arc::new(Limiter::new(limit)))
+        .clone()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn window_spreads_requests() {
+        let l = Limiter::new(RateLimit {
+            requests: 3,
+            per_seconds: 0.2,
+        });
+        let start = Instant::now();
+        for _ in 0..3 {
+            l.acquire().await;
+        }
+        assert!(start.elapsed() < Duration::from_millis(50));
+        l.acquire().await;
+        assert!(start.elapsed() >= Duration::from_millis(200));
+        for _ in 0..2 {
+            l.acquire().await;
+        }
+        assert!(start.elapsed() < Duration::from_millis(300));
+        l.acquire().await;
+        assert!(start.elapsed() >= Duration::from_millis(400));
+    }
+}
