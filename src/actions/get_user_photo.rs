@@ -2,7 +2,7 @@
 //!
 //! Graph: `GET /users/{id}/photo/$value` (the largest available), or
 //! `GET /users/{id}/photos/{size}/$value` for one of Graph's fixed sizes
-//! (User.Read.All). A user without a photo is answered 404 `ImageNotFound`;
+//! (ProfilePhoto.Read.All, or User.Read.All). A user without a photo is answered 404 `ImageNotFound`;
 //! that is an answer, not a failure: `json_body.has_photo` is `false`.
 //!
 //! The bytes go to `output_path` (written to a temporary file beside it, then
@@ -107,7 +107,7 @@ impl Action for GetUserPhoto {
         name: "get_user_photo",
         title: "Get user photo",
         description: "Get a user's profile photo, written to a file or returned base64 with its content type; has_photo is false when the user has none.",
-        permissions: &["User.Read.All"],
+        permissions: &["ProfilePhoto.Read.All", "User.Read.All"],
         changes_data: false,
         needs_graph: true,
         incremental: false,

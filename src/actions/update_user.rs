@@ -1,8 +1,8 @@
 //! `update_user`: change properties of one user.
 //!
 //! Graph: `PATCH /users/{id or UPN}` with only the properties to change
-//! (User.ReadWrite.All; changing `passwordProfile` needs more, e.g. the User
-//! Administrator role for the app, and is answered 403
+//! (User.ReadWrite.All; changing `passwordProfile` needs more,
+//! User-PasswordProfile.ReadWrite.All, and is otherwise answered 403
 //! `Authorization_RequestDenied` otherwise). Success is `204 No Content` with an
 //! empty body, so `json_body` is `null`.
 //!
@@ -317,7 +317,7 @@ impl Action for UpdateUser {
         name: "update_user",
         title: "Update user",
         description: "Change properties of one user (e.g. accountEnabled: false, job and contact fields, extension attributes, a new password); Graph answers 204 and json_body is null.",
-        permissions: &["User.ReadWrite.All"],
+        permissions: &["User.ReadWrite.All", "User-PasswordProfile.ReadWrite.All"],
         changes_data: true,
         needs_graph: true,
         incremental: false,

@@ -18,8 +18,12 @@ pub struct Outcome {
 impl Outcome {
     /// stdout parsed as the one JSON object the contract promises.
     pub fn json(&self) -> Value {
-        serde_json::from_str(self.stdout.trim())
-            .unwrap_or_else(|e| panic!("stdout is not one JSON document ({e}): {:?}\nstderr: {}", self.stdout, self.stderr))
+        serde_json::from_str(self.stdout.trim()).unwrap_or_else(|e| {
+            panic!(
+                "stdout is not one JSON document ({e}): {:?}\nstderr: {}",
+                self.stdout, self.stderr
+            )
+        })
     }
 }
 
@@ -47,7 +51,9 @@ pub fn run_env(args: &[&str], stdin: &[u8], state_dir: &Path, env: &[(&str, &str
         // The child may refuse early and close stdin; that is not a test failure.
         let _ = input.write_all(stdin);
     }
-    let out = child.wait_with_output().expect("the connector binary finishes");
+    let out = child
+        .wait_with_output()
+        .expect("the connector binary finishes");
     Outcome {
         code: out.status.code().unwrap_or(-1),
         stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
