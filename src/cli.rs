@@ -69,6 +69,48 @@ enum Command {
     Run(RunArgs),
     /// Test connectivity: get a token, make one cheap Graph call, report missing permissions.
     Check(CheckArgs),
+    /// Serve the built-in fake tenant (Graph + Entra ID token endpoint) on loopback.
+    #[command(after_help = EMULATOR_HELP)]
+    Emulator(EmulatorArgs),
+}
+
+const EMULATOR_HELP: &str = "\
+Examples:
+  # a generated tenant on a fixed port, with a ready asset in asset.json
+  msgraph-connector emulator --listen 127.0.0.1:8080 \\
+      --generate users=1000,sign_ins=10000,seed=1 --print-asset client_credentials > asset.json
+  # a fixture, with 30 % of sign-in requests throttled
+  msgraph-connector emulator --tenant tests/fixtures/tenant.yaml --faults 'signins:429=0.3'
+
+Stdout gets one JSON line (the asset, or {\"url\": ...}); stop with Ctrl-C.";
+
+#[derive(Debug, Args)]
+struct EmulatorArgs {
+    /// Address to listen on; loopback only. Port 0 picks a free port.
+    #[arg(long, default_value = "127.0.0.1:0")]
+    listen: std::net::SocketAddr,
+    /// Tenant fixture (JSON or YAML).
+    #[arg(long, value_name = "FILE", conflicts_with = "generate")]
+    tenant: Option<PathBuf>,
+    /// Generate a tenant: users=N,sign_ins=M,seed=S (deterministic per seed).
+    #[arg(long, value_name = "SPEC")]
+    generate: Option<String>,
+    /// Print a ready connector asset of this type pointing at the emulator
+    /// (client_credentials, oauth2_client_credentials, password, refresh_token).
+    #[arg(long, value_name = "TYPE")]
+    print_asset: Option<String>,
+    /// Fault injection, e.g. 'signins:429=0.3,503=0.1;presence:drop=0.05'.
+    #[arg(long, value_name = "SPEC")]
+    faults: Option<String>,
+    /// Throttling, e.g. 'presence=1500/30,signins=5/10' or 'off' [default: Graph's published limits].
+    #[arg(long, value_name = "SPEC")]
+    throttle: Option<String>,
+    /// Append every request as a JSON line to FILE.
+    #[arg(long, value_name = "FILE")]
+    request_log: Option<PathBuf>,
+    /// Lifetime of access tokens in seconds.
+    #[arg(long, value_name = "SECONDS", default_value_t = 3599)]
+    token_lifetime: u64,
 }
 
 #[derive(Debug, Args)]
@@ -154,6 +196,13 @@ pub fn main() -> i32 {
         Command::Schema(args) => runner::finish(schema(args)),
         Command::Run(args) => runner::run(&args.action, &args.files.into(), &settings),
         Command::Check(args) => runner::finish(check(args.files.into(), &settings)),
+        Command::Emulator(args) => match serve_emulator(args) {
+            Ok(()) => 0,
+            Err(e) => {
+                runner::report(&e);
+                e.exit_code()
+            }
+        },
     }
 }
 
@@ -216,6 +265,52 @@ fn check(source: EnvelopeSource, settings: &RunSettings) -> Result<Value> {
     Err(Error::internal(
         "check needs the Graph HTTP layer, which is not built yet",
     ))
+}
+
+fn serve_emulator(args: EmulatorArgs) -> Result<()> {
+    use crate::emulator::{self, EmulatorConfig, FaultPlan, GenerateSpec, Tenant, ThrottleConfig};
+    let bad = |flag: &str, e: String| Error::invalid("", format!("--{flag}: {e}"));
+    let tenant = match (&args.tenant, &args.generate) {
+        (Some(path), _) => Tenant::load(path).map_err(|e| bad("tenant", e.to_string()))?,
+        (None, Some(spec)) => Tenant::generate(
+            &spec
+                .parse::<GenerateSpec>()
+                .map_err(|e| bad("generate", e))?,
+        ),
+        (None, None) => Tenant::generate(&GenerateSpec::default()),
+    };
+    let mut config = EmulatorConfig::new(tenant);
+    config.token_lifetime = std::time::Duration::from_secs(args.token_lifetime.max(1));
+    config.request_log_path = args.request_log;
+    if let Some(spec) = &args.faults {
+        config.faults = FaultPlan::parse(spec).map_err(|e| bad("faults", e))?;
+    }
+    if let Some(spec) = &args.throttle {
+        config.throttle = ThrottleConfig::parse(spec).map_err(|e| bad("throttle", e))?;
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Error::internal(format!("cannot start the async runtime: {e}")))?;
+    runtime.block_on(async {
+        let running = emulator::start(args.listen, config)
+            .await
+            .map_err(|e| Error::invalid("", e.to_string()))?;
+        let line = match &args.print_asset {
+            Some(kind) => running
+                .asset_json(kind)
+                .map_err(|e| bad("print-asset", e.to_string()))?,
+            None => json!({ "url": running.base_url(), "token_url": running.token_url() }),
+        };
+        runner::print_json(&line);
+        eprintln!(
+            "msgraph-connector: emulator listening on {} (Ctrl-C stops it)",
+            running.base_url()
+        );
+        let _ = tokio::signal::ctrl_c().await;
+        running.shutdown();
+        Ok(())
+    })
 }
 
 /// `$XDG_STATE_HOME/msgraph-connector`, else `~/.local/state/msgraph-connector`.

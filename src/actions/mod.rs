@@ -182,12 +182,28 @@ impl ActionEntry {
         }
     }
 
+    /// The input schema, titled with the action's name so a platform can show it.
     pub fn input_schema(&self) -> Value {
-        (self.input_schema)()
+        self.titled((self.input_schema)(), "inputs")
     }
 
+    /// The schema of the whole success object, `json_body` typed.
     pub fn output_schema(&self) -> Value {
-        (self.output_schema)()
+        self.titled((self.output_schema)(), "result")
+    }
+
+    fn titled(&self, mut schema: Value, what: &str) -> Value {
+        if let Value::Object(map) = &mut schema {
+            map.insert(
+                "title".into(),
+                Value::String(format!("{} {what}", self.meta.name)),
+            );
+            map.insert(
+                "description".into(),
+                Value::String(self.meta.description.to_string()),
+            );
+        }
+        schema
     }
 
     /// Run on inputs already validated against [`Self::input_schema`].

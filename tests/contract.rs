@@ -1,0 +1,439 @@
+//! The outer contract (shared/docs/CONTRACT.md): catalog, schemas, manifest and
+//! action pages in step with the code; bad input refused with exit 2, a JSON
+//! pointer, and no connection made.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::net::TcpListener;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use msgraph_connector::actions::ACTIONS;
+use msgraph_connector::auth::{AssetSpec, AssetType};
+use serde_json::{Value, json};
+
+fn state_dir() -> tempfile::TempDir {
+    tempfile::tempdir().unwrap()
+}
+
+fn repo_file(path: &str) -> String {
+    let full = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(path);
+    std::fs::read_to_string(&full).unwrap_or_else(|e| panic!("{}: {e}", full.display()))
+}
+
+fn yaml(path: &str) -> Value {
+    serde_norway::from_str(&repo_file(path)).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+/// A loopback port that counts the connections made to it, standing in for
+/// Graph and the token endpoint: bad input must never reach it.
+struct ConnectionCounter {
+    url: String,
+    count: Arc<AtomicUsize>,
+}
+
+impl ConnectionCounter {
+    fn start() -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let count = Arc::new(AtomicUsize::new(0));
+        let seen = count.clone();
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                seen.fetch_add(1, Ordering::SeqCst);
+                drop(conn);
+            }
+        });
+        ConnectionCounter { url, count }
+    }
+
+    fn asset(&self) -> Value {
+        json!({"type": "client_credentials", "tenant_id": "contoso.onmicrosoft.com", "client_id": "app",
+               "client_secret": "s3cr3t-value-never-printed", "url": self.url, "login_url": self.url})
+    }
+
+    fn connections(&self) -> usize {
+        self.count.load(Ordering::SeqCst)
+    }
+}
+
+#[test]
+fn catalog_lists_every_action_once() {
+    let dir = state_dir();
+    let out = common::run(&["actions"], b"", dir.path());
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let catalog = out.json();
+    let names: Vec<&str> = catalog
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["name"].as_str().unwrap())
+        .collect();
+    let unique: BTreeSet<&str> = names.iter().copied().collect();
+    assert_eq!(
+        names.len(),
+        unique.len(),
+        "duplicate action names: {names:?}"
+    );
+    assert_eq!(names.len(), ACTIONS.len());
+    for entry in catalog.as_array().unwrap() {
+        for key in ["name", "title", "description", "permissions"] {
+            assert!(entry.get(key).is_some(), "{entry} lacks {key}");
+        }
+    }
+}
+
+#[test]
+fn every_schema_prints_and_is_draft_2020_12() {
+    let dir = state_dir();
+    let mut targets: Vec<(String, bool)> = vec![("asset".into(), false)];
+    for a in ACTIONS {
+        targets.push((a.meta.name.to_string(), false));
+        targets.push((a.meta.name.to_string(), true));
+    }
+    for (target, output) in targets {
+        let mut args = vec!["schema", target.as_str()];
+        if output {
+            args.push("--output");
+        }
+        let out = common::run(&args, b"", dir.path());
+        assert_eq!(out.code, 0, "schema {target}: {}", out.stderr);
+        let schema = out.json();
+        assert_eq!(
+            schema["$schema"], "https://json-schema.org/draft/2020-12/schema",
+            "{target}"
+        );
+        jsonschema::draft202012::new(&schema)
+            .unwrap_or_else(|e| panic!("{target}: schema does not compile: {e}"));
+        if !output && target != "asset" {
+            assert_eq!(
+                schema["additionalProperties"], false,
+                "{target} inputs must refuse unknown fields"
+            );
+        }
+    }
+}
+
+#[test]
+fn checked_in_schemas_match_the_code() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("schemas");
+    let expected = msgraph_connector::cli::all_schema_files();
+    let on_disk: BTreeSet<String> = std::fs::read_dir(&dir)
+        .expect("schemas/ exists")
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    let wanted: BTreeSet<String> = expected.iter().map(|(n, _)| n.clone()).collect();
+    assert_eq!(
+        on_disk, wanted,
+        "schemas/ has other files than the code generates"
+    );
+    for (name, text) in expected {
+        assert_eq!(
+            std::fs::read_to_string(dir.join(&name)).unwrap(),
+            text,
+            "schemas/{name} drifted from the code: run `cargo run -- schema --write-all schemas/`"
+        );
+    }
+}
+
+#[test]
+fn manifest_matches_the_code() {
+    let manifest = yaml("manifest.yaml");
+    assert_eq!(manifest["name"], "msgraph-connector");
+    assert_eq!(manifest["version"], env!("CARGO_PKG_VERSION"));
+
+    let listed: Vec<&str> = manifest["actions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["name"].as_str().unwrap())
+        .collect();
+    let registered: Vec<&str> = ACTIONS.iter().map(|a| a.meta.name).collect();
+    assert_eq!(
+        listed, registered,
+        "manifest.yaml actions differ from the registry"
+    );
+    for a in manifest["actions"].as_array().unwrap() {
+        let file = a["file"].as_str().unwrap();
+        assert_eq!(
+            file,
+            format!("actions/{}.yaml", a["name"].as_str().unwrap())
+        );
+    }
+
+    let schema = AssetSpec::schema();
+    let types = manifest["asset_types"].as_array().unwrap();
+    let names: Vec<&str> = types.iter().map(|t| t["type"].as_str().unwrap()).collect();
+    let known: Vec<&str> = AssetType::ALL.iter().map(|t| t.as_str()).collect();
+    assert_eq!(names, known, "manifest asset types differ from the code");
+    for (t, spec) in AssetType::ALL.iter().zip(types) {
+        for field in spec["fields"].as_array().unwrap() {
+            let name = field["name"].as_str().unwrap();
+            let prop = &schema["properties"][name];
+            assert!(prop.is_object(), "{name} is not an asset field");
+            let secret = field["secret"].as_bool().unwrap_or(false);
+            assert_eq!(
+                prop["writeOnly"].as_bool().unwrap_or(false),
+                secret,
+                "{name}: secret flag differs"
+            );
+            let required = field["required"].as_bool().unwrap_or(false);
+            let code_required = name == "client_id" || t.required_fields().contains(&name);
+            assert_eq!(
+                required,
+                code_required,
+                "{}: {name} required flag differs",
+                t.as_str()
+            );
+        }
+        for needed in t.required_fields() {
+            assert!(
+                spec["fields"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .any(|f| f["name"] == *needed),
+                "{}: manifest omits required {needed}",
+                t.as_str()
+            );
+        }
+    }
+}
+
+#[test]
+fn action_pages_match_the_code_and_their_examples_fit_the_schemas() {
+    for a in ACTIONS {
+        let path = format!("actions/{}.yaml", a.meta.name);
+        let page = yaml(&path);
+        assert_eq!(page["name"], a.meta.name, "{path}");
+        assert_eq!(page["title"], a.meta.title, "{path}");
+        let permissions: Vec<&str> = page["permissions"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{path}: permissions"))
+            .iter()
+            .map(|p| p.as_str().unwrap())
+            .collect();
+        assert_eq!(
+            permissions, a.meta.permissions,
+            "{path}: permissions differ from the code"
+        );
+        assert!(
+            page["graph"].as_array().is_some_and(|g| !g.is_empty()) || !a.meta.needs_graph,
+            "{path}: graph calls"
+        );
+        let examples = page["examples"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{path}: examples"));
+        assert!(!examples.is_empty(), "{path}: needs at least one example");
+        let input_schema = jsonschema::draft202012::new(&a.input_schema()).unwrap();
+        let output_schema = jsonschema::draft202012::new(&a.output_schema()).unwrap();
+        for (i, ex) in examples.iter().enumerate() {
+            let errors: Vec<String> = input_schema
+                .iter_errors(&ex["inputs"])
+                .map(|e| e.to_string())
+                .collect();
+            assert!(errors.is_empty(), "{path} example {i} inputs: {errors:?}");
+            let result = &ex["result"];
+            assert!(
+                result.is_object(),
+                "{path} example {i}: needs the expected result"
+            );
+            if result.get("error").is_none() {
+                let errors: Vec<String> = output_schema
+                    .iter_errors(result)
+                    .map(|e| e.to_string())
+                    .collect();
+                assert!(errors.is_empty(), "{path} example {i} result: {errors:?}");
+            }
+        }
+    }
+}
+
+/// Each bad input: exit 2, one error object naming the pointer, no connection.
+#[test]
+fn bad_input_is_refused_before_any_request() {
+    let server = ConnectionCounter::start();
+    let asset = server.asset();
+    let dir = state_dir();
+    let cases: Vec<(&str, Vec<u8>, &str)> = vec![
+        ("malformed JSON", b"{\"asset\": ".to_vec(), ""),
+        ("not an object", b"[1,2]".to_vec(), ""),
+        ("empty stdin", b"".to_vec(), ""),
+        ("invalid UTF-8", b"{\"inputs\": {\"id\": \"\xff\xfe\"}}".to_vec(), ""),
+        (
+            "wrong type",
+            json!({"asset": asset, "inputs": {"id": 42}}).to_string().into_bytes(),
+            "/inputs/id",
+        ),
+        (
+            "unknown input field",
+            json!({"asset": asset, "inputs": {"id": "a@b.c", "idd": 1}}).to_string().into_bytes(),
+            "/inputs/idd",
+        ),
+        (
+            "missing required input",
+            json!({"asset": asset, "inputs": {}}).to_string().into_bytes(),
+            "/inputs/id",
+        ),
+        (
+            "unknown envelope field",
+            json!({"asset": asset, "inputs": {"id": "x"}, "extra": 1}).to_string().into_bytes(),
+            "/extra",
+        ),
+        ("missing asset", json!({"inputs": {"id": "x"}}).to_string().into_bytes(), "/asset"),
+        (
+            "asset missing a field of its type",
+            json!({"asset": {"type": "password", "client_id": "c", "tenant_id": "t", "username": "u"},
+                   "inputs": {"id": "x"}})
+            .to_string()
+            .into_bytes(),
+            "/asset/password",
+        ),
+        (
+            "unknown asset type",
+            json!({"asset": {"type": "kerberos", "client_id": "c"}, "inputs": {"id": "x"}})
+                .to_string()
+                .into_bytes(),
+            "/asset/type",
+        ),
+        (
+            "plain http to a remote host",
+            json!({"asset": {"type": "client_credentials", "client_id": "c", "tenant_id": "t",
+                             "client_secret": "s", "url": "http://graph.example.com"},
+                   "inputs": {"id": "x"}})
+            .to_string()
+            .into_bytes(),
+            "/asset/url",
+        ),
+    ];
+    for (what, stdin, pointer) in cases {
+        let out = common::run(&["run", "get_presence"], &stdin, dir.path());
+        assert_eq!(out.code, 2, "{what}: {}", out.stderr);
+        let err = out.json();
+        assert_eq!(err["error"]["kind"], "invalid_input", "{what}");
+        let paths: Vec<&str> = err["error"]["details"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{what}: details"))
+            .iter()
+            .map(|d| d["path"].as_str().unwrap())
+            .collect();
+        assert!(
+            paths.contains(&pointer),
+            "{what}: {paths:?} lacks {pointer:?}"
+        );
+        assert!(
+            out.stderr.contains("invalid_input"),
+            "{what}: stderr says nothing: {}",
+            out.stderr
+        );
+        assert!(
+            !out.stdout.contains("s3cr3t-value-never-printed"),
+            "{what}: secret on stdout"
+        );
+        assert!(
+            !out.stderr.contains("s3cr3t-value-never-printed"),
+            "{what}: secret on stderr"
+        );
+    }
+    let out = common::run(&["run", "no_such_action"], b"{}", dir.path());
+    assert_eq!(out.code, 2);
+    assert!(
+        out.json()["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("get_presence")
+    );
+    assert_eq!(server.connections(), 0, "bad input reached the network");
+}
+
+#[test]
+fn stdin_beyond_the_limit_is_refused_without_reading_it_all() {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let dir = state_dir();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_msgraph-connector"))
+        .args([
+            "--state-dir",
+            dir.path().to_str().unwrap(),
+            "run",
+            "get_presence",
+        ])
+        .env_remove("INPUTS")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    // Offer 64 MiB; the connector must stop reading after its limit and answer.
+    let writer = std::thread::spawn(move || {
+        let chunk = vec![b' '; 1 << 20];
+        let mut written = 0usize;
+        for _ in 0..64 {
+            if stdin.write_all(&chunk).is_err() {
+                break;
+            }
+            written += chunk.len();
+        }
+        written
+    });
+    let out = child.wait_with_output().unwrap();
+    let written = writer.join().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(
+        err["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("larger than"),
+        "{err}"
+    );
+    assert!(
+        written < 64 << 20,
+        "the connector read all 64 MiB instead of stopping at its limit"
+    );
+}
+
+#[test]
+fn asset_and_inputs_from_files_and_turbine_environment() {
+    let server = ConnectionCounter::start();
+    let dir = state_dir();
+    let asset_file = dir.path().join("asset.json");
+    let inputs_file = dir.path().join("inputs.json");
+    std::fs::write(&asset_file, server.asset().to_string()).unwrap();
+    std::fs::write(&inputs_file, json!({"id": 7}).to_string()).unwrap();
+    let out = common::run(
+        &[
+            "run",
+            "get_presence",
+            "--asset",
+            asset_file.to_str().unwrap(),
+            "--inputs",
+            inputs_file.to_str().unwrap(),
+        ],
+        b"",
+        dir.path(),
+    );
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert_eq!(out.json()["error"]["details"][0]["path"], "/inputs/id");
+
+    // Swimlane Turbine: one object in INPUTS, the asset's keys named in ASSET_KEYS.
+    let mut all = server.asset();
+    all["id"] = json!(["not", "a", "string"]);
+    let out = common::run_env(
+        &["run", "get_presence"],
+        b"",
+        dir.path(),
+        &[
+            ("INPUTS", &all.to_string()),
+            (
+                "ASSET_KEYS",
+                "type,tenant_id,client_id,client_secret,url,login_url",
+            ),
+        ],
+    );
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert_eq!(out.json()["error"]["details"][0]["path"], "/inputs/id");
+    assert_eq!(server.connections(), 0);
+}

@@ -1,0 +1,93 @@
+//! Every example in `actions/*.yaml` runs against the emulator's seeded tenant
+//! (`--generate users=1000,sign_ins=10000,seed=1`) through the real binary, and
+//! its documented result must hold: the page is a promise to playbook authors.
+//!
+//! Matching is by subset: every key the example states must be in the answer
+//! with that value (objects by key, arrays by prefix, scalars equal), so pages
+//! stay readable while volatile fields (request ids, ports) are left out.
+
+mod common;
+
+use msgraph_connector::actions::ACTIONS;
+use msgraph_connector::emulator::{self, EmulatorConfig, GenerateSpec, Tenant};
+use serde_json::{Value, json};
+
+fn subset(expected: &Value, actual: &Value, at: &str) -> Result<(), String> {
+    match (expected, actual) {
+        (Value::Object(e), Value::Object(a)) => e.iter().try_for_each(|(k, v)| match a.get(k) {
+            Some(av) => subset(v, av, &format!("{at}/{k}")),
+            None => Err(format!("{at}/{k} is missing")),
+        }),
+        (Value::Array(e), Value::Array(a)) if e.len() <= a.len() => e
+            .iter()
+            .zip(a)
+            .enumerate()
+            .try_for_each(|(i, (ev, av))| subset(ev, av, &format!("{at}/{i}"))),
+        (e, a) if e == a => Ok(()),
+        (e, a) => Err(format!("{at}: expected {e}, got {a}")),
+    }
+}
+
+#[test]
+fn every_action_example_runs_against_the_emulator() {
+    let tenant = Tenant::generate(&GenerateSpec {
+        users: 1000,
+        sign_ins: 10000,
+        seed: 1,
+        ..Default::default()
+    });
+    let emu =
+        emulator::start_in_background("127.0.0.1:0".parse().unwrap(), EmulatorConfig::new(tenant))
+            .unwrap();
+    let asset = emu.asset_json("client_credentials").unwrap();
+    let mut failures = Vec::new();
+    let mut ran = 0;
+    for action in ACTIONS {
+        let path = format!(
+            "{}/actions/{}.yaml",
+            env!("CARGO_MANIFEST_DIR"),
+            action.meta.name
+        );
+        let page: Value = serde_norway::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        for (i, example) in page["examples"].as_array().unwrap().iter().enumerate() {
+            let dir = tempfile::tempdir().unwrap();
+            let mut envelope = json!({"asset": asset, "inputs": example["inputs"]});
+            if let Some(state) = example.get("state") {
+                envelope["state"] = state.clone();
+            }
+            let out = common::run(
+                &["run", action.meta.name],
+                envelope.to_string().as_bytes(),
+                dir.path(),
+            );
+            ran += 1;
+            let expected = &example["result"];
+            let want_code = if expected.get("error").is_some() {
+                expected["exit"].as_i64().unwrap_or(4) as i32
+            } else {
+                0
+            };
+            let label = format!("{} example {i} ({})", action.meta.name, example["name"]);
+            if out.code != want_code {
+                failures.push(format!(
+                    "{label}: exit {} instead of {want_code}: {}",
+                    out.code, out.stderr
+                ));
+                continue;
+            }
+            let mut expected = expected.clone();
+            if let Value::Object(m) = &mut expected {
+                m.remove("exit");
+            }
+            if let Err(e) = subset(&expected, &out.json(), "") {
+                failures.push(format!("{label}: {e}"));
+            }
+        }
+    }
+    assert!(ran >= ACTIONS.len());
+    assert!(
+        failures.is_empty(),
+        "examples that do not hold:\n{}",
+        failures.join("\n")
+    );
+}
