@@ -25,6 +25,7 @@ use std::pin::Pin;
 use schemars::JsonSchema;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
 use crate::error::{Error, Result};
@@ -162,7 +163,9 @@ fn reason_phrase(status: u16) -> &'static str {
     }
 }
 
-type RunFuture<'a> = Pin<Box<dyn Future<Output = Result<ActionResult<Value>>> + 'a>>;
+/// The body is kept as serialised JSON: a large answer (10,000 presences) is
+/// written to stdout as it is instead of being rebuilt as a `Value` tree twice.
+type RunFuture<'a> = Pin<Box<dyn Future<Output = Result<ActionResult<Box<RawValue>>>> + 'a>>;
 
 /// An action with its types erased, as the registry holds it.
 pub struct ActionEntry {
@@ -207,7 +210,7 @@ impl ActionEntry {
     }
 
     /// Run on inputs already validated against [`Self::input_schema`].
-    pub async fn run(&self, ctx: &Context, inputs: Value) -> Result<ActionResult<Value>> {
+    pub async fn run(&self, ctx: &Context, inputs: Value) -> Result<ActionResult<Box<RawValue>>> {
         (self.run)(ctx, inputs).await
     }
 
@@ -229,7 +232,7 @@ fn run_erased<A: Action + 'static>(ctx: &Context, inputs: Value) -> RunFuture<'_
         let input: A::Input =
             serde_json::from_value(inputs).map_err(|e| schema::deserialize_error(&e, "/inputs"))?;
         let reply = A::run(ctx, input).await?;
-        let body = serde_json::to_value(&reply.body).map_err(|e| {
+        let body = serde_json::value::to_raw_value(&reply.body).map_err(|e| {
             Error::internal(format!("{}: output does not serialise: {e}", A::META.name))
         })?;
         Ok(ActionResult::from(Reply {
