@@ -12,8 +12,9 @@
 //! listed under `not_found`.
 //!
 //! This is the hot path of a dashboard refreshing thousands of people, so the
-//! bookkeeping borrows the input strings instead of copying them and keeps the
-//! presence objects as they came (`Value`) instead of re-shaping them.
+//! bookkeeping borrows the input strings instead of copying them and keeps each
+//! presence object as the raw JSON Graph sent (reading only its `id`) instead
+//! of building and re-serialising a tree per user.
 
 use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
@@ -21,13 +22,15 @@ use std::collections::{HashMap, HashSet};
 use futures_util::stream::{self, StreamExt, TryStreamExt};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
 use super::get_presence::{Presence, is_object_id};
 use super::{Action, ActionMeta, Context, Reply};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::graph::{
-    ApiFamily, GraphClient, GraphPath, GraphRequest, Method, ResponseHeaders, odata_string,
+    ApiFamily, GraphClient, GraphPath, GraphRequest, GraphResponse, Method, ResponseHeaders,
+    odata_string,
 };
 
 /// Graph refuses more ids than this in one `getPresencesByUserId` call (a bare 400).
@@ -51,7 +54,7 @@ pub struct Input {
 pub struct Output {
     /// One presence per distinct user, in the order of the user's first mention in `ids`.
     #[schemars(with = "Vec<Presence>")]
-    pub value: Vec<Value>,
+    pub value: Vec<Box<RawValue>>,
     /// Inputs (as given) with no user, or no presence, in input order.
     pub not_found: Vec<String>,
     /// The object id each user principal name of the input resolved to.
@@ -91,7 +94,7 @@ struct Wanted<'a> {
 /// What we know of one distinct user.
 enum Slot {
     Pending,
-    Found(Value),
+    Found(Box<RawValue>),
     Emitted,
 }
 
@@ -130,27 +133,25 @@ async fn get_presences(graph: &GraphClient, ids: &[String]) -> Result<Reply<Outp
         }));
     }
 
-    // 4. Presences, 650 ids a request, concurrently.
-    let answers: Vec<(Vec<Value>, ResponseHeaders)> = stream::iter(slot_ids.chunks(PRESENCE_CHUNK))
-        .map(|chunk| fetch_chunk(graph, chunk))
+    // 4. Presences, 650 ids a request, concurrently; each kept as the raw JSON Graph sent.
+    let answers: Vec<GraphResponse> = stream::iter(slot_ids.chunks(PRESENCE_CHUNK))
+        .map(|chunk| graph.send(presence_request(chunk)))
         .buffer_unordered(CONCURRENCY)
         .try_collect()
         .await?;
     let mut slots: Vec<Slot> = slot_ids.iter().map(|_| Slot::Pending).collect();
     let mut headers = ResponseHeaders::new();
-    for (presences, h) in answers {
-        headers = h;
-        for presence in presences {
-            let slot = presence.get("id").and_then(Value::as_str).and_then(|id| {
-                slot_of
-                    .get(id)
-                    .or_else(|| slot_of.get(id.to_ascii_lowercase().as_str()))
-                    .copied()
-            });
+    for response in answers {
+        for (id, presence) in presences_of(&response)? {
+            let slot = slot_of
+                .get(id.as_ref())
+                .or_else(|| slot_of.get(id.to_ascii_lowercase().as_str()))
+                .copied();
             if let Some(slot) = slot {
-                slots[slot] = Slot::Found(presence);
+                slots[slot] = Slot::Found(presence.to_owned());
             }
         }
+        headers = response.headers;
     }
 
     // 5. Input order; a user named twice (UPN and id) is reported once.
@@ -204,15 +205,32 @@ pub fn presence_request(ids: &[&str]) -> GraphRequest {
     .json(serde_json::json!({ "ids": ids }))
 }
 
-async fn fetch_chunk(graph: &GraphClient, ids: &[&str]) -> Result<(Vec<Value>, ResponseHeaders)> {
+/// `(id, presence)` pairs of one `getPresencesByUserId` answer, borrowed from its body.
+fn presences_of(response: &GraphResponse) -> Result<Vec<(Cow<'_, str>, &RawValue)>> {
     #[derive(Deserialize)]
-    struct Answer {
-        #[serde(default)]
-        value: Vec<Value>,
+    struct Answer<'a> {
+        #[serde(borrow, default)]
+        value: Vec<&'a RawValue>,
     }
-    let response = graph.send(presence_request(ids)).await?;
-    let answer: Answer = response.json()?;
-    Ok((answer.value, response.headers))
+    #[derive(Deserialize)]
+    struct IdOnly<'a> {
+        #[serde(borrow)]
+        id: Cow<'a, str>,
+    }
+    let unreadable = |e: serde_json::Error| {
+        Error::internal(format!(
+            "Graph answered getPresencesByUserId with a body we cannot read: {e}"
+        ))
+    };
+    let answer: Answer = serde_json::from_slice(&response.body).map_err(unreadable)?;
+    answer
+        .value
+        .into_iter()
+        .map(|raw| {
+            let IdOnly { id } = serde_json::from_str(raw.get()).map_err(unreadable)?;
+            Ok((id, raw))
+        })
+        .collect()
 }
 
 /// The user lookup for one group of at most 15 UPNs.
