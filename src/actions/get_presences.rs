@@ -25,7 +25,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
-use super::get_presence::{Presence, is_object_id};
+use super::get_presence::Presence;
 use super::{Action, ActionMeta, Context, Reply};
 use crate::error::{Error, Result};
 use crate::graph::{
@@ -83,12 +83,12 @@ impl Action for GetPresences {
     }
 }
 
-/// One distinct input, in first-mention order.
-struct Wanted<'a> {
-    input: &'a str,
-    /// Lower-cased input: the object id, or the UPN to resolve.
-    key: Cow<'a, str>,
-    upn: bool,
+/// A user as named in the input: an object id (as a number, so case and
+/// hashing cost nothing) or a lower-cased UPN.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum Key<'a> {
+    Id(u128),
+    Upn(Cow<'a, str>),
 }
 
 /// What we know of one distinct user.
@@ -99,34 +99,42 @@ enum Slot {
 }
 
 async fn get_presences(graph: &GraphClient, ids: &[String]) -> Result<Reply<Output>> {
-    // 1. Distinct inputs, case-insensitively (GUIDs and UPNs both are).
-    let mut seen: HashSet<Cow<str>> = HashSet::with_capacity(ids.len());
-    let mut wanted: Vec<Wanted> = Vec::with_capacity(ids.len());
+    // 1. Distinct inputs, in first-mention order, case-insensitively (GUIDs and UPNs both are).
+    let mut seen: HashSet<Key> = HashSet::with_capacity(ids.len());
+    let mut wanted: Vec<(&str, Key)> = Vec::with_capacity(ids.len());
     for input in ids {
-        let key = lower(input);
+        let key = match guid(input) {
+            Some(n) => Key::Id(n),
+            None => Key::Upn(lower(input)),
+        };
         if seen.insert(key.clone()) {
-            let upn = !is_object_id(input);
-            wanted.push(Wanted { input, key, upn });
+            wanted.push((input, key));
         }
     }
     drop(seen);
 
     // 2. UPNs to object ids, 15 at a time.
-    let upns: Vec<&str> = wanted.iter().filter(|w| w.upn).map(|w| w.input).collect();
+    let upns: Vec<&str> = wanted
+        .iter()
+        .filter(|(_, k)| matches!(k, Key::Upn(_)))
+        .map(|(input, _)| *input)
+        .collect();
     let resolved = resolve_upns(graph, &upns).await?;
 
-    // 3. One slot per distinct user.
-    let mut slot_of: HashMap<&str, usize> = HashMap::with_capacity(wanted.len());
-    let mut slot_ids: Vec<&str> = Vec::with_capacity(wanted.len());
+    // 3. One slot per distinct user; the id sent is the input's own text (lower-cased, as
+    //    Graph writes ids), or the resolved id.
+    let mut slot_of: HashMap<u128, usize> = HashMap::with_capacity(wanted.len());
+    let mut slot_ids: Vec<Cow<str>> = Vec::with_capacity(wanted.len());
     let mut slot_per_wanted: Vec<Option<usize>> = Vec::with_capacity(wanted.len());
-    for w in &wanted {
-        let id = if w.upn {
-            resolved.get(w.key.as_ref()).map(String::as_str)
-        } else {
-            Some(w.key.as_ref())
+    for (input, key) in &wanted {
+        let id = match key {
+            Key::Id(n) => Some((*n, lower(input))),
+            Key::Upn(upn) => resolved
+                .get(upn.as_ref())
+                .map(|(n, id)| (*n, Cow::Borrowed(id.as_str()))),
         };
-        slot_per_wanted.push(id.map(|id| {
-            *slot_of.entry(id).or_insert_with(|| {
+        slot_per_wanted.push(id.map(|(n, id)| {
+            *slot_of.entry(n).or_insert_with(|| {
                 slot_ids.push(id);
                 slot_ids.len() - 1
             })
@@ -143,11 +151,7 @@ async fn get_presences(graph: &GraphClient, ids: &[String]) -> Result<Reply<Outp
     let mut headers = ResponseHeaders::new();
     for response in answers {
         for (id, presence) in presences_of(&response)? {
-            let slot = slot_of
-                .get(id.as_ref())
-                .or_else(|| slot_of.get(id.to_ascii_lowercase().as_str()))
-                .copied();
-            if let Some(slot) = slot {
+            if let Some(&slot) = id.and_then(|n| slot_of.get(&n)) {
                 slots[slot] = Slot::Found(presence.to_owned());
             }
         }
@@ -158,14 +162,14 @@ async fn get_presences(graph: &GraphClient, ids: &[String]) -> Result<Reply<Outp
     let mut value = Vec::with_capacity(slot_ids.len());
     let mut not_found = Vec::new();
     let mut resolved_out = Map::new();
-    for (w, slot) in wanted.iter().zip(slot_per_wanted) {
-        if w.upn
-            && let Some(id) = resolved.get(w.key.as_ref())
+    for ((input, key), slot) in wanted.iter().zip(slot_per_wanted) {
+        if let Key::Upn(upn) = key
+            && let Some((_, id)) = resolved.get(upn.as_ref())
         {
-            resolved_out.insert(w.input.to_string(), Value::String(id.clone()));
+            resolved_out.insert(input.to_string(), Value::String(id.clone()));
         }
         let Some(s) = slot else {
-            not_found.push(w.input.to_string());
+            not_found.push(input.to_string());
             continue;
         };
         match std::mem::replace(&mut slots[s], Slot::Emitted) {
@@ -174,7 +178,7 @@ async fn get_presences(graph: &GraphClient, ids: &[String]) -> Result<Reply<Outp
             Slot::Pending => {
                 // Graph left this user out; every input naming them is reported.
                 slots[s] = Slot::Pending;
-                not_found.push(w.input.to_string());
+                not_found.push(input.to_string());
             }
         }
     }
@@ -194,8 +198,31 @@ fn lower(s: &str) -> Cow<'_, str> {
     }
 }
 
+/// An object id (`xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx`, any case) as a number.
+fn guid(s: &str) -> Option<u128> {
+    let b = s.as_bytes();
+    if b.len() != 36 {
+        return None;
+    }
+    let mut n: u128 = 0;
+    for (i, &c) in b.iter().enumerate() {
+        let digit = match c {
+            b'-' if matches!(i, 8 | 13 | 18 | 23) => continue,
+            b'0'..=b'9' => c - b'0',
+            b'a'..=b'f' => c - b'a' + 10,
+            b'A'..=b'F' => c - b'A' + 10,
+            _ => return None,
+        };
+        if matches!(i, 8 | 13 | 18 | 23) {
+            return None;
+        }
+        n = n << 4 | u128::from(digit);
+    }
+    Some(n)
+}
+
 /// The `getPresencesByUserId` request for one chunk of at most 650 ids.
-pub fn presence_request(ids: &[&str]) -> GraphRequest {
+pub fn presence_request<S: Serialize>(ids: &[S]) -> GraphRequest {
     debug_assert!(ids.len() <= PRESENCE_CHUNK);
     GraphRequest::new(
         Method::Post,
@@ -205,8 +232,9 @@ pub fn presence_request(ids: &[&str]) -> GraphRequest {
     .json(serde_json::json!({ "ids": ids }))
 }
 
-/// `(id, presence)` pairs of one `getPresencesByUserId` answer, borrowed from its body.
-fn presences_of(response: &GraphResponse) -> Result<Vec<(Cow<'_, str>, &RawValue)>> {
+/// `(object id, presence)` pairs of one `getPresencesByUserId` answer, the
+/// presences borrowed from its body.
+fn presences_of(response: &GraphResponse) -> Result<Vec<(Option<u128>, &RawValue)>> {
     #[derive(Deserialize)]
     struct Answer<'a> {
         #[serde(borrow, default)]
@@ -227,10 +255,73 @@ fn presences_of(response: &GraphResponse) -> Result<Vec<(Cow<'_, str>, &RawValue
         .value
         .into_iter()
         .map(|raw| {
-            let IdOnly { id } = serde_json::from_str(raw.get()).map_err(unreadable)?;
+            let id = match top_level_id(raw.get()) {
+                Some(id) => guid(id),
+                // Escapes or an odd shape: let serde read it properly.
+                None => {
+                    let IdOnly { id } = serde_json::from_str(raw.get()).map_err(unreadable)?;
+                    guid(&id)
+                }
+            };
             Ok((id, raw))
         })
         .collect()
+}
+
+/// The string value of the top-level `"id"` key of one JSON object that serde
+/// has already validated, found without building anything; `None` when the id
+/// is missing or holds an escape (the caller then parses properly).
+fn top_level_id(object: &str) -> Option<&str> {
+    let b = object.as_bytes();
+    let skip_ws = |mut i: usize| {
+        while i < b.len() && b[i].is_ascii_whitespace() {
+            i += 1;
+        }
+        i
+    };
+    // The end (closing quote) of the string starting at `i` (its opening quote), and whether it has escapes.
+    let string_end = |i: usize| {
+        let mut j = i + 1;
+        let mut escaped = false;
+        while j < b.len() && b[j] != b'"' {
+            if b[j] == b'\\' {
+                escaped = true;
+                j += 1;
+            }
+            j += 1;
+        }
+        (j, escaped)
+    };
+    let (mut i, mut depth, mut expect_key) = (0, 0usize, false);
+    while i < b.len() {
+        match b[i] {
+            b'"' => {
+                let (end, escaped) = string_end(i);
+                if depth == 1 && expect_key && !escaped && &b[i + 1..end.min(b.len())] == b"id" {
+                    let colon = skip_ws(end + 1);
+                    let quote = skip_ws(colon + 1);
+                    if b.get(colon) != Some(&b':') || b.get(quote) != Some(&b'"') {
+                        return None;
+                    }
+                    let (value_end, escaped) = string_end(quote);
+                    return (!escaped && value_end < b.len())
+                        .then(|| &object[quote + 1..value_end]);
+                }
+                expect_key = false;
+                i = end;
+            }
+            b'{' => {
+                depth += 1;
+                expect_key = depth == 1;
+            }
+            b'[' => depth += 1,
+            b'}' | b']' => depth = depth.saturating_sub(1),
+            b',' => expect_key = depth == 1,
+            _ => {}
+        }
+        i += 1;
+    }
+    None
 }
 
 /// The user lookup for one group of at most 15 UPNs.
@@ -249,8 +340,11 @@ pub fn upn_request(upns: &[&str]) -> GraphRequest {
         .query("$select", "id,userPrincipalName")
 }
 
-/// Lower-cased UPN to object id (lower-cased), for the UPNs Graph knows.
-async fn resolve_upns(graph: &GraphClient, upns: &[&str]) -> Result<HashMap<String, String>> {
+/// Lower-cased UPN to object id (as a number and as Graph wrote it), for the UPNs Graph knows.
+async fn resolve_upns(
+    graph: &GraphClient,
+    upns: &[&str],
+) -> Result<HashMap<String, (u128, String)>> {
     #[derive(Deserialize)]
     #[serde(rename_all = "camelCase")]
     struct Found {
@@ -276,11 +370,9 @@ async fn resolve_upns(graph: &GraphClient, upns: &[&str]) -> Result<HashMap<Stri
     Ok(groups
         .into_iter()
         .flatten()
-        .map(|f| {
-            (
-                f.user_principal_name.to_ascii_lowercase(),
-                f.id.to_ascii_lowercase(),
-            )
+        .filter_map(|f| {
+            let n = guid(&f.id)?;
+            Some((f.user_principal_name.to_ascii_lowercase(), (n, f.id)))
         })
         .collect())
 }
@@ -324,6 +416,28 @@ mod tests {
         let refs: Vec<&str> = ids.iter().map(String::as_str).collect();
         assert_eq!(refs.chunks(PRESENCE_CHUNK).count(), 16);
         assert!(refs.chunks(PRESENCE_CHUNK).all(|c| c.len() <= 650));
+    }
+
+    #[test]
+    fn guids_are_numbers_whatever_their_case() {
+        let a = guid("4562bcc8-c436-4f95-b7c0-4f8ce89dca5e").unwrap();
+        assert_eq!(guid("4562BCC8-C436-4F95-B7C0-4F8CE89DCA5E"), Some(a));
+        assert_eq!(a, 0x4562bcc8_c436_4f95_b7c0_4f8ce89dca5e);
+        assert_eq!(guid("adele@contoso.com"), None);
+        assert_eq!(guid("4562bcc8xc436-4f95-b7c0-4f8ce89dca5e"), None);
+        assert_eq!(guid("4562bcc8-c436-4f95-b7c0-4f8ce89dca5-"), None);
+        assert_eq!(guid("4562bcc8-c436-4f95-b7c0-4f8ce89dca5g"), None);
+    }
+
+    #[test]
+    fn top_level_id_is_found_without_parsing() {
+        let p = r#"{"activity":"Away","nested":{"id":"no"},"list":[{"id":"no"}],"s":"{\"id\":\"no\"}","id":"yes","x":1}"#;
+        assert_eq!(top_level_id(p), Some("yes"));
+        assert_eq!(top_level_id(r#"{ "id" : "spaced" }"#), Some("spaced"));
+        assert_eq!(top_level_id(r#"{"x":"id","y":{"id":"no"}}"#), None);
+        assert_eq!(top_level_id(r#"{"id":"esc\u0041"}"#), None);
+        assert_eq!(top_level_id(r#"{"id":5}"#), None);
+        assert_eq!(top_level_id(r#"{"i\u0064":"x"}"#), None);
     }
 
     #[test]
