@@ -14,6 +14,7 @@
 use std::io::{IsTerminal, Read, Write};
 use std::path::{Path, PathBuf};
 
+use serde::Serialize;
 use serde_json::{Map, Value};
 
 use crate::actions::{self, ActionEntry, Context};
@@ -256,15 +257,13 @@ pub fn run(action_name: &str, source: &EnvelopeSource, settings: &RunSettings) -
             .enable_all()
             .build()
             .map_err(|e| Error::internal(format!("cannot start the async runtime: {e}")))?;
-        let result = runtime.block_on(action.run(&ctx, inputs))?;
-        serde_json::to_value(result)
-            .map_err(|e| Error::internal(format!("result does not serialise: {e}")))
+        runtime.block_on(action.run(&ctx, inputs))
     })();
     finish(outcome)
 }
 
 /// Print a result or an error as the contract says and return the exit status.
-pub fn finish(outcome: Result<Value>) -> i32 {
+pub fn finish<T: Serialize>(outcome: Result<T>) -> i32 {
     match outcome {
         Ok(value) => {
             print_json(&value);
@@ -300,13 +299,15 @@ pub fn report(error: &Error) {
     }
 }
 
-/// One JSON document on stdout: pretty on a terminal, one line otherwise.
-pub fn print_json(value: &Value) {
+/// One JSON document on stdout: pretty on a terminal, one line otherwise
+/// (written straight from `value`, without an intermediate tree).
+pub fn print_json<T: Serialize + ?Sized>(value: &T) {
     let stdout = std::io::stdout();
     let pretty = stdout.is_terminal();
     let mut out = std::io::BufWriter::new(stdout.lock());
     let written = if pretty {
-        serde_json::to_writer_pretty(&mut out, value)
+        // Raw JSON inside `value` would print as it is; a tree pretty-prints all of it.
+        serde_json::to_value(value).and_then(|v| serde_json::to_writer_pretty(&mut out, &v))
     } else {
         serde_json::to_writer(&mut out, value)
     };

@@ -12,7 +12,12 @@
 //! and a line in `manifest.yaml` (the tests tell you if you forget).
 
 pub mod get_presence;
+pub mod get_presences;
+pub mod get_user;
+pub mod get_user_photo;
+pub mod list_memberships;
 pub mod pull_sign_ins;
+pub mod update_user;
 
 use std::future::Future;
 use std::path::PathBuf;
@@ -21,6 +26,7 @@ use std::pin::Pin;
 use schemars::JsonSchema;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
 use crate::error::{Error, Result};
@@ -158,7 +164,9 @@ fn reason_phrase(status: u16) -> &'static str {
     }
 }
 
-type RunFuture<'a> = Pin<Box<dyn Future<Output = Result<ActionResult<Value>>> + 'a>>;
+/// The body is kept as serialised JSON: a large answer (10,000 presences) is
+/// written to stdout as it is instead of being rebuilt as a `Value` tree twice.
+type RunFuture<'a> = Pin<Box<dyn Future<Output = Result<ActionResult<Box<RawValue>>>> + 'a>>;
 
 /// An action with its types erased, as the registry holds it.
 pub struct ActionEntry {
@@ -203,7 +211,7 @@ impl ActionEntry {
     }
 
     /// Run on inputs already validated against [`Self::input_schema`].
-    pub async fn run(&self, ctx: &Context, inputs: Value) -> Result<ActionResult<Value>> {
+    pub async fn run(&self, ctx: &Context, inputs: Value) -> Result<ActionResult<Box<RawValue>>> {
         (self.run)(ctx, inputs).await
     }
 
@@ -225,7 +233,7 @@ fn run_erased<A: Action + 'static>(ctx: &Context, inputs: Value) -> RunFuture<'_
         let input: A::Input =
             serde_json::from_value(inputs).map_err(|e| schema::deserialize_error(&e, "/inputs"))?;
         let reply = A::run(ctx, input).await?;
-        let body = serde_json::to_value(&reply.body).map_err(|e| {
+        let body = serde_json::value::to_raw_value(&reply.body).map_err(|e| {
             Error::internal(format!("{}: output does not serialise: {e}", A::META.name))
         })?;
         Ok(ActionResult::from(Reply {
@@ -240,6 +248,11 @@ fn run_erased<A: Action + 'static>(ctx: &Context, inputs: Value) -> RunFuture<'_
 /// The registry: every action, once.
 pub static ACTIONS: &[ActionEntry] = &[
     ActionEntry::of::<get_presence::GetPresence>(),
+    ActionEntry::of::<get_presences::GetPresences>(),
+    ActionEntry::of::<get_user::GetUser>(),
+    ActionEntry::of::<list_memberships::ListMemberships>(),
+    ActionEntry::of::<update_user::UpdateUser>(),
+    ActionEntry::of::<get_user_photo::GetUserPhoto>(),
     ActionEntry::of::<pull_sign_ins::PullSignIns>(),
 ];
 

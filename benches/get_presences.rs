@@ -1,0 +1,133 @@
+//! `get_presences` for 10,000 ids as a platform runs it: one whole process
+//! against the emulator on loopback. Checks the request budget (exactly 16
+//! presence requests, plus 1 token request when none is cached) and measures
+//! the client's CPU time (user + system of the child process, from
+//! `/proc/self/stat` cutime/cstime after `wait`) and wall time, with a cached token.
+//!
+//! Run: `cargo bench --bench get_presences` (Linux; prints one line per figure).
+//! `GET_PRESENCES_RUNS=N` changes the number of timed runs (default 30).
+//!
+//! The CPU figure has 10 ms ticks and shares the machine with everything else;
+//! for a finer, steadier number run the release binary against
+//! `msgraph-connector emulator --generate users=10000,sign_ins=0,seed=1 --throttle off`
+//! with `perf stat -r 30 -e task-clock sh -c 'msgraph-connector run get_presences < env.json >/dev/null'`,
+//! or count instructions with `valgrind --tool=callgrind` (deterministic).
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use msgraph_connector::emulator::{self, EmulatorConfig, GenerateSpec, Tenant};
+use serde_json::json;
+
+const BIN: &str = env!("CARGO_BIN_EXE_msgraph-connector");
+
+/// User + system CPU of all waited-for children so far, from `/proc/self/stat`.
+fn children_cpu() -> Duration {
+    let stat = std::fs::read_to_string("/proc/self/stat").expect("Linux /proc");
+    // Fields after the `(comm)`: state is field 3; cutime and cstime are 16 and 17.
+    let rest = &stat[stat.rfind(')').unwrap() + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: u64 = f[13].parse::<u64>().unwrap() + f[14].parse::<u64>().unwrap();
+    // USER_HZ is 100 on every Linux this runs on.
+    Duration::from_millis(ticks * 10)
+}
+
+fn run(args: &[&str], stdin: &[u8]) -> (i32, Vec<u8>) {
+    let mut child = Command::new(BIN)
+        .args(args)
+        .env_remove("INPUTS")
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("binary starts");
+    child.stdin.take().expect("piped").write_all(stdin).unwrap();
+    let out = child.wait_with_output().expect("binary ends");
+    (out.status.code().unwrap_or(-1), out.stdout)
+}
+
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+fn main() {
+    // `cargo bench` passes `--bench`; `cargo test --benches` passes nothing: run once then.
+    let bench = std::env::args().any(|a| a == "--bench");
+    let runs: usize = if bench {
+        std::env::var("GET_PRESENCES_RUNS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(30)
+    } else {
+        1
+    };
+    let tenant = Tenant::generate(&GenerateSpec {
+        users: 10_000,
+        sign_ins: 0,
+        seed: 1,
+        ..Default::default()
+    });
+    let ids: Vec<String> = tenant.users.iter().map(|u| u.id.to_string()).collect();
+    let emu =
+        emulator::start_in_background("127.0.0.1:0".parse().unwrap(), EmulatorConfig::new(tenant))
+            .expect("emulator starts");
+    let envelope = json!({
+        "asset": emu.asset_json("client_credentials").unwrap(),
+        "inputs": {"ids": ids},
+    })
+    .to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().to_str().unwrap().to_string();
+    let args = ["--state-dir", state.as_str(), "run", "get_presences"];
+
+    // Cold: no cached token.
+    let (code, stdout) = run(&args, envelope.as_bytes());
+    assert_eq!(code, 0, "{}", String::from_utf8_lossy(&stdout));
+    let result: serde_json::Value = serde_json::from_slice(&stdout).unwrap();
+    assert_eq!(
+        result["json_body"]["value"].as_array().unwrap().len(),
+        10_000
+    );
+    let log = emu.request_log().snapshot();
+    let tokens = log.iter().filter(|e| e.family == "token").count();
+    let presence = log.iter().filter(|e| e.family == "presence").count();
+    assert_eq!((tokens, presence, log.len()), (1, 16, 17), "request budget");
+    println!(
+        "get_presences 10000 ids: {presence} presence requests + {tokens} token request (cold)"
+    );
+
+    // Warm: cached token; timed.
+    let mut cpu = Vec::with_capacity(runs);
+    let mut wall = Vec::with_capacity(runs);
+    for _ in 0..runs {
+        emu.request_log().clear();
+        let before = children_cpu();
+        let start = Instant::now();
+        let (code, _) = run(&args, envelope.as_bytes());
+        wall.push(start.elapsed());
+        cpu.push(children_cpu().saturating_sub(before));
+        assert_eq!(code, 0);
+        let log = emu.request_log().snapshot();
+        assert_eq!(log.len(), 16, "16 presence requests, token cached");
+    }
+    let total_cpu: Duration = cpu.iter().sum();
+    println!(
+        "get_presences 10000 ids, cached token, {runs} runs: client CPU mean {:.1} ms (user+sys, 10 ms ticks), wall median {:.1} ms",
+        total_cpu.as_secs_f64() * 1000.0 / runs as f64,
+        median(wall).as_secs_f64() * 1000.0
+    );
+
+    // The floor every action pays: a process that refuses its input.
+    let before = children_cpu();
+    for _ in 0..runs {
+        run(&args, br#"{"asset":{},"inputs":{"ids":[]}}"#);
+    }
+    let floor = children_cpu().saturating_sub(before);
+    println!(
+        "process start-up floor (invalid input, no network), {runs} runs: CPU mean {:.1} ms",
+        floor.as_secs_f64() * 1000.0 / runs as f64
+    );
+}
