@@ -337,6 +337,17 @@ async fn collect_stops_at_max_items_and_says_where_to_resume() {
     let page_2 = &emu.log()[before + 1];
     assert_eq!(got.next_link.unwrap(), url_of(&emu, page_2));
 
+    // The first page cut short: resuming from its own request loses nothing.
+    let got = graph.pages(users()).collect(2).await.unwrap();
+    assert_eq!(got.items, all.items[..2]);
+    let resumed = graph
+        .pages_from_link(&got.next_link.unwrap(), ApiFamily::Directory)
+        .unwrap()
+        .collect(3)
+        .await
+        .unwrap();
+    assert_eq!(resumed.items, all.items[..3]);
+
     let got = graph.pages(users()).collect(6).await.unwrap();
     assert_eq!(got.items, all.items[..6]);
     // Both pages were used up: resuming starts at page 3.
