@@ -12,6 +12,7 @@
 //! and a line in `manifest.yaml` (the tests tell you if you forget).
 
 pub mod get_presence;
+pub mod pull_sign_ins;
 
 use std::future::Future;
 use std::path::PathBuf;
@@ -237,7 +238,10 @@ fn run_erased<A: Action + 'static>(ctx: &Context, inputs: Value) -> RunFuture<'_
 }
 
 /// The registry: every action, once.
-pub static ACTIONS: &[ActionEntry] = &[ActionEntry::of::<get_presence::GetPresence>()];
+pub static ACTIONS: &[ActionEntry] = &[
+    ActionEntry::of::<get_presence::GetPresence>(),
+    ActionEntry::of::<pull_sign_ins::PullSignIns>(),
+];
 
 /// Look an action up by name.
 pub fn find(name: &str) -> Option<&'static ActionEntry> {

@@ -1,0 +1,442 @@
+//! pull_sign_ins against the emulator over real HTTP on 127.0.0.1: exactly once
+//! across late arrival, page boundaries, max_records cuts, throttling, faults and
+//! a run killed mid-pull.
+
+mod common;
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use jiff::{SignedDuration, Timestamp};
+use msgraph_connector::emulator::{
+    self, EmulatorConfig, FaultPlan, GenerateSpec, RunningEmulator, SignIn, Tenant,
+};
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+const T0: &str = "2026-03-02T08:00:00Z";
+
+struct Emu {
+    emu: RunningEmulator,
+    asset: Value,
+    users: Vec<Uuid>,
+    dir: tempfile::TempDir,
+}
+
+/// An emulator with no sign-ins yet, its clock frozen at `T0`, and the audit-log
+/// throttle relaxed (on both sides) so that the suite stays fast.
+fn start(premium: bool) -> Emu {
+    let mut tenant = Tenant::generate(&GenerateSpec {
+        users: 10,
+        sign_ins: 0,
+        seed: 6,
+        day: None,
+    });
+    tenant.premium = premium;
+    let users = tenant.users.iter().map(|u| u.id).collect();
+    let mut config = EmulatorConfig::new(tenant);
+    config.throttle.audit_logs = Some(emulator::RateLimit {
+        requests: 1000,
+        per: Duration::from_secs(1),
+    });
+    config.clock = Some(T0.parse().unwrap());
+    let emu = emulator::start_in_background("127.0.0.1:0".parse().unwrap(), config).unwrap();
+    let mut asset = emu.asset_json("client_credentials").unwrap();
+    asset["rate_limits"] = json!({"audit_logs": {"requests": 1000, "per_seconds": 1}});
+    asset["max_attempts"] = json!(10);
+    Emu {
+        emu,
+        asset,
+        users,
+        dir: tempfile::tempdir().unwrap(),
+    }
+}
+
+fn at(secs: i64) -> Timestamp {
+    T0.parse::<Timestamp>()
+        .unwrap()
+        .checked_add(SignedDuration::from_secs(secs))
+        .unwrap()
+}
+
+impl Emu {
+    fn sign_in(&self, n: usize, created: Timestamp, late: i64) -> SignIn {
+        SignIn {
+            id: Uuid::new_v4(),
+            created_date_time: created,
+            visible_at: Some(
+                created
+                    .checked_add(SignedDuration::from_secs(late))
+                    .unwrap(),
+            ),
+            user_id: self.users[n % self.users.len()],
+            app_id: Uuid::nil(),
+            app_display_name: if n.is_multiple_of(3) {
+                "Azure Portal"
+            } else {
+                "Office 365 Exchange Online"
+            }
+            .into(),
+            ip_address: format!("203.0.113.{}", n % 250).parse().unwrap(),
+            error_code: if n.is_multiple_of(10) { 50126 } else { 0 },
+            client_app_used: "Browser".into(),
+            is_interactive: true,
+            city: None,
+            country_or_region: None,
+            operating_system: None,
+            browser: None,
+        }
+    }
+
+    fn run(&self, inputs: Value, state: Option<&Value>) -> common::Outcome {
+        let envelope = json!({"asset": self.asset, "inputs": inputs, "state": state});
+        common::run(
+            &["run", "pull_sign_ins"],
+            envelope.to_string().as_bytes(),
+            self.dir.path(),
+        )
+    }
+
+    /// Run and return (ids delivered, the result).
+    fn pull(&self, inputs: Value, state: Option<&Value>) -> (Vec<String>, Value) {
+        let out = self.run(inputs, state);
+        assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+        let v = out.json();
+        let ids = v["json_body"]["value"]
+            .as_array()
+            .expect("inline value")
+            .iter()
+            .map(|r| r["id"].as_str().unwrap().to_string())
+            .collect();
+        (ids, v)
+    }
+
+    fn sign_in_requests(&self) -> Vec<(u16, String)> {
+        self.emu
+            .request_log()
+            .family("signins")
+            .into_iter()
+            .map(|e| (e.status, e.query.unwrap_or_default()))
+            .collect()
+    }
+}
+
+fn assert_exactly_once(expected: &[SignIn], delivered: &[String]) {
+    let mut count: HashMap<&str, usize> = HashMap::new();
+    for id in delivered {
+        *count.entry(id.as_str()).or_default() += 1;
+    }
+    let twice: Vec<_> = count.iter().filter(|(_, n)| **n > 1).collect();
+    assert!(twice.is_empty(), "delivered more than once: {twice:?}");
+    let lost: Vec<_> = expected
+        .iter()
+        .map(|s| s.id.to_string())
+        .filter(|id| !count.contains_key(id.as_str()))
+        .collect();
+    assert!(
+        lost.is_empty(),
+        "lost {} of {}: {lost:?}",
+        lost.len(),
+        expected.len()
+    );
+    assert_eq!(
+        count.len(),
+        expected.len(),
+        "delivered ids that were never made"
+    );
+}
+
+#[test]
+fn late_sign_ins_over_ten_runs_are_delivered_exactly_once() {
+    let e = start(true);
+    let mut rng = fastrand::Rng::with_seed(42);
+    // Two hours of sign-ins, each visible 0-25 minutes after it happened, some sharing a second.
+    let made: Vec<SignIn> = (0..900)
+        .map(|n| {
+            let created = at(rng.i64(0..7200) / 3 * 3);
+            e.sign_in(n, created, rng.i64(0..=1500))
+        })
+        .collect();
+    e.emu.add_sign_ins(made.clone());
+    let mut state: Option<Value> = None;
+    let mut delivered = Vec::new();
+    for run in 1..=10 {
+        // Every 15 virtual minutes; the tenth at 2h30, after the last became visible.
+        e.emu.set_clock(at(run * 900));
+        let (ids, v) = e.pull(
+            json!({"since": T0, "top": 100, "lookback_minutes": 30}),
+            state.as_ref(),
+        );
+        delivered.extend(ids);
+        let s = v["state"].clone();
+        let remembered: usize = s["delivered"]
+            .as_object()
+            .unwrap()
+            .values()
+            .map(|ids| ids.as_array().unwrap().len())
+            .sum();
+        // Only the lookback window is remembered (about 225 sign-ins per 30 minutes).
+        assert!(remembered < 400, "run {run}: {remembered} ids kept");
+        state = Some(s);
+    }
+    assert_exactly_once(&made, &delivered);
+    // Every request carried the window and the page size we asked for.
+    for (status, query) in e.sign_in_requests() {
+        // 401: the cached token expired on the emulator's clock, moved 2.5 hours on.
+        assert!(status == 200 || status == 401, "{status}");
+        assert!(
+            query.contains("%24top=100")
+                || query.contains("$top=100")
+                || query.contains("skiptoken"),
+            "{query}"
+        );
+    }
+}
+
+#[test]
+fn equal_timestamps_on_a_page_boundary_and_max_records_cuts() {
+    let e = start(true);
+    // Ten sign-ins in one second, then three older ones; pages of three, cuts at four.
+    let mut made: Vec<SignIn> = (0..10).map(|n| e.sign_in(n, at(100), 0)).collect();
+    made.extend((10..13).map(|n| e.sign_in(n, at(50 - n as i64), 0)));
+    e.emu.add_sign_ins(made.clone());
+    e.emu.set_clock(at(3600));
+    let mut state = None;
+    let mut delivered = Vec::new();
+    let mut runs = 0;
+    loop {
+        let (ids, v) = e.pull(
+            json!({"since": T0, "top": 3, "max_records": 4}),
+            state.as_ref(),
+        );
+        assert!(ids.len() <= 4);
+        delivered.extend(ids);
+        state = Some(v["state"].clone());
+        runs += 1;
+        if !v["json_body"]["truncated"].as_bool().unwrap() {
+            break;
+        }
+        assert!(runs < 10, "does not converge");
+    }
+    assert_exactly_once(&made, &delivered);
+    assert!(state.unwrap().get("backlog").is_none());
+}
+
+#[test]
+fn throttling_storms_and_503s_mid_paging_lose_and_repeat_nothing() {
+    let e = start(true);
+    let made: Vec<SignIn> = (0..600)
+        .map(|n| e.sign_in(n, at(n as i64 * 5), 0))
+        .collect();
+    e.emu.add_sign_ins(made.clone());
+    e.emu.set_clock(at(4000));
+    e.emu
+        .set_faults(FaultPlan::parse("signins:429=0.3,503=0.15,retry_after=0.02;seed=7").unwrap());
+    let (first, v) = e.pull(json!({"since": T0, "top": 50, "max_records": 350}), None);
+    let (second, _) = e.pull(json!({"since": T0, "top": 50}), Some(&v["state"]));
+    let mut delivered = first;
+    delivered.extend(second);
+    assert_exactly_once(&made, &delivered);
+    let log = e.sign_in_requests();
+    let (n429, n503) = (
+        log.iter().filter(|(s, _)| *s == 429).count(),
+        log.iter().filter(|(s, _)| *s == 503).count(),
+    );
+    assert!(
+        n429 >= 3 && n503 >= 1,
+        "faults were injected: {n429} x 429, {n503} x 503"
+    );
+}
+
+#[test]
+fn a_run_killed_while_writing_output_leaves_no_file_and_the_rerun_loses_nothing() {
+    let e = start(true);
+    let first: Vec<SignIn> = (0..50).map(|n| e.sign_in(n, at(n as i64), 0)).collect();
+    e.emu.add_sign_ins(first.clone());
+    e.emu.set_clock(at(600));
+    let (ids, v) = e.pull(json!({"since": T0}), None);
+    assert_exactly_once(&first, &ids);
+    let old_state = v["state"].clone();
+
+    // Then 3,000 more, read 100 a page, each page 150 ms slow: a run of ~5 s.
+    let more: Vec<SignIn> = (0..3000)
+        .map(|n| e.sign_in(n, at(1000 + n as i64), 0))
+        .collect();
+    e.emu.add_sign_ins(more.clone());
+    e.emu.set_clock(at(5000));
+    e.emu
+        .set_faults(FaultPlan::parse("signins:slow=1,delay_ms=150").unwrap());
+    let out_dir = tempfile::tempdir().unwrap();
+    let target = out_dir.path().join("sign-ins.jsonl");
+    let inputs = json!({"since": T0, "top": 100, "output_path": target});
+    let envelope = json!({"asset": e.asset, "inputs": inputs, "state": old_state});
+    let mut child = Command::new(env!("CARGO_BIN_EXE_msgraph-connector"))
+        .arg("--state-dir")
+        .arg(e.dir.path())
+        .args(["run", "pull_sign_ins"])
+        .env_remove("INPUTS")
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(envelope.to_string().as_bytes())
+        .unwrap();
+    // Wait until it has written some records into its partial file, then kill -9.
+    let started = Instant::now();
+    let partial = loop {
+        let found = std::fs::read_dir(out_dir.path())
+            .unwrap()
+            .flatten()
+            .find(|f| f.file_name().to_string_lossy().contains(".partial-"))
+            .filter(|f| f.metadata().map(|m| m.len() > 0).unwrap_or(false));
+        if let Some(f) = found {
+            break f.path();
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "no partial file appeared"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    std::thread::sleep(Duration::from_millis(400));
+    child.kill().unwrap(); // SIGKILL
+    let status = child.wait().unwrap();
+    assert!(!status.success());
+    assert!(!target.exists(), "a killed run left a file at output_path");
+    assert!(
+        partial.exists(),
+        "the partial file is what the killed run left"
+    );
+
+    // The rerun with the old state, at full speed.
+    e.emu.set_faults(FaultPlan::none());
+    let out = e.run(
+        json!({"since": T0, "top": 1000, "output_path": target}),
+        Some(&old_state),
+    );
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let v = out.json();
+    let body = &v["json_body"];
+    assert_eq!(body["records"], 3000);
+    assert!(body.get("value").is_none());
+    let text = std::fs::read_to_string(&target).unwrap();
+    let ids: Vec<String> = text
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<Value>(l).unwrap()["id"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    assert_exactly_once(&more, &ids);
+    assert!(
+        !partial.exists(),
+        "the stale partial file of the killed run was removed"
+    );
+    assert_eq!(std::fs::read_dir(out_dir.path()).unwrap().count(), 1);
+}
+
+#[test]
+fn state_kept_in_the_state_dir_continues_and_a_corrupted_one_is_exit_2() {
+    let e = start(true);
+    let made: Vec<SignIn> = (0..30)
+        .map(|n| e.sign_in(n, at(n as i64 * 10), 0))
+        .collect();
+    e.emu.add_sign_ins(made[..20].to_vec());
+    e.emu.set_clock(at(1000));
+    let (a, _) = e.pull(json!({"since": T0}), None);
+    e.emu.add_sign_ins(made[20..].to_vec());
+    // No envelope state: the one kept under --state-dir is used.
+    let (b, v) = e.pull(json!({"since": T0}), None);
+    assert_eq!(v["json_body"]["duplicates_dropped"], 20);
+    assert_exactly_once(&made, &[a, b].concat());
+
+    let kept: Vec<_> = std::fs::read_dir(e.dir.path().join("signins"))
+        .unwrap()
+        .flatten()
+        .map(|f| f.path())
+        .collect();
+    assert_eq!(kept.len(), 1);
+    std::fs::write(&kept[0], "{\"version\": 1, \"cursor\": ").unwrap();
+    let out = e.run(json!({}), None);
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    let err = out.json();
+    assert_eq!(err["error"]["details"][0]["path"], "/state");
+    assert!(
+        err["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("signins")
+    );
+}
+
+#[test]
+fn user_filter_is_anded_with_the_window() {
+    let e = start(true);
+    let made: Vec<SignIn> = (0..40)
+        .map(|n| e.sign_in(n, at(n as i64 * 10), 0))
+        .collect();
+    e.emu.add_sign_ins(made.clone());
+    e.emu.set_clock(at(1000));
+    let (ids, _) = e.pull(
+        json!({"since": T0, "filter": "status/errorCode ne 0", "until": at(300).to_string()}),
+        None,
+    );
+    let want: Vec<SignIn> = made
+        .iter()
+        .enumerate()
+        .filter(|(n, s)| n.is_multiple_of(10) && s.created_date_time <= at(300))
+        .map(|(_, s)| s.clone())
+        .collect();
+    assert_exactly_once(&want, &ids);
+    let (_, query) = &e.sign_in_requests()[0];
+    let query = query.replace("%20", " ").replace('+', " ");
+    assert!(
+        query.contains("createdDateTime le 2026-03-02T08:05:00Z and status/errorCode ne 0"),
+        "{query}"
+    );
+}
+
+#[test]
+fn forbidden_explains_the_licence_and_the_permissions() {
+    let e = start(false);
+    let out = e.run(json!({}), None);
+    assert_eq!(out.code, 4, "{}", out.stderr);
+    let err = out.json();
+    assert_eq!(
+        err["error"]["code"],
+        "Authentication_RequestFromNonPremiumTenantOrB2CTenant"
+    );
+    assert!(
+        err["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("P1 or P2")
+    );
+
+    let e = start(true);
+    let mut asset = e.asset.clone();
+    asset["client_id"] = json!(emulator::READ_APP_CLIENT_ID);
+    asset["client_secret"] = json!(emulator::READ_APP_SECRET);
+    let envelope = json!({"asset": asset, "inputs": {}});
+    let out = common::run(
+        &["run", "pull_sign_ins"],
+        envelope.to_string().as_bytes(),
+        e.dir.path(),
+    );
+    assert_eq!(out.code, 4, "{}", out.stderr);
+    let msg = out.json()["error"]["message"].as_str().unwrap().to_string();
+    assert!(
+        msg.contains("AuditLog.Read.All") && msg.contains("Directory.Read.All"),
+        "{msg}"
+    );
+}
