@@ -11,8 +11,14 @@
 //! `msgraph-connector schema --write-all schemas/` and add `actions/<name>.yaml`
 //! and a line in `manifest.yaml` (the tests tell you if you forget).
 
+pub mod clear_office_presence;
+pub mod evaluate_ip_presence;
+pub mod get_office_presence;
 pub mod get_presence;
+pub mod ip_presence;
 pub mod pull_sign_ins;
+pub mod set_office_presence;
+pub mod sync_ip_presence;
 
 use std::future::Future;
 use std::path::PathBuf;
@@ -241,6 +247,11 @@ fn run_erased<A: Action + 'static>(ctx: &Context, inputs: Value) -> RunFuture<'_
 pub static ACTIONS: &[ActionEntry] = &[
     ActionEntry::of::<get_presence::GetPresence>(),
     ActionEntry::of::<pull_sign_ins::PullSignIns>(),
+    ActionEntry::of::<evaluate_ip_presence::EvaluateIpPresence>(),
+    ActionEntry::of::<sync_ip_presence::SyncIpPresence>(),
+    ActionEntry::of::<get_office_presence::GetOfficePresence>(),
+    ActionEntry::of::<set_office_presence::SetOfficePresence>(),
+    ActionEntry::of::<clear_office_presence::ClearOfficePresence>(),
 ];
 
 /// Look an action up by name.
