@@ -23,6 +23,11 @@ pub struct Input {
     #[serde(default)]
     #[schemars(extend("format" = "date"))]
     pub date: Option<String>,
+    /// When the change takes effect (RFC 3339), e.g. the time the user said they arrived.
+    /// Default: now.
+    #[serde(default)]
+    #[schemars(extend("format" = "date-time"))]
+    pub at: Option<String>,
     /// Who made the change, recorded with it.
     #[serde(default = "default_set_by")]
     #[schemars(length(min = 1, max = 256))]
@@ -66,6 +71,7 @@ impl Action for ClearOfficePresence {
                 user: &input.user,
                 place: None,
                 date: input.date.as_deref(),
+                at: input.at.as_deref(),
                 set_by: &input.set_by,
                 config: ConfigSource {
                     config_path: input.config_path.as_deref(),

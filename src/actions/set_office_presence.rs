@@ -8,7 +8,8 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::ip_presence::{
-    ConfigSource, PresenceChanges, open_store, parse_date, require_state_dir, store_error,
+    ConfigSource, PresenceChanges, now_or, open_store, parse_date, parse_time, require_state_dir,
+    store_error,
 };
 use super::{Action, ActionMeta, Context, Reply};
 use crate::error::{Error, Result};
@@ -31,6 +32,11 @@ pub struct Input {
     #[serde(default)]
     #[schemars(extend("format" = "date"))]
     pub date: Option<String>,
+    /// When the change takes effect (RFC 3339), e.g. the time the user said they arrived.
+    /// Default: now.
+    #[serde(default)]
+    #[schemars(extend("format" = "date-time"))]
+    pub at: Option<String>,
     /// Who made the change, recorded with it.
     #[serde(default = "default_set_by")]
     #[schemars(length(min = 1, max = 256))]
@@ -66,6 +72,7 @@ pub(crate) struct ManualChange<'a> {
     pub user: &'a str,
     pub place: Option<Place>,
     pub date: Option<&'a str>,
+    pub at: Option<&'a str>,
     pub set_by: &'a str,
     pub config: ConfigSource<'a>,
 }
@@ -75,6 +82,7 @@ pub(crate) fn apply(ctx: &Context, action: &str, change: ManualChange<'_>) -> Re
     let mut store = open_store(&dir)?;
     let config = change.config.load_or_kept(&store)?;
     let date = parse_date(change.date, "/inputs/date")?;
+    let at = now_or(parse_time(change.at, "/inputs/at")?);
     let engine = PresenceEngine::new(config).map_err(|e| store_error(e.into()))?;
     match engine.user_mode(change.user) {
         None => {
@@ -107,7 +115,7 @@ pub(crate) fn apply(ctx: &Context, action: &str, change: ManualChange<'_>) -> Re
             &mut store,
             change.user,
             change.place,
-            jiff::Timestamp::now(),
+            at,
             date,
             change.set_by,
         )
@@ -158,6 +166,7 @@ impl Action for SetOfficePresence {
                 user: &input.user,
                 place: Some(place),
                 date: input.date.as_deref(),
+                at: input.at.as_deref(),
                 set_by: &input.set_by,
                 config: ConfigSource {
                     config_path: input.config_path.as_deref(),
