@@ -649,19 +649,24 @@ impl PullRun {
         let cut = (!complete)
             .then(|| tail.as_ref().map(|(t, _)| *t))
             .flatten();
-        if let (Some(cut), Some((t, ids))) = (cut, &tail) {
+        // Ids at the cut second are read again with the rest of it.
+        if let (Some(_), Some((t, ids))) = (cut, &tail) {
             for id in ids {
                 self.cursor.remember(*t, id);
             }
-            debug_assert_eq!(cut, *t);
         }
         match window.kind {
             WindowKind::Backlog => {
                 let old = self.cursor.backlog.expect("a backlog window has a backlog");
-                self.cursor.backlog = cut.map(|b| Backlog {
-                    from: old.from,
-                    until: b,
-                });
+                self.cursor.backlog = match (complete, cut) {
+                    (true, _) => None,
+                    (false, Some(b)) => Some(Backlog {
+                        from: old.from,
+                        until: b,
+                    }),
+                    // Stopped before delivering anything in it: all of it remains.
+                    (false, None) => Some(old),
+                };
             }
             WindowKind::Live => {
                 self.cursor.cursor = self.cursor.cursor.max(self.newest);
