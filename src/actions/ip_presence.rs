@@ -191,8 +191,8 @@ pub fn sign_in_of(record: &serde_json::Map<String, Value>) -> SignIn<'_> {
     }
 }
 
-/// Where a user is, as the outputs say it: an office `location`, or `remote`, or
-/// neither (an administrator cleared the status).
+/// Where a user is, as the outputs say it: an office `location`, or `remote: true`, or
+/// neither (an administrator cleared the status: the user shows nowhere).
 #[derive(Debug, Clone, Default, Serialize, JsonSchema, PartialEq, Eq)]
 pub struct Whereabouts {
     /// The office, when the user is in one.
