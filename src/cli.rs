@@ -83,6 +83,25 @@ enum Command {
     /// Serve the built-in fake tenant (Graph + Entra ID token endpoint) on loopback.
     #[command(after_help = EMULATOR_HELP)]
     Emulator(EmulatorArgs),
+    /// IP-based office presence end to end against the built-in fake tenant, no account needed.
+    ///
+    /// Generates an organisation whose working day is today, serves it in-process, runs
+    /// sync_ip_presence over HTTP into a temporary store (or --state-dir when given) and
+    /// prints who is in which office.
+    Demo(DemoArgs),
+}
+
+#[derive(Debug, Args)]
+struct DemoArgs {
+    /// Print the report as JSON instead of a table.
+    #[arg(long)]
+    json: bool,
+    /// Users to generate (smaller for tests).
+    #[arg(long, hide = true, default_value_t = 3000)]
+    users: usize,
+    /// Sign-ins to generate.
+    #[arg(long, hide = true, default_value_t = 30_000)]
+    sign_ins: usize,
 }
 
 const EMULATOR_HELP: &str = "\
@@ -196,6 +215,8 @@ pub fn main() -> i32 {
         Err(e) => e.exit(),
     };
     init_logging(cli.verbose, cli.log_format);
+    // `demo` uses a temporary store unless a state dir was asked for.
+    let explicit_state_dir = cli.state_dir.clone();
     let settings = RunSettings {
         state_dir: cli.state_dir.or_else(default_state_dir),
         token_cache: !cli.no_token_cache,
@@ -207,6 +228,7 @@ pub fn main() -> i32 {
         Command::Schema(args) => runner::finish(schema(args)),
         Command::Run(args) => runner::run(&args.action, &args.files.into(), &settings),
         Command::Check(args) => runner::finish(check(args.files.into(), &settings)),
+        Command::Demo(args) => demo(args, explicit_state_dir),
         Command::Emulator(args) => match serve_emulator(args) {
             Ok(()) => 0,
             Err(e) => {
@@ -289,6 +311,29 @@ fn check(source: EnvelopeSource, settings: &RunSettings) -> Result<Value> {
         "response_headers": {},
         "json_body": body,
     }))
+}
+
+fn demo(args: DemoArgs, state_dir: Option<PathBuf>) -> i32 {
+    let options = crate::demo::DemoOptions {
+        users: args.users,
+        sign_ins: args.sign_ins,
+        state_dir,
+        ..Default::default()
+    };
+    match crate::demo::run(&options) {
+        Ok(report) if args.json => runner::finish(
+            serde_json::to_value(&report)
+                .map_err(|e| Error::internal(format!("report does not serialise: {e}"))),
+        ),
+        Ok(report) => {
+            print!("{}", crate::demo::render(&report));
+            0
+        }
+        Err(e) => {
+            runner::report(&e);
+            e.exit_code()
+        }
+    }
 }
 
 fn serve_emulator(args: EmulatorArgs) -> Result<()> {

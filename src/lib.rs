@@ -9,6 +9,7 @@ pub mod actions;
 pub mod auth;
 pub mod check;
 pub mod cli;
+pub mod demo;
 pub mod emulator;
 pub mod error;
 pub mod graph;

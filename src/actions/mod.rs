@@ -11,12 +11,18 @@
 //! `msgraph-connector schema --write-all schemas/` and add `actions/<name>.yaml`
 //! and a line in `manifest.yaml` (the tests tell you if you forget).
 
+pub mod clear_office_presence;
+pub mod evaluate_ip_presence;
+pub mod get_office_presence;
 pub mod get_presence;
 pub mod get_presences;
 pub mod get_user;
 pub mod get_user_photo;
+pub mod ip_presence;
 pub mod list_memberships;
 pub mod pull_sign_ins;
+pub mod set_office_presence;
+pub mod sync_ip_presence;
 pub mod update_user;
 
 use std::future::Future;
@@ -254,6 +260,11 @@ pub static ACTIONS: &[ActionEntry] = &[
     ActionEntry::of::<update_user::UpdateUser>(),
     ActionEntry::of::<get_user_photo::GetUserPhoto>(),
     ActionEntry::of::<pull_sign_ins::PullSignIns>(),
+    ActionEntry::of::<evaluate_ip_presence::EvaluateIpPresence>(),
+    ActionEntry::of::<sync_ip_presence::SyncIpPresence>(),
+    ActionEntry::of::<get_office_presence::GetOfficePresence>(),
+    ActionEntry::of::<set_office_presence::SetOfficePresence>(),
+    ActionEntry::of::<clear_office_presence::ClearOfficePresence>(),
 ];
 
 /// Look an action up by name.

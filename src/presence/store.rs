@@ -240,7 +240,7 @@ impl PresenceStore {
         location: Option<&str>,
         full_view: bool,
     ) -> Result<WhoIsWhere, PresenceError> {
-        let mut stmt = self.conn.prepare(
+        let mut stmt = self.conn.prepare_cached(
             "SELECT user, place_kind, location FROM day_status
              WHERE date = ?1 AND place_kind != 'cleared' ORDER BY user",
         )?;
@@ -295,7 +295,7 @@ impl PresenceStore {
         to: Date,
         location: Option<&str>,
     ) -> Result<Vec<OccupancyDay>, PresenceError> {
-        let mut stmt = self.conn.prepare(
+        let mut stmt = self.conn.prepare_cached(
             "SELECT date, place_kind, location, count(DISTINCT user) FROM presence_events
              WHERE date >= ?1 AND date <= ?2 AND place_kind != 'cleared'
              GROUP BY date, place_kind, location ORDER BY date, place_kind, location",
@@ -340,7 +340,7 @@ impl PresenceStore {
         let user = super::config::normalise_upn(upn);
         let mut days = Vec::new();
         {
-            let mut stmt = self.conn.prepare(
+            let mut stmt = self.conn.prepare_cached(
                 "SELECT date, place_kind, location, since_ms FROM day_status
                  WHERE user = ?1 AND date >= ?2 AND date <= ?3 ORDER BY date",
             )?;
@@ -375,7 +375,7 @@ impl PresenceStore {
     pub fn all_presence_events(&self) -> Result<Vec<PresenceEvent>, PresenceError> {
         let mut stmt = self
             .conn
-            .prepare("SELECT DISTINCT user, date FROM presence_events")?;
+            .prepare_cached("SELECT DISTINCT user, date FROM presence_events")?;
         let keys: Vec<(String, String)> = stmt
             .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
             .collect::<Result<_, _>>()?;
@@ -396,7 +396,7 @@ impl PresenceStore {
     pub fn all_access_events(&self) -> Result<Vec<super::AccessEvent>, PresenceError> {
         let mut stmt = self
             .conn
-            .prepare("SELECT user, ip, date FROM access_events ORDER BY user, date, ip")?;
+            .prepare_cached("SELECT user, ip, date FROM access_events ORDER BY user, date, ip")?;
         let rows = stmt.query_map([], |r| {
             Ok((
                 r.get::<_, String>(0)?,
@@ -420,7 +420,7 @@ impl PresenceStore {
     }
 
     fn load_events(&self, user: &str, date: Date) -> Result<Vec<Transition>, PresenceError> {
-        let mut stmt = self.conn.prepare(
+        let mut stmt = self.conn.prepare_cached(
             "SELECT at_ms, place_kind, location, range_name, source, set_by FROM presence_events
              WHERE user = ?1 AND date = ?2 ORDER BY at_ms, source, range_name, set_by",
         )?;
@@ -456,7 +456,7 @@ impl PresenceStore {
         let d = date_col(date);
         let mut obs: Vec<(i64, String, Option<Place>)> = Vec::new();
         {
-            let mut stmt = self.conn.prepare(
+            let mut stmt = self.conn.prepare_cached(
                 "SELECT at_ms, range_name, place_kind, location FROM observations
                  WHERE user = ?1 AND date = ?2",
             )?;
@@ -475,7 +475,7 @@ impl PresenceStore {
         }
         let mut ovs: Vec<Override> = Vec::new();
         {
-            let mut stmt = self.conn.prepare(
+            let mut stmt = self.conn.prepare_cached(
                 "SELECT at_ms, set_by, place_kind, location FROM overrides
                  WHERE user = ?1 AND date = ?2",
             )?;
@@ -520,7 +520,7 @@ impl PresenceStore {
                 "DELETE FROM presence_events WHERE user = ?1 AND date = ?2",
                 params![user, d],
             )?;
-            let mut ins = self.conn.prepare(
+            let mut ins = self.conn.prepare_cached(
                 "INSERT INTO presence_events
                  (user, date, at_ms, place_kind, location, range_name, source, set_by)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
@@ -587,7 +587,7 @@ impl PresenceBackend for PresenceStore {
     ) -> Result<bool, PresenceError> {
         let mut stmt = self
             .conn
-            .prepare("INSERT OR IGNORE INTO seen_sign_ins (id, date) VALUES (?1, ?2)")?;
+            .prepare_cached("INSERT OR IGNORE INTO seen_sign_ins (id, date) VALUES (?1, ?2)")?;
         Ok(stmt.execute(params![id, date_col(date)])? == 1)
     }
 
@@ -597,9 +597,9 @@ impl PresenceBackend for PresenceStore {
         ip: IpAddr,
         date: Date,
     ) -> Result<bool, PresenceError> {
-        let mut stmt = self
-            .conn
-            .prepare("INSERT OR IGNORE INTO access_events (user, ip, date) VALUES (?1, ?2, ?3)")?;
+        let mut stmt = self.conn.prepare_cached(
+            "INSERT OR IGNORE INTO access_events (user, ip, date) VALUES (?1, ?2, ?3)",
+        )?;
         Ok(stmt.execute(params![user.key, ip.to_string(), date_col(date)])? == 1)
     }
 
@@ -611,7 +611,7 @@ impl PresenceBackend for PresenceStore {
         range: RangeRef<'_>,
     ) -> Result<(), PresenceError> {
         let (kind, loc) = place_cols(Some(range.place));
-        let mut stmt = self.conn.prepare(
+        let mut stmt = self.conn.prepare_cached(
             "INSERT OR IGNORE INTO observations
              (user, date, at_ms, range_name, place_kind, location) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
         )?;
@@ -636,7 +636,7 @@ impl PresenceBackend for PresenceStore {
         user: UserRef<'_>,
         date: Date,
     ) -> Result<(), PresenceError> {
-        let mut stmt = self.conn.prepare(
+        let mut stmt = self.conn.prepare_cached(
             "INSERT INTO discovery (block, ip, user, events, last_date) VALUES (?1, ?2, ?3, 1, ?4)
              ON CONFLICT (block, ip, user) DO UPDATE SET events = events + 1,
                last_date = max(last_date, excluded.last_date)",
@@ -696,7 +696,7 @@ impl PresenceBackend for PresenceStore {
     }
 
     fn discovery(&mut self) -> Result<Vec<DiscoveryBlock>, PresenceError> {
-        let mut stmt = self.conn.prepare(
+        let mut stmt = self.conn.prepare_cached(
             "SELECT block, sum(events), count(DISTINCT user), count(DISTINCT ip)
              FROM discovery GROUP BY block ORDER BY sum(events) DESC, block",
         )?;

@@ -1,0 +1,760 @@
+//! The IP presence actions through the real binary: evaluate_ip_presence (the rules,
+//! the state round trip, config pointers), sync_ip_presence over real HTTP against the
+//! emulator on 127.0.0.1 (late arrival across runs, nothing counted twice, a lost cursor),
+//! and get/set/clear_office_presence on the store it fills (track_only, retention).
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use jiff::{SignedDuration, Timestamp};
+use msgraph_connector::emulator::{self, EmulatorConfig, GenerateSpec, RunningEmulator, Tenant};
+use msgraph_connector::presence::{Place, PresenceStore};
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+const T0: &str = "2026-03-02T08:00:00Z";
+const NOW: &str = "2026-03-02T20:00:00Z";
+const DAY: &str = "2026-03-02";
+
+fn at(mins: i64) -> Timestamp {
+    T0.parse::<Timestamp>()
+        .unwrap()
+        .checked_add(SignedDuration::from_mins(mins))
+        .unwrap()
+}
+
+fn run(action: &str, inputs: &Value, state: Option<&Value>, dir: &std::path::Path) -> Value {
+    let out = run_raw(action, inputs, state, dir);
+    assert_eq!(out.code, 0, "{action}: {}\n{}", out.stdout, out.stderr);
+    out.json()
+}
+
+fn run_raw(
+    action: &str,
+    inputs: &Value,
+    state: Option<&Value>,
+    dir: &std::path::Path,
+) -> common::Outcome {
+    let envelope = json!({"inputs": inputs, "state": state});
+    common::run(&["run", action], envelope.to_string().as_bytes(), dir)
+}
+
+fn sign_in(id: &str, mins: i64, ip: &str, upn: &str) -> Value {
+    json!({"id": id, "createdDateTime": at(mins).to_string(), "ipAddress": ip,
+           "userPrincipalName": upn, "status": {"errorCode": 0}, "appDisplayName": "Teams"})
+}
+
+/// Two offices in two zones, a nested lab inside Berlin, a VPN marked remote, and a
+/// range with presence off.
+fn rules_config() -> Value {
+    json!({
+        "ranges": [
+            {"name": "Berlin", "cidrs": ["10.1.0.0/16", "2001:db8:1::/48"], "location": "Berlin"},
+            {"name": "Berlin lab", "cidrs": ["10.1.9.0/24"], "location": "Berlin lab"},
+            {"name": "New York", "cidrs": ["10.2.0.0/16"], "location": "New York"},
+            {"name": "VPN", "cidrs": ["192.0.2.0/26"], "remote": true},
+            {"name": "Guest wifi", "cidrs": ["10.3.0.0/16"], "location": "Berlin",
+             "presence_enabled": false}
+        ],
+        "users": [
+            {"upn": "ann@x.example", "mode": "track_and_display"},
+            {"upn": "bob@x.example", "mode": "track_only"},
+            {"upn": "cat@x.example", "mode": "off"},
+            {"upn": "dan@x.example", "mode": "track_and_display", "active": false},
+            {"upn": "eve@x.example", "mode": "track_and_display"}
+        ],
+        "settings": {"time_zone": "UTC",
+                     "location_time_zones": {"Berlin": "Europe/Berlin", "New York": "America/New_York"}}
+    })
+}
+
+fn with(config: &Value, extra: Value) -> Value {
+    let mut v = config.clone();
+    for (k, x) in extra.as_object().unwrap() {
+        v[k] = x.clone();
+    }
+    v
+}
+
+/// (user, at, place) of each event, for comparing runs.
+fn events(v: &Value) -> BTreeSet<(String, String, String)> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            let place = match (&e["location"], &e["remote"]) {
+                (Value::String(l), _) => l.clone(),
+                (_, Value::Bool(true)) => "Remote".into(),
+                _ => "cleared".into(),
+            };
+            (
+                e["user"].as_str().unwrap().into(),
+                e["at"].as_str().unwrap().into(),
+                place,
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn evaluate_applies_every_rule() {
+    let dir = tempfile::tempdir().unwrap();
+    let sign_ins = json!([
+        sign_in("1", 0, "10.1.0.5", "ANN@x.example"),   // office, UPN in another case
+        sign_in("2", 30, "10.1.9.7", "ann@x.example"),  // nested lab: longest prefix wins
+        sign_in("3", 40, "10.1.9.8", "ann@x.example"),  // same place: no new event
+        sign_in("4", 60, "192.0.2.9", "ann@x.example"), // remote range
+        sign_in("5", 10, "10.2.0.1", "bob@x.example"),  // track_only: recorded
+        sign_in("6", 10, "10.1.0.1", "cat@x.example"),  // mode off: access only
+        sign_in("7", 10, "10.1.0.1", "dan@x.example"),  // inactive
+        sign_in("8", 10, "10.1.0.1", "zed@x.example"),  // unknown
+        sign_in("9", 10, "100.64.1.1", "eve@x.example"), // no range, no auto-create
+        sign_in("10", 20, "10.3.0.1", "eve@x.example"),  // presence off for the range
+        {"id": "11", "createdDateTime": at(5).to_string(), "ipAddress": "10.1.0.1",
+         "userPrincipalName": "eve@x.example", "status": {"errorCode": 50126}}, // failed
+        sign_in("1", 0, "10.1.0.5", "ann@x.example"),   // the same id again
+        {"id": "13", "ipAddress": "10.1.0.1", "userPrincipalName": "eve@x.example"}, // no time
+        sign_in("14", 50, "2001:db8:1::9", "eve@x.example") // IPv6 office
+    ]);
+    let r = run(
+        "evaluate_ip_presence",
+        &with(&rules_config(), json!({"sign_ins": sign_ins, "now": NOW})),
+        None,
+        dir.path(),
+    );
+    let b = &r["json_body"];
+    let c = &b["counts"];
+    assert_eq!(c["received"], 14);
+    assert_eq!(
+        c["discarded"],
+        json!({"malformed": 1, "failed": 1, "unknown_user": 1, "inactive_user": 1,
+               "too_late": 0, "duplicate": 1, "unmatched": 1})
+    );
+    assert_eq!(c["presence_mode_off"], 1);
+    assert_eq!(c["presence_not_enabled"], 1);
+    let got = events(&b["presence_events"]);
+    let t = |m| at(m).to_string();
+    let want: BTreeSet<_> = [
+        ("ann@x.example", t(0), "Berlin"),
+        ("ann@x.example", t(30), "Berlin lab"),
+        ("ann@x.example", t(60), "Remote"),
+        ("bob@x.example", t(10), "New York"),
+        ("eve@x.example", t(50), "Berlin"),
+    ]
+    .into_iter()
+    .map(|(u, a, p)| (u.to_string(), a, p.to_string()))
+    .collect();
+    assert_eq!(got, want);
+    // cat (mode off) is logged as an access event but has no presence.
+    let access: Vec<&str> = b["access_events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["user"].as_str().unwrap())
+        .collect();
+    assert!(access.contains(&"cat@x.example"));
+    assert!(!access.contains(&"dan@x.example"));
+
+    // Failed sign-ins count when the settings say so.
+    let mut config = rules_config();
+    config["settings"]["count_failed_sign_ins"] = json!(true);
+    let r = run(
+        "evaluate_ip_presence",
+        &with(&config, json!({"sign_ins": [b_failed()], "now": NOW})),
+        None,
+        dir.path(),
+    );
+    assert_eq!(r["json_body"]["counts"]["discarded"]["failed"], 0);
+    assert_eq!(r["json_body"]["presence_events"][0]["location"], "Berlin");
+}
+
+fn b_failed() -> Value {
+    json!({"id": "f1", "createdDateTime": at(5).to_string(), "ipAddress": "10.1.0.1",
+           "userPrincipalName": "eve@x.example", "status": {"errorCode": 50126}})
+}
+
+#[test]
+fn evaluate_discovery_suggests_blocks_with_auto_create() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = rules_config();
+    config["settings"]["auto_create"] = json!(true);
+    let sign_ins = json!([
+        sign_in("1", 0, "100.64.1.1", "ann@x.example"),
+        sign_in("2", 1, "100.64.1.2", "eve@x.example"),
+        sign_in("3", 2, "100.64.1.2", "eve@x.example"),
+        sign_in("4", 3, "2001:db8:99:1::1", "ann@x.example"),
+        sign_in("5", 4, "100.64.1.3", "zed@x.example"), // unknown users are not counted
+    ]);
+    let r = run(
+        "evaluate_ip_presence",
+        &with(&config, json!({"sign_ins": sign_ins, "now": NOW})),
+        None,
+        dir.path(),
+    );
+    let b = &r["json_body"];
+    assert_eq!(b["counts"]["discovered"], 4);
+    assert_eq!(b["counts"]["discarded"]["unmatched"], 0);
+    assert_eq!(
+        b["discovery"],
+        json!([
+            {"block": "100.64.1.0/24", "events": 3, "distinct_users": 2, "distinct_addresses": 2},
+            {"block": "2001:db8:99::/48", "events": 1, "distinct_users": 1, "distinct_addresses": 1}
+        ])
+    );
+    assert!(b["presence_events"].as_array().unwrap().is_empty());
+}
+
+/// A day of sign-ins for five users over offices, the VPN and home, some repeated.
+fn mixed_sign_ins(n: usize, seed: u64) -> Vec<Value> {
+    let mut rng = fastrand::Rng::with_seed(seed);
+    let users = ["ann", "bob", "cat", "eve", "ann"];
+    let ips = [
+        "10.1.0.1",
+        "10.1.9.1",
+        "10.2.0.1",
+        "192.0.2.1",
+        "100.64.0.1",
+        "2001:db8:1::1",
+    ];
+    (0..n)
+        .map(|i| {
+            sign_in(
+                &format!("m{i}"),
+                rng.i64(-120..600),
+                ips[rng.usize(..ips.len())],
+                &format!("{}@x.example", users[rng.usize(..users.len())]),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn evaluate_state_round_trip_equals_one_run_whatever_the_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let all = mixed_sign_ins(120, 3);
+    let one = run(
+        "evaluate_ip_presence",
+        &with(&rules_config(), json!({"sign_ins": all, "now": NOW})),
+        None,
+        dir.path(),
+    );
+    // Two batches, each in reverse order, the later half first: late arrival.
+    let mut first: Vec<Value> = all[60..].to_vec();
+    first.reverse();
+    let mut second: Vec<Value> = all[..60].to_vec();
+    second.reverse();
+    second.extend(first.iter().take(10).cloned()); // and some ids again
+    let r1 = run(
+        "evaluate_ip_presence",
+        &with(&rules_config(), json!({"sign_ins": first, "now": NOW})),
+        None,
+        dir.path(),
+    );
+    let r2 = run(
+        "evaluate_ip_presence",
+        &with(&rules_config(), json!({"sign_ins": second, "now": NOW})),
+        Some(&r1["state"]),
+        dir.path(),
+    );
+    assert_eq!(r2["state"], one["state"], "the states differ");
+    let repeated_in_range = first
+        .iter()
+        .take(10)
+        .filter(|s| s["ipAddress"] != "100.64.0.1")
+        .count();
+    assert_eq!(
+        r2["json_body"]["counts"]["discarded"]["duplicate"],
+        repeated_in_range as u64
+    );
+    // Events of run 1, minus what run 2 superseded, plus run 2's: those of one run.
+    let mut held = events(&r1["json_body"]["presence_events"]);
+    for e in events(&r2["json_body"]["superseded_events"]) {
+        assert!(held.remove(&e), "superseded an event never reported: {e:?}");
+    }
+    held.extend(events(&r2["json_body"]["presence_events"]));
+    assert_eq!(held, events(&one["json_body"]["presence_events"]));
+    assert!(
+        !r2["json_body"]["superseded_events"]
+            .as_array()
+            .unwrap()
+            .is_empty(),
+        "the late half should supersede something"
+    );
+}
+
+#[test]
+fn evaluate_reads_a_json_lines_file_and_a_yaml_config() {
+    let dir = tempfile::tempdir().unwrap();
+    let all = mixed_sign_ins(50, 9);
+    let lines: String = all.iter().map(|v| format!("{v}\n")).collect();
+    let file = dir.path().join("sign-ins.jsonl");
+    std::fs::write(&file, lines).unwrap();
+    let yaml = dir.path().join("presence.yaml");
+    std::fs::write(&yaml, serde_norway::to_string(&rules_config()).unwrap()).unwrap();
+    let inline = run(
+        "evaluate_ip_presence",
+        &with(&rules_config(), json!({"sign_ins": all, "now": NOW})),
+        None,
+        dir.path(),
+    );
+    let from_files = run(
+        "evaluate_ip_presence",
+        &json!({"sign_ins_path": file, "config_path": yaml, "now": NOW}),
+        None,
+        dir.path(),
+    );
+    assert_eq!(inline["json_body"], from_files["json_body"]);
+    assert_eq!(inline["state"], from_files["state"]);
+}
+
+#[test]
+fn evaluate_config_errors_are_exit_2_with_pointers_under_inputs() {
+    let dir = tempfile::tempdir().unwrap();
+    let inputs = json!({
+        "ranges": [
+            {"name": "A", "cidrs": ["10.0.0.0/8"], "location": "A"},
+            {"name": "B", "cidrs": ["10.0.0.0/8", "10.1.2.300/24"], "location": "B"},
+            {"name": "C", "cidrs": ["10.9.0.0/16"]}
+        ],
+        "users": [{"upn": "a@x", "mode": "off"}, {"upn": "A@X", "mode": "off"}],
+        "settings": {"time_zone": "Mars/Olympus"},
+        "sign_ins": []
+    });
+    let out = run_raw("evaluate_ip_presence", &inputs, None, dir.path());
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    let paths: BTreeSet<String> = out.json()["error"]["details"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["path"].as_str().unwrap().to_string())
+        .collect();
+    for want in [
+        "/inputs/ranges/1/cidrs/0",
+        "/inputs/ranges/1/cidrs/1",
+        "/inputs/ranges/2",
+        "/inputs/users/1/upn",
+        "/inputs/settings/time_zone",
+    ] {
+        assert!(paths.contains(want), "{want} missing in {paths:?}");
+    }
+    // Shape errors come from the schema, before anything runs.
+    let out = run_raw(
+        "evaluate_ip_presence",
+        &json!({"ranges": [{"name": "A", "cidrs": ["10.0.0.0/8"], "colour": "red"}], "sign_ins": []}),
+        None,
+        dir.path(),
+    );
+    assert_eq!(out.code, 2);
+    assert_eq!(
+        out.json()["error"]["details"][0]["path"],
+        "/inputs/ranges/0/colour"
+    );
+    // A state from elsewhere.
+    let out = run_raw(
+        "evaluate_ip_presence",
+        &with(&rules_config(), json!({"sign_ins": []})),
+        Some(&json!({"version": 99})),
+        dir.path(),
+    );
+    assert_eq!(out.code, 2);
+    assert_eq!(out.json()["error"]["details"][0]["path"], "/state");
+}
+
+// ---------------------------------------------------------------------------------
+// sync_ip_presence and the store actions, against the emulator over HTTP.
+
+struct Emu {
+    emu: RunningEmulator,
+    asset: Value,
+    users: Vec<(Uuid, String)>,
+    config: Value,
+    dir: tempfile::TempDir,
+}
+
+fn start() -> Emu {
+    let tenant = Tenant::generate(&GenerateSpec {
+        users: 8,
+        sign_ins: 0,
+        seed: 4,
+        day: None,
+    });
+    let users: Vec<(Uuid, String)> = tenant
+        .users
+        .iter()
+        .map(|u| (u.id, u.user_principal_name.to_string()))
+        .collect();
+    let ranges: Vec<Value> = tenant
+        .offices()
+        .iter()
+        .map(|o| {
+            let mut r = json!({"name": o.name, "cidrs": o.cidrs.iter().map(ToString::to_string).collect::<Vec<_>>()});
+            if o.remote {
+                r["remote"] = json!(true);
+            } else {
+                r["location"] = json!(o.name);
+            }
+            r
+        })
+        .collect();
+    let tracked: Vec<Value> = users
+        .iter()
+        .enumerate()
+        .map(|(i, (_, upn))| {
+            json!({"upn": upn, "mode": if i == 1 { "track_only" } else { "track_and_display" }})
+        })
+        .collect();
+    let config = json!({"ranges": ranges, "users": tracked,
+                        "settings": {"location_time_zones": {"Berlin HQ": "Europe/Berlin",
+                                     "New York": "America/New_York"}}});
+    let mut emu_config = EmulatorConfig::new(tenant);
+    emu_config.throttle.audit_logs = Some(emulator::RateLimit {
+        requests: 1000,
+        per: Duration::from_secs(1),
+    });
+    emu_config.clock = Some(T0.parse().unwrap());
+    let emu = emulator::start_in_background("127.0.0.1:0".parse().unwrap(), emu_config).unwrap();
+    let mut asset = emu.asset_json("client_credentials").unwrap();
+    asset["rate_limits"] = json!({"audit_logs": {"requests": 1000, "per_seconds": 1}});
+    Emu {
+        emu,
+        asset,
+        users,
+        config,
+        dir: tempfile::tempdir().unwrap(),
+    }
+}
+
+impl Emu {
+    /// The emulator's record and the same sign-in as Graph shows it (for evaluate).
+    fn sign_in(
+        &self,
+        user: usize,
+        mins: i64,
+        ip: &str,
+        late_mins: i64,
+    ) -> (emulator::SignIn, Value) {
+        let (uid, upn) = &self.users[user];
+        let id = Uuid::new_v4();
+        let created = at(mins);
+        let record = emulator::SignIn {
+            id,
+            created_date_time: created,
+            visible_at: Some(
+                created
+                    .checked_add(SignedDuration::from_mins(late_mins))
+                    .unwrap(),
+            ),
+            user_id: *uid,
+            app_id: Uuid::nil(),
+            app_display_name: "Teams".into(),
+            ip_address: ip.parse().unwrap(),
+            error_code: 0,
+            client_app_used: "Browser".into(),
+            is_interactive: true,
+            city: None,
+            country_or_region: None,
+            operating_system: None,
+            browser: None,
+        };
+        let graph = json!({"id": id.to_string(), "createdDateTime": created.to_string(),
+                           "ipAddress": ip, "userPrincipalName": upn, "status": {"errorCode": 0}});
+        (record, graph)
+    }
+
+    fn sync(&self, extra: Value) -> Value {
+        let mut inputs = with(
+            &self.config,
+            json!({"since": at(-180).to_string(), "now": NOW, "lookback_minutes": 120}),
+        );
+        for (k, v) in extra.as_object().unwrap() {
+            inputs[k] = v.clone();
+        }
+        let envelope = json!({"asset": self.asset, "inputs": inputs});
+        let out = common::run(
+            &["run", "sync_ip_presence"],
+            envelope.to_string().as_bytes(),
+            self.dir.path(),
+        );
+        assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+        out.json()
+    }
+
+    fn store_events(&self) -> BTreeSet<(String, String, String)> {
+        let store = PresenceStore::open(self.dir.path()).unwrap();
+        store
+            .all_presence_events()
+            .unwrap()
+            .into_iter()
+            .map(|e| {
+                let place = match e.place {
+                    Some(Place::Office { location }) => location,
+                    Some(Place::Remote) => "Remote".into(),
+                    None => "cleared".into(),
+                };
+                (e.user, e.at.to_string(), place)
+            })
+            .collect()
+    }
+
+    /// Host `host` of an office's first block (generator order: Berlin HQ, Munich,
+    /// New York, Singapore, VPN egress).
+    fn office_ip(&self, office: usize, host: u32) -> String {
+        let net: ipnet::IpNet = self.config["ranges"][office]["cidrs"][0]
+            .as_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        match net {
+            ipnet::IpNet::V4(n) => {
+                std::net::Ipv4Addr::from(u32::from(n.network()) + host).to_string()
+            }
+            ipnet::IpNet::V6(n) => {
+                std::net::Ipv6Addr::from(u128::from(n.network()) + u128::from(host)).to_string()
+            }
+        }
+    }
+
+    /// A store action without repeating the configuration (the sync kept it).
+    fn local(&self, action: &str, inputs: Value) -> common::Outcome {
+        let envelope = json!({"inputs": inputs});
+        common::run(
+            &["run", action],
+            envelope.to_string().as_bytes(),
+            self.dir.path(),
+        )
+    }
+}
+
+#[test]
+fn sync_across_runs_with_late_sign_ins_counts_nothing_twice() {
+    let e = start();
+    let (berlin, munich, new_york, vpn) = (0, 1, 2, 4);
+    let mut all = Vec::new();
+    let mut add = |records: &mut Vec<emulator::SignIn>, (r, g): (emulator::SignIn, Value)| {
+        records.push(r);
+        all.push(g);
+    };
+    let mut records = Vec::new();
+    // User 0: Berlin at 0:10, VPN at 1:00 (both seen at once), then a VPN sign-in at
+    // 0:30 that shows up only at 2:00: it supersedes the 1:00 event.
+    add(&mut records, e.sign_in(0, 10, &e.office_ip(berlin, 5), 1));
+    add(&mut records, e.sign_in(0, 60, &e.office_ip(vpn, 5), 1));
+    add(&mut records, e.sign_in(0, 30, &e.office_ip(vpn, 6), 90));
+    // User 1 (track_only): New York, then a late Munich sign-in before it.
+    add(&mut records, e.sign_in(1, 20, &e.office_ip(new_york, 9), 2));
+    add(&mut records, e.sign_in(1, 15, &e.office_ip(munich, 9), 100));
+    // Many more for the other users, some late.
+    let mut rng = fastrand::Rng::with_seed(11);
+    for _ in 0..150 {
+        let user = rng.usize(2..e.users.len());
+        let office = rng.usize(..5);
+        let mins = rng.i64(-100..200);
+        let late = if rng.u8(..10) == 0 {
+            rng.i64(30..100)
+        } else {
+            rng.i64(0..5)
+        };
+        add(
+            &mut records,
+            e.sign_in(user, mins, &e.office_ip(office, rng.u32(1..60)), late),
+        );
+    }
+    e.emu.add_sign_ins(records);
+
+    // Run 1 at 1:30, run 2 at 3:00, run 3 at 6:00 (everything visible), run 4: nothing new.
+    e.emu.set_clock(at(90));
+    let r1 = e.sync(json!({}));
+    e.emu.advance_clock(Duration::from_secs(90 * 60));
+    let r2 = e.sync(json!({}));
+    e.emu.advance_clock(Duration::from_secs(180 * 60));
+    let r3 = e.sync(json!({}));
+    let r4 = e.sync(json!({}));
+    let received: u64 = [&r1, &r2, &r3, &r4]
+        .iter()
+        .map(|r| r["json_body"]["counts"]["received"].as_u64().unwrap())
+        .sum();
+    assert_eq!(
+        received,
+        all.len() as u64,
+        "every sign-in read exactly once"
+    );
+    for r in [&r1, &r2, &r3, &r4] {
+        assert_eq!(r["json_body"]["counts"]["discarded"]["duplicate"], 0);
+    }
+    assert_eq!(r4["json_body"]["counts"]["received"], 0);
+    let superseded = events(&r2["json_body"]["superseded_events"]);
+    assert!(
+        superseded.contains(&(e.users[0].1.clone(), at(60).to_string(), "Remote".into())),
+        "the late VPN sign-in supersedes the 1:00 event: {superseded:?}"
+    );
+
+    // The store holds what one evaluation of all the sign-ins gives.
+    let one = run(
+        "evaluate_ip_presence",
+        &with(&e.config, json!({"sign_ins": all, "now": NOW})),
+        None,
+        e.dir.path(),
+    );
+    assert_eq!(
+        e.store_events(),
+        events(&one["json_body"]["presence_events"])
+    );
+
+    // A crash after the batch committed but before the cursor was stored: the rerun
+    // reads the same sign-ins again and changes nothing.
+    let before = e.store_events();
+    let store = PresenceStore::open(e.dir.path()).unwrap();
+    let cursor = json!({"version": 1, "cursor": null, "window_start": at(-180).to_string(), "delivered": {}});
+    store
+        .put_value(
+            msgraph_connector::actions::sync_ip_presence::CURSOR_KEY,
+            &cursor.to_string(),
+        )
+        .unwrap();
+    drop(store);
+    let again = e.sync(json!({}));
+    let c = &again["json_body"]["counts"];
+    assert_eq!(c["received"], all.len() as u64);
+    assert_eq!(c["discarded"]["duplicate"], c["received"], "{c}");
+    assert!(
+        again["json_body"]["presence_events"]
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(e.store_events(), before);
+
+    // who is where: the track-only user is counted, named only in the full view.
+    let track_only = &e.users[1].1;
+    let get = |full: bool| {
+        let out = e.local(
+            "get_office_presence",
+            json!({"date": DAY, "full_view": full}),
+        );
+        assert_eq!(out.code, 0, "{}", out.stderr);
+        out.json()["json_body"].clone()
+    };
+    let named = |b: &Value| -> BTreeSet<String> {
+        b["locations"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .flat_map(|l| l["users"].as_array().unwrap().iter())
+            .map(|u| u.as_str().unwrap().to_string())
+            .collect()
+    };
+    let (short, full) = (get(false), get(true));
+    assert!(!named(&short).contains(track_only));
+    assert!(named(&full).contains(track_only));
+    let total = |b: &Value| -> u64 {
+        b["locations"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|l| l["count"].as_u64().unwrap())
+            .sum()
+    };
+    assert_eq!(total(&short), total(&full));
+    assert_eq!(
+        total(&full),
+        one["json_body"]["statuses"].as_array().unwrap().len() as u64
+    );
+    assert!(!short["occupancy"].as_array().unwrap().is_empty());
+}
+
+#[test]
+fn set_and_clear_round_trip_and_retention() {
+    let e = start();
+    let (r, _) = e.sign_in(0, 10, &e.office_ip(0, 5), 1);
+    e.emu.add_sign_ins(vec![r]);
+    e.emu.set_clock(at(60));
+    e.sync(json!({}));
+    let who = &e.users[0].1;
+    let where_is = |user: &str| -> Option<Value> {
+        let out = e.local("get_office_presence", json!({"date": DAY, "user": user}));
+        assert_eq!(out.code, 0, "{}", out.stderr);
+        out.json()["json_body"]["user"]["days"].get(0).cloned()
+    };
+    assert_eq!(where_is(who).unwrap()["location"], "Berlin HQ");
+
+    // An administrator: in Munich from 2:00; then cleared at 3:00.
+    let out = e.local(
+        "set_office_presence",
+        json!({"user": who, "location": "Munich", "date": DAY, "at": at(120).to_string(), "set_by": "facilities"}),
+    );
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(
+        out.json()["json_body"]["presence_events"][0]["set_by"],
+        "facilities"
+    );
+    assert_eq!(where_is(who).unwrap()["location"], "Munich");
+    let out = e.local(
+        "clear_office_presence",
+        json!({"user": who, "date": DAY, "at": at(180).to_string()}),
+    );
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let day = where_is(who).unwrap();
+    assert!(
+        day.get("location").is_none() && day["remote"] == false,
+        "{day}"
+    );
+    let out = e.local("get_office_presence", json!({"date": DAY}));
+    assert!(
+        out.json()["json_body"]["locations"]
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
+    // Remote, for another user.
+    let other = &e.users[2].1;
+    let out = e.local(
+        "set_office_presence",
+        json!({"user": other, "remote": true, "date": DAY, "at": at(30).to_string()}),
+    );
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(where_is(other).unwrap()["remote"], true);
+
+    // Refused: unknown user, unknown office, both place kinds.
+    for (inputs, path) in [
+        (
+            json!({"user": "nobody@contoso.example", "remote": true}),
+            "/inputs/user",
+        ),
+        (
+            json!({"user": who, "location": "Paris"}),
+            "/inputs/location",
+        ),
+        (
+            json!({"user": who, "location": "Munich", "remote": true}),
+            "/inputs/remote",
+        ),
+    ] {
+        let out = e.local("set_office_presence", inputs);
+        assert_eq!(out.code, 2, "{}", out.stdout);
+        assert_eq!(out.json()["error"]["details"][0]["path"], path);
+    }
+
+    // Retention: 5 days, and a change 10 days later prunes the events of DAY.
+    let mut config = e.config.clone();
+    config["settings"]["retention_days"] = json!(5);
+    let later = at(10 * 24 * 60);
+    let mut inputs = with(
+        &config,
+        json!({"user": other, "remote": true, "at": later.to_string()}),
+    );
+    inputs["date"] = json!(later.to_zoned(jiff::tz::TimeZone::UTC).date().to_string());
+    let out = e.local("set_office_presence", inputs);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(where_is(who).is_none(), "DAY is past retention");
+    let store = PresenceStore::open(e.dir.path()).unwrap();
+    let dates: BTreeSet<String> = store
+        .all_presence_events()
+        .unwrap()
+        .iter()
+        .map(|e| e.date.to_string())
+        .collect();
+    assert!(!dates.contains(DAY), "{dates:?}");
+    assert!(store.all_access_events().unwrap().is_empty());
+}
