@@ -7,11 +7,11 @@
 //! then reads the token's `roles` (app) or `scp` (delegated) claim, decoded
 //! without verification, and judges each action of [`crate::actions::ACTIONS`].
 //!
-//! Rule per action: its `permissions` are listed least privilege first and
-//! are alternatives: the action is `ok` when the token holds any of them (or a
-//! permission that includes one, e.g. `User.ReadWrite.All` includes
-//! `User.Read.All`, `Directory.Read.All` includes `User.Read.All`);
-//! otherwise `missing` names the first (least privileged) one to consent.
+//! Rule per action: every entry of its `permissions` is needed; an entry is
+//! met when the token holds one of its alternatives or a permission that
+//! includes one (`User.ReadWrite.All` includes `User.Read.All`,
+//! `Directory.Read.All` includes `User.Read.All`). `missing` names, for each
+//! entry not met, its least privileged alternative: what to consent.
 //!
 //! A 403 on the cheap read still proves that Graph accepted the token (only
 //! that read is not permitted), so it is reported, not failed. `successful`
@@ -77,12 +77,12 @@ pub async fn check(asset: Asset, options: ClientOptions) -> Result<(Value, u16)>
 }
 
 /// What an action misses given the granted permissions (see the module rule).
-pub fn missing_permissions(needed: &[&str], granted: &[String]) -> Vec<String> {
-    if needed.is_empty() || needed.iter().any(|n| satisfied(n, granted)) {
-        Vec::new()
-    } else {
-        vec![needed[0].to_string()]
-    }
+pub fn missing_permissions(needed: &[&[&str]], granted: &[String]) -> Vec<String> {
+    needed
+        .iter()
+        .filter(|alternatives| !alternatives.iter().any(|n| satisfied(n, granted)))
+        .filter_map(|alternatives| alternatives.first().map(|n| n.to_string()))
+        .collect()
 }
 
 /// Whether `needed` is granted, directly or through a broader permission.
@@ -121,14 +121,31 @@ mod tests {
 
     #[test]
     fn alternatives_and_broader_permissions_count() {
-        let needed = ["User.ReadBasic.All", "User.Read.All"];
-        assert!(missing_permissions(&needed, &g(&["User.Read.All"])).is_empty());
-        assert!(missing_permissions(&needed, &g(&["Directory.Read.All"])).is_empty());
-        assert!(missing_permissions(&["User.Read.All"], &g(&["User.ReadWrite.All"])).is_empty());
+        let either: &[&[&str]] = &[&["User.ReadBasic.All", "User.Read.All"]];
+        assert!(missing_permissions(either, &g(&["User.Read.All"])).is_empty());
+        assert!(missing_permissions(either, &g(&["Directory.Read.All"])).is_empty());
+        assert!(missing_permissions(&[&["User.Read.All"]], &g(&["User.ReadWrite.All"])).is_empty());
         assert_eq!(
-            missing_permissions(&["Presence.Read.All", "User.Read.All"], &g(&["Mail.Read"])),
-            ["Presence.Read.All"]
+            missing_permissions(either, &g(&["Mail.Read"])),
+            ["User.ReadBasic.All"]
         );
         assert!(missing_permissions(&[], &[]).is_empty());
+    }
+
+    #[test]
+    fn every_entry_is_needed() {
+        let both: &[&[&str]] = &[&["AuditLog.Read.All"], &["Directory.Read.All"]];
+        assert_eq!(
+            missing_permissions(both, &g(&["AuditLog.Read.All"])),
+            ["Directory.Read.All"]
+        );
+        assert_eq!(
+            missing_permissions(both, &g(&["Presence.Read.All"])),
+            ["AuditLog.Read.All", "Directory.Read.All"]
+        );
+        assert!(
+            missing_permissions(both, &g(&["AuditLog.Read.All", "Directory.ReadWrite.All"]))
+                .is_empty()
+        );
     }
 }

@@ -506,8 +506,8 @@ fn check_reports_token_permissions_per_action() {
     assert_eq!(action(body, "get_presence")["ok"], true);
     assert_eq!(body["successful"], true);
 
-    // An app with only User.Read.All: get_presence accepts it (its alternatives are
-    // Presence.Read.All, User.Read.All), and the 403 on /organization is reported.
+    // An app with only User.Read.All: get_user is fine, get_presence lacks
+    // Presence.Read.All, and the 403 on /organization is reported.
     let mut reader = asset.clone();
     reader["client_id"] = json!(READ_APP_CLIENT_ID);
     reader["client_secret"] = json!(READ_APP_SECRET);
@@ -519,7 +519,17 @@ fn check_reports_token_permissions_per_action() {
     assert_eq!(out.code, 0, "{}", out.stderr);
     let body = &out.json()["json_body"];
     assert_eq!(body["token"]["permissions"], json!(["User.Read.All"]));
-    assert_eq!(action(body, "get_presence")["ok"], true);
+    assert_eq!(action(body, "get_user")["ok"], true);
+    assert_eq!(action(body, "get_presence")["ok"], false);
+    assert_eq!(
+        action(body, "get_presence")["missing"],
+        json!(["Presence.Read.All"])
+    );
+    // Sign-ins need two permissions together: both are named.
+    assert_eq!(
+        action(body, "pull_sign_ins")["missing"],
+        json!(["AuditLog.Read.All", "Directory.Read.All"])
+    );
     assert_eq!(body["graph"]["status"], 403);
     assert_eq!(body["graph"]["code"], "Authorization_RequestDenied");
     assert_eq!(body["successful"], false);
@@ -555,7 +565,11 @@ fn check_names_missing_permissions_and_fails_with_the_right_status() {
     assert_eq!(body["graph"]["status"], 200);
     let presence = action(body, "get_presence");
     assert_eq!(presence["ok"], false);
-    assert_eq!(presence["missing"], json!(["Presence.Read.All"]));
+    // User.Read reads only the signed-in user: presence and other users are both missing.
+    assert_eq!(
+        presence["missing"],
+        json!(["Presence.Read.All", "User.ReadBasic.All"])
+    );
 
     let mut bad = emu.asset("client_credentials");
     bad["client_secret"] = json!("not-the-secret");

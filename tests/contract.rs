@@ -215,7 +215,8 @@ fn action_pages_match_the_code_and_their_examples_fit_the_schemas() {
             .map(|p| p.as_str().unwrap())
             .collect();
         assert_eq!(
-            permissions, a.meta.permissions,
+            permissions,
+            a.meta.permission_names(),
             "{path}: permissions differ from the code"
         );
         assert!(

@@ -64,7 +64,10 @@ impl Action for GetPresence {
         name: "get_presence",
         title: "Get presence",
         description: "Get one user's presence (availability, activity, out-of-office, status message) by object id or UPN.",
-        permissions: &["Presence.Read.All", "User.Read.All"],
+        permissions: &[
+            &["Presence.Read.All"],
+            &["User.ReadBasic.All", "User.Read.All"],
+        ],
         changes_data: false,
         needs_graph: true,
         incremental: false,

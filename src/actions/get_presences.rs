@@ -71,7 +71,10 @@ impl Action for GetPresences {
         name: "get_presences",
         title: "Get presences",
         description: "Get the presence of up to 100,000 users (object ids and/or UPNs) in batches of 650, concurrently; users Graph does not know are listed under not_found.",
-        permissions: &["Presence.Read.All", "User.Read.All"],
+        permissions: &[
+            &["Presence.Read.All"],
+            &["User.ReadBasic.All", "User.Read.All"],
+        ],
         changes_data: false,
         needs_graph: true,
         incremental: false,

@@ -40,7 +40,7 @@ impl Action for GetUser {
         name: "get_user",
         title: "Get user",
         description: "Get one user's profile by object id or UPN, with the properties named in select (checked against the Graph user properties).",
-        permissions: &["User.ReadBasic.All", "User.Read.All"],
+        permissions: &[&["User.ReadBasic.All", "User.Read.All"]],
         changes_data: false,
         needs_graph: true,
         incremental: false,

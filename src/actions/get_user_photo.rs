@@ -107,7 +107,7 @@ impl Action for GetUserPhoto {
         name: "get_user_photo",
         title: "Get user photo",
         description: "Get a user's profile photo, written to a file or returned base64 with its content type; has_photo is false when the user has none.",
-        permissions: &["ProfilePhoto.Read.All", "User.Read.All"],
+        permissions: &[&["ProfilePhoto.Read.All", "User.Read.All"]],
         changes_data: false,
         needs_graph: true,
         incremental: false,

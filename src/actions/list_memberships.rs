@@ -112,7 +112,7 @@ impl Action for ListMemberships {
         name: "list_memberships",
         title: "List memberships",
         description: "List the groups, directory roles and administrative units a user is a direct member of, with filter, search, order, type cast and paging.",
-        permissions: &["GroupMember.Read.All", "Directory.Read.All"],
+        permissions: &[&["GroupMember.Read.All", "Directory.Read.All"]],
         changes_data: false,
         needs_graph: true,
         incremental: false,

@@ -45,14 +45,34 @@ pub struct ActionMeta {
     pub name: &'static str,
     pub title: &'static str,
     pub description: &'static str,
-    /// Graph application permissions, least privilege first.
-    pub permissions: &'static [&'static str],
+    /// Graph application permissions: every entry is needed, and each entry
+    /// lists its acceptable permissions least privilege first (`&[&["AuditLog.Read.All"],
+    /// &["Directory.Read.All"]]` needs both; `&[&["User.ReadBasic.All", "User.Read.All"]]`
+    /// needs either).
+    pub permissions: &'static [&'static [&'static str]],
     /// Whether the action changes anything in the tenant.
     pub changes_data: bool,
     /// Whether it talks to Graph (and so needs an asset).
     pub needs_graph: bool,
     /// Whether it reads and returns `state` (incremental actions).
     pub incremental: bool,
+}
+
+impl ActionMeta {
+    /// Every permission named, least privilege first, once: the catalog's flat list.
+    pub fn permission_names(&self) -> Vec<&'static str> {
+        let mut names: Vec<&'static str> = Vec::new();
+        for name in self
+            .permissions
+            .iter()
+            .flat_map(|alternatives| alternatives.iter())
+        {
+            if !names.contains(name) {
+                names.push(name);
+            }
+        }
+        names
+    }
 }
 
 /// A typed action. See `get_presence.rs` for the smallest complete example.
@@ -227,7 +247,8 @@ impl ActionEntry {
             "name": self.meta.name,
             "title": self.meta.title,
             "description": self.meta.description,
-            "permissions": self.meta.permissions,
+            "permissions": self.meta.permission_names(),
+            "requires": self.meta.permissions,
             "changes_data": self.meta.changes_data,
             "incremental": self.meta.incremental,
         })

@@ -129,7 +129,7 @@ impl Action for PullSignIns {
         name: "pull_sign_ins",
         title: "Pull sign-ins",
         description: "Incrementally read the sign-in log: each run returns the sign-ins not delivered before, each exactly once, re-reading a lookback window for sign-ins Graph shows late. Keep the returned state for the next run.",
-        permissions: &["AuditLog.Read.All", "Directory.Read.All"],
+        permissions: &[&["AuditLog.Read.All"], &["Directory.Read.All"]],
         changes_data: false,
         needs_graph: true,
         incremental: true,

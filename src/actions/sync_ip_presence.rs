@@ -196,7 +196,7 @@ impl Action for SyncIpPresence {
         name: "sync_ip_presence",
         title: "Sync IP presence",
         description: "The scheduled job of IP-based office presence (every few minutes): read the sign-ins created since the last run (re-reading a lookback window for late ones), apply the presence rules, and keep access events, presence events and each user's status for the day in the embedded store under --state-dir (required). Returns counts, the new presence events and the statuses they changed.",
-        permissions: &["AuditLog.Read.All", "Directory.Read.All"],
+        permissions: &[&["AuditLog.Read.All"], &["Directory.Read.All"]],
         changes_data: false,
         needs_graph: true,
         incremental: false,

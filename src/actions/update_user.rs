@@ -317,7 +317,7 @@ impl Action for UpdateUser {
         name: "update_user",
         title: "Update user",
         description: "Change properties of one user (e.g. accountEnabled: false, job and contact fields, extension attributes, a new password); Graph answers 204 and json_body is null.",
-        permissions: &["User.ReadWrite.All", "User-PasswordProfile.ReadWrite.All"],
+        permissions: &[&["User.ReadWrite.All"]],
         changes_data: true,
         needs_graph: true,
         incremental: false,
