@@ -438,3 +438,21 @@ fn asset_and_inputs_from_files_and_turbine_environment() {
     assert_eq!(out.json()["error"]["details"][0]["path"], "/inputs/id");
     assert_eq!(server.connections(), 0);
 }
+
+#[test]
+fn readme_names_every_action_and_both_commands() {
+    let readme = repo_file("README.md");
+    for a in ACTIONS {
+        assert!(
+            readme.contains(&format!("`{}`", a.meta.name)),
+            "README does not mention {}",
+            a.meta.name
+        );
+    }
+    assert!(readme.contains("cargo run --release -- demo"));
+    let ci = repo_file(".ci/run");
+    assert!(
+        readme.contains("cargo test --locked") && ci.contains("cargo test --locked"),
+        "README and .ci/run disagree on the test command"
+    );
+}
