@@ -411,6 +411,8 @@ pub struct PresenceEngine {
     table: IpRangeTable,
     users: Vec<UserEntry>,
     by_upn: FxMap<String, u32>,
+    /// Per user: the position of its key in sorted order (to sort by key without strings).
+    user_rank: Vec<u32>,
     /// Per range: the place a match means, when the range has presence on.
     places: Vec<Option<Place>>,
     /// Per range: the zone its calendar day is computed in.
@@ -461,7 +463,7 @@ fn date_from_days(z: i64) -> Date {
     Date::new(y as i16, m as i8, d as i8).unwrap_or(Date::MIN)
 }
 
-fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
+pub(crate) fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
     let y = if m <= 2 { y - 1 } else { y };
     let era = y.div_euclid(400);
     let yoe = y - era * 400;
@@ -579,6 +581,12 @@ impl PresenceEngine {
                 mode: u.mode,
             });
         }
+        let mut order: Vec<u32> = (0..users.len() as u32).collect();
+        order.sort_unstable_by(|a, b| users[*a as usize].key.cmp(&users[*b as usize].key));
+        let mut user_rank = vec![0u32; users.len()];
+        for (rank, u) in order.into_iter().enumerate() {
+            user_rank[u as usize] = rank as u32;
+        }
         let mut locations: Vec<String> = config
             .ranges
             .iter()
@@ -591,6 +599,7 @@ impl PresenceEngine {
             table,
             users,
             by_upn,
+            user_rank,
             places,
             zones,
             default_zone,
@@ -851,7 +860,7 @@ impl PresenceEngine {
         let split = line_boundary(&mut file, len / 2)?;
         b.begin()?;
         let r = match b.as_memory() {
-            Some(mem) => self.process_halves_sharded(mem, path, split, len, opts),
+            Some(mem) => self.process_halves_shared(mem, path, split, len, opts),
             None => self.process_halves(b, path, split, len, opts),
         };
         b.end(r.is_ok())?;
@@ -913,9 +922,10 @@ impl PresenceEngine {
         self.finish(b, opts, report)
     }
 
-    /// Both threads read, classify and apply: each owns the users of one shard, applies
-    /// its own candidates and passes the other shard's to its peer.
-    fn process_halves_sharded(
+    /// Both threads read, classify and apply their half of the file straight into the
+    /// shared books (one lock per user, [`super::memory::SharedBooks`]); nothing is queued
+    /// between them. Access events are kept as indices until the report is built.
+    fn process_halves_shared(
         &self,
         mem: &mut super::MemoryState,
         path: &Path,
@@ -923,7 +933,6 @@ impl PresenceEngine {
         len: u64,
         opts: &ProcessOptions,
     ) -> Result<BatchReport, PresenceError> {
-        use std::sync::mpsc::{Receiver, Sender, channel};
         let cutoff = opts.cutoff();
         mem.prepare_shards(
             self.users
@@ -935,99 +944,124 @@ impl PresenceEngine {
                     .map(|p| (i as u32, self.table.range(i as u32).name.as_str(), p))
             }),
         );
-        let owner: Vec<u8> = (0..self.users.len() as u32)
-            .map(|u| mem.shard_of(u, 2) as u8)
-            .collect();
-        let shards = mem.shards(2);
-        let (to_1, from_0) = channel::<Chunk>();
-        let (to_0, from_1) = channel::<Chunk>();
-        let plan: [(u64, u64, Sender<Chunk>, Receiver<Chunk>); 2] =
-            [(0, split, to_1, from_1), (split, len, to_0, from_0)];
-        type Out = (Counts, Vec<AccessEvent>, super::memory::ShardOutcome);
-        let results: Vec<Result<Out, PresenceError>> = std::thread::scope(|scope| {
-            let handles: Vec<_> = shards
-                .into_iter()
-                .zip(plan)
-                .enumerate()
-                .map(|(w, (mut shard, (from, to, peer, inbox)))| {
-                    let owner = &owner;
-                    scope.spawn(move || -> Result<Out, PresenceError> {
-                        let mut counts = Counts::default();
-                        let mut access = Vec::new();
-                        let drain = |chunk: &Chunk,
-                                     shard: &mut super::memory::MemoryShard<'_>,
-                                     counts: &mut Counts,
-                                     access: &mut Vec<AccessEvent>|
-                         -> Result<(), PresenceError> {
-                            for (c, off, l) in &chunk.candidates {
-                                let id = &chunk.ids[*off as usize..(*off + *l) as usize];
-                                self.apply(shard, id, c, counts, access)?;
-                            }
-                            Ok(())
-                        };
-                        let mut failure = None;
-                        self.read_part(
-                            path,
-                            from,
-                            to,
-                            cutoff,
-                            |mut chunk: Chunk| {
-                                counts.add(&chunk.counts);
-                                let mut theirs = Chunk::default();
-                                for (c, off, l) in &chunk.candidates {
-                                    let id = &chunk.ids[*off as usize..(*off + *l) as usize];
-                                    if usize::from(owner[c.user as usize]) == w {
-                                        if let Err(e) =
-                                            self.apply(&mut shard, id, c, &mut counts, &mut access)
-                                        {
-                                            failure = Some(e);
-                                            return false;
+        type Out = (Counts, Vec<(u32, IpAddr, Date)>);
+        let results: Vec<Result<Out, PresenceError>> = mem.with_shared_books(|shared| {
+            std::thread::scope(|scope| {
+                let handles: Vec<_> = [(0, split), (split, len)]
+                    .into_iter()
+                    .map(|(from, to)| {
+                        scope.spawn(move || {
+                            let mut w = shared.writer();
+                            let mut counts = Counts::default();
+                            let mut failed = None;
+                            let r = read_blocks(path, from, to, |block, base| {
+                                if failed.is_some() {
+                                    return Ok(());
+                                }
+                                for_each_json_line(block, base, |s| {
+                                    counts.received += 1;
+                                    match self.classify(&s, cutoff) {
+                                        Verdict::Discard(f) => f(&mut counts.discarded),
+                                        Verdict::Candidate(c) => {
+                                            if failed.is_none()
+                                                && let Err(e) =
+                                                    self.apply_shared(&mut w, &c, &mut counts)
+                                            {
+                                                failed = Some(e);
+                                            }
                                         }
-                                    } else {
-                                        let o = theirs.ids.len() as u32;
-                                        theirs.ids.push_str(id);
-                                        theirs.candidates.push((*c, o, *l));
                                     }
-                                }
-                                let _ = peer.send(theirs);
-                                while let Ok(ch) = inbox.try_recv() {
-                                    if let Err(e) = drain(&ch, &mut shard, &mut counts, &mut access)
-                                    {
-                                        failure = Some(e);
-                                        return false;
-                                    }
-                                }
-                                chunk.clear();
-                                true
-                            },
-                            channel().1,
-                        )?;
-                        if let Some(e) = failure {
-                            return Err(e);
-                        }
-                        drop(peer);
-                        for ch in inbox {
-                            drain(&ch, &mut shard, &mut counts, &mut access)?;
-                        }
-                        Ok((counts, access, shard.finish()))
+                                })
+                            })
+                            .and_then(|()| failed.map_or(Ok(()), Err));
+                            let access = std::mem::take(&mut w.access);
+                            (r.map(|()| (counts, access)), w.finish())
+                        })
                     })
-                })
-                .collect();
-            handles
-                .into_iter()
-                .map(|h| h.join().expect("reader thread panicked"))
-                .collect()
+                    .collect();
+                let mut results = Vec::new();
+                let mut outcomes = Vec::new();
+                for h in handles {
+                    let (r, o) = h.join().expect("reader thread panicked");
+                    results.push(r);
+                    outcomes.push(o);
+                }
+                (results, outcomes)
+            })
         });
         let mut report = BatchReport::default();
-        let mut access = Vec::new();
+        let mut compact = Vec::new();
         for r in results {
-            let (counts, mut a, outcome) = r?;
+            let (counts, mut a) = r?;
             report.counts.add(&counts);
-            access.append(&mut a);
-            mem.absorb(outcome);
+            if compact.is_empty() {
+                compact = a;
+            } else {
+                compact.append(&mut a);
+            }
         }
-        report.access_events = access;
+        // Sort by (user key, address, date) on indices, then build the strings once.
+        compact.sort_unstable_by_key(|&(u, ip, d)| (self.user_rank[u as usize], ip, d));
+        report.access_events = compact
+            .into_iter()
+            .map(|(u, ip, date)| AccessEvent {
+                user: self.users[u as usize].key.clone(),
+                ip,
+                date,
+            })
+            .collect();
         self.finish(mem, opts, report)
+    }
+
+    /// Steps 2 (discovery) to 4 for one candidate, into shared books: the same rules and
+    /// counts as [`Self::apply`].
+    #[inline]
+    fn apply_shared(
+        &self,
+        w: &mut super::memory::BookWriter<'_, '_>,
+        c: &Candidate,
+        counts: &mut Counts,
+    ) -> Result<(), PresenceError> {
+        use super::memory::Recorded;
+        if c.range == u32::MAX {
+            if w.discover(c.user, c.id_hash, c.date, suggested_block(c.ip), c.ip) {
+                counts.discovered += 1;
+            } else {
+                counts.discarded.duplicate += 1;
+            }
+            return Ok(());
+        }
+        let range = self.table.range(c.range);
+        let log = self.config.settings.access_logging && range.logging_enabled;
+        let u = &self.users[c.user as usize];
+        let place = &self.places[c.range as usize];
+        let observe = place.is_some() && u.mode != PresenceMode::Off;
+        match w.record(
+            c.user,
+            c.id_hash,
+            c.date,
+            log.then_some(c.ip),
+            observe.then_some((c.at_ms, c.range)),
+        ) {
+            Recorded::Duplicate => counts.discarded.duplicate += 1,
+            Recorded::Invalid => return Err(super::memory::obs_error()),
+            Recorded::New(logged) => {
+                counts.matched += 1;
+                match logged {
+                    Some(true) => counts.access_logged += 1,
+                    Some(false) => counts.access_already_logged += 1,
+                    None => counts.access_not_logged += 1,
+                }
+                if place.is_none() {
+                    counts.presence_not_enabled += 1;
+                } else if observe {
+                    counts.presence_observed += 1;
+                } else {
+                    counts.presence_mode_off += 1;
+                }
+            }
+        }
+        Ok(())
     }
 
     fn read_part(
@@ -1039,37 +1073,13 @@ impl PresenceEngine {
         mut send: impl FnMut(Chunk) -> bool,
         back: std::sync::mpsc::Receiver<Chunk>,
     ) -> Result<(), PresenceError> {
-        const BLOCK: usize = 4 << 20;
-        let mut file = std::fs::File::open(path)?;
-        file.seek(SeekFrom::Start(from))?;
-        let mut buf = vec![0u8; BLOCK];
-        let mut filled = 0usize;
-        let mut pos = from; // file offset of buf[0]
         let mut chunk = Chunk::default();
-        loop {
-            let remaining = to - pos - filled as u64;
-            let want = (remaining.min((buf.len() - filled) as u64)) as usize;
-            let n = if want == 0 {
-                0
-            } else {
-                file.read(&mut buf[filled..filled + want])?
-            };
-            filled += n;
-            let at_end = pos + filled as u64 >= to || n == 0;
-            let usable = if at_end {
-                filled
-            } else {
-                match memchr::memrchr(b'\n', &buf[..filled]) {
-                    Some(k) => k + 1,
-                    None if filled == buf.len() => {
-                        buf.resize(buf.len() * 2, 0); // a line longer than the block
-                        continue;
-                    }
-                    None => continue,
-                }
-            };
-            let mut err = None;
-            for_each_json_line(&buf[..usable], pos, |s| {
+        let mut stopped = false;
+        read_blocks(path, from, to, |block, base| {
+            if stopped {
+                return Ok(());
+            }
+            for_each_json_line(block, base, |s| {
                 chunk.counts.received += 1;
                 match self.classify(&s, cutoff) {
                     Verdict::Discard(f) => f(&mut chunk.counts.discarded),
@@ -1080,24 +1090,17 @@ impl PresenceEngine {
                         chunk.candidates.push((c, off, id.len() as u32));
                     }
                 }
-            })
-            .unwrap_or_else(|e: SignInParseError| err = Some(e));
-            if let Some(e) = err {
-                return Err(e.into());
-            }
-            if chunk.candidates.len() >= 16_384 || at_end {
+            })?;
+            if chunk.candidates.len() >= 16_384 {
                 let next = back.try_recv().unwrap_or_default();
-                if !send(std::mem::replace(&mut chunk, next)) {
-                    return Ok(()); // the receiver stopped on an error
-                }
+                stopped = !send(std::mem::replace(&mut chunk, next));
             }
-            if at_end {
-                return Ok(());
-            }
-            buf.copy_within(usable..filled, 0);
-            filled -= usable;
-            pos += usable as u64;
+            Ok(())
+        })?;
+        if !stopped && chunk.counts.received > 0 {
+            send(chunk);
         }
+        Ok(())
     }
 
     /// Apply a manual set (`place: Some`) or clear (`None`) for a user, effective from
@@ -1158,6 +1161,52 @@ impl Chunk {
         self.ids.clear();
         self.candidates.clear();
         self.counts = Counts::default();
+    }
+}
+
+/// Read `from..to` of a file (both at line starts) in blocks of whole lines, handing each
+/// block and its file offset to `f`. One buffer, reused: memory stays flat.
+fn read_blocks(
+    path: &Path,
+    from: u64,
+    to: u64,
+    mut f: impl FnMut(&[u8], u64) -> Result<(), SignInParseError>,
+) -> Result<(), PresenceError> {
+    const BLOCK: usize = 1 << 20;
+    let mut file = std::fs::File::open(path)?;
+    file.seek(SeekFrom::Start(from))?;
+    let mut buf = vec![0u8; BLOCK];
+    let mut filled = 0usize;
+    let mut pos = from; // file offset of buf[0]
+    loop {
+        let remaining = to - pos - filled as u64;
+        let want = (remaining.min((buf.len() - filled) as u64)) as usize;
+        let n = if want == 0 {
+            0
+        } else {
+            file.read(&mut buf[filled..filled + want])?
+        };
+        filled += n;
+        let at_end = pos + filled as u64 >= to || n == 0;
+        let usable = if at_end {
+            filled
+        } else {
+            match memchr::memrchr(b'\n', &buf[..filled]) {
+                Some(k) => k + 1,
+                None if filled == buf.len() => {
+                    buf.resize(buf.len() * 2, 0); // a line longer than the block
+                    continue;
+                }
+                None => continue,
+            }
+        };
+        f(&buf[..usable], pos)?;
+        if at_end {
+            return Ok(());
+        }
+        buf.copy_within(usable..filled, 0);
+        filled -= usable;
+        pos += usable as u64;
     }
 }
 
