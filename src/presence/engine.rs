@@ -404,13 +404,104 @@ struct UserEntry {
     mode: PresenceMode,
 }
 
+/// Normalised UPN -> user index. Open addressing over 32-byte slots that hold short keys
+/// inline, so a lookup reads one cache line; the users' own key strings are scattered
+/// over the heap and cost a second miss per sign-in. Longer keys go to a plain map.
+#[derive(Debug, Clone)]
+struct UserIndex {
+    slots: Vec<UserSlot>,
+    shift: u32,
+    long: FxMap<Box<[u8]>, u32>,
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+struct UserSlot {
+    /// 0: empty.
+    len: u8,
+    ix: u32,
+    key: [u8; UserSlot::INLINE],
+}
+
+impl UserSlot {
+    const INLINE: usize = 27;
+}
+
+impl UserIndex {
+    fn with_capacity(n: usize) -> Self {
+        let bits = (n.max(8) + n / 2).next_power_of_two().trailing_zeros();
+        Self {
+            slots: vec![UserSlot::default(); 1 << bits],
+            shift: 64 - bits,
+            long: FxMap::default(),
+        }
+    }
+
+    #[inline]
+    fn hash(key: &[u8]) -> u64 {
+        let mut h = key.len() as u64;
+        let mut chunks = key.chunks_exact(8);
+        for c in &mut chunks {
+            let w = u64::from_le_bytes(c.try_into().expect("8 bytes"));
+            h = (h.rotate_left(5) ^ w).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+        }
+        let mut last = [0u8; 8];
+        last[..chunks.remainder().len()].copy_from_slice(chunks.remainder());
+        h = (h.rotate_left(5) ^ u64::from_le_bytes(last)).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+        h ^ (h >> 29)
+    }
+
+    /// Insert or replace.
+    fn insert(&mut self, key: &str, ix: u32) {
+        let k = key.as_bytes();
+        if k.is_empty() || k.len() > UserSlot::INLINE {
+            self.long.insert(k.into(), ix);
+            return;
+        }
+        let mask = self.slots.len() - 1;
+        let mut i = (Self::hash(k) >> self.shift) as usize;
+        loop {
+            let s = &mut self.slots[i];
+            if s.len == 0 {
+                s.len = k.len() as u8;
+                s.key[..k.len()].copy_from_slice(k);
+                s.ix = ix;
+                return;
+            }
+            if &s.key[..usize::from(s.len)] == k {
+                s.ix = ix;
+                return;
+            }
+            i = (i + 1) & mask;
+        }
+    }
+
+    #[inline]
+    fn get(&self, k: &[u8]) -> Option<u32> {
+        if k.is_empty() || k.len() > UserSlot::INLINE {
+            return self.long.get(k).copied();
+        }
+        let mask = self.slots.len() - 1;
+        let mut i = (Self::hash(k) >> self.shift) as usize;
+        loop {
+            let s = &self.slots[i];
+            if s.len == 0 {
+                return None;
+            }
+            if usize::from(s.len) == k.len() && &s.key[..k.len()] == k {
+                return Some(s.ix);
+            }
+            i = (i + 1) & mask;
+        }
+    }
+}
+
 /// The engine: a validated configuration compiled for fast lookups.
 #[derive(Debug, Clone)]
 pub struct PresenceEngine {
     config: PresenceConfig,
     table: IpRangeTable,
     users: Vec<UserEntry>,
-    by_upn: FxMap<String, u32>,
+    by_upn: UserIndex,
     /// Per user: the position of its key in sorted order (to sort by key without strings).
     user_rank: Vec<u32>,
     /// Per range: the place a match means, when the range has presence on.
@@ -571,10 +662,10 @@ impl PresenceEngine {
             })
             .collect();
         let mut users = Vec::with_capacity(config.users.len());
-        let mut by_upn = FxMap::default();
+        let mut by_upn = UserIndex::with_capacity(config.users.len());
         for u in &config.users {
             let key = normalise_upn(&u.upn);
-            by_upn.insert(key.clone(), users.len() as u32);
+            by_upn.insert(&key, users.len() as u32);
             users.push(UserEntry {
                 key,
                 active: u.active,
@@ -625,12 +716,24 @@ impl PresenceEngine {
         self.lookup_user(upn).map(|ix| self.users[ix as usize].mode)
     }
 
+    #[inline]
     fn lookup_user(&self, upn: &str) -> Option<u32> {
-        let t = upn.trim();
-        if t.bytes().any(|c| c.is_ascii_uppercase() || !c.is_ascii()) || t.len() != upn.len() {
-            self.by_upn.get(&normalise_upn(upn)).copied()
+        let b = upn.as_bytes();
+        // Already normalised (the usual case): ASCII, no capitals, nothing to trim.
+        let plain = match (b.first(), b.last()) {
+            (Some(&f), Some(&l)) => {
+                !matches!(f, b'\t'..=b'\r' | b' ')
+                    && !matches!(l, b'\t'..=b'\r' | b' ')
+                    && !b
+                        .iter()
+                        .fold(false, |a, &c| a | (c >= 0x80) | c.is_ascii_uppercase())
+            }
+            _ => false,
+        };
+        if plain {
+            self.by_upn.get(b)
         } else {
-            self.by_upn.get(t).copied()
+            self.by_upn.get(normalise_upn(upn).as_bytes())
         }
     }
 
@@ -947,45 +1050,38 @@ impl PresenceEngine {
         type Out = (Counts, Vec<(u32, IpAddr, Date)>);
         let results: Vec<Result<Out, PresenceError>> = mem.with_shared_books(|shared| {
             std::thread::scope(|scope| {
-                let handles: Vec<_> = [(0, split), (split, len)]
-                    .into_iter()
-                    .map(|(from, to)| {
-                        scope.spawn(move || {
-                            let mut w = shared.writer();
-                            let mut counts = Counts::default();
-                            let mut failed = None;
-                            let r = read_blocks(path, from, to, |block, base| {
-                                if failed.is_some() {
-                                    return Ok(());
-                                }
-                                for_each_json_line(block, base, |s| {
-                                    counts.received += 1;
-                                    match self.classify(&s, cutoff) {
-                                        Verdict::Discard(f) => f(&mut counts.discarded),
-                                        Verdict::Candidate(c) => {
-                                            if failed.is_none()
-                                                && let Err(e) =
-                                                    self.apply_shared(&mut w, &c, &mut counts)
-                                            {
-                                                failed = Some(e);
-                                            }
-                                        }
+                let half = move |from: u64, to: u64| {
+                    let mut w = shared.writer();
+                    let mut counts = Counts::default();
+                    let mut failed = None;
+                    let r = read_blocks(path, from, to, |block, base| {
+                        if failed.is_some() {
+                            return Ok(());
+                        }
+                        for_each_json_line(block, base, |s| {
+                            counts.received += 1;
+                            match self.classify(&s, cutoff) {
+                                Verdict::Discard(f) => f(&mut counts.discarded),
+                                Verdict::Candidate(c) => {
+                                    if failed.is_none()
+                                        && let Err(e) = self.apply_shared(&mut w, &c, &mut counts)
+                                    {
+                                        failed = Some(e);
                                     }
-                                })
-                            })
-                            .and_then(|()| failed.map_or(Ok(()), Err));
-                            let access = std::mem::take(&mut w.access);
-                            (r.map(|()| (counts, access)), w.finish())
+                                }
+                            }
                         })
                     })
-                    .collect();
-                let mut results = Vec::new();
-                let mut outcomes = Vec::new();
-                for h in handles {
-                    let (r, o) = h.join().expect("reader thread panicked");
-                    results.push(r);
-                    outcomes.push(o);
-                }
+                    .and_then(|()| failed.map_or(Ok(()), Err));
+                    let access = std::mem::take(&mut w.access);
+                    (r.map(|()| (counts, access)), w.finish())
+                };
+                // The second half on a new thread, the first on this one: what this thread
+                // allocates reuses the memory the configuration was parsed in.
+                let second = scope.spawn(move || half(split, len));
+                let (r0, o0) = half(0, split);
+                let (r1, o1) = second.join().expect("reader thread panicked");
+                let (results, outcomes) = (vec![r0, r1], vec![o0, o1]);
                 (results, outcomes)
             })
         });
@@ -1248,6 +1344,34 @@ mod tests {
         );
         assert_eq!(parse_timestamp_ms("2023-02-29T00:00:00Z"), None);
         assert_eq!(parse_timestamp_ms("yesterday"), None);
+    }
+
+    #[test]
+    fn users_are_found_by_upn_in_any_case_and_length() {
+        let long = format!("{}@contoso.com", "x".repeat(40));
+        let config = PresenceConfig::from_value(serde_json::json!({
+            "ranges": [{"name": "hq", "cidrs": ["10.0.0.0/8"], "location": "HQ"}],
+            "users": [{"upn": "a@x", "mode": "off"}, {"upn": "Ünïcode@Contoso.com", "mode": "off"}, {"upn": long, "mode": "off"}]
+        }))
+        .unwrap();
+        let e = PresenceEngine::new(config).unwrap();
+        assert_eq!(e.lookup_user("a@x"), Some(0));
+        assert_eq!(e.lookup_user(" A@X\t"), Some(0));
+        assert_eq!(e.lookup_user("ünïcode@contoso.com"), Some(1));
+        assert_eq!(e.lookup_user("ÜNÏCODE@CONTOSO.COM"), Some(1));
+        assert_eq!(e.lookup_user(&long.to_uppercase()), Some(2));
+        assert_eq!(e.lookup_user(&long), Some(2));
+        for missing in ["", " ", "b@x", "a@xx", "a@", &long[1..]] {
+            assert_eq!(e.lookup_user(missing), None, "{missing:?}");
+        }
+        let mut ix = UserIndex::with_capacity(1000);
+        for i in 0..1000u32 {
+            ix.insert(&format!("user{i}@contoso.com"), i);
+        }
+        for i in 0..1000u32 {
+            assert_eq!(ix.get(format!("user{i}@contoso.com").as_bytes()), Some(i));
+        }
+        assert_eq!(ix.get(b"user1000@contoso.com"), None);
     }
 
     #[test]
