@@ -404,13 +404,106 @@ struct UserEntry {
     mode: PresenceMode,
 }
 
+/// Normalised UPN -> user index. Open addressing over 32-byte slots that hold short keys
+/// inline, so a lookup reads one cache line; the users' own key strings are scattered
+/// over the heap and cost a second miss per sign-in. Longer keys go to a plain map.
+#[derive(Debug, Clone)]
+struct UserIndex {
+    slots: Vec<UserSlot>,
+    shift: u32,
+    long: FxMap<Box<[u8]>, u32>,
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+struct UserSlot {
+    /// 0: empty.
+    len: u8,
+    ix: u32,
+    key: [u8; UserSlot::INLINE],
+}
+
+impl UserSlot {
+    const INLINE: usize = 27;
+}
+
+impl UserIndex {
+    fn with_capacity(n: usize) -> Self {
+        let bits = (n.max(8) + n / 2).next_power_of_two().trailing_zeros();
+        Self {
+            slots: vec![UserSlot::default(); 1 << bits],
+            shift: 64 - bits,
+            long: FxMap::default(),
+        }
+    }
+
+    #[inline]
+    fn hash(key: &[u8]) -> u64 {
+        let mut h = key.len() as u64;
+        let mut chunks = key.chunks_exact(8);
+        for c in &mut chunks {
+            let w = u64::from_le_bytes(c.try_into().expect("8 bytes"));
+            h = (h.rotate_left(5) ^ w).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+        }
+        let mut last = [0u8; 8];
+        last[..chunks.remainder().len()].copy_from_slice(chunks.remainder());
+        h = (h.rotate_left(5) ^ u64::from_le_bytes(last)).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+        h ^ (h >> 29)
+    }
+
+    /// Insert or replace.
+    fn insert(&mut self, key: &str, ix: u32) {
+        let k = key.as_bytes();
+        if k.is_empty() || k.len() > UserSlot::INLINE {
+            self.long.insert(k.into(), ix);
+            return;
+        }
+        let mask = self.slots.len() - 1;
+        let mut i = (Self::hash(k) >> self.shift) as usize;
+        loop {
+            let s = &mut self.slots[i];
+            if s.len == 0 {
+                s.len = k.len() as u8;
+                s.key[..k.len()].copy_from_slice(k);
+                s.ix = ix;
+                return;
+            }
+            if &s.key[..usize::from(s.len)] == k {
+                s.ix = ix;
+                return;
+            }
+            i = (i + 1) & mask;
+        }
+    }
+
+    #[inline]
+    fn get(&self, k: &[u8]) -> Option<u32> {
+        if k.is_empty() || k.len() > UserSlot::INLINE {
+            return self.long.get(k).copied();
+        }
+        let mask = self.slots.len() - 1;
+        let mut i = (Self::hash(k) >> self.shift) as usize;
+        loop {
+            let s = &self.slots[i];
+            if s.len == 0 {
+                return None;
+            }
+            if usize::from(s.len) == k.len() && &s.key[..k.len()] == k {
+                return Some(s.ix);
+            }
+            i = (i + 1) & mask;
+        }
+    }
+}
+
 /// The engine: a validated configuration compiled for fast lookups.
 #[derive(Debug, Clone)]
 pub struct PresenceEngine {
     config: PresenceConfig,
     table: IpRangeTable,
     users: Vec<UserEntry>,
-    by_upn: FxMap<String, u32>,
+    by_upn: UserIndex,
+    /// Per user: the position of its key in sorted order (to sort by key without strings).
+    user_rank: Vec<u32>,
     /// Per range: the place a match means, when the range has presence on.
     places: Vec<Option<Place>>,
     /// Per range: the zone its calendar day is computed in.
@@ -461,7 +554,7 @@ fn date_from_days(z: i64) -> Date {
     Date::new(y as i16, m as i8, d as i8).unwrap_or(Date::MIN)
 }
 
-fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
+pub(crate) fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
     let y = if m <= 2 { y - 1 } else { y };
     let era = y.div_euclid(400);
     let yoe = y - era * 400;
@@ -569,15 +662,21 @@ impl PresenceEngine {
             })
             .collect();
         let mut users = Vec::with_capacity(config.users.len());
-        let mut by_upn = FxMap::default();
+        let mut by_upn = UserIndex::with_capacity(config.users.len());
         for u in &config.users {
             let key = normalise_upn(&u.upn);
-            by_upn.insert(key.clone(), users.len() as u32);
+            by_upn.insert(&key, users.len() as u32);
             users.push(UserEntry {
                 key,
                 active: u.active,
                 mode: u.mode,
             });
+        }
+        let mut order: Vec<u32> = (0..users.len() as u32).collect();
+        order.sort_unstable_by(|a, b| users[*a as usize].key.cmp(&users[*b as usize].key));
+        let mut user_rank = vec![0u32; users.len()];
+        for (rank, u) in order.into_iter().enumerate() {
+            user_rank[u as usize] = rank as u32;
         }
         let mut locations: Vec<String> = config
             .ranges
@@ -591,6 +690,7 @@ impl PresenceEngine {
             table,
             users,
             by_upn,
+            user_rank,
             places,
             zones,
             default_zone,
@@ -616,12 +716,24 @@ impl PresenceEngine {
         self.lookup_user(upn).map(|ix| self.users[ix as usize].mode)
     }
 
+    #[inline]
     fn lookup_user(&self, upn: &str) -> Option<u32> {
-        let t = upn.trim();
-        if t.bytes().any(|c| c.is_ascii_uppercase() || !c.is_ascii()) || t.len() != upn.len() {
-            self.by_upn.get(&normalise_upn(upn)).copied()
+        let b = upn.as_bytes();
+        // Already normalised (the usual case): ASCII, no capitals, nothing to trim.
+        let plain = match (b.first(), b.last()) {
+            (Some(&f), Some(&l)) => {
+                !matches!(f, b'\t'..=b'\r' | b' ')
+                    && !matches!(l, b'\t'..=b'\r' | b' ')
+                    && !b
+                        .iter()
+                        .fold(false, |a, &c| a | (c >= 0x80) | c.is_ascii_uppercase())
+            }
+            _ => false,
+        };
+        if plain {
+            self.by_upn.get(b)
         } else {
-            self.by_upn.get(t).copied()
+            self.by_upn.get(normalise_upn(upn).as_bytes())
         }
     }
 
@@ -851,7 +963,7 @@ impl PresenceEngine {
         let split = line_boundary(&mut file, len / 2)?;
         b.begin()?;
         let r = match b.as_memory() {
-            Some(mem) => self.process_halves_sharded(mem, path, split, len, opts),
+            Some(mem) => self.process_halves_shared(mem, path, split, len, opts),
             None => self.process_halves(b, path, split, len, opts),
         };
         b.end(r.is_ok())?;
@@ -913,9 +1025,10 @@ impl PresenceEngine {
         self.finish(b, opts, report)
     }
 
-    /// Both threads read, classify and apply: each owns the users of one shard, applies
-    /// its own candidates and passes the other shard's to its peer.
-    fn process_halves_sharded(
+    /// Both threads read, classify and apply their half of the file straight into the
+    /// shared books (one lock per user, [`super::memory::SharedBooks`]); nothing is queued
+    /// between them. Access events are kept as indices until the report is built.
+    fn process_halves_shared(
         &self,
         mem: &mut super::MemoryState,
         path: &Path,
@@ -923,7 +1036,6 @@ impl PresenceEngine {
         len: u64,
         opts: &ProcessOptions,
     ) -> Result<BatchReport, PresenceError> {
-        use std::sync::mpsc::{Receiver, Sender, channel};
         let cutoff = opts.cutoff();
         mem.prepare_shards(
             self.users
@@ -935,99 +1047,117 @@ impl PresenceEngine {
                     .map(|p| (i as u32, self.table.range(i as u32).name.as_str(), p))
             }),
         );
-        let owner: Vec<u8> = (0..self.users.len() as u32)
-            .map(|u| mem.shard_of(u, 2) as u8)
-            .collect();
-        let shards = mem.shards(2);
-        let (to_1, from_0) = channel::<Chunk>();
-        let (to_0, from_1) = channel::<Chunk>();
-        let plan: [(u64, u64, Sender<Chunk>, Receiver<Chunk>); 2] =
-            [(0, split, to_1, from_1), (split, len, to_0, from_0)];
-        type Out = (Counts, Vec<AccessEvent>, super::memory::ShardOutcome);
-        let results: Vec<Result<Out, PresenceError>> = std::thread::scope(|scope| {
-            let handles: Vec<_> = shards
-                .into_iter()
-                .zip(plan)
-                .enumerate()
-                .map(|(w, (mut shard, (from, to, peer, inbox)))| {
-                    let owner = &owner;
-                    scope.spawn(move || -> Result<Out, PresenceError> {
-                        let mut counts = Counts::default();
-                        let mut access = Vec::new();
-                        let drain = |chunk: &Chunk,
-                                     shard: &mut super::memory::MemoryShard<'_>,
-                                     counts: &mut Counts,
-                                     access: &mut Vec<AccessEvent>|
-                         -> Result<(), PresenceError> {
-                            for (c, off, l) in &chunk.candidates {
-                                let id = &chunk.ids[*off as usize..(*off + *l) as usize];
-                                self.apply(shard, id, c, counts, access)?;
-                            }
-                            Ok(())
-                        };
-                        let mut failure = None;
-                        self.read_part(
-                            path,
-                            from,
-                            to,
-                            cutoff,
-                            |mut chunk: Chunk| {
-                                counts.add(&chunk.counts);
-                                let mut theirs = Chunk::default();
-                                for (c, off, l) in &chunk.candidates {
-                                    let id = &chunk.ids[*off as usize..(*off + *l) as usize];
-                                    if usize::from(owner[c.user as usize]) == w {
-                                        if let Err(e) =
-                                            self.apply(&mut shard, id, c, &mut counts, &mut access)
-                                        {
-                                            failure = Some(e);
-                                            return false;
-                                        }
-                                    } else {
-                                        let o = theirs.ids.len() as u32;
-                                        theirs.ids.push_str(id);
-                                        theirs.candidates.push((*c, o, *l));
-                                    }
-                                }
-                                let _ = peer.send(theirs);
-                                while let Ok(ch) = inbox.try_recv() {
-                                    if let Err(e) = drain(&ch, &mut shard, &mut counts, &mut access)
+        type Out = (Counts, Vec<(u32, IpAddr, Date)>);
+        let results: Vec<Result<Out, PresenceError>> = mem.with_shared_books(|shared| {
+            std::thread::scope(|scope| {
+                let half = move |from: u64, to: u64| {
+                    let mut w = shared.writer();
+                    let mut counts = Counts::default();
+                    let mut failed = None;
+                    let r = read_blocks(path, from, to, |block, base| {
+                        if failed.is_some() {
+                            return Ok(());
+                        }
+                        for_each_json_line(block, base, |s| {
+                            counts.received += 1;
+                            match self.classify(&s, cutoff) {
+                                Verdict::Discard(f) => f(&mut counts.discarded),
+                                Verdict::Candidate(c) => {
+                                    if failed.is_none()
+                                        && let Err(e) = self.apply_shared(&mut w, &c, &mut counts)
                                     {
-                                        failure = Some(e);
-                                        return false;
+                                        failed = Some(e);
                                     }
                                 }
-                                chunk.clear();
-                                true
-                            },
-                            channel().1,
-                        )?;
-                        if let Some(e) = failure {
-                            return Err(e);
-                        }
-                        drop(peer);
-                        for ch in inbox {
-                            drain(&ch, &mut shard, &mut counts, &mut access)?;
-                        }
-                        Ok((counts, access, shard.finish()))
+                            }
+                        })
                     })
-                })
-                .collect();
-            handles
-                .into_iter()
-                .map(|h| h.join().expect("reader thread panicked"))
-                .collect()
+                    .and_then(|()| failed.map_or(Ok(()), Err));
+                    let access = std::mem::take(&mut w.access);
+                    (r.map(|()| (counts, access)), w.finish())
+                };
+                // The second half on a new thread, the first on this one: what this thread
+                // allocates reuses the memory the configuration was parsed in.
+                let second = scope.spawn(move || half(split, len));
+                let (r0, o0) = half(0, split);
+                let (r1, o1) = second.join().expect("reader thread panicked");
+                let (results, outcomes) = (vec![r0, r1], vec![o0, o1]);
+                (results, outcomes)
+            })
         });
         let mut report = BatchReport::default();
-        let mut access = Vec::new();
+        let mut compact = Vec::new();
         for r in results {
-            let (counts, mut a, outcome) = r?;
+            let (counts, mut a) = r?;
             report.counts.add(&counts);
-            access.append(&mut a);
-            mem.absorb(outcome);
+            if compact.is_empty() {
+                compact = a;
+            } else {
+                compact.append(&mut a);
+            }
         }
-        report.access_events = access;
+        // Sort by (user key, address, date) on indices, then build the strings once.
+        compact.sort_unstable_by_key(|&(u, ip, d)| (self.user_rank[u as usize], ip, d));
+        report.access_events = compact
+            .into_iter()
+            .map(|(u, ip, date)| AccessEvent {
+                user: self.users[u as usize].key.clone(),
+                ip,
+                date,
+            })
+            .collect();
         self.finish(mem, opts, report)
+    }
+
+    /// Steps 2 (discovery) to 4 for one candidate, into shared books: the same rules and
+    /// counts as [`Self::apply`].
+    #[inline]
+    fn apply_shared(
+        &self,
+        w: &mut super::memory::BookWriter<'_, '_>,
+        c: &Candidate,
+        counts: &mut Counts,
+    ) -> Result<(), PresenceError> {
+        use super::memory::Recorded;
+        if c.range == u32::MAX {
+            if w.discover(c.user, c.id_hash, c.date, suggested_block(c.ip), c.ip) {
+                counts.discovered += 1;
+            } else {
+                counts.discarded.duplicate += 1;
+            }
+            return Ok(());
+        }
+        let range = self.table.range(c.range);
+        let log = self.config.settings.access_logging && range.logging_enabled;
+        let u = &self.users[c.user as usize];
+        let place = &self.places[c.range as usize];
+        let observe = place.is_some() && u.mode != PresenceMode::Off;
+        match w.record(
+            c.user,
+            c.id_hash,
+            c.date,
+            log.then_some(c.ip),
+            observe.then_some((c.at_ms, c.range)),
+        ) {
+            Recorded::Duplicate => counts.discarded.duplicate += 1,
+            Recorded::Invalid => return Err(super::memory::obs_error()),
+            Recorded::New(logged) => {
+                counts.matched += 1;
+                match logged {
+                    Some(true) => counts.access_logged += 1,
+                    Some(false) => counts.access_already_logged += 1,
+                    None => counts.access_not_logged += 1,
+                }
+                if place.is_none() {
+                    counts.presence_not_enabled += 1;
+                } else if observe {
+                    counts.presence_observed += 1;
+                } else {
+                    counts.presence_mode_off += 1;
+                }
+            }
+        }
+        Ok(())
     }
 
     fn read_part(
@@ -1039,37 +1169,13 @@ impl PresenceEngine {
         mut send: impl FnMut(Chunk) -> bool,
         back: std::sync::mpsc::Receiver<Chunk>,
     ) -> Result<(), PresenceError> {
-        const BLOCK: usize = 4 << 20;
-        let mut file = std::fs::File::open(path)?;
-        file.seek(SeekFrom::Start(from))?;
-        let mut buf = vec![0u8; BLOCK];
-        let mut filled = 0usize;
-        let mut pos = from; // file offset of buf[0]
         let mut chunk = Chunk::default();
-        loop {
-            let remaining = to - pos - filled as u64;
-            let want = (remaining.min((buf.len() - filled) as u64)) as usize;
-            let n = if want == 0 {
-                0
-            } else {
-                file.read(&mut buf[filled..filled + want])?
-            };
-            filled += n;
-            let at_end = pos + filled as u64 >= to || n == 0;
-            let usable = if at_end {
-                filled
-            } else {
-                match memchr::memrchr(b'\n', &buf[..filled]) {
-                    Some(k) => k + 1,
-                    None if filled == buf.len() => {
-                        buf.resize(buf.len() * 2, 0); // a line longer than the block
-                        continue;
-                    }
-                    None => continue,
-                }
-            };
-            let mut err = None;
-            for_each_json_line(&buf[..usable], pos, |s| {
+        let mut stopped = false;
+        read_blocks(path, from, to, |block, base| {
+            if stopped {
+                return Ok(());
+            }
+            for_each_json_line(block, base, |s| {
                 chunk.counts.received += 1;
                 match self.classify(&s, cutoff) {
                     Verdict::Discard(f) => f(&mut chunk.counts.discarded),
@@ -1080,24 +1186,17 @@ impl PresenceEngine {
                         chunk.candidates.push((c, off, id.len() as u32));
                     }
                 }
-            })
-            .unwrap_or_else(|e: SignInParseError| err = Some(e));
-            if let Some(e) = err {
-                return Err(e.into());
-            }
-            if chunk.candidates.len() >= 16_384 || at_end {
+            })?;
+            if chunk.candidates.len() >= 16_384 {
                 let next = back.try_recv().unwrap_or_default();
-                if !send(std::mem::replace(&mut chunk, next)) {
-                    return Ok(()); // the receiver stopped on an error
-                }
+                stopped = !send(std::mem::replace(&mut chunk, next));
             }
-            if at_end {
-                return Ok(());
-            }
-            buf.copy_within(usable..filled, 0);
-            filled -= usable;
-            pos += usable as u64;
+            Ok(())
+        })?;
+        if !stopped && chunk.counts.received > 0 {
+            send(chunk);
         }
+        Ok(())
     }
 
     /// Apply a manual set (`place: Some`) or clear (`None`) for a user, effective from
@@ -1161,6 +1260,52 @@ impl Chunk {
     }
 }
 
+/// Read `from..to` of a file (both at line starts) in blocks of whole lines, handing each
+/// block and its file offset to `f`. One buffer, reused: memory stays flat.
+fn read_blocks(
+    path: &Path,
+    from: u64,
+    to: u64,
+    mut f: impl FnMut(&[u8], u64) -> Result<(), SignInParseError>,
+) -> Result<(), PresenceError> {
+    const BLOCK: usize = 1 << 20;
+    let mut file = std::fs::File::open(path)?;
+    file.seek(SeekFrom::Start(from))?;
+    let mut buf = vec![0u8; BLOCK];
+    let mut filled = 0usize;
+    let mut pos = from; // file offset of buf[0]
+    loop {
+        let remaining = to - pos - filled as u64;
+        let want = (remaining.min((buf.len() - filled) as u64)) as usize;
+        let n = if want == 0 {
+            0
+        } else {
+            file.read(&mut buf[filled..filled + want])?
+        };
+        filled += n;
+        let at_end = pos + filled as u64 >= to || n == 0;
+        let usable = if at_end {
+            filled
+        } else {
+            match memchr::memrchr(b'\n', &buf[..filled]) {
+                Some(k) => k + 1,
+                None if filled == buf.len() => {
+                    buf.resize(buf.len() * 2, 0); // a line longer than the block
+                    continue;
+                }
+                None => continue,
+            }
+        };
+        f(&buf[..usable], pos)?;
+        if at_end {
+            return Ok(());
+        }
+        buf.copy_within(usable..filled, 0);
+        filled -= usable;
+        pos += usable as u64;
+    }
+}
+
 /// The first offset at or after `at` that starts a line.
 fn line_boundary(file: &mut std::fs::File, at: u64) -> std::io::Result<u64> {
     file.seek(SeekFrom::Start(at))?;
@@ -1199,6 +1344,34 @@ mod tests {
         );
         assert_eq!(parse_timestamp_ms("2023-02-29T00:00:00Z"), None);
         assert_eq!(parse_timestamp_ms("yesterday"), None);
+    }
+
+    #[test]
+    fn users_are_found_by_upn_in_any_case_and_length() {
+        let long = format!("{}@contoso.com", "x".repeat(40));
+        let config = PresenceConfig::from_value(serde_json::json!({
+            "ranges": [{"name": "hq", "cidrs": ["10.0.0.0/8"], "location": "HQ"}],
+            "users": [{"upn": "a@x", "mode": "off"}, {"upn": "Ünïcode@Contoso.com", "mode": "off"}, {"upn": long, "mode": "off"}]
+        }))
+        .unwrap();
+        let e = PresenceEngine::new(config).unwrap();
+        assert_eq!(e.lookup_user("a@x"), Some(0));
+        assert_eq!(e.lookup_user(" A@X\t"), Some(0));
+        assert_eq!(e.lookup_user("ünïcode@contoso.com"), Some(1));
+        assert_eq!(e.lookup_user("ÜNÏCODE@CONTOSO.COM"), Some(1));
+        assert_eq!(e.lookup_user(&long.to_uppercase()), Some(2));
+        assert_eq!(e.lookup_user(&long), Some(2));
+        for missing in ["", " ", "b@x", "a@xx", "a@", &long[1..]] {
+            assert_eq!(e.lookup_user(missing), None, "{missing:?}");
+        }
+        let mut ix = UserIndex::with_capacity(1000);
+        for i in 0..1000u32 {
+            ix.insert(&format!("user{i}@contoso.com"), i);
+        }
+        for i in 0..1000u32 {
+            assert_eq!(ix.get(format!("user{i}@contoso.com").as_bytes()), Some(i));
+        }
+        assert_eq!(ix.get(b"user1000@contoso.com"), None);
     }
 
     #[test]

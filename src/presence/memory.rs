@@ -10,8 +10,8 @@ use jiff::civil::Date;
 use serde::{Deserialize, Serialize};
 
 use super::engine::{
-    AccessEvent, DayChange, DiscoveryBlock, Override, Place, PresenceBackend, PresenceEvent,
-    RangeRef, TimelineItem, Transition, UserDayStatus, UserRef, diff, transitions,
+    AccessEvent, DayChange, DiscoveryBlock, EventSource, Override, Place, PresenceBackend,
+    PresenceEvent, RangeRef, TimelineItem, Transition, UserDayStatus, UserRef,
 };
 use super::{FxHasher, PresenceError};
 
@@ -79,11 +79,83 @@ struct UserDay {
     seen: SmallSet<u64>,
     /// Addresses logged as access events.
     access: SmallSet<IpAddr>,
-    /// (time, place id); sorted and deduplicated when recomputed.
-    obs: Vec<(i64, u32)>,
+    /// Observations packed by [`pack_obs`] (time, place id): 8 bytes each, and sorting
+    /// them sorts by (time, place id). Sorted and deduplicated when recomputed.
+    obs: Vec<u64>,
     overrides: Vec<Override>,
-    events: Vec<Transition>,
+    /// The day's transitions, by reference to places and overrides (strings are built
+    /// only for what is reported).
+    events: Vec<Ev>,
     dirty: bool,
+}
+
+/// Observation times are kept relative to the start (UTC) of their day: 40 bits of
+/// milliseconds (about ±17 years around it) and 24 bits of place id.
+const OBS_TIME_BIAS: i64 = 1 << 39;
+const OBS_PLACE_BITS: u32 = 24;
+
+#[inline]
+fn day_start_ms(date: Date) -> i64 {
+    super::engine::days_from_civil(
+        i64::from(date.year()),
+        i64::from(date.month()),
+        i64::from(date.day()),
+    ) * 86_400_000
+}
+
+/// Pack an observation of `date`; `None` when the time is implausibly far from the day
+/// or there are more places than fit.
+#[inline]
+fn pack_obs(day_start: i64, at_ms: i64, place: u32) -> Option<u64> {
+    let rel = at_ms.checked_sub(day_start)?.checked_add(OBS_TIME_BIAS)?;
+    if !(0..1 << 40).contains(&rel) || place >= 1 << OBS_PLACE_BITS {
+        return None;
+    }
+    Some((rel as u64) << OBS_PLACE_BITS | u64::from(place))
+}
+
+#[inline]
+fn unpack_obs(day_start: i64, v: u64) -> (i64, u32) {
+    (
+        (v >> OBS_PLACE_BITS) as i64 - OBS_TIME_BIAS + day_start,
+        (v & ((1 << OBS_PLACE_BITS) - 1)) as u32,
+    )
+}
+
+pub(crate) fn obs_error() -> PresenceError {
+    PresenceError::State("observation too far from its day, or too many places".into())
+}
+
+/// A transition of a day: a sign-in at a place (`what` is the place id), or a manual
+/// change (`what` is `MANUAL` | index in the day's overrides, which are only appended).
+#[derive(Debug, Clone, Copy)]
+struct Ev {
+    at_ms: i64,
+    what: u32,
+}
+
+const MANUAL: u32 = 1 << 31;
+
+fn ev_transition(places: &[(Box<str>, Place)], overrides: &[Override], e: &Ev) -> Transition {
+    if e.what & MANUAL != 0 {
+        let o = &overrides[(e.what & !MANUAL) as usize];
+        Transition {
+            at_ms: e.at_ms,
+            place: o.place.clone(),
+            range: None,
+            source: EventSource::Manual,
+            set_by: Some(o.set_by.clone()),
+        }
+    } else {
+        let (name, place) = &places[e.what as usize];
+        Transition {
+            at_ms: e.at_ms,
+            place: Some(place.clone()),
+            range: Some(name.to_string()),
+            source: EventSource::SignIn,
+            set_by: None,
+        }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -99,6 +171,8 @@ impl UserBook {
         let i = match self.days.iter().position(|(d, _)| *d == date) {
             Some(i) => i,
             None => {
+                // Few days per user: no room to spare (a vector would reserve four).
+                self.days.reserve_exact(1);
                 self.days.push((date, UserDay::default()));
                 self.days.len() - 1
             }
@@ -183,31 +257,83 @@ impl MemoryState {
         ud.dirty = false;
         ud.obs.sort_unstable();
         ud.obs.dedup();
-        let mut items: Vec<TimelineItem<'_>> = ud
-            .obs
-            .iter()
-            .map(|&(at_ms, p)| TimelineItem {
-                at_ms,
-                manual: false,
-                key: &places[p as usize].0,
-                place: Some(&places[p as usize].1),
-            })
-            .collect();
-        items.extend(ud.overrides.iter().map(|o| TimelineItem {
-            at_ms: o.at_ms,
-            manual: true,
-            key: &o.set_by,
-            place: o.place.as_ref(),
+        let start = day_start_ms(date);
+        // The order of [`transitions`]: (time, sign-in before manual, range or
+        // administrator, place).
+        let mut items: Vec<(TimelineItem<'_>, u32)> =
+            Vec::with_capacity(ud.obs.len() + ud.overrides.len());
+        items.extend(ud.obs.iter().map(|&v| {
+            let (at_ms, p) = unpack_obs(start, v);
+            let (name, place) = &places[p as usize];
+            (
+                TimelineItem {
+                    at_ms,
+                    manual: false,
+                    key: name,
+                    place: Some(place),
+                },
+                p,
+            )
         }));
-        let new = transitions(&mut items);
-        let (emitted, superseded) = diff(&ud.events, &new);
+        items.extend(ud.overrides.iter().enumerate().map(|(i, o)| {
+            (
+                TimelineItem {
+                    at_ms: o.at_ms,
+                    manual: true,
+                    key: &o.set_by,
+                    place: o.place.as_ref(),
+                },
+                MANUAL | i as u32,
+            )
+        }));
+        items.sort_unstable_by(|(a, _), (b, _)| {
+            (a.at_ms, a.manual, a.key, a.place).cmp(&(b.at_ms, b.manual, b.key, b.place))
+        });
+        let mut new = Vec::new();
+        let mut status: Option<&Place> = None;
+        for (it, what) in &items {
+            if it.place != status {
+                status = it.place;
+                new.push(Ev {
+                    at_ms: it.at_ms,
+                    what: *what,
+                });
+            }
+        }
+        drop(items);
+        let same = |a: &Ev, b: &Ev| {
+            a.at_ms == b.at_ms
+                && match (a.what & MANUAL != 0, b.what & MANUAL != 0) {
+                    (false, false) => a.what == b.what,
+                    (true, true) => {
+                        let x = &ud.overrides[(a.what & !MANUAL) as usize];
+                        let y = &ud.overrides[(b.what & !MANUAL) as usize];
+                        x.place == y.place && x.set_by == y.set_by
+                    }
+                    _ => false,
+                }
+        };
+        let to_t = |e: &Ev| ev_transition(places, &ud.overrides, e);
+        let emitted = new
+            .iter()
+            .filter(|n| !ud.events.iter().any(|o| same(o, n)))
+            .map(to_t)
+            .collect();
+        let superseded = ud
+            .events
+            .iter()
+            .filter(|o| !new.iter().any(|n| same(o, n)))
+            .map(to_t)
+            .collect();
+        let status = new.last().map(to_t);
+        new.shrink_to_fit();
         ud.events = new;
         Some(DayChange {
             user: book.key.to_string(),
             date,
             emitted,
             superseded,
-            status: ud.events.last().cloned(),
+            status,
         })
     }
 
@@ -221,7 +347,11 @@ impl MemoryState {
     pub fn presence_events(&self) -> Vec<PresenceEvent> {
         let mut out: Vec<PresenceEvent> = self
             .user_days()
-            .flat_map(|(u, d, ud)| ud.events.iter().map(move |t| t.event(u, d)))
+            .flat_map(|(u, d, ud)| {
+                ud.events
+                    .iter()
+                    .map(move |e| ev_transition(&self.places, &ud.overrides, e).into_event(u, d))
+            })
             .collect();
         out.sort_unstable();
         out
@@ -249,12 +379,17 @@ impl MemoryState {
             .user_days()
             .filter(|(_, _, ud)| !ud.events.is_empty())
             .map(|(u, date, ud)| {
-                let last = ud.events.last();
+                let last = ud
+                    .events
+                    .last()
+                    .map(|e| ev_transition(&self.places, &ud.overrides, e));
                 UserDayStatus {
                     user: u.to_owned(),
                     date,
-                    place: last.and_then(|t| t.place.clone()),
-                    since: last.map(|t| jiff::Timestamp::from_millisecond(t.at_ms).expect("valid")),
+                    since: last
+                        .as_ref()
+                        .map(|t| jiff::Timestamp::from_millisecond(t.at_ms).expect("valid")),
+                    place: last.and_then(|t| t.place),
                 }
             })
             .collect();
@@ -268,8 +403,8 @@ impl MemoryState {
         // identically however their places were interned.
         let mut used = vec![false; self.places.len()];
         for (_, _, ud) in self.user_days() {
-            for &(_, p) in &ud.obs {
-                used[p as usize] = true;
+            for &v in &ud.obs {
+                used[unpack_obs(0, v).1 as usize] = true;
             }
         }
         let mut order: Vec<u32> = (0..self.places.len() as u32)
@@ -298,10 +433,14 @@ impl MemoryState {
             }
             let mut access: Vec<IpAddr> = ud.access.iter().copied().collect();
             access.sort_unstable();
+            let start = day_start_ms(date);
             let mut obs: Vec<(i64, u32)> = ud
                 .obs
                 .iter()
-                .map(|&(t, p)| (t, renum[p as usize]))
+                .map(|&v| {
+                    let (t, p) = unpack_obs(start, v);
+                    (t, renum[p as usize])
+                })
                 .collect();
             obs.sort_unstable();
             obs.dedup();
@@ -378,11 +517,12 @@ impl MemoryState {
                 for ip in ud.access {
                     day.access.insert(ip);
                 }
+                let start = day_start_ms(d.date);
                 for (t, p) in ud.obs {
                     let p = *ids
                         .get(p as usize)
                         .ok_or_else(|| bad(format!("{}/{u}: place {p} out of range", d.date)))?;
-                    day.obs.push((t, p));
+                    day.obs.push(pack_obs(start, t, p).ok_or_else(obs_error)?);
                 }
                 day.overrides = ud
                     .overrides
@@ -443,33 +583,126 @@ struct OverrideJson {
     set_by: String,
 }
 
-/// One thread's share of a [`MemoryState`]: the books of the users whose id is
-/// `shard (mod shards)`. Every sign-in touches only its user's book, so shards never
-/// contend; the interning caches are filled beforehand and only read.
-pub(crate) struct MemoryShard<'a> {
-    books: Vec<&'a mut UserBook>,
+/// The books of a [`MemoryState`] shared by the reader threads of
+/// [`super::PresenceEngine::process_file`]: one lock per user, taken once per sign-in.
+/// Every sign-in touches only its user's book, so two threads rarely meet on a lock and
+/// nothing has to be handed from one thread to the other. The interning caches are filled
+/// beforehand ([`MemoryState::prepare_shards`]) and only read.
+pub(crate) struct SharedBooks<'a> {
+    books: Vec<std::sync::Mutex<UserBook>>,
     user_cache: &'a [u32],
     range_cache: &'a [u32],
-    shards: u32,
+}
+
+/// One thread's handle on [`SharedBooks`]: what it found that is not kept in a book.
+pub(crate) struct BookWriter<'s, 'a> {
+    shared: &'s SharedBooks<'a>,
+    pub(crate) discovery: HashMap<(IpNet, IpAddr, u32), u64, Fx>,
+    dirty: Vec<(u32, Date)>,
+    /// New access events as (engine user index, address, date); strings are built once,
+    /// for the report.
+    pub(crate) access: Vec<(u32, IpAddr, Date)>,
+}
+
+/// What a writer hands back to be merged.
+pub(crate) struct WriterOutcome {
     discovery: HashMap<(IpNet, IpAddr, u32), u64, Fx>,
     dirty: Vec<(u32, Date)>,
 }
 
-/// What a shard hands back to be merged.
-pub(crate) struct ShardOutcome {
-    discovery: HashMap<(IpNet, IpAddr, u32), u64, Fx>,
-    dirty: Vec<(u32, Date)>,
+/// The outcome of [`BookWriter::record`] for a matched sign-in.
+pub(crate) enum Recorded {
+    Duplicate,
+    /// The observation could not be kept ([`pack_obs`]).
+    Invalid,
+    /// New; `Some(new)` when the access was to be logged (`new`: not logged before).
+    New(Option<bool>),
 }
 
-impl MemoryShard<'_> {
+impl<'a> SharedBooks<'a> {
+    pub(crate) fn writer(&self) -> BookWriter<'_, 'a> {
+        BookWriter {
+            shared: self,
+            discovery: HashMap::default(),
+            dirty: Vec::new(),
+            access: Vec::new(),
+        }
+    }
+}
+
+impl SharedBooks<'_> {
     #[inline]
-    fn book(&mut self, user: UserRef<'_>) -> (u32, &mut UserBook) {
-        let id = self.user_cache[user.ix as usize];
-        (id, &mut *self.books[(id / self.shards) as usize])
+    fn lock(&self, engine_user: u32) -> (u32, std::sync::MutexGuard<'_, UserBook>) {
+        let id = self.user_cache[engine_user as usize];
+        let book = self.books[id as usize]
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        (id, book)
+    }
+}
+
+impl BookWriter<'_, '_> {
+    /// Record a sign-in outside every range (auto-create): false when already seen.
+    #[inline]
+    pub(crate) fn discover(
+        &mut self,
+        engine_user: u32,
+        hash: u64,
+        date: Date,
+        block: IpNet,
+        ip: IpAddr,
+    ) -> bool {
+        let (id, mut book) = self.shared.lock(engine_user);
+        if !book.day(date).seen.insert(hash) {
+            return false;
+        }
+        drop(book);
+        *self.discovery.entry((block, ip, id)).or_default() += 1;
+        true
     }
 
-    pub(crate) fn finish(self) -> ShardOutcome {
-        ShardOutcome {
+    /// Record a matched sign-in: its id, the access (when `log`) and the observation at
+    /// the range's place (when `observe`, `(at_ms, engine range index)`), under one lock.
+    #[inline]
+    pub(crate) fn record(
+        &mut self,
+        engine_user: u32,
+        hash: u64,
+        date: Date,
+        log: Option<IpAddr>,
+        observe: Option<(i64, u32)>,
+    ) -> Recorded {
+        let (id, mut book) = self.shared.lock(engine_user);
+        let ud = book.day(date);
+        if !ud.seen.insert(hash) {
+            return Recorded::Duplicate;
+        }
+        let logged = match log {
+            Some(ip) => {
+                let new = ud.access.insert(ip);
+                if new {
+                    self.access.push((engine_user, ip, date));
+                }
+                Some(new)
+            }
+            None => None,
+        };
+        if let Some((at_ms, range)) = observe {
+            let p = self.shared.range_cache[range as usize];
+            match pack_obs(day_start_ms(date), at_ms, p) {
+                Some(v) => ud.obs.push(v),
+                None => return Recorded::Invalid,
+            }
+            if !ud.dirty {
+                ud.dirty = true;
+                self.dirty.push((id, date));
+            }
+        }
+        Recorded::New(logged)
+    }
+
+    pub(crate) fn finish(self) -> WriterOutcome {
+        WriterOutcome {
             discovery: self.discovery,
             dirty: self.dirty,
         }
@@ -477,7 +710,7 @@ impl MemoryShard<'_> {
 }
 
 impl MemoryState {
-    /// Intern every user and place an engine can hand over, so shards need no interning.
+    /// Intern every user and place an engine can hand over, so writers need no interning.
     pub(crate) fn prepare_shards<'k>(
         &mut self,
         users: impl Iterator<Item = (u32, &'k str)>,
@@ -501,108 +734,33 @@ impl MemoryState {
         }
     }
 
-    /// Which shard an engine user belongs to (after [`Self::prepare_shards`]).
-    #[inline]
-    pub(crate) fn shard_of(&self, engine_user: u32, shards: u32) -> usize {
-        (self.user_cache[engine_user as usize] % shards) as usize
-    }
-
-    pub(crate) fn shards(&mut self, shards: u32) -> Vec<MemoryShard<'_>> {
-        let mut out: Vec<MemoryShard<'_>> = (0..shards)
-            .map(|_| MemoryShard {
-                books: Vec::new(),
-                user_cache: &self.user_cache,
-                range_cache: &self.range_cache,
-                shards,
-                discovery: HashMap::default(),
-                dirty: Vec::new(),
-            })
+    /// Lend the books to reader threads (after [`Self::prepare_shards`]) and take them back
+    /// with what the writers found when `run` returns.
+    pub(crate) fn with_shared_books<R>(
+        &mut self,
+        run: impl FnOnce(&SharedBooks<'_>) -> (R, Vec<WriterOutcome>),
+    ) -> R {
+        let shared = SharedBooks {
+            books: std::mem::take(&mut self.users)
+                .into_iter()
+                .map(std::sync::Mutex::new)
+                .collect(),
+            user_cache: &self.user_cache,
+            range_cache: &self.range_cache,
+        };
+        let (r, outcomes) = run(&shared);
+        self.users = shared
+            .books
+            .into_iter()
+            .map(|m| m.into_inner().unwrap_or_else(|p| p.into_inner()))
             .collect();
-        for (i, b) in self.users.iter_mut().enumerate() {
-            out[i % shards as usize].books.push(b);
+        for o in outcomes {
+            for (k, n) in o.discovery {
+                *self.discovery.entry(k).or_default() += n;
+            }
+            self.dirty.extend(o.dirty);
         }
-        out
-    }
-
-    pub(crate) fn absorb(&mut self, outcome: ShardOutcome) {
-        for (k, n) in outcome.discovery {
-            *self.discovery.entry(k).or_default() += n;
-        }
-        self.dirty.extend(outcome.dirty);
-    }
-}
-
-impl PresenceBackend for MemoryShard<'_> {
-    #[inline]
-    fn first_seen(
-        &mut self,
-        user: UserRef<'_>,
-        _id: &str,
-        hash: u64,
-        date: Date,
-    ) -> Result<bool, PresenceError> {
-        Ok(self.book(user).1.day(date).seen.insert(hash))
-    }
-
-    #[inline]
-    fn log_access(
-        &mut self,
-        user: UserRef<'_>,
-        ip: IpAddr,
-        date: Date,
-    ) -> Result<bool, PresenceError> {
-        Ok(self.book(user).1.day(date).access.insert(ip))
-    }
-
-    #[inline]
-    fn observe(
-        &mut self,
-        user: UserRef<'_>,
-        date: Date,
-        at_ms: i64,
-        range: RangeRef<'_>,
-    ) -> Result<(), PresenceError> {
-        let p = self.range_cache[range.ix as usize];
-        let (id, book) = self.book(user);
-        let ud = book.day(date);
-        ud.obs.push((at_ms, p));
-        if !ud.dirty {
-            ud.dirty = true;
-            self.dirty.push((id, date));
-        }
-        Ok(())
-    }
-
-    fn discover(
-        &mut self,
-        block: IpNet,
-        ip: IpAddr,
-        user: UserRef<'_>,
-        _date: Date,
-    ) -> Result<(), PresenceError> {
-        let id = self.user_cache[user.ix as usize];
-        *self.discovery.entry((block, ip, id)).or_default() += 1;
-        Ok(())
-    }
-
-    fn add_override(&mut self, _: &str, _: Date, _: Override) -> Result<(), PresenceError> {
-        Err(PresenceError::Invalid("not on a shard".into()))
-    }
-
-    fn recompute(&mut self, _: &mut dyn FnMut(DayChange)) -> Result<(), PresenceError> {
-        Err(PresenceError::Invalid("not on a shard".into()))
-    }
-
-    fn prune(&mut self, _: Date, _: u16, _: u16) -> Result<(), PresenceError> {
-        Err(PresenceError::Invalid("not on a shard".into()))
-    }
-
-    fn discovery(&mut self) -> Result<Vec<DiscoveryBlock>, PresenceError> {
-        Err(PresenceError::Invalid("not on a shard".into()))
-    }
-
-    fn day_transitions(&mut self, _: &str, _: Date) -> Result<Vec<Transition>, PresenceError> {
-        Err(PresenceError::Invalid("not on a shard".into()))
+        r
     }
 }
 
@@ -657,7 +815,8 @@ impl PresenceBackend for MemoryState {
             self.range_cache[ix] = self.intern_place(range.name, range.place);
         }
         let p = self.range_cache[ix];
-        self.dirty_day(u, date).obs.push((at_ms, p));
+        let v = pack_obs(day_start_ms(date), at_ms, p).ok_or_else(obs_error)?;
+        self.dirty_day(u, date).obs.push(v);
         Ok(())
     }
 
@@ -741,7 +900,12 @@ impl PresenceBackend for MemoryState {
             .days
             .iter()
             .find(|(d, _)| *d == date)
-            .map(|(_, ud)| ud.events.clone())
+            .map(|(_, ud)| {
+                ud.events
+                    .iter()
+                    .map(|e| ev_transition(&self.places, &ud.overrides, e))
+                    .collect()
+            })
             .unwrap_or_default())
     }
 }

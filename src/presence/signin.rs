@@ -69,12 +69,40 @@ fn skip_ws(b: &[u8], mut i: usize) -> usize {
     i
 }
 
+const LO: u64 = 0x0101_0101_0101_0101;
+const LOW7: u64 = 0x7f7f_7f7f_7f7f_7f7f;
+
+/// 0x80 in each byte of `v` that is zero, 0 elsewhere (exact: no carries between bytes).
+#[inline(always)]
+fn zero_bytes(v: u64) -> u64 {
+    !(((v & LOW7) + LOW7) | v | LOW7)
+}
+
+/// The first `"` or `\` at or after `j`. JSON strings here are short (keys, GUIDs,
+/// addresses), where eight bytes at a time beats a call into `memchr2`; long ones go there.
+#[inline(always)]
+fn quote_or_backslash(b: &[u8], mut j: usize) -> Option<usize> {
+    let stop = b.len().min(j + 64);
+    while j + 8 <= stop {
+        let x = u64::from_le_bytes(b[j..j + 8].try_into().expect("8 bytes"));
+        let m = zero_bytes(x ^ (LO * u64::from(b'"'))) | zero_bytes(x ^ (LO * u64::from(b'\\')));
+        if m != 0 {
+            return Some(j + (m.trailing_zeros() / 8) as usize);
+        }
+        j += 8;
+    }
+    if j + 8 > b.len() {
+        return (j..b.len()).find(|&k| matches!(b[k], b'"' | b'\\'));
+    }
+    memchr2(b'"', b'\\', &b[j..]).map(|k| j + k)
+}
+
 /// Index just past the closing quote of the string whose opening quote is at `i`.
 #[inline]
 fn skip_string(b: &[u8], i: usize) -> Option<usize> {
     let mut j = i + 1;
     loop {
-        let k = j + memchr2(b'"', b'\\', &b[j..])?;
+        let k = quote_or_backslash(b, j)?;
         if b[k] == b'\\' {
             j = k + 2;
             if j > b.len() {
@@ -128,7 +156,7 @@ fn skip_value(b: &[u8], i: usize) -> Option<usize> {
 fn wanted_str(b: &[u8], i: usize) -> Option<(Option<Cow<'_, str>>, usize)> {
     match *b.get(i)? {
         b'"' => {
-            let k = i + 1 + memchr2(b'"', b'\\', &b[i + 1..])?;
+            let k = quote_or_backslash(b, i + 1)?;
             if b[k] == b'\\' {
                 return None;
             }
@@ -184,6 +212,143 @@ fn scan_status(b: &[u8], i: usize) -> Option<(Option<SignInStatus>, usize)> {
     }
 }
 
+/// The first `"` at or after `j` (eight bytes at a time).
+#[inline(always)]
+fn next_quote(b: &[u8], mut j: usize) -> Option<usize> {
+    while j + 8 <= b.len() {
+        let x = u64::from_le_bytes(b[j..j + 8].try_into().expect("8 bytes"));
+        let m = zero_bytes(x ^ (LO * u64::from(b'"')));
+        if m != 0 {
+            return Some(j + (m.trailing_zeros() / 8) as usize);
+        }
+        j += 8;
+    }
+    (j..b.len()).find(|&k| b[k] == b'"')
+}
+
+/// Index just past the object or array at `i` in a text without backslashes.
+#[inline]
+fn skip_nested_plain(b: &[u8], i: usize) -> Option<usize> {
+    let mut depth = 0usize;
+    let mut j = i;
+    while j < b.len() {
+        match b[j] {
+            b'"' => {
+                j = next_quote(b, j + 1)? + 1;
+                continue;
+            }
+            b'{' | b'[' => depth += 1,
+            b'}' | b']' => {
+                depth -= 1;
+                if depth == 0 {
+                    return Some(j + 1);
+                }
+            }
+            _ => {}
+        }
+        j += 1;
+    }
+    None
+}
+
+/// The fastest path: one whole object (a JSON line, trimmed) that holds no backslash,
+/// so every string ends at the next quote. Reads the top-level keys, keeps the wanted
+/// values and skips the rest without validating them, like [`scan_object`]; `None`
+/// for anything unexpected (the caller falls back to [`scan_object`], then serde).
+fn scan_plain_line(b: &[u8]) -> Option<SignIn<'_>> {
+    #[inline(always)]
+    fn ws(b: &[u8], j: usize) -> usize {
+        match b.get(j) {
+            Some(b' ' | b'\t' | b'\n' | b'\r') => skip_ws(b, j),
+            _ => j,
+        }
+    }
+    #[inline(always)]
+    fn text(b: &[u8]) -> Option<Option<Cow<'_, str>>> {
+        std::str::from_utf8(b).ok().map(|s| Some(Cow::Borrowed(s)))
+    }
+    let mut s = SignIn::default();
+    if *b.first()? != b'{' {
+        return None;
+    }
+    let mut j = ws(b, 1);
+    if *b.get(j)? == b'}' {
+        return (ws(b, j + 1) == b.len()).then_some(s);
+    }
+    loop {
+        if *b.get(j)? != b'"' {
+            return None;
+        }
+        let kend = next_quote(b, j + 1)?;
+        let key = &b[j + 1..kend];
+        j = ws(b, kend + 1);
+        if *b.get(j)? != b':' {
+            return None;
+        }
+        j = ws(b, j + 1);
+        let want = match key.len() {
+            2 if key == b"id" => 1,
+            6 if key == b"status" => 5,
+            9 if key == b"ipAddress" => 3,
+            15 if key == b"createdDateTime" => 2,
+            17 if key == b"userPrincipalName" => 4,
+            _ => 0,
+        };
+        match *b.get(j)? {
+            b'"' => {
+                let e = next_quote(b, j + 1)?;
+                let v = &b[j + 1..e];
+                match want {
+                    0 => {}
+                    1 => s.id = text(v)?,
+                    2 => s.created_date_time = text(v)?,
+                    3 => s.ip_address = text(v)?,
+                    4 => s.user_principal_name = text(v)?,
+                    _ => return None,
+                }
+                j = e + 1;
+            }
+            b'{' | b'[' if want == 0 => j = skip_nested_plain(b, j)?,
+            b'{' | b'n' if want == 5 => {
+                let (v, e) = scan_status(b, j)?;
+                s.status = v;
+                j = e;
+            }
+            b'n' if want != 0 => {
+                if !b[j..].starts_with(b"null") {
+                    return None;
+                }
+                match want {
+                    1 => s.id = None,
+                    2 => s.created_date_time = None,
+                    3 => s.ip_address = None,
+                    4 => s.user_principal_name = None,
+                    _ => return None,
+                }
+                j += 4;
+            }
+            _ if want == 0 => {
+                let start = j;
+                while j < b.len()
+                    && !matches!(b[j], b',' | b'}' | b']' | b' ' | b'\t' | b'\n' | b'\r')
+                {
+                    j += 1;
+                }
+                if j == start {
+                    return None;
+                }
+            }
+            _ => return None,
+        }
+        j = ws(b, j);
+        match *b.get(j)? {
+            b',' => j = ws(b, j + 1),
+            b'}' => return (ws(b, j + 1) == b.len()).then_some(s),
+            _ => return None,
+        }
+    }
+}
+
 /// Fast path over one object starting at `i`; `None` means "ask serde".
 fn scan_object(b: &[u8], i: usize) -> Option<(SignIn<'_>, usize)> {
     if *b.get(i)? != b'{' {
@@ -205,6 +370,11 @@ fn scan_object(b: &[u8], i: usize) -> Option<(SignIn<'_>, usize)> {
             return None;
         }
         j = skip_ws(b, j + 1);
+        // By length first: most keys are not wanted and differ in length.
+        let key: &[u8] = match key.len() {
+            2 | 6 | 9 | 15 | 17 => key,
+            _ => b"",
+        };
         j = match key {
             b"id" => {
                 let (v, e) = wanted_str(b, j)?;
@@ -245,6 +415,11 @@ fn scan_object(b: &[u8], i: usize) -> Option<(SignIn<'_>, usize)> {
 /// Read one sign-in object from `text` (already trimmed to the object, as a line of JSON
 /// lines is). `offset` is only used in the error.
 pub fn parse_sign_in(text: &[u8], offset: u64) -> Result<SignIn<'_>, SignInParseError> {
+    if memchr(b'\\', text).is_none()
+        && let Some(s) = scan_plain_line(text)
+    {
+        return Ok(s);
+    }
     if let Some((s, end)) = scan_object(text, 0)
         && skip_ws(text, end) == text.len()
     {
@@ -362,6 +537,39 @@ mod tests {
         assert_eq!(s.error_code(), 50126);
         let slow: SignIn = serde_json::from_slice(line).unwrap();
         assert_eq!(s, slow);
+    }
+
+    #[test]
+    fn the_plain_line_path_agrees_with_serde() {
+        let lines: [&[u8]; 6] = [
+            br#"{"id":"a1","createdDateTime":"2024-05-01T09:00:00.1234567Z","userDisplayName":"A {name}]","userPrincipalName":"Alice@Contoso.com","ipAddress":"10.0.0.1","status":{"errorCode":50126,"failureReason":"x","additionalDetails":null},"location":{"city":"B","geoCoordinates":{"latitude":1.5,"longitude":-2e3}},"riskEventTypes":[],"appliedConditionalAccessPolicies":[{"id":"p","enforcedGrantControls":["Mfa"]}],"isInteractive":true}"#,
+            br#" { "id" : "x" , "ipAddress" : null , "status" : null , "n" : 12 } "#,
+            br#"{"userPrincipalName":"b@x","id":"1","status":{}}"#,
+            br#"{}"#,
+            br#"{"a":[1,{"b":"}"}],"c":{"d":["]"]},"createdDateTime":"t"}"#,
+            "{\"id\":\"é\",\"userPrincipalName\":\"ü@x\"}".as_bytes(),
+        ];
+        for line in lines {
+            let fast = scan_plain_line(line.trim_ascii()).expect("fast path");
+            let slow: SignIn = serde_json::from_slice(line).unwrap();
+            assert_eq!(fast, slow, "{}", String::from_utf8_lossy(line));
+        }
+        // Not for the fast path: serde decides.
+        for line in [
+            &br#"{"id":1}"#[..],
+            br#"{"status":"x"}"#,
+            br#"{"id":"1"} x"#,
+            br#"{"id":"1""#,
+            br#"{"id" "1"}"#,
+        ] {
+            assert_eq!(
+                scan_plain_line(line),
+                None,
+                "{}",
+                String::from_utf8_lossy(line)
+            );
+            assert!(parse_sign_in(line, 0).is_err());
+        }
     }
 
     #[test]
