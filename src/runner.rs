@@ -35,7 +35,8 @@ pub struct EnvelopeSource {
 }
 
 /// The parsed envelope, not yet validated against the action's schemas.
-#[derive(Debug, Default)]
+/// Its `Debug` leaves the asset out: it holds secrets in plain text until parsed.
+#[derive(Default)]
 pub struct Envelope {
     pub asset: Option<Value>,
     pub inputs: Value,
@@ -47,6 +48,16 @@ pub struct Envelope {
 pub struct RunSettings {
     pub state_dir: Option<PathBuf>,
     pub token_cache: bool,
+}
+
+impl std::fmt::Debug for Envelope {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Envelope")
+            .field("asset", &self.asset.as_ref().map(|_| "<not shown>"))
+            .field("inputs", &self.inputs)
+            .field("state", &self.state)
+            .finish()
+    }
 }
 
 impl Envelope {

@@ -159,7 +159,7 @@ impl PresenceConfig {
     pub fn from_value(value: serde_json::Value) -> Result<Self, Vec<ConfigError>> {
         let errors: Vec<ConfigError> = schema_validator()
             .iter_errors(&value)
-            .map(|e| ConfigError::new(e.instance_path().to_string(), e.to_string()))
+            .map(|e| ConfigError::new(e.instance_path().to_string(), e.masked().to_string()))
             .collect();
         if !errors.is_empty() {
             return Err(errors);
