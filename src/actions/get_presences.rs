@@ -27,7 +27,7 @@ use serde_json::{Map, Value};
 
 use super::get_presence::Presence;
 use super::{Action, ActionMeta, Context, Reply};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::graph::{
     ApiFamily, GraphClient, GraphPath, GraphRequest, GraphResponse, Method, ResponseHeaders,
     odata_string,
@@ -249,9 +249,10 @@ fn presences_of(response: &GraphResponse) -> Result<Vec<(Option<u128>, &RawValue
         id: Cow<'a, str>,
     }
     let unreadable = |e: serde_json::Error| {
-        Error::internal(format!(
-            "Graph answered getPresencesByUserId with a body we cannot read: {e}"
-        ))
+        crate::graph::unreadable_body(
+            response.status,
+            format!("Graph answered getPresencesByUserId with a body we cannot read: {e}"),
+        )
     };
     let answer: Answer = serde_json::from_slice(&response.body).map_err(unreadable)?;
     answer

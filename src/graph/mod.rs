@@ -153,12 +153,22 @@ pub struct GraphResponse {
 impl GraphResponse {
     pub fn json<T: DeserializeOwned>(&self) -> Result<T> {
         serde_json::from_slice(&self.body).map_err(|e| {
-            Error::internal(format!(
-                "Graph answered {} with a body we cannot read: {e}",
-                self.status
-            ))
+            unreadable_body(
+                self.status,
+                format!(
+                    "Graph answered {} with a body we cannot read: {e}",
+                    self.status
+                ),
+            )
         })
     }
+}
+
+/// A 2xx answer whose body is not what Graph sends (a proxy's or captive
+/// portal's HTML page, a cut body): the service's fault, not ours, so kind
+/// `graph` with code `UnreadableBody` rather than `internal`.
+pub fn unreadable_body(status: u16, message: impl Into<String>) -> Error {
+    Error::graph(status, message).with_code("UnreadableBody")
 }
 
 /// Where a client keeps what outlives one process.
@@ -790,21 +800,27 @@ impl Pages {
         let mut body: Map<String, Value> = match serde_json::from_slice(&response.body) {
             Ok(Value::Object(m)) => m,
             _ => {
-                return Err(Error::internal(format!(
-                    "Graph answered {} for {} with a body that is not a collection",
+                return Err(unreadable_body(
                     response.status,
-                    prepared.url.path()
-                )));
+                    format!(
+                        "Graph answered {} for {} with a body that is not a collection",
+                        response.status,
+                        prepared.url.path()
+                    ),
+                ));
             }
         };
         let items = match body.remove("value") {
             Some(Value::Array(items)) => items,
             None | Some(Value::Null) => Vec::new(),
             Some(_) => {
-                return Err(Error::internal(format!(
-                    "Graph answered {} with a `value` that is not a list",
-                    prepared.url.path()
-                )));
+                return Err(unreadable_body(
+                    response.status,
+                    format!(
+                        "Graph answered {} with a `value` that is not a list",
+                        prepared.url.path()
+                    ),
+                ));
             }
         };
         let next_link = body
