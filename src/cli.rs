@@ -221,13 +221,35 @@ pub fn main() -> i32 {
         state_dir: cli.state_dir.or_else(default_state_dir),
         token_cache: !cli.no_token_cache,
     };
-    match cli.command {
+    // A panic is a defect of ours; the contract still owes the caller one error
+    // object and exit 1. The hook names only where it happened: a panic message
+    // can quote data, and data can be a secret.
+    std::panic::set_hook(Box::new(|info| {
+        let at = info
+            .location()
+            .map(|l| format!("{}:{}", l.file(), l.line()))
+            .unwrap_or_default();
+        eprintln!("msgraph-connector: internal defect at {at}; please report it");
+    }));
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        dispatch(cli.command, &settings, explicit_state_dir)
+    }));
+    outcome.unwrap_or_else(|_| {
+        let error =
+            Error::internal("an internal defect stopped the run (see stderr); nothing was retried");
+        runner::report(&error);
+        error.exit_code()
+    })
+}
+
+fn dispatch(command: Command, settings: &RunSettings, explicit_state_dir: Option<PathBuf>) -> i32 {
+    match command {
         Command::Actions => runner::finish(Ok(Value::Array(
             ACTIONS.iter().map(|a| a.catalog_entry()).collect(),
         ))),
         Command::Schema(args) => runner::finish(schema(args)),
-        Command::Run(args) => runner::run(&args.action, &args.files.into(), &settings),
-        Command::Check(args) => runner::finish(check(args.files.into(), &settings)),
+        Command::Run(args) => runner::run(&args.action, &args.files.into(), settings),
+        Command::Check(args) => runner::finish(check(args.files.into(), settings)),
         Command::Demo(args) => demo(args, explicit_state_dir),
         Command::Emulator(args) => match serve_emulator(args) {
             Ok(()) => 0,

@@ -658,3 +658,21 @@ fn a_failing_token_endpoint_is_retried() {
     assert_eq!(emu.tokens().len(), 4);
     assert_eq!(emu.graph().len(), 1);
 }
+
+#[test]
+fn refresh_token_without_a_cache_is_refused_before_it_is_burnt() {
+    // Every answer rotates the refresh token; with nowhere to keep the new one the
+    // seed would die after one run. Refused up front: exit 2, no token request.
+    let emu = Emu::start();
+    let dir = tempfile::tempdir().unwrap();
+    let envelope = json!({"asset": emu.asset("refresh_token"), "inputs": {"id": USER_ID}});
+    let out = common::run(
+        &["--no-token-cache", "run", "get_presence"],
+        envelope.to_string().as_bytes(),
+        dir.path(),
+    );
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    assert_eq!(out.json()["error"]["details"][0]["path"], "/asset/type");
+    assert_eq!(emu.token_requests(), 0);
+    emu.assert_no_secrets(&out.stdout, Some(dir.path()));
+}

@@ -292,6 +292,15 @@ fn bad_input_is_refused_before_any_request() {
             "/asset/password",
         ),
         (
+            "a pacing window no clock can hold",
+            json!({"asset": {"type": "client_credentials", "client_id": "c", "tenant_id": "t",
+                             "client_secret": "s", "rate_limits": {"directory": {"requests": 1, "per_seconds": 1e300}}},
+                   "inputs": {"id": "x"}})
+            .to_string()
+            .into_bytes(),
+            "/asset/rate_limits/directory/per_seconds",
+        ),
+        (
             "unknown asset type",
             json!({"asset": {"type": "kerberos", "client_id": "c"}, "inputs": {"id": "x"}})
                 .to_string()

@@ -98,7 +98,7 @@ impl ApiVersion {
 pub struct RateLimit {
     #[schemars(range(min = 1))]
     pub requests: u32,
-    #[schemars(range(min = 0.001))]
+    #[schemars(range(min = 0.001, max = 86400))]
     pub per_seconds: f64,
 }
 

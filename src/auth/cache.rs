@@ -55,9 +55,10 @@ impl CachedToken {
     /// Whether the access token is still good to send at `now` (unix seconds):
     /// until 5 minutes before expiry, or half its lifetime for short-lived tokens.
     pub fn is_fresh(&self, now: i64) -> bool {
-        let lifetime = (self.expires_at - self.obtained_at).max(0);
+        // Saturating: the values may come back from a cache file someone edited.
+        let lifetime = self.expires_at.saturating_sub(self.obtained_at).max(0);
         let margin = RENEW_BEFORE.min(lifetime / 2);
-        now < self.expires_at - margin
+        now < self.expires_at.saturating_sub(margin)
     }
 }
 

@@ -31,6 +31,9 @@ use super::cache::{CacheSlot, CachedToken};
 use super::{Asset, Flow};
 use crate::error::{Error, Result};
 
+/// The longest token lifetime we believe (seconds).
+const MAX_TOKEN_LIFETIME: u64 = 86_400;
+
 /// Entra's extra field of a token answer.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct EntraTokenFields {
@@ -273,6 +276,17 @@ impl TokenProvider {
                 format!("refresh:{}", fingerprint(refresh_token.expose_secret())),
             ),
         };
+        if matches!(credential, Credential::Refresh { .. }) && state_dir.is_none() {
+            // Every answer rotates the refresh token and the old one dies: without a
+            // cache the new one would be lost after this run, and the seed with it.
+            // It cannot travel in the result's `state` either, which is printed.
+            return Err(Error::invalid(
+                "/asset/type",
+                "refresh_token needs the token cache to keep each rotated refresh token: \
+                 give a --state-dir and do not pass --no-token-cache, or use client credentials \
+                 where the platform gives no disk",
+            ));
+        }
         let slot = state_dir.map(|dir| {
             CacheSlot::new(
                 dir,
@@ -361,12 +375,15 @@ impl TokenProvider {
             }
         };
         let now = jiff::Timestamp::now().as_second();
-        let lifetime = answer.expires_in().map_or(3600, |d| d.as_secs()) as i64;
+        // Entra issues tokens for about an hour; a day caps whatever a token endpoint
+        // claims, so no answer can overflow the arithmetic or pin a token forever.
+        let clamp = |secs: u64| secs.min(MAX_TOKEN_LIFETIME) as i64;
+        let lifetime = clamp(answer.expires_in().map_or(3600, |d| d.as_secs()));
         let token = CachedToken {
             access_token: SecretString::from(answer.access_token().secret().as_str()),
             obtained_at: now,
             expires_at: now + lifetime,
-            ext_expires_at: answer.extra_fields().ext_expires_in.map(|s| now + s as i64),
+            ext_expires_at: answer.extra_fields().ext_expires_in.map(|s| now + clamp(s)),
             refresh_token: answer
                 .refresh_token()
                 .map(|r| SecretString::from(r.secret().as_str()))

@@ -175,10 +175,12 @@ impl FaultPlan {
                 };
                 let secs = || -> Result<f64, String> {
                     let x: f64 = v.parse().map_err(|_| format!("'{item}': not a number"))?;
-                    if x >= 0.0 && x.is_finite() {
+                    // A day is more than any test or playbook trial needs, and keeps
+                    // every conversion to a Duration far from overflow.
+                    if (0.0..=86_400.0).contains(&x) {
                         Ok(x)
                     } else {
-                        Err(format!("'{item}': must be >= 0"))
+                        Err(format!("'{item}': must be between 0 and 86400"))
                     }
                 };
                 match k.trim() {
@@ -358,8 +360,8 @@ impl ThrottleConfig {
                     .ok_or_else(|| format!("'{item}': expected N/SECONDS"))?;
                 let n: u32 = n.parse().map_err(|_| format!("'{item}': bad count"))?;
                 let s: f64 = s.parse().map_err(|_| format!("'{item}': bad seconds"))?;
-                if n == 0 || s <= 0.0 {
-                    return Err(format!("'{item}': must be positive"));
+                if n == 0 || !(s > 0.0 && s <= 86_400.0) {
+                    return Err(format!("'{item}': must be positive, at most 86400 seconds"));
                 }
                 Ok(Some((n, Duration::from_secs_f64(s))))
             };
@@ -427,7 +429,7 @@ impl ThrottleState {
                 if *level < cost {
                     let wait = (cost - *level) / rate;
                     return Err(Throttled {
-                        retry_after: Duration::from_secs_f64(wait.max(0.001)),
+                        retry_after: Duration::from_secs_f64(wait.clamp(0.001, 86_400.0)),
                         scope,
                         information: "ResourceUnitLimitExceeded",
                         limit_percentage: 1.0 + (cost - *level) / cap,

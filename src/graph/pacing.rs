@@ -34,7 +34,9 @@ impl Limiter {
     pub fn new(limit: RateLimit) -> Self {
         Limiter {
             requests: limit.requests.max(1) as usize,
-            window: Duration::from_secs_f64(limit.per_seconds.max(0.001) * MARGIN),
+            // The schema bounds per_seconds to 0.001..=86400; clamp anyway so no
+            // value can make the conversion panic.
+            window: Duration::from_secs_f64(limit.per_seconds.clamp(0.001, 86_400.0) * MARGIN),
             starts: Mutex::new(VecDeque::new()),
         }
     }
