@@ -258,3 +258,15 @@ fn two_handles_on_one_store_both_work() {
         .unwrap();
     assert_eq!(r.counts.discarded.duplicate, 5);
 }
+
+#[cfg(unix)]
+#[test]
+fn the_store_is_readable_by_its_owner_only() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let store = msgraph_connector::presence::PresenceStore::open(&state).unwrap();
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(store.path()), 0o600);
+    assert_eq!(mode(&state), 0o700);
+}

@@ -158,6 +158,22 @@ impl PresenceStore {
 
     /// Open (or create) the store in `state_dir`, migrating it to [`SCHEMA_VERSION`].
     pub fn open(state_dir: &Path) -> Result<Self, PresenceError> {
+        // Staff whereabouts and addresses: readable by the owner only, like the
+        // token cache. SQLite gives its -wal and -shm files the main file's mode.
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(state_dir)?;
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .mode(0o600)
+                .open(state_dir.join(Self::FILE_NAME))?;
+        }
+        #[cfg(not(unix))]
         std::fs::create_dir_all(state_dir)?;
         let path = state_dir.join(Self::FILE_NAME);
         let conn = Connection::open(&path)?;
