@@ -14,10 +14,13 @@
 //! This is the hot path of a dashboard refreshing thousands of people, so the
 //! bookkeeping borrows the input strings instead of copying them and keeps each
 //! presence object as the raw JSON Graph sent (reading only its `id`) instead
-//! of building and re-serialising a tree per user.
+//! of building and re-serialising a tree per user. Object ids are hashed with
+//! a keyed multiply rather than SipHash, and a presence is matched to its user
+//! by position in its chunk before any hash lookup (Graph answers in order).
 
 use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
+use std::hash::{BuildHasher, Hasher};
 
 use futures_util::stream::{self, StreamExt, TryStreamExt};
 use schemars::JsonSchema;
@@ -88,10 +91,55 @@ impl Action for GetPresences {
 
 /// A user as named in the input: an object id (as a number, so case and
 /// hashing cost nothing) or a lower-cased UPN.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug)]
 enum Key<'a> {
     Id(u128),
     Upn(Cow<'a, str>),
+}
+
+/// Hashes object ids, which are already uniformly random 128-bit numbers, with
+/// one folded multiply (as foldhash does) instead of SipHash's rounds. The keys
+/// are random per process, so an input cannot be crafted to collide.
+#[derive(Clone, Copy)]
+struct IdHash(u64, u64);
+
+impl IdHash {
+    fn new() -> Self {
+        IdHash(fastrand::u64(..), fastrand::u64(..))
+    }
+}
+
+impl BuildHasher for IdHash {
+    type Hasher = IdHasher;
+    fn build_hasher(&self) -> IdHasher {
+        IdHasher {
+            keys: (self.0, self.1),
+            hash: 0,
+        }
+    }
+}
+
+struct IdHasher {
+    keys: (u64, u64),
+    hash: u64,
+}
+
+impl Hasher for IdHasher {
+    fn write_u128(&mut self, n: u128) {
+        let m = u128::from(n as u64 ^ self.keys.0) * u128::from((n >> 64) as u64 ^ self.keys.1);
+        self.hash ^= m as u64 ^ (m >> 64) as u64;
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        // Only u128 keys are hashed with this; anything else still hashes correctly.
+        for chunk in bytes.chunks(16) {
+            let mut b = [0u8; 16];
+            b[..chunk.len()].copy_from_slice(chunk);
+            self.write_u128(u128::from_le_bytes(b).rotate_left(7) ^ self.hash as u128);
+        }
+    }
+    fn finish(&self) -> u64 {
+        self.hash
+    }
 }
 
 /// What we know of one distinct user.
@@ -103,18 +151,23 @@ enum Slot {
 
 async fn get_presences(graph: &GraphClient, ids: &[String]) -> Result<Reply<Output>> {
     // 1. Distinct inputs, in first-mention order, case-insensitively (GUIDs and UPNs both are).
-    let mut seen: HashSet<Key> = HashSet::with_capacity(ids.len());
+    let id_hash = IdHash::new();
+    let mut seen_ids: HashSet<u128, IdHash> = HashSet::with_capacity_and_hasher(ids.len(), id_hash);
+    let mut seen_upns: HashSet<Cow<str>> = HashSet::new();
     let mut wanted: Vec<(&str, Key)> = Vec::with_capacity(ids.len());
     for input in ids {
-        let key = match guid(input) {
-            Some(n) => Key::Id(n),
-            None => Key::Upn(lower(input)),
+        let fresh = match guid(input) {
+            Some(n) => seen_ids.insert(n).then_some(Key::Id(n)),
+            None => {
+                let upn = lower(input);
+                seen_upns.insert(upn.clone()).then_some(Key::Upn(upn))
+            }
         };
-        if seen.insert(key.clone()) {
+        if let Some(key) = fresh {
             wanted.push((input, key));
         }
     }
-    drop(seen);
+    drop((seen_ids, seen_upns));
 
     // 2. UPNs to object ids, 15 at a time.
     let upns: Vec<&str> = wanted
@@ -126,8 +179,10 @@ async fn get_presences(graph: &GraphClient, ids: &[String]) -> Result<Reply<Outp
 
     // 3. One slot per distinct user; the id sent is the input's own text (lower-cased, as
     //    Graph writes ids), or the resolved id.
-    let mut slot_of: HashMap<u128, usize> = HashMap::with_capacity(wanted.len());
+    let mut slot_of: HashMap<u128, usize, IdHash> =
+        HashMap::with_capacity_and_hasher(wanted.len(), id_hash);
     let mut slot_ids: Vec<Cow<str>> = Vec::with_capacity(wanted.len());
+    let mut slot_nums: Vec<u128> = Vec::with_capacity(wanted.len());
     let mut slot_per_wanted: Vec<Option<usize>> = Vec::with_capacity(wanted.len());
     for (input, key) in &wanted {
         let id = match key {
@@ -139,27 +194,38 @@ async fn get_presences(graph: &GraphClient, ids: &[String]) -> Result<Reply<Outp
         slot_per_wanted.push(id.map(|(n, id)| {
             *slot_of.entry(n).or_insert_with(|| {
                 slot_ids.push(id);
+                slot_nums.push(n);
                 slot_ids.len() - 1
             })
         }));
     }
 
-    // 4. Presences, 650 ids a request, concurrently; each kept as the raw JSON Graph sent.
-    let answers: Vec<GraphResponse> = stream::iter(slot_ids.chunks(PRESENCE_CHUNK))
-        .map(|chunk| graph.send(presence_request(chunk)))
-        .buffer_unordered(CONCURRENCY)
-        .try_collect()
-        .await?;
+    // 4. Presences, 650 ids a request, concurrently; each kept as the raw JSON Graph
+    //    sent. An answer is read as soon as it arrives and its body dropped, so
+    //    bodies and copies are not all held at once (less memory to map and fault in).
+    let mut answers = stream::iter(slot_ids.chunks(PRESENCE_CHUNK).enumerate())
+        .map(|(k, chunk)| async move {
+            let response = graph.send(presence_request(chunk)).await?;
+            Ok::<_, Error>((k * PRESENCE_CHUNK, response))
+        })
+        .buffer_unordered(CONCURRENCY);
     let mut slots: Vec<Slot> = slot_ids.iter().map(|_| Slot::Pending).collect();
     let mut headers = ResponseHeaders::new();
-    for response in answers {
-        for (id, presence) in presences_of(&response)? {
-            if let Some(&slot) = id.and_then(|n| slot_of.get(&n)) {
+    while let Some((first, response)) = answers.try_next().await? {
+        for (j, (id, presence)) in presences_of(&response)?.into_iter().enumerate() {
+            let Some(n) = id else { continue };
+            // Slots hold distinct ids, so a match by position is the slot itself.
+            let slot = match slot_nums.get(first + j) {
+                Some(&m) if m == n => Some(first + j),
+                _ => slot_of.get(&n).copied(),
+            };
+            if let Some(slot) = slot {
                 slots[slot] = Slot::Found(presence.to_owned());
             }
         }
         headers = response.headers;
     }
+    drop(answers);
 
     // 5. Input order; a user named twice (UPN and id) is reported once.
     let mut value = Vec::with_capacity(slot_ids.len());
@@ -204,25 +270,37 @@ fn lower(s: &str) -> Cow<'_, str> {
 /// An object id (`xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx`, any case) as a number.
 fn guid(s: &str) -> Option<u128> {
     let b = s.as_bytes();
-    if b.len() != 36 {
+    if b.len() != 36 || b[8] != b'-' || b[13] != b'-' || b[18] != b'-' || b[23] != b'-' {
         return None;
     }
-    let mut n: u128 = 0;
-    for (i, &c) in b.iter().enumerate() {
-        let digit = match c {
-            b'-' if matches!(i, 8 | 13 | 18 | 23) => continue,
-            b'0'..=b'9' => c - b'0',
-            b'a'..=b'f' => c - b'a' + 10,
-            b'A'..=b'F' => c - b'A' + 10,
-            _ => return None,
-        };
-        if matches!(i, 8 | 13 | 18 | 23) {
-            return None;
+    // A table and one check at the end: this runs twice per user (input and answer).
+    let (mut n, mut bad) = (0u128, 0u8);
+    for group in [&b[0..8], &b[9..13], &b[14..18], &b[19..23], &b[24..36]] {
+        for &c in group {
+            let digit = HEX[usize::from(c)];
+            bad |= digit;
+            n = n << 4 | u128::from(digit & 0xf);
         }
-        n = n << 4 | u128::from(digit);
     }
-    Some(n)
+    (bad & 0x80 == 0).then_some(n)
 }
+
+/// The value of each hex digit, any case; 0x80 for anything else.
+const HEX: [u8; 256] = {
+    let mut t = [0x80u8; 256];
+    let mut i = 0;
+    while i < 10 {
+        t[b'0' as usize + i] = i as u8;
+        i += 1;
+    }
+    let mut i = 0;
+    while i < 6 {
+        t[b'a' as usize + i] = 10 + i as u8;
+        t[b'A' as usize + i] = 10 + i as u8;
+        i += 1;
+    }
+    t
+};
 
 /// The `getPresencesByUserId` request for one chunk of at most 650 ids.
 pub fn presence_request<S: Serialize>(ids: &[S]) -> GraphRequest {
@@ -254,7 +332,13 @@ fn presences_of(response: &GraphResponse) -> Result<Vec<(Option<u128>, &RawValue
             format!("Graph answered getPresencesByUserId with a body we cannot read: {e}"),
         )
     };
-    let answer: Answer = serde_json::from_slice(&response.body).map_err(unreadable)?;
+    // UTF-8 checked once for the whole body, not once per presence as `from_slice` would.
+    let text = std::str::from_utf8(&response.body).map_err(|e| {
+        Error::internal(format!(
+            "Graph answered getPresencesByUserId with a body that is not UTF-8: {e}"
+        ))
+    })?;
+    let answer: Answer = serde_json::from_str(text).map_err(unreadable)?;
     answer
         .value
         .into_iter()
@@ -287,14 +371,18 @@ fn top_level_id(object: &str) -> Option<&str> {
     let string_end = |i: usize| {
         let mut j = i + 1;
         let mut escaped = false;
-        while j < b.len() && b[j] != b'"' {
-            if b[j] == b'\\' {
-                escaped = true;
-                j += 1;
+        while let Some(k) = b
+            .get(j..)
+            .and_then(|rest| memchr::memchr2(b'"', b'\\', rest))
+        {
+            j += k;
+            if b[j] == b'"' {
+                return (j, escaped);
             }
-            j += 1;
+            escaped = true;
+            j += 2;
         }
-        (j, escaped)
+        (b.len().max(j), escaped)
     };
     let (mut i, mut depth, mut expect_key) = (0, 0usize, false);
     while i < b.len() {
