@@ -120,6 +120,29 @@ fn main() {
         median(wall).as_secs_f64() * 1000.0
     );
 
+    // One get_presence as a whole process with a cached token (issue 5: < 5 ms median).
+    let one = json!({
+        "asset": emu.asset_json("client_credentials").unwrap(),
+        "inputs": {"id": ids[0]},
+    })
+    .to_string();
+    let one_args = ["--state-dir", state.as_str(), "run", "get_presence"];
+    let one_runs = if bench { runs.max(100) } else { 1 };
+    let mut one_wall = Vec::with_capacity(one_runs);
+    let before = children_cpu();
+    for _ in 0..one_runs {
+        let start = Instant::now();
+        let (code, _) = run(&one_args, one.as_bytes());
+        one_wall.push(start.elapsed());
+        assert_eq!(code, 0);
+    }
+    let one_cpu = children_cpu().saturating_sub(before);
+    println!(
+        "get_presence, cached token, {one_runs} runs: wall median {:.2} ms, CPU mean {:.1} ms",
+        median(one_wall).as_secs_f64() * 1000.0,
+        one_cpu.as_secs_f64() * 1000.0 / one_runs as f64
+    );
+
     // The floor every action pays: a process that refuses its input.
     let before = children_cpu();
     for _ in 0..runs {

@@ -30,7 +30,7 @@ use serde_json::{Map, Value};
 
 use super::get_presence::Presence;
 use super::{Action, ActionMeta, Context, Reply};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::graph::{
     ApiFamily, GraphClient, GraphPath, GraphRequest, GraphResponse, Method, ResponseHeaders,
     odata_string,
