@@ -146,6 +146,9 @@ pub fn store_error(e: PresenceError) -> Error {
         PresenceError::Input(e) => Error::invalid("/inputs", e.to_string()),
         PresenceError::Invalid(m) => Error::invalid("/inputs", m),
         PresenceError::State(m) => Error::invalid("/state", m),
+        PresenceError::StateAt { pointer, message } => {
+            Error::invalid(format!("/state{pointer}"), message)
+        }
         other => Error::internal(other.to_string()),
     }
 }
