@@ -16,10 +16,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::ip_presence::{
-    AccessEventOut, ConfigSource, CountsOut, DiscoveryOut, PresenceChanges, now_or, parse_time,
-    sign_in_of, store_error,
+    AccessEventOut, ConfigSource, CountsOut, DiscoveryOut, PresenceChanges, now_or, sign_in_of,
+    store_error,
 };
-use super::{Action, ActionMeta, Context, Reply};
+use super::{Action, ActionMeta, Context, Reply, parse_time};
 use crate::error::{Error, Result};
 use crate::presence::{
     IpRange, MemoryState, PresenceBackend, PresenceEngine, PresenceError, ProcessOptions, Settings,

@@ -153,22 +153,6 @@ pub fn store_error(e: PresenceError) -> Error {
     }
 }
 
-/// Parse an RFC 3339 time input.
-pub fn parse_time(value: Option<&str>, pointer: &str) -> Result<Option<Timestamp>> {
-    value
-        .map(|s| {
-            s.parse::<Timestamp>().map_err(|e| {
-                Error::invalid(
-                    pointer,
-                    format!(
-                        "is not an RFC 3339 time with an offset (e.g. 2024-05-01T09:00:00Z): {e}"
-                    ),
-                )
-            })
-        })
-        .transpose()
-}
-
 /// Parse a `YYYY-MM-DD` input.
 pub fn parse_date(value: Option<&str>, pointer: &str) -> Result<Option<Date>> {
     value
