@@ -93,11 +93,11 @@ impl Transition {
     }
 }
 
-/// The earliest and latest millisecond [`Timestamp::from_millisecond`] accepts (the
-/// whole seconds of `Timestamp::MIN..=MAX`); every time the engine keeps is in this
-/// range. (Literals: the conversion is not `const`; a test checks them.)
+/// The earliest and latest millisecond a [`Timestamp`] holds (`Timestamp::MIN/MAX
+/// .as_millisecond()`, which is not `const`; a test checks them). Every time the engine
+/// keeps is in this range.
 pub const MIN_MS: i64 = -377_705_023_201_000;
-pub const MAX_MS: i64 = 253_402_207_200_000;
+pub const MAX_MS: i64 = 253_402_207_200_999;
 
 /// Whether `ms` (since the epoch) is a time the engine can keep and report.
 #[inline]
@@ -105,9 +105,12 @@ pub fn is_valid_ms(ms: i64) -> bool {
     (MIN_MS..=MAX_MS).contains(&ms)
 }
 
-/// `ms` as a timestamp, or an error naming it.
+/// `ms` as a timestamp, or an error naming it. (Not `Timestamp::from_millisecond`,
+/// which refuses the last 999 ms before `Timestamp::MAX` that `as_millisecond` gives:
+/// an `at` input of 9999-12-30T22:00:00.999Z would come back as an error.)
 pub(crate) fn timestamp_of(ms: i64) -> Result<Timestamp, PresenceError> {
-    Timestamp::from_millisecond(ms).map_err(|_| PresenceError::Time(ms))
+    let nanos = (ms.rem_euclid(1000) * 1_000_000) as i32;
+    Timestamp::new(ms.div_euclid(1000), nanos).map_err(|_| PresenceError::Time(ms))
 }
 
 /// One input to a user-day's timeline: a sign-in observation or a manual change.
@@ -1377,10 +1380,24 @@ mod tests {
 
     #[test]
     fn the_time_range_is_jiffs() {
-        assert_eq!(MIN_MS, Timestamp::MIN.as_second() * 1000);
-        assert_eq!(MAX_MS, Timestamp::MAX.as_second() * 1000);
-        assert!(timestamp_of(MIN_MS).is_ok() && timestamp_of(MAX_MS).is_ok());
+        assert_eq!(MIN_MS, Timestamp::MIN.as_millisecond());
+        assert_eq!(MAX_MS, Timestamp::MAX.as_millisecond());
+        for ms in [
+            MIN_MS,
+            MIN_MS + 1,
+            -1,
+            0,
+            1,
+            1_714_554_000_123,
+            MAX_MS - 1,
+            MAX_MS,
+        ] {
+            assert_eq!(timestamp_of(ms).unwrap().as_millisecond(), ms);
+        }
         assert!(timestamp_of(MIN_MS - 1).is_err() && timestamp_of(MAX_MS + 1).is_err());
+        assert!(timestamp_of(i64::MIN).is_err() && timestamp_of(i64::MAX).is_err());
+        let last: Timestamp = "9999-12-30T22:00:00.999Z".parse().unwrap();
+        assert!(is_valid_ms(last.as_millisecond()));
         let t = Transition {
             at_ms: 9_000_000_000_000_000_000,
             place: None,
