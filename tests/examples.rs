@@ -3,8 +3,11 @@
 //! its documented result must hold: the page is a promise to playbook authors.
 //!
 //! Matching is by subset: every key the example states must be in the answer
-//! with that value (objects by key, arrays by prefix, scalars equal), so pages
-//! stay readable while volatile fields (request ids, ports) are left out.
+//! with that value (objects by key, scalars equal), so pages stay readable while
+//! volatile fields (request ids, ports) are left out. Arrays match element by
+//! element and in length, so an expected `[]` means "none"; where a page means
+//! "begins with", it says so: `{starts_with: [...]}` matches an array whose first
+//! elements match those given (see [`common::STARTS_WITH`]).
 
 mod common;
 
@@ -13,19 +16,69 @@ use msgraph_connector::emulator::{self, EmulatorConfig, GenerateSpec, Tenant};
 use serde_json::{Value, json};
 
 fn subset(expected: &Value, actual: &Value, at: &str) -> Result<(), String> {
-    match (expected, actual) {
-        (Value::Object(e), Value::Object(a)) => e.iter().try_for_each(|(k, v)| match a.get(k) {
-            Some(av) => subset(v, av, &format!("{at}/{k}")),
-            None => Err(format!("{at}/{k} is missing")),
-        }),
-        (Value::Array(e), Value::Array(a)) if e.len() <= a.len() => e
-            .iter()
+    let items = |e: &[Value], a: &[Value]| {
+        e.iter()
             .zip(a)
             .enumerate()
-            .try_for_each(|(i, (ev, av))| subset(ev, av, &format!("{at}/{i}"))),
+            .try_for_each(|(i, (ev, av))| subset(ev, av, &format!("{at}/{i}")))
+    };
+    match (expected, actual) {
+        (e, Value::Array(a)) if common::starts_with(e).is_some() => {
+            let e = common::starts_with(e).unwrap_or_default();
+            if e.len() > a.len() {
+                return Err(format!(
+                    "{at}: expected at least {} items, got {}",
+                    e.len(),
+                    a.len()
+                ));
+            }
+            items(e, a)
+        }
+        // Every key is checked, so one mismatch does not hide the next.
+        (Value::Object(e), Value::Object(a)) => {
+            let errors: Vec<String> = e
+                .iter()
+                .filter_map(|(k, v)| match a.get(k) {
+                    Some(av) => subset(v, av, &format!("{at}/{k}")).err(),
+                    None => Some(format!("{at}/{k} is missing")),
+                })
+                .collect();
+            if errors.is_empty() {
+                Ok(())
+            } else {
+                Err(errors.join("; "))
+            }
+        }
+        (Value::Array(e), Value::Array(a)) if e.len() == a.len() => items(e, a),
+        (Value::Array(e), Value::Array(a)) => Err(format!(
+            "{at}: expected {} items, got {}{}",
+            e.len(),
+            a.len(),
+            if e.len() < a.len() {
+                " (write {starts_with: [...]} if the page means a prefix)"
+            } else {
+                ""
+            }
+        )),
         (e, a) if e == a => Ok(()),
         (e, a) => Err(format!("{at}: expected {e}, got {a}")),
     }
+}
+
+#[test]
+fn the_matcher_tells_none_from_some_and_prefixes_from_lists() {
+    let ok = |e: Value, a: Value| subset(&e, &a, "").is_ok();
+    assert!(ok(json!([]), json!([])));
+    assert!(!ok(json!([]), json!([1])));
+    assert!(!ok(json!({"v": []}), json!({"v": [{"id": 1}]})));
+    assert!(ok(json!([{"id": 1}]), json!([{"id": 1, "x": 2}])));
+    assert!(!ok(json!([{"id": 1}]), json!([{"id": 1}, {"id": 2}])));
+    assert!(ok(json!({"starts_with": [1]}), json!([1, 2])));
+    assert!(ok(json!({"starts_with": []}), json!([1, 2])));
+    assert!(!ok(json!({"starts_with": [2]}), json!([1, 2])));
+    assert!(!ok(json!({"starts_with": [1, 2, 3]}), json!([1, 2])));
+    // An object that only looks like the marker matches as an object.
+    assert!(ok(json!({"starts_with": [1]}), json!({"starts_with": [1]})));
 }
 
 #[test]

@@ -362,6 +362,66 @@ fn evaluate_config_errors_are_exit_2_with_pointers_under_inputs() {
     assert_eq!(out.json()["error"]["details"][0]["path"], "/state");
 }
 
+#[test]
+fn evaluate_refuses_out_of_range_times_in_the_state_with_their_pointer() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = run(
+        "evaluate_ip_presence",
+        &with(
+            &rules_config(),
+            json!({"sign_ins": [sign_in("s1", 0, "10.1.2.3", "ann@x.example")], "now": NOW}),
+        ),
+        None,
+        dir.path(),
+    );
+    let again = with(
+        &rules_config(),
+        json!({"sign_ins": [sign_in("s2", 30, "10.2.0.1", "ann@x.example")], "now": NOW}),
+    );
+    let user = "/days/0/users/ann@x.example";
+    let mut cases = Vec::new();
+    for t in [
+        9_000_000_000_000_000_000i64,
+        i64::MIN,
+        -9_000_000_000_000_000_000,
+    ] {
+        let mut state = first["state"].clone();
+        state.pointer_mut(&format!("{user}/obs/0")).unwrap()[0] = json!(t);
+        cases.push((state, format!("/state{user}/obs/0/0")));
+        let mut state = first["state"].clone();
+        state.pointer_mut(user).unwrap()["overrides"] =
+            json!([{"at_ms": t, "place": null, "set_by": "admin@x.example"}]);
+        cases.push((state, format!("/state{user}/overrides/0/at_ms")));
+    }
+    let mut state = first["state"].clone();
+    state.pointer_mut(&format!("{user}/obs/0")).unwrap()[1] = json!(7);
+    cases.push((state, format!("/state{user}/obs/0/1")));
+    for (state, pointer) in cases {
+        let out = run_raw("evaluate_ip_presence", &again, Some(&state), dir.path());
+        assert_eq!(out.code, 2, "{pointer}: {}\n{}", out.stdout, out.stderr);
+        let v = out.json();
+        assert_eq!(v["error"]["kind"], "invalid_input");
+        assert_eq!(v["error"]["details"][0]["path"], pointer.as_str());
+    }
+    // A sign-in past the last instant a time can hold is malformed, not a panic.
+    let out = run_raw(
+        "evaluate_ip_presence",
+        &with(
+            &rules_config(),
+            json!({"now": "9999-12-30T21:00:00Z", "sign_ins": [
+                {"id": "x", "createdDateTime": "9999-12-31T08:00:00Z", "ipAddress": "10.1.2.3",
+                 "userPrincipalName": "ann@x.example"}]}),
+        ),
+        None,
+        dir.path(),
+    );
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(
+        out.json()["json_body"]["counts"]["discarded"]["malformed"],
+        1
+    );
+}
+
 // ---------------------------------------------------------------------------------
 // sync_ip_presence and the store actions, against the emulator over HTTP.
 

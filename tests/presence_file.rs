@@ -53,7 +53,10 @@ fn the_parallel_file_path_equals_sequential_processing() {
         .unwrap();
     assert_eq!(r_store.access_events, r_seq.access_events);
     assert_eq!(r_store.presence_events, r_seq.presence_events);
-    assert_eq!(store.all_presence_events().unwrap(), seq.presence_events());
+    assert_eq!(
+        store.all_presence_events().unwrap(),
+        seq.presence_events().unwrap()
+    );
 }
 
 #[test]

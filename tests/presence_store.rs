@@ -95,6 +95,52 @@ fn a_store_from_a_newer_program_is_refused() {
     assert!(err.to_string().contains("newer"), "{err}");
 }
 
+#[test]
+fn a_corrupt_time_in_the_store_is_an_error_naming_the_file_not_a_panic() {
+    let e = engine();
+    let dir = tempfile::tempdir().unwrap();
+    let mut s = PresenceStore::open(dir.path()).unwrap();
+    e.process(&mut s, day(), &at("2024-05-07T18:00:00Z"))
+        .unwrap();
+    let conn = rusqlite_path(dir.path());
+    for table in ["presence_events", "observations"] {
+        conn.execute(
+            &format!("UPDATE {table} SET at_ms = 9000000000000000000 WHERE user = 'alice@x'"),
+            [],
+        )
+        .unwrap();
+    }
+    conn.execute(
+        "UPDATE day_status SET since_ms = -9000000000000000000 WHERE user = 'carol@x'",
+        [],
+    )
+    .unwrap();
+    let corrupt = |r: Result<_, PresenceError>| match r {
+        Err(PresenceError::Schema(m)) => {
+            assert!(
+                m.contains(PresenceStore::FILE_NAME) && m.contains("out of range"),
+                "{m}"
+            );
+        }
+        other => panic!("expected a corrupt-store error, got {other:?}"),
+    };
+    corrupt(s.all_presence_events().map(|_| ()));
+    corrupt(
+        s.user_presence("alice@x", date(2024, 5, 1), date(2024, 5, 9))
+            .map(|_| ()),
+    );
+    corrupt(
+        s.user_presence("carol@x", date(2024, 5, 1), date(2024, 5, 9))
+            .map(|_| ()),
+    );
+    // Recomputing alice's day reads her observations: refused, and the batch rolled back.
+    let late = vec![si("9", "2024-05-07T07:00:00Z", "10.1.0.9", "alice@x")];
+    corrupt(
+        e.process(&mut s, late, &at("2024-05-07T18:00:00Z"))
+            .map(|_| ()),
+    );
+}
+
 fn rusqlite_path(dir: &std::path::Path) -> rusqlite::Connection {
     rusqlite::Connection::open(dir.join(PresenceStore::FILE_NAME)).unwrap()
 }

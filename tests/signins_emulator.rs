@@ -13,6 +13,7 @@ use jiff::{SignedDuration, Timestamp};
 use msgraph_connector::emulator::{
     self, EmulatorConfig, FaultPlan, GenerateSpec, RunningEmulator, SignIn, Tenant,
 };
+use msgraph_connector::presence::PresenceStore;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
@@ -121,6 +122,19 @@ impl Emu {
             .map(|e| (e.status, e.query.unwrap_or_default()))
             .collect()
     }
+}
+
+/// The pull_sign_ins cursors kept in the store under the state dir.
+fn kept_cursors(e: &Emu) -> Vec<Value> {
+    let store = PresenceStore::open(e.dir.path()).unwrap();
+    let conn = rusqlite::Connection::open(store.path()).unwrap();
+    let mut stmt = conn
+        .prepare("SELECT value FROM kv WHERE key LIKE 'pull_sign_ins.cursor.%' ORDER BY key")
+        .unwrap();
+    stmt.query_map([], |r| r.get::<_, String>(0))
+        .unwrap()
+        .map(|v| serde_json::from_str(&v.unwrap()).unwrap())
+        .collect()
 }
 
 fn assert_exactly_once(expected: &[SignIn], delivered: &[String]) {
@@ -315,6 +329,8 @@ fn a_run_killed_while_writing_output_leaves_no_file_and_the_rerun_loses_nothing(
         partial.exists(),
         "the partial file is what the killed run left"
     );
+    // Nor did it move the cursor kept in the store: still the first run's.
+    assert_eq!(kept_cursors(&e), vec![old_state.clone()]);
 
     // The rerun with the old state, at full speed.
     e.emu.set_faults(FaultPlan::none());
@@ -360,13 +376,43 @@ fn state_kept_in_the_state_dir_continues_and_a_corrupted_one_is_exit_2() {
     assert_eq!(v["json_body"]["duplicates_dropped"], 20);
     assert_exactly_once(&made, &[a, b].concat());
 
-    let kept: Vec<_> = std::fs::read_dir(e.dir.path().join("signins"))
+    // Kept in the embedded store, as the contract says: the state dir holds the token
+    // cache and the store, nothing else.
+    let mut names: Vec<String> = std::fs::read_dir(e.dir.path())
         .unwrap()
-        .flatten()
-        .map(|f| f.path())
+        .map(|f| f.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n != "tokens" && !n.starts_with(PresenceStore::FILE_NAME))
         .collect();
-    assert_eq!(kept.len(), 1);
-    std::fs::write(&kept[0], "{\"version\": 1, \"cursor\": ").unwrap();
+    names.sort();
+    assert_eq!(
+        names,
+        Vec::<String>::new(),
+        "unexpected files in the state dir"
+    );
+    assert_eq!(kept_cursors(&e), vec![v["state"].clone()]);
+    let store = PresenceStore::open(e.dir.path()).unwrap();
+    let conn = rusqlite::Connection::open(store.path()).unwrap();
+    let keys: Vec<String> = conn
+        .prepare("SELECT key FROM kv WHERE key LIKE 'pull_sign_ins.cursor.%'")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(keys.len(), 1, "one cursor per tenant, app and filter");
+    // Another filter on the same tenant and app is another cursor: a first run.
+    let (c, _) = e.pull(
+        json!({"since": T0, "filter": "status/errorCode ne 0"}),
+        None,
+    );
+    assert_eq!(c.len(), 3, "every tenth sign-in fails");
+    // The unfiltered cursor was left alone: nothing new for it.
+    let (d, _) = e.pull(json!({}), None);
+    assert!(d.is_empty(), "{d:?}");
+
+    store
+        .put_value(&keys[0], "{\"version\": 1, \"cursor\": ")
+        .unwrap();
     let out = e.run(json!({}), None);
     assert_eq!(out.code, 2, "{}", out.stderr);
     let err = out.json();
@@ -375,7 +421,7 @@ fn state_kept_in_the_state_dir_continues_and_a_corrupted_one_is_exit_2() {
         err["error"]["message"]
             .as_str()
             .unwrap()
-            .contains("signins")
+            .contains(PresenceStore::FILE_NAME)
     );
 }
 

@@ -16,13 +16,14 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::ip_presence::{
-    AccessEventOut, ConfigSource, CountsOut, DiscoveryOut, PresenceChanges, now_or, parse_time,
-    sign_in_of, store_error,
+    AccessEventOut, ConfigSource, CountsOut, DiscoveryOut, PresenceChanges, now_or, sign_in_of,
+    store_error,
 };
-use super::{Action, ActionMeta, Context, Reply};
+use super::{Action, ActionMeta, Context, Reply, parse_time};
 use crate::error::{Error, Result};
 use crate::presence::{
-    IpRange, MemoryState, PresenceBackend, PresenceEngine, ProcessOptions, Settings, TrackedUser,
+    IpRange, MemoryState, PresenceBackend, PresenceEngine, PresenceError, ProcessOptions, Settings,
+    TrackedUser,
 };
 
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -114,8 +115,12 @@ impl Action for EvaluateIpPresence {
         };
         let engine = PresenceEngine::new(config).map_err(|e| store_error(e.into()))?;
         let mut state = match &ctx.state {
-            Some(v) => MemoryState::from_json(v.clone()).map_err(|e| {
-                Error::invalid("/state", format!("is not a state of this action: {e}"))
+            Some(v) => MemoryState::from_json(v.clone()).map_err(|e| match e {
+                PresenceError::StateAt { pointer, message } => Error::invalid(
+                    format!("/state{pointer}"),
+                    format!("is not a state of this action: {message}"),
+                ),
+                e => Error::invalid("/state", format!("is not a state of this action: {e}")),
             })?,
             None => MemoryState::new(),
         };
@@ -140,11 +145,11 @@ impl Action for EvaluateIpPresence {
                 engine
                     .process_file(&mut state, path, &opts)
                     .map_err(|e| match e {
-                        crate::presence::PresenceError::Input(e) => Error::invalid(
+                        PresenceError::Input(e) => Error::invalid(
                             "/inputs/sign_ins_path",
                             format!("{}: {e}", path.display()),
                         ),
-                        crate::presence::PresenceError::Io(e) => Error::invalid(
+                        PresenceError::Io(e) => Error::invalid(
                             "/inputs/sign_ins_path",
                             format!("cannot read {}: {e}", path.display()),
                         ),

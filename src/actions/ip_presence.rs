@@ -146,24 +146,11 @@ pub fn store_error(e: PresenceError) -> Error {
         PresenceError::Input(e) => Error::invalid("/inputs", e.to_string()),
         PresenceError::Invalid(m) => Error::invalid("/inputs", m),
         PresenceError::State(m) => Error::invalid("/state", m),
+        PresenceError::StateAt { pointer, message } => {
+            Error::invalid(format!("/state{pointer}"), message)
+        }
         other => Error::internal(other.to_string()),
     }
-}
-
-/// Parse an RFC 3339 time input.
-pub fn parse_time(value: Option<&str>, pointer: &str) -> Result<Option<Timestamp>> {
-    value
-        .map(|s| {
-            s.parse::<Timestamp>().map_err(|e| {
-                Error::invalid(
-                    pointer,
-                    format!(
-                        "is not an RFC 3339 time with an offset (e.g. 2024-05-01T09:00:00Z): {e}"
-                    ),
-                )
-            })
-        })
-        .transpose()
 }
 
 /// Parse a `YYYY-MM-DD` input.

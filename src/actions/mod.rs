@@ -22,6 +22,7 @@ pub mod ip_presence;
 pub mod list_memberships;
 pub mod pull_sign_ins;
 pub mod set_office_presence;
+pub mod sign_in_cursor;
 pub mod sync_ip_presence;
 pub mod update_user;
 
@@ -29,6 +30,7 @@ use std::future::Future;
 use std::path::PathBuf;
 use std::pin::Pin;
 
+use jiff::Timestamp;
 use schemars::JsonSchema;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -37,6 +39,22 @@ use serde_json::{Map, Value};
 use crate::error::{Error, Result};
 use crate::graph::{GraphClient, GraphResponse, ResponseHeaders};
 use crate::schema;
+
+/// Parse an RFC 3339 time input (`since`, `until`, `now`, `at`), refused at `pointer`.
+pub fn parse_time(value: Option<&str>, pointer: &str) -> Result<Option<Timestamp>> {
+    value
+        .map(|s| {
+            s.parse::<Timestamp>().map_err(|e| {
+                Error::invalid(
+                    pointer,
+                    format!(
+                        "is not an RFC 3339 time with an offset (e.g. 2024-05-01T09:00:00Z): {e}"
+                    ),
+                )
+            })
+        })
+        .transpose()
+}
 
 /// What the catalog says about an action.
 #[derive(Debug, Clone, Copy)]

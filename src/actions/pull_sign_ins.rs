@@ -5,14 +5,17 @@
 //! by the HTTP layer to the audit-log limit of 5 requests / 10 s. The cursor
 //! logic and why it neither loses nor repeats late sign-ins: [`crate::graph::signins`].
 //!
-//! State: what the run prints under `state` (and, with a state dir, keeps in
-//! `signins/<hash of Graph URL, token URL, client id and filter>.json`, replaced
-//! atomically). The envelope's `state` wins over the file. Neither is advanced
-//! unless the run completed: with `output_path`, records go to a temporary file
-//! beside it that is renamed into place only at the end, so a killed run leaves
-//! no half file and no moved cursor; its rerun delivers the same records again.
-//! (A crash between the rename and the state write does that too: the one window
-//! where a record can come twice, inherent to a file and a cursor kept apart.)
+//! State: what the run prints under `state`, and, with a state dir, the same cursor
+//! kept in the embedded store (its kv table, key `pull_sign_ins.cursor.<hash of Graph
+//! URL, token URL, client id and filter>`: one cursor per tenant, app and filter; no
+//! file of its own, as the contract keeps the state dir to the token cache and the
+//! store). The envelope's `state` wins over the kept one. Neither is advanced unless
+//! the run completed: with `output_path`, records go to a temporary file beside it
+//! that is renamed into place only at the end, and the cursor is kept only after that,
+//! so a killed run leaves no half file and no moved cursor; its rerun delivers the
+//! same records again. (A crash between the rename and the store write does that too:
+//! the one window where a record can come twice, inherent to a file and a cursor kept
+//! apart.)
 
 use std::fs::File;
 use std::io::{BufWriter, IsTerminal, Write};
@@ -23,9 +26,10 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::{Action, ActionMeta, Context, Reply};
+use super::{Action, ActionMeta, Context, Reply, parse_time, sign_in_cursor};
 use crate::error::{Error, Result};
 use crate::graph::signins::{self, PullOptions, SignInCursor, Window, WindowKind};
+use crate::presence::PresenceStore;
 
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -142,17 +146,15 @@ impl Action for PullSignIns {
         if let Some(f) = &input.filter {
             signins::check_user_filter(f).map_err(|e| e.under("/inputs/filter"))?;
         }
-        let state_file = ctx
-            .state_dir
-            .as_deref()
-            .map(|dir| state_file(dir, graph.asset(), input.filter.as_deref()));
-        let cursor = load_cursor(
-            ctx.state.as_ref(),
-            state_file.as_deref(),
-            &input,
-            since,
-            until,
-        )?;
+        let kept = match ctx.state_dir.as_deref() {
+            Some(dir) => Some(KeptCursor::open(
+                dir,
+                graph.asset(),
+                input.filter.as_deref(),
+            )?),
+            None => None,
+        };
+        let cursor = load_cursor(ctx.state.as_ref(), kept.as_ref(), &input, since, until)?;
         cursor
             .check_until(until)
             .map_err(|e| e.under("/inputs/until"))?;
@@ -183,12 +185,13 @@ impl Action for PullSignIns {
             Sink::Inline(v) => (Some(v), None),
             Sink::File(f) => (None, Some(f.commit()?)),
         };
-        let state = outcome.cursor.to_json();
-        if let Some(file) = &state_file
-            && let Err(e) = write_atomically(file, &state)
+        // Only now that the output is in place: a run that failed moved nothing.
+        if let Some(kept) = &kept
+            && let Err(e) = kept.keep(&outcome.cursor)
         {
-            tracing::warn!(path = %file.display(), error = %e, "cannot keep the sign-in cursor in the state dir");
+            tracing::warn!(store = %kept.store.path().display(), error = %e.message, "cannot keep the sign-in cursor in the store");
         }
+        let state = outcome.cursor.to_json();
         let body = Output {
             value,
             output_path,
@@ -205,53 +208,17 @@ impl Action for PullSignIns {
     }
 }
 
-fn parse_time(value: Option<&str>, pointer: &str) -> Result<Option<Timestamp>> {
-    value
-        .map(|s| {
-            s.parse::<Timestamp>().map_err(|e| {
-                Error::invalid(
-                    pointer,
-                    format!(
-                        "is not an RFC 3339 time with an offset (e.g. 2024-05-01T00:00:00Z): {e}"
-                    ),
-                )
-            })
-        })
-        .transpose()
-}
-
-/// The cursor to start from: the envelope's state, else the state dir's, else a fresh one.
+/// The cursor to start from: the envelope's state, else the kept one, else a fresh one.
 fn load_cursor(
     envelope: Option<&Value>,
-    file: Option<&Path>,
+    kept: Option<&KeptCursor>,
     input: &Input,
     since: Option<Timestamp>,
     until: Option<Timestamp>,
 ) -> Result<SignInCursor> {
-    let stored = match (envelope, file) {
+    let stored = match (envelope, kept) {
         (Some(state), _) => Some(SignInCursor::from_json(state, "/state")?),
-        (None, Some(path)) => match std::fs::read(path) {
-            Ok(bytes) => {
-                let in_file = |e: Error| Error {
-                    message: format!("{} (kept in {})", e.message, path.display()),
-                    ..e
-                };
-                let value: Value = serde_json::from_slice(&bytes).map_err(|e| {
-                    in_file(Error::invalid(
-                        "/state",
-                        format!("is not valid JSON (corrupted?): {e}"),
-                    ))
-                })?;
-                Some(SignInCursor::from_json(&value, "/state").map_err(in_file)?)
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-            Err(e) => {
-                return Err(Error::invalid(
-                    "/state",
-                    format!("cannot read the kept state {}: {e}", path.display()),
-                ));
-            }
-        },
+        (None, Some(kept)) => kept.load()?,
         (None, None) => None,
     };
     match stored {
@@ -273,24 +240,54 @@ fn load_cursor(
             Ok(cursor)
         }
         None => {
-            let since = match since {
-                Some(s) => s,
-                None => Timestamp::now()
-                    .checked_sub(SignedDuration::from_hours(24))
-                    .map_err(|e| Error::internal(format!("the clock is out of range: {e}")))?,
-            };
+            let cursor = sign_in_cursor::fresh(since, input.filter.clone())?;
             if let Some(u) = until
-                && u < since
+                && u < cursor.window_start
             {
                 return Err(Error::invalid("/inputs/until", "is before `since`"));
             }
-            Ok(SignInCursor::start(since, input.filter.clone()))
+            Ok(cursor)
         }
     }
 }
 
-/// `signins/<hash>.json` under the state dir: one cursor per tenant, app and filter.
-fn state_file(dir: &Path, asset: &crate::auth::Asset, filter: Option<&str>) -> PathBuf {
+/// The cursor kept in the embedded store under the state dir: one per tenant, app and
+/// filter, so that runs for different tenants or filters sharing a state dir do not
+/// mix their cursors.
+struct KeptCursor {
+    store: PresenceStore,
+    key: String,
+}
+
+impl KeptCursor {
+    fn open(dir: &Path, asset: &crate::auth::Asset, filter: Option<&str>) -> Result<Self> {
+        let store = PresenceStore::open(dir).map_err(|e| {
+            Error::invalid(
+                "",
+                format!(
+                    "cannot open the store in the state dir {} to keep the sign-in cursor: {e} \
+                     (give a writable --state-dir)",
+                    dir.display()
+                ),
+            )
+        })?;
+        Ok(KeptCursor {
+            store,
+            key: cursor_key(asset, filter),
+        })
+    }
+
+    fn load(&self) -> Result<Option<SignInCursor>> {
+        sign_in_cursor::load(&self.store, &self.key)
+    }
+
+    fn keep(&self, cursor: &SignInCursor) -> Result<()> {
+        sign_in_cursor::keep(&self.store, &self.key, cursor)
+    }
+}
+
+/// The kv key of the cursor of one tenant, app and filter.
+fn cursor_key(asset: &crate::auth::Asset, filter: Option<&str>) -> String {
     let key = format!(
         "{}\n{}\n{}\n{}",
         asset.graph_url,
@@ -303,28 +300,7 @@ fn state_file(dir: &Path, asset: &crate::auth::Asset, filter: Option<&str>) -> P
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect();
-    dir.join("signins").join(format!("{hex}.json"))
-}
-
-/// Replace `path` with `value` so that a reader sees the old or the new, never half.
-fn write_atomically(path: &Path, value: &Value) -> std::io::Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir)?;
-    let tmp = dir.join(format!(
-        ".{}.tmp-{}",
-        path.file_name().unwrap_or_default().to_string_lossy(),
-        std::process::id()
-    ));
-    let result = (|| {
-        let mut f = File::create(&tmp)?;
-        serde_json::to_writer(&mut f, value)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result
+    format!("pull_sign_ins.cursor.{hex}")
 }
 
 enum Sink {
@@ -479,51 +455,88 @@ mod tests {
         assert_eq!(e.details[0].path, "/inputs/output_path");
     }
 
-    #[test]
-    fn state_files_are_atomic_and_per_filter() {
-        let dir = tempfile::tempdir().unwrap();
-        let p = dir.path().join("signins/abc.json");
-        write_atomically(&p, &json!({"version": 1})).unwrap();
-        write_atomically(&p, &json!({"version": 2})).unwrap();
-        assert_eq!(
-            serde_json::from_slice::<Value>(&std::fs::read(&p).unwrap()).unwrap(),
-            json!({"version": 2})
-        );
-        assert_eq!(std::fs::read_dir(p.parent().unwrap()).unwrap().count(), 1);
-    }
-
     fn input(filter: Option<&str>) -> Input {
         serde_json::from_value(json!({"filter": filter})).unwrap()
+    }
+
+    fn kept(dir: &Path, key: &str) -> KeptCursor {
+        KeptCursor {
+            store: PresenceStore::open(dir).unwrap(),
+            key: key.into(),
+        }
     }
 
     #[test]
     fn kept_state_is_used_unless_the_envelope_has_one_and_corruption_is_exit_2() {
         let dir = tempfile::tempdir().unwrap();
-        let file = dir.path().join("signins/x.json");
+        let kept = kept(dir.path(), "x");
         let since = Some("2026-01-01T00:00:00Z".parse().unwrap());
         // Nothing kept: a fresh cursor from `since`.
-        let c = load_cursor(None, Some(&file), &input(None), since, None).unwrap();
+        let c = load_cursor(None, Some(&kept), &input(None), since, None).unwrap();
         assert_eq!(c.window_start.to_string(), "2026-01-01T00:00:00Z");
-        let mut kept = c.clone();
-        kept.window_start = "2026-02-01T00:00:00Z".parse().unwrap();
-        write_atomically(&file, &kept.to_json()).unwrap();
+        let mut newer = c.clone();
+        newer.window_start = "2026-02-01T00:00:00Z".parse().unwrap();
+        kept.keep(&newer).unwrap();
         assert_eq!(
-            load_cursor(None, Some(&file), &input(None), since, None).unwrap(),
-            kept
+            load_cursor(None, Some(&kept), &input(None), since, None).unwrap(),
+            newer
         );
         // The envelope wins.
         let env = c.to_json();
         assert_eq!(
-            load_cursor(Some(&env), Some(&file), &input(None), since, None).unwrap(),
+            load_cursor(Some(&env), Some(&kept), &input(None), since, None).unwrap(),
             c
         );
-        std::fs::write(&file, "{\"version\": 1, \"window_").unwrap();
-        let e = load_cursor(None, Some(&file), &input(None), since, None).unwrap_err();
+        // Another filter is another cursor; a kept one with the wrong filter is refused.
+        let e = load_cursor(None, Some(&kept), &input(Some("x eq 1")), since, None).unwrap_err();
+        assert_eq!(e.details[0].path, "/inputs/filter");
+        kept.store
+            .put_value("x", "{\"version\": 1, \"window_")
+            .unwrap();
+        let e = load_cursor(None, Some(&kept), &input(None), since, None).unwrap_err();
         assert_eq!((e.exit_code(), e.details[0].path.as_str()), (2, "/state"));
-        assert!(e.message.contains("x.json"), "{}", e.message);
-        std::fs::write(&file, "{\"version\": 7}").unwrap();
-        let e = load_cursor(None, Some(&file), &input(None), since, None).unwrap_err();
-        assert_eq!(e.details[0].path, "/state/version");
+        assert!(
+            e.message.contains(PresenceStore::FILE_NAME),
+            "{}",
+            e.message
+        );
+        // Only the store is in the state dir.
+        let names: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|f| f.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert!(
+            names
+                .iter()
+                .all(|n| n.starts_with(PresenceStore::FILE_NAME)),
+            "{names:?}"
+        );
+    }
+
+    #[test]
+    fn until_before_since_is_refused() {
+        let since = Some("2026-01-01T00:00:00Z".parse().unwrap());
+        let until = Some("2025-12-31T00:00:00Z".parse().unwrap());
+        let e = load_cursor(None, None, &input(None), since, until).unwrap_err();
+        assert_eq!(e.details[0].path, "/inputs/until");
+    }
+
+    #[test]
+    fn cursor_keys_differ_by_tenant_app_and_filter() {
+        let asset = |client: &str| {
+            serde_json::from_value::<crate::auth::AssetSpec>(json!({
+                "type": "oauth2_client_credentials", "url": "http://127.0.0.1:9",
+                "token_url": "http://127.0.0.1:9/token", "client_id": client,
+                "client_secret": "s"}))
+            .unwrap()
+            .into_asset()
+            .unwrap()
+        };
+        let a = cursor_key(&asset("a"), None);
+        assert!(a.starts_with("pull_sign_ins.cursor."), "{a}");
+        assert_eq!(a, cursor_key(&asset("a"), None));
+        assert_ne!(a, cursor_key(&asset("b"), None));
+        assert_ne!(a, cursor_key(&asset("a"), Some("status/errorCode ne 0")));
     }
 
     #[test]

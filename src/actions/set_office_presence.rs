@@ -8,10 +8,9 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use super::ip_presence::{
-    ConfigSource, PresenceChanges, now_or, open_store, parse_date, parse_time, require_state_dir,
-    store_error,
+    ConfigSource, PresenceChanges, now_or, open_store, parse_date, require_state_dir, store_error,
 };
-use super::{Action, ActionMeta, Context, Reply};
+use super::{Action, ActionMeta, Context, Reply, parse_time};
 use crate::error::{Error, Result};
 use crate::presence::{IpRange, Place, PresenceEngine, PresenceMode, Settings, TrackedUser};
 

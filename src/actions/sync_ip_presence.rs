@@ -20,12 +20,12 @@ use serde::{Deserialize, Serialize};
 
 use super::ip_presence::{
     ConfigSource, CountsOut, DiscoveryOut, PresenceChanges, keep_config, now_or, open_store,
-    parse_time, require_state_dir, sign_in_of, store_error,
+    require_state_dir, sign_in_of, store_error,
 };
-use super::{Action, ActionMeta, Context, Reply};
-use crate::error::{Error, Result};
+use super::{Action, ActionMeta, Context, Reply, parse_time, sign_in_cursor};
+use crate::error::Result;
 use crate::graph::GraphClient;
-use crate::graph::signins::{self, PullOptions, SignInCursor};
+use crate::graph::signins::{self, PullOptions};
 use crate::presence::{
     IpRange, PresenceBackend, PresenceConfig, PresenceEngine, ProcessOptions, Settings, SignIn,
     TrackedUser,
@@ -124,29 +124,9 @@ pub async fn sync(
 ) -> Result<(Output, crate::graph::ResponseHeaders)> {
     let engine = PresenceEngine::new(config).map_err(|e| store_error(e.into()))?;
     let mut store = open_store(state_dir)?;
-    let cursor = match store.get_value(CURSOR_KEY).map_err(store_error)? {
-        Some(text) => {
-            let value: serde_json::Value = serde_json::from_str(&text).map_err(|e| {
-                Error::internal(format!("the sign-in cursor in the store is not JSON: {e}"))
-            })?;
-            SignInCursor::from_json(&value, "/state").map_err(|e| Error {
-                message: format!(
-                    "{} (the cursor kept in {})",
-                    e.message,
-                    store.path().display()
-                ),
-                ..e
-            })?
-        }
-        None => {
-            let since = match options.since {
-                Some(s) => s,
-                None => Timestamp::now()
-                    .checked_sub(SignedDuration::from_hours(24))
-                    .map_err(|e| Error::internal(format!("the clock is out of range: {e}")))?,
-            };
-            SignInCursor::start(since, None)
-        }
+    let cursor = match sign_in_cursor::load(&store, CURSOR_KEY)? {
+        Some(kept) => kept,
+        None => sign_in_cursor::fresh(options.since, None)?,
     };
     let pull_options = PullOptions {
         lookback: options.lookback,
@@ -169,9 +149,7 @@ pub async fn sync(
         .process(&mut store, batch, &options.process)
         .map_err(store_error)?;
     keep_config(&store, engine.config())?;
-    store
-        .put_value(CURSOR_KEY, &outcome.cursor.to_json().to_string())
-        .map_err(store_error)?;
+    sign_in_cursor::keep(&store, CURSOR_KEY, &outcome.cursor)?;
     let discovery = store.discovery().map_err(store_error)?;
     let body = Output {
         sign_ins: PullSummary {

@@ -74,29 +74,43 @@ pub struct Transition {
 }
 
 impl Transition {
-    pub fn into_event(self, user: &str, date: Date) -> PresenceEvent {
-        PresenceEvent {
+    /// The event of `user` on `date`; an error when `at_ms` is no time jiff can hold
+    /// (backends check times where they come in, so this is the last line of defence).
+    pub fn into_event(self, user: &str, date: Date) -> Result<PresenceEvent, PresenceError> {
+        Ok(PresenceEvent {
             user: user.to_owned(),
             date,
-            at: Timestamp::from_millisecond(self.at_ms).expect("stored timestamps are valid"),
+            at: timestamp_of(self.at_ms)?,
             place: self.place,
             range: self.range,
             source: self.source,
             set_by: self.set_by,
-        }
+        })
     }
 
-    pub fn event(&self, user: &str, date: Date) -> PresenceEvent {
-        PresenceEvent {
-            user: user.to_owned(),
-            date,
-            at: Timestamp::from_millisecond(self.at_ms).expect("stored timestamps are valid"),
-            place: self.place.clone(),
-            range: self.range.clone(),
-            source: self.source,
-            set_by: self.set_by.clone(),
-        }
+    pub fn event(&self, user: &str, date: Date) -> Result<PresenceEvent, PresenceError> {
+        self.clone().into_event(user, date)
     }
+}
+
+/// The earliest and latest millisecond a [`Timestamp`] holds (`Timestamp::MIN/MAX
+/// .as_millisecond()`, which is not `const`; a test checks them). Every time the engine
+/// keeps is in this range.
+pub const MIN_MS: i64 = -377_705_023_201_000;
+pub const MAX_MS: i64 = 253_402_207_200_999;
+
+/// Whether `ms` (since the epoch) is a time the engine can keep and report.
+#[inline]
+pub fn is_valid_ms(ms: i64) -> bool {
+    (MIN_MS..=MAX_MS).contains(&ms)
+}
+
+/// `ms` as a timestamp, or an error naming it. (Not `Timestamp::from_millisecond`,
+/// which refuses the last 999 ms before `Timestamp::MAX` that `as_millisecond` gives:
+/// an `at` input of 9999-12-30T22:00:00.999Z would come back as an error.)
+pub(crate) fn timestamp_of(ms: i64) -> Result<Timestamp, PresenceError> {
+    let nanos = (ms.rem_euclid(1000) * 1_000_000) as i32;
+    Timestamp::new(ms.div_euclid(1000), nanos).map_err(|_| PresenceError::Time(ms))
 }
 
 /// One input to a user-day's timeline: a sign-in observation or a manual change.
@@ -615,7 +629,9 @@ pub fn parse_timestamp_ms(s: &str) -> Option<i64> {
                 return None;
             }
             let days = days_from_civil(y, mo, d);
-            return Some(((days * 24 + h) * 60 + mi) * 60_000 + se * 1000 + ms);
+            let at = ((days * 24 + h) * 60 + mi) * 60_000 + se * 1000 + ms;
+            // Years 0000-9999 fit; the last hours of 9999-12-31 are past jiff's range.
+            return is_valid_ms(at).then_some(at);
         }
         return None;
     }
@@ -859,25 +875,38 @@ impl PresenceEngine {
         opts: &ProcessOptions,
         mut report: BatchReport,
     ) -> Result<BatchReport, PresenceError> {
+        let mut failed = None;
         b.recompute(&mut |ch: DayChange| {
-            for t in ch.emitted {
-                report.presence_events.push(t.into_event(&ch.user, ch.date));
+            let r = (|| -> Result<(), PresenceError> {
+                for t in ch.emitted {
+                    report
+                        .presence_events
+                        .push(t.into_event(&ch.user, ch.date)?);
+                }
+                for t in ch.superseded {
+                    report
+                        .superseded_events
+                        .push(t.into_event(&ch.user, ch.date)?);
+                }
+                report.statuses.push(UserDayStatus {
+                    since: ch
+                        .status
+                        .as_ref()
+                        .map(|t| timestamp_of(t.at_ms))
+                        .transpose()?,
+                    place: ch.status.and_then(|t| t.place),
+                    user: ch.user,
+                    date: ch.date,
+                });
+                Ok(())
+            })();
+            if let Err(e) = r {
+                failed.get_or_insert(e);
             }
-            for t in ch.superseded {
-                report
-                    .superseded_events
-                    .push(t.into_event(&ch.user, ch.date));
-            }
-            report.statuses.push(UserDayStatus {
-                since: ch
-                    .status
-                    .as_ref()
-                    .map(|t| Timestamp::from_millisecond(t.at_ms).expect("valid")),
-                place: ch.status.and_then(|t| t.place),
-                user: ch.user,
-                date: ch.date,
-            });
         })?;
+        if let Some(e) = failed {
+            return Err(e);
+        }
         b.prune(
             opts.today(),
             self.config.settings.retention_days,
@@ -1344,6 +1373,40 @@ mod tests {
         );
         assert_eq!(parse_timestamp_ms("2023-02-29T00:00:00Z"), None);
         assert_eq!(parse_timestamp_ms("yesterday"), None);
+        // Past jiff's last instant: not a time the engine can report, so malformed.
+        assert_eq!(parse_timestamp_ms("9999-12-31T08:00:00Z"), None);
+        assert!(parse_timestamp_ms("0000-01-01T00:00:00Z").is_some());
+    }
+
+    #[test]
+    fn the_time_range_is_jiffs() {
+        assert_eq!(MIN_MS, Timestamp::MIN.as_millisecond());
+        assert_eq!(MAX_MS, Timestamp::MAX.as_millisecond());
+        for ms in [
+            MIN_MS,
+            MIN_MS + 1,
+            -1,
+            0,
+            1,
+            1_714_554_000_123,
+            MAX_MS - 1,
+            MAX_MS,
+        ] {
+            assert_eq!(timestamp_of(ms).unwrap().as_millisecond(), ms);
+        }
+        assert!(timestamp_of(MIN_MS - 1).is_err() && timestamp_of(MAX_MS + 1).is_err());
+        assert!(timestamp_of(i64::MIN).is_err() && timestamp_of(i64::MAX).is_err());
+        let last: Timestamp = "9999-12-30T22:00:00.999Z".parse().unwrap();
+        assert!(is_valid_ms(last.as_millisecond()));
+        let t = Transition {
+            at_ms: 9_000_000_000_000_000_000,
+            place: None,
+            range: None,
+            source: EventSource::Manual,
+            set_by: None,
+        };
+        let d = Date::constant(2024, 5, 1);
+        assert!(matches!(t.event("a", d), Err(PresenceError::Time(_))));
     }
 
     #[test]

@@ -11,7 +11,8 @@ use serde::{Deserialize, Serialize};
 
 use super::engine::{
     AccessEvent, DayChange, DiscoveryBlock, EventSource, Override, Place, PresenceBackend,
-    PresenceEvent, RangeRef, TimelineItem, Transition, UserDayStatus, UserRef,
+    PresenceEvent, RangeRef, TimelineItem, Transition, UserDayStatus, UserRef, is_valid_ms,
+    timestamp_of,
 };
 use super::{FxHasher, PresenceError};
 
@@ -104,11 +105,11 @@ fn day_start_ms(date: Date) -> i64 {
 }
 
 /// Pack an observation of `date`; `None` when the time is implausibly far from the day
-/// or there are more places than fit.
+/// or no time at all ([`is_valid_ms`]), or there are more places than fit.
 #[inline]
 fn pack_obs(day_start: i64, at_ms: i64, place: u32) -> Option<u64> {
     let rel = at_ms.checked_sub(day_start)?.checked_add(OBS_TIME_BIAS)?;
-    if !(0..1 << 40).contains(&rel) || place >= 1 << OBS_PLACE_BITS {
+    if !(0..1 << 40).contains(&rel) || place >= 1 << OBS_PLACE_BITS || !is_valid_ms(at_ms) {
         return None;
     }
     Some((rel as u64) << OBS_PLACE_BITS | u64::from(place))
@@ -120,6 +121,11 @@ fn unpack_obs(day_start: i64, v: u64) -> (i64, u32) {
         (v >> OBS_PLACE_BITS) as i64 - OBS_TIME_BIAS + day_start,
         (v & ((1 << OBS_PLACE_BITS) - 1)) as u32,
     )
+}
+
+/// `s` escaped as one JSON pointer reference token (RFC 6901).
+fn pointer_token(s: &str) -> String {
+    s.replace('~', "~0").replace('/', "~1")
 }
 
 pub(crate) fn obs_error() -> PresenceError {
@@ -344,7 +350,7 @@ impl MemoryState {
     }
 
     /// Every presence event currently held, sorted.
-    pub fn presence_events(&self) -> Vec<PresenceEvent> {
+    pub fn presence_events(&self) -> Result<Vec<PresenceEvent>, PresenceError> {
         let mut out: Vec<PresenceEvent> = self
             .user_days()
             .flat_map(|(u, d, ud)| {
@@ -352,9 +358,9 @@ impl MemoryState {
                     .iter()
                     .map(move |e| ev_transition(&self.places, &ud.overrides, e).into_event(u, d))
             })
-            .collect();
+            .collect::<Result<_, _>>()?;
         out.sort_unstable();
-        out
+        Ok(out)
     }
 
     /// Every access event currently held (within the late-arrival window), sorted.
@@ -374,7 +380,7 @@ impl MemoryState {
     }
 
     /// The end-of-day status of every user-day with presence, sorted.
-    pub fn statuses(&self) -> Vec<UserDayStatus> {
+    pub fn statuses(&self) -> Result<Vec<UserDayStatus>, PresenceError> {
         let mut out: Vec<UserDayStatus> = self
             .user_days()
             .filter(|(_, _, ud)| !ud.events.is_empty())
@@ -383,18 +389,16 @@ impl MemoryState {
                     .events
                     .last()
                     .map(|e| ev_transition(&self.places, &ud.overrides, e));
-                UserDayStatus {
+                Ok(UserDayStatus {
                     user: u.to_owned(),
                     date,
-                    since: last
-                        .as_ref()
-                        .map(|t| jiff::Timestamp::from_millisecond(t.at_ms).expect("valid")),
+                    since: last.as_ref().map(|t| timestamp_of(t.at_ms)).transpose()?,
                     place: last.and_then(|t| t.place),
-                }
+                })
             })
-            .collect();
+            .collect::<Result<_, PresenceError>>()?;
         out.sort_unstable();
-        out
+        Ok(out)
     }
 
     /// The compact JSON form (see the module doc of [`super`] for the shape).
@@ -483,11 +487,17 @@ impl MemoryState {
     }
 
     /// Rebuild a state from [`MemoryState::to_json`]; the days' events are recomputed.
+    /// A value out of range is refused with [`PresenceError::StateAt`], whose pointer
+    /// names it in `value`.
     pub fn from_json(value: serde_json::Value) -> Result<Self, PresenceError> {
-        let bad = |m: String| PresenceError::State(m);
-        let j: StateJson = serde_json::from_value(value).map_err(|e| bad(e.to_string()))?;
+        let at = |pointer: String, message: String| PresenceError::StateAt { pointer, message };
+        let j: StateJson =
+            serde_json::from_value(value).map_err(|e| PresenceError::State(e.to_string()))?;
         if j.version != 1 {
-            return Err(bad(format!("unsupported state version {}", j.version)));
+            return Err(at(
+                "/version".into(),
+                format!("unsupported state version {}", j.version),
+            ));
         }
         let mut st = MemoryState::new();
         let ids: Vec<u32> = j
@@ -497,13 +507,15 @@ impl MemoryState {
             .collect();
         for (block, ip, u, n) in j.discovery {
             let uid = st.intern_user(&u);
-            *st.discovery.entry((block, ip, uid)).or_default() += n;
+            let e = st.discovery.entry((block, ip, uid)).or_default();
+            *e = e.saturating_add(n);
         }
-        for d in j.days {
+        for (i, d) in j.days.into_iter().enumerate() {
             for (u, ud) in d.users {
+                let here = format!("/days/{i}/users/{}", pointer_token(&u));
                 let uid = st.intern_user(&u);
                 if ud.seen.len() % 16 != 0 {
-                    return Err(bad(format!("{}/{u}: seen is not 16-digit hashes", d.date)));
+                    return Err(at(format!("{here}/seen"), "is not 16-digit hashes".into()));
                 }
                 let mut day = UserDay::default();
                 for k in (0..ud.seen.len()).step_by(16) {
@@ -511,28 +523,48 @@ impl MemoryState {
                         .seen
                         .get(k..k + 16)
                         .and_then(|s| u64::from_str_radix(s, 16).ok())
-                        .ok_or_else(|| bad(format!("{}/{u}: bad hash in seen", d.date)))?;
+                        .ok_or_else(|| {
+                            at(format!("{here}/seen"), format!("bad hash at offset {k}"))
+                        })?;
                     day.seen.insert(h);
                 }
                 for ip in ud.access {
                     day.access.insert(ip);
                 }
                 let start = day_start_ms(d.date);
-                for (t, p) in ud.obs {
-                    let p = *ids
-                        .get(p as usize)
-                        .ok_or_else(|| bad(format!("{}/{u}: place {p} out of range", d.date)))?;
-                    day.obs.push(pack_obs(start, t, p).ok_or_else(obs_error)?);
+                for (k, (t, p)) in ud.obs.into_iter().enumerate() {
+                    let p = *ids.get(p as usize).ok_or_else(|| {
+                        at(
+                            format!("{here}/obs/{k}/1"),
+                            format!("place {p} is not in places"),
+                        )
+                    })?;
+                    let v = pack_obs(start, t, p).ok_or_else(|| {
+                        at(
+                            format!("{here}/obs/{k}/0"),
+                            format!("{t} ms is no time on or near {}", d.date),
+                        )
+                    })?;
+                    day.obs.push(v);
                 }
                 day.overrides = ud
                     .overrides
                     .into_iter()
-                    .map(|o| Override {
-                        at_ms: o.at_ms,
-                        place: o.place,
-                        set_by: o.set_by,
+                    .enumerate()
+                    .map(|(k, o)| {
+                        if !is_valid_ms(o.at_ms) {
+                            return Err(at(
+                                format!("{here}/overrides/{k}/at_ms"),
+                                format!("{} ms is out of range for a time", o.at_ms),
+                            ));
+                        }
+                        Ok(Override {
+                            at_ms: o.at_ms,
+                            place: o.place,
+                            set_by: o.set_by,
+                        })
                     })
-                    .collect();
+                    .collect::<Result<_, _>>()?;
                 *st.users[uid as usize].day(d.date) = day;
                 st.recompute_one(uid, d.date);
             }
@@ -657,7 +689,8 @@ impl BookWriter<'_, '_> {
             return false;
         }
         drop(book);
-        *self.discovery.entry((block, ip, id)).or_default() += 1;
+        let e = self.discovery.entry((block, ip, id)).or_default();
+        *e = e.saturating_add(1);
         true
     }
 
@@ -756,7 +789,8 @@ impl MemoryState {
             .collect();
         for o in outcomes {
             for (k, n) in o.discovery {
-                *self.discovery.entry(k).or_default() += n;
+                let e = self.discovery.entry(k).or_default();
+                *e = e.saturating_add(n);
             }
             self.dirty.extend(o.dirty);
         }
@@ -828,11 +862,15 @@ impl PresenceBackend for MemoryState {
         _date: Date,
     ) -> Result<(), PresenceError> {
         let u = self.user_id(user);
-        *self.discovery.entry((block, ip, u)).or_default() += 1;
+        let e = self.discovery.entry((block, ip, u)).or_default();
+        *e = e.saturating_add(1);
         Ok(())
     }
 
     fn add_override(&mut self, user: &str, date: Date, ov: Override) -> Result<(), PresenceError> {
+        if !is_valid_ms(ov.at_ms) {
+            return Err(PresenceError::Time(ov.at_ms));
+        }
         let u = self.intern_user(user);
         self.dirty_day(u, date).overrides.push(ov);
         Ok(())
@@ -871,7 +909,7 @@ impl PresenceBackend for MemoryState {
         let mut blocks: BTreeMap<IpNet, (u64, HashSet<u32>, HashSet<IpAddr>)> = BTreeMap::new();
         for ((block, ip, u), n) in &self.discovery {
             let e = blocks.entry(*block).or_default();
-            e.0 += n;
+            e.0 = e.0.saturating_add(*n);
             e.1.insert(*u);
             e.2.insert(*ip);
         }

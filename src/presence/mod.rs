@@ -86,9 +86,10 @@ pub use config::{
     ConfigError, IpRange, PresenceConfig, PresenceMode, Settings, TrackedUser, normalise_upn,
 };
 pub use engine::{
-    AccessEvent, BatchReport, Counts, DayChange, Discarded, DiscoveryBlock, EventSource, Override,
-    Place, PresenceBackend, PresenceEngine, PresenceEvent, ProcessOptions, RangeRef, TimelineItem,
-    Transition, UserDayStatus, UserRef, diff, parse_timestamp_ms, transitions,
+    AccessEvent, BatchReport, Counts, DayChange, Discarded, DiscoveryBlock, EventSource, MAX_MS,
+    MIN_MS, Override, Place, PresenceBackend, PresenceEngine, PresenceEvent, ProcessOptions,
+    RangeRef, TimelineItem, Transition, UserDayStatus, UserRef, diff, is_valid_ms,
+    parse_timestamp_ms, transitions,
 };
 pub use memory::{MemoryState, id_hash};
 pub use ranges::{IpRangeTable, RangeMatch, canonical_ip, parse_cidr, suggested_block};
@@ -113,6 +114,13 @@ pub enum PresenceError {
     Schema(String),
     #[error("presence state: {0}")]
     State(String),
+    /// Something wrong at `pointer` (a JSON pointer into the state JSON) of a
+    /// [`MemoryState`] handed in.
+    #[error("presence state at {pointer}: {message}")]
+    StateAt { pointer: String, message: String },
+    /// A time no [`jiff::Timestamp`] can hold, in milliseconds since the epoch.
+    #[error("time out of range: {0} ms since the epoch")]
+    Time(i64),
     #[error("{0}")]
     Invalid(String),
     #[error(transparent)]

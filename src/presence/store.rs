@@ -10,7 +10,6 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use ipnet::IpNet;
-use jiff::Timestamp;
 use jiff::civil::Date;
 use rusqlite::{Connection, OptionalExtension, params};
 use serde::{Deserialize, Serialize};
@@ -19,7 +18,8 @@ use super::PresenceError;
 use super::config::PresenceMode;
 use super::engine::{
     DayChange, DiscoveryBlock, EventSource, Override, Place, PresenceBackend, PresenceEngine,
-    PresenceEvent, RangeRef, TimelineItem, Transition, UserDayStatus, UserRef, diff, transitions,
+    PresenceEvent, RangeRef, TimelineItem, Transition, UserDayStatus, UserRef, diff, is_valid_ms,
+    timestamp_of, transitions,
 };
 
 /// The schema this code writes. Older stores are migrated on open.
@@ -370,18 +370,21 @@ impl PresenceStore {
             })?;
             for row in rows {
                 let (date, kind, loc, since) = row?;
+                let since = since
+                    .map(|ms| timestamp_of(self.stored_ms("day_status", &user, &date, ms)?))
+                    .transpose()?;
                 days.push(UserDayStatus {
                     user: user.clone(),
                     date: parse_date(&date)?,
                     place: place_from(&kind, loc),
-                    since: since.and_then(|ms| Timestamp::from_millisecond(ms).ok()),
+                    since,
                 });
             }
         }
         let mut events = Vec::new();
         for d in &days {
             for t in self.load_events(&user, d.date)? {
-                events.push(t.event(&user, d.date));
+                events.push(t.into_event(&user, d.date)?);
             }
         }
         Ok(UserPresence { user, days, events })
@@ -398,11 +401,9 @@ impl PresenceStore {
         let mut out = Vec::new();
         for (u, d) in keys {
             let date = parse_date(&d)?;
-            out.extend(
-                self.load_events(&u, date)?
-                    .iter()
-                    .map(|t| t.event(&u, date)),
-            );
+            for t in self.load_events(&u, date)? {
+                out.push(t.into_event(&u, date)?);
+            }
         }
         out.sort_unstable();
         Ok(out)
@@ -435,6 +436,25 @@ impl PresenceStore {
         Ok(out)
     }
 
+    /// A time read from `table`, checked: a corrupt row is refused here, naming the file
+    /// and the row, rather than failing (or panicking) wherever the time is used.
+    fn stored_ms(
+        &self,
+        table: &str,
+        user: &str,
+        date: &str,
+        ms: i64,
+    ) -> Result<i64, PresenceError> {
+        if is_valid_ms(ms) {
+            Ok(ms)
+        } else {
+            Err(PresenceError::Schema(format!(
+                "{} is corrupt: {table} of {user} on {date} has time {ms} ms, which is out of range",
+                self.path.display()
+            )))
+        }
+    }
+
     fn load_events(&self, user: &str, date: Date) -> Result<Vec<Transition>, PresenceError> {
         let mut stmt = self.conn.prepare_cached(
             "SELECT at_ms, place_kind, location, range_name, source, set_by FROM presence_events
@@ -451,10 +471,11 @@ impl PresenceStore {
             ))
         })?;
         let mut out = Vec::new();
+        let d = date_col(date);
         for row in rows {
             let (at_ms, kind, loc, range, source, set_by) = row?;
             out.push(Transition {
-                at_ms,
+                at_ms: self.stored_ms("presence_events", user, &d, at_ms)?,
                 place: place_from(&kind, loc),
                 range,
                 source: if source == "manual" {
@@ -486,6 +507,7 @@ impl PresenceStore {
             })?;
             for row in rows {
                 let (t, range, kind, loc) = row?;
+                let t = self.stored_ms("observations", user, &d, t)?;
                 obs.push((t, range, place_from(&kind, loc)));
             }
         }
@@ -506,7 +528,7 @@ impl PresenceStore {
             for row in rows {
                 let (at_ms, set_by, kind, loc) = row?;
                 ovs.push(Override {
-                    at_ms,
+                    at_ms: self.stored_ms("overrides", user, &d, at_ms)?,
                     place: place_from(&kind, loc),
                     set_by,
                 });
@@ -667,6 +689,9 @@ impl PresenceBackend for PresenceStore {
     }
 
     fn add_override(&mut self, user: &str, date: Date, ov: Override) -> Result<(), PresenceError> {
+        if !is_valid_ms(ov.at_ms) {
+            return Err(PresenceError::Time(ov.at_ms));
+        }
         let (kind, loc) = place_cols(ov.place.as_ref());
         self.conn.execute(
             "INSERT INTO overrides (user, date, at_ms, set_by, place_kind, location)

@@ -66,3 +66,33 @@ pub fn run_action(action: &str, asset: &Value, inputs: &Value, state_dir: &Path)
     let envelope = serde_json::json!({ "asset": asset, "inputs": inputs });
     run(&["run", action], envelope.to_string().as_bytes(), state_dir)
 }
+
+/// In the expected results of `actions/*.yaml` examples, `{starts_with: [...]}` in
+/// place of an array means "an array beginning with these"; a plain array means
+/// exactly these (so `[]` means none).
+pub const STARTS_WITH: &str = "starts_with";
+
+/// The items of a `{starts_with: [...]}` marker.
+pub fn starts_with(v: &Value) -> Option<&[Value]> {
+    match v {
+        Value::Object(m) if m.len() == 1 => m.get(STARTS_WITH)?.as_array().map(Vec::as_slice),
+        _ => None,
+    }
+}
+
+/// An expected result with each marker replaced by its items: the shape of a real
+/// answer, for checking examples against the output schema.
+pub fn without_markers(v: &Value) -> Value {
+    if let Some(items) = starts_with(v) {
+        return Value::Array(items.iter().map(without_markers).collect());
+    }
+    match v {
+        Value::Array(a) => Value::Array(a.iter().map(without_markers).collect()),
+        Value::Object(m) => Value::Object(
+            m.iter()
+                .map(|(k, x)| (k.clone(), without_markers(x)))
+                .collect(),
+        ),
+        x => x.clone(),
+    }
+}
