@@ -146,7 +146,12 @@ fn run_offline(action: &str, envelope: &Value, state_dir: Option<&Path>) -> Resu
         &settings,
     )?;
     let result = runtime.block_on(action.run(&ctx, inputs))?;
-    Ok(serde_json::to_value(result).unwrap())
+    // As the runner prints it: the result must serialise, whatever the input.
+    let mut bytes = Vec::new();
+    result
+        .write(&mut bytes, false)
+        .expect("a result always serialises");
+    Ok(serde_json::from_slice(&bytes).expect("the result is JSON"))
 }
 
 fn accepted_or_invalid(what: &str, r: &Result<Value, Error>, envelope: &Value) {
