@@ -1,8 +1,9 @@
 //! `evaluate_ip_presence`: run the IP presence rules over sign-ins you hand in.
 //!
 //! No Graph call and no disk: the sign-ins come inline (`sign_ins`, a JSON array of
-//! Graph `signIn` objects) or from a file (`sign_ins_path`, a JSON array or JSON
-//! lines, read in blocks by two threads), the configuration inline or from
+//! Graph `signIn` objects) or from a file (`sign_ins_path`: JSON lines, split at
+//! line boundaries and read by two threads; or a JSON array, read whole), the
+//! configuration inline or from
 //! `config_path`. What the engine must remember between runs (per user and day: the
 //! sign-in ids seen, the addresses logged, the observations, manual changes; the
 //! discovery counts) travels in the envelope's `state` (`MemoryState` JSON, see
