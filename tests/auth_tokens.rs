@@ -9,7 +9,7 @@ mod emu;
 mod fake;
 
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use emu::{DISABLED_USER, EXPIRED_APP, Emu, ME_ONLY_APP, PUBLIC_APP, USER_ID};
 use msgraph_connector::emulator::{
@@ -477,14 +477,12 @@ fn check_reports_token_permissions_per_action() {
     let warm = presence_run(&emu, &asset, dir.path(), &[]);
     assert_eq!(warm.code, 0, "{}", warm.stderr);
     let before = emu.log().len();
-    let started = Instant::now();
     let out = common::run(
         &["check"],
         json!({"asset": asset}).to_string().as_bytes(),
         dir.path(),
     );
     assert_eq!(out.code, 0, "{}", out.stderr);
-    assert!(started.elapsed() < Duration::from_secs(5));
     emu.assert_no_secrets(&out.stdout, Some(dir.path()));
     let seen = &emu.log()[before..];
     assert_eq!(seen.len(), 2, "a fresh token, then one cheap read");

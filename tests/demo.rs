@@ -3,8 +3,6 @@
 
 mod common;
 
-use std::time::Instant;
-
 use msgraph_connector::emulator::{GenerateSpec, Tenant};
 
 const SMALL: [&str; 5] = ["demo", "--users", "400", "--sign-ins", "4000"];
@@ -26,7 +24,6 @@ fn office_names() -> Vec<String> {
 #[test]
 fn demo_prints_a_table_with_every_office() {
     let dir = tempfile::tempdir().unwrap();
-    let started = Instant::now();
     // No --state-dir from the command line here: common::run passes one, so the demo
     // keeps its store there (and says so).
     let out = common::run(&SMALL, b"", dir.path());
@@ -62,7 +59,6 @@ fn demo_prints_a_table_with_every_office() {
         text.contains(&dir.path().display().to_string()),
         "names the store"
     );
-    assert!(started.elapsed().as_secs() < 30);
 }
 
 #[test]

@@ -646,10 +646,8 @@ async fn presence_single_and_bulk_with_the_650_cap() {
     let unknown: Vec<String> = (0..600).map(|_| Uuid::new_v4().to_string()).collect();
     ids.extend(unknown);
     assert_eq!(ids.len(), 650);
-    let started = Instant::now();
     let (s, body) = bulk(ids.clone()).await;
     assert_eq!(s, 200);
-    assert!(started.elapsed() < Duration::from_millis(500));
     let v: Value = serde_json::from_str(&body).unwrap();
     assert_eq!(
         v["value"].as_array().unwrap().len(),
@@ -1293,6 +1291,9 @@ async fn sign_in_paging_is_complete_and_a_stable_snapshot() {
 #[tokio::test]
 async fn throttling_answers_429_with_fractional_retry_after_and_headers() {
     let t = start(fixture()).await;
+    // The windows run on the emulator's clock: frozen here, so the wait is exact
+    // however fast or slow the machine is.
+    t.emu.set_clock(t.emu.now());
     let token = t.app_token(FULL).await;
     t.emu.set_throttle(ThrottleConfig {
         audit_logs: Some(RateLimit {
@@ -1301,7 +1302,7 @@ async fn throttling_answers_429_with_fractional_retry_after_and_headers() {
         }),
         ..ThrottleConfig::off()
     });
-    for _ in 0..2 {
+    for step in [2_500, 1_125] {
         assert_eq!(
             t.get(&token, "/v1.0/auditLogs/signIns")
                 .await
@@ -1309,13 +1310,12 @@ async fn throttling_answers_429_with_fractional_retry_after_and_headers() {
                 .as_u16(),
             200
         );
+        t.emu.advance_clock(Duration::from_millis(step));
     }
+    // The oldest request is 3.625 s old: 6.375 s are left of its 10 s window.
     let r = t.get(&token, "/v1.0/auditLogs/signIns").await;
     assert_eq!(r.status().as_u16(), 429);
-    let ra = r.headers()["retry-after"].to_str().unwrap().to_string();
-    let secs: f64 = ra.parse().unwrap();
-    assert!(secs > 0.0 && secs <= 10.0, "{ra}");
-    assert!(ra.contains('.'), "fractional Retry-After: {ra}");
+    assert_eq!(r.headers()["retry-after"], "6.375");
     for h in [
         "x-ms-throttle-limit-percentage",
         "x-ms-throttle-scope",
@@ -1343,6 +1343,23 @@ async fn throttling_answers_429_with_fractional_retry_after_and_headers() {
             .fault
             .as_deref(),
         Some("throttled")
+    );
+    // Once the clock has moved by the wait it was told, the request is admitted.
+    t.emu.advance_clock(Duration::from_millis(6_374));
+    assert_eq!(
+        t.get(&token, "/v1.0/auditLogs/signIns")
+            .await
+            .status()
+            .as_u16(),
+        429
+    );
+    t.emu.advance_clock(Duration::from_millis(1));
+    assert_eq!(
+        t.get(&token, "/v1.0/auditLogs/signIns")
+            .await
+            .status()
+            .as_u16(),
+        200
     );
 
     // Published defaults: 5 audit requests per 10 s.
@@ -1708,13 +1725,17 @@ fn runs_in_the_background_from_a_plain_test() {
     s.read_to_string(&mut answer).unwrap();
     assert!(answer.starts_with("HTTP/1.1 401"), "{answer}");
     assert!(answer.to_ascii_lowercase().contains("request-id:"));
+    // shutdown joins the server thread, so the listener is closed when it returns.
     emu.shutdown();
-    std::thread::sleep(Duration::from_millis(50));
     assert!(std::net::TcpStream::connect(addr).is_err(), "stopped");
 }
 
+/// A benchmark, not a test (speed is never asserted in `cargo test`): the emulator's
+/// own server time on a large tenant, from its request log.
+/// `cargo test --release --test emulator_http -- --ignored --nocapture emulator_server_time`
 #[tokio::test]
-async fn answers_are_fast_on_a_large_tenant() {
+#[ignore]
+async fn emulator_server_time_on_a_large_tenant() {
     let tenant = Tenant::generate(&GenerateSpec {
         users: 20_000,
         sign_ins: 50_000,
@@ -1759,25 +1780,8 @@ async fn answers_are_fast_on_a_large_tenant() {
             .min()
             .unwrap()
     };
-    // Serialisation code is instantiated in this crate, so a debug build is far
-    // slower than release; the release limits are the real targets.
-    let (user_limit, presence_limit) = if cfg!(debug_assertions) {
-        (5_000, 150_000)
-    } else {
-        (1_000, 5_000)
-    };
-    assert!(
-        best("users") < user_limit,
-        "GET user took {} µs",
-        best("users")
-    );
-    assert!(
-        best("presence") < presence_limit,
-        "650 presences took {} µs",
-        best("presence")
-    );
     eprintln!(
-        "server time: GET user {} µs, 650 presences {} µs",
+        "best server time of 5: GET user {} µs, 650 presences {} µs",
         best("users"),
         best("presence")
     );

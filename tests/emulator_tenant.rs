@@ -102,21 +102,16 @@ fn generated_org_has_offices_zones_and_address_mix() {
 }
 
 #[test]
-fn generating_is_fast() {
-    let started = Instant::now();
+fn generating_makes_the_sizes_asked_for() {
+    // Its speed is measured by `benchmark_sized_tenant` below, not asserted here.
     let t = Tenant::generate(&GenerateSpec {
         users: 10_000,
         sign_ins: 100_000,
         seed: 1,
         day: None,
     });
+    assert_eq!(t.users.len(), 10_000);
     assert_eq!(t.sign_ins.len(), 100_000);
-    // Debug build; a release build does 100k users / 1M sign-ins in about a second.
-    assert!(
-        started.elapsed().as_secs_f64() < 10.0,
-        "{:?}",
-        started.elapsed()
-    );
 }
 
 #[test]

@@ -63,8 +63,14 @@ fn fractional_retry_after_is_honoured_then_success() {
     );
     let (out, took) = fresh_presence(&emu, &emu.asset("client_credentials"), USER_ID);
     assert_eq!(out.code, 0, "{}", out.stderr);
+    // A lower bound holds on any machine; what was waited for is read from the
+    // client's own log line, not from the wall clock.
     assert!(took >= Duration::from_millis(500), "waited only {took:?}");
-    assert!(took < Duration::from_secs(3), "{took:?}");
+    assert!(
+        out.stderr.contains("waiting 0.500s (Retry-After)"),
+        "{}",
+        out.stderr
+    );
     let g = family(&emu, "presence");
     let statuses: Vec<u16> = g.iter().map(|e| e.status).collect();
     assert_eq!(statuses, [429, 200]);
@@ -84,16 +90,22 @@ fn a_503_storm_ends_in_exit_5_within_the_budget() {
     let mut asset = emu.asset("client_credentials");
     asset["max_attempts"] = json!(20);
     asset["max_retry_seconds"] = json!(2);
-    let (out, took) = fresh_presence(&emu, &asset, USER_ID);
+    let (out, _) = fresh_presence(&emu, &asset, USER_ID);
     assert_eq!(out.code, 5, "{}", out.stderr);
-    assert!(took < Duration::from_secs(4), "{took:?}");
     let e = &out.json()["error"];
     assert_eq!(e["kind"], "network");
     assert_eq!(e["status_code"], 503);
-    assert!(e["message"].as_str().unwrap().contains("503"), "{e}");
+    let message = e["message"].as_str().unwrap();
+    assert!(message.contains("503"), "{e}");
+    // The budget, not max_attempts, ended it. Waits of 0.3 s fit at most six times
+    // in 2 s, so at most seven attempts on any machine; a slow machine makes fewer.
+    assert!(
+        message.contains("the retry budget of 2s would be exceeded"),
+        "{e}"
+    );
     let attempts = family(&emu, "presence").len();
     assert!(
-        (4..=8).contains(&attempts),
+        (2..=7).contains(&attempts),
         "{attempts} attempts in a 2 s budget at 0.3 s"
     );
 
@@ -105,11 +117,16 @@ fn a_503_storm_ends_in_exit_5_within_the_budget() {
     let (out, took) = fresh_presence(&emu, &asset, USER_ID);
     assert_eq!(out.code, 5, "{}", out.stderr);
     assert_eq!(family(&emu, "presence").len(), 2);
+    assert!(took >= Duration::from_millis(500), "{took:?}");
+    assert!(out.stderr.contains("(backoff)"), "{}", out.stderr);
     assert!(
-        took >= Duration::from_millis(500) && took < Duration::from_secs(3),
-        "{took:?}"
+        out.json()["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("gave up after 2 attempts"),
+        "{}",
+        out.stdout
     );
-    assert!(out.stderr.contains("backoff"), "{}", out.stderr);
 }
 
 #[test]
@@ -447,23 +464,16 @@ async fn pacing_spreads_a_burst_over_the_window() {
     for r in futures_util::future::join_all(sends).await {
         r.unwrap();
     }
+    // A lower bound only: the exact schedule, and that other families are not held
+    // back, are shown on tokio's paused clock in `graph::pacing`'s unit tests.
     let took = started.elapsed();
     assert!(
         took >= Duration::from_millis(1000),
         "5 requests at 2 per 0.5 s took {took:?}"
     );
-    assert!(took < Duration::from_millis(2500), "{took:?}");
     assert_eq!(family(&emu, "signins").len(), 5);
-    // Directory calls are not held back by the audit-log window.
-    let started = Instant::now();
-    for _ in 0..5 {
-        graph
-            .send(GraphRequest::get(
-                GraphPath::new("users"),
-                ApiFamily::Directory,
-            ))
-            .await
-            .unwrap();
-    }
-    assert!(started.elapsed() < Duration::from_millis(500));
+    assert!(
+        family(&emu, "signins").iter().all(|e| e.status == 200),
+        "paced, so never throttled"
+    );
 }

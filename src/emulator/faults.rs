@@ -20,7 +20,9 @@
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::fmt;
 use std::str::FromStr;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use jiff::Timestamp;
 
 /// A group of routes that share faults and throttling.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
@@ -395,10 +397,12 @@ pub(crate) struct Throttled {
     pub limit_percentage: f64,
 }
 
+/// Windows and buckets are kept on the emulator's virtual clock, so a test that freezes
+/// it decides exactly how much time passes between requests.
 #[derive(Debug, Default)]
 pub(crate) struct ThrottleState {
-    windows: HashMap<(String, Family), VecDeque<Instant>>,
-    buckets: HashMap<String, (f64, Instant)>,
+    windows: HashMap<(String, Family), VecDeque<Timestamp>>,
+    buckets: HashMap<String, (f64, Timestamp)>,
 }
 
 impl ThrottleState {
@@ -410,7 +414,7 @@ impl ThrottleState {
         app: &str,
         family: Family,
         cost: u32,
-        now: Instant,
+        now: Timestamp,
     ) -> Result<Option<f64>, Throttled> {
         let scope = format!("Tenant_Application/ReadWrite/{tenant}/{app}");
         let limit = match family {
@@ -423,7 +427,7 @@ impl ThrottleState {
                 let cap = f64::from(bucket.units);
                 let rate = cap / bucket.per.as_secs_f64();
                 let (level, at) = self.buckets.entry(app.to_string()).or_insert((cap, now));
-                *level = (*level + now.duration_since(*at).as_secs_f64() * rate).min(cap);
+                *level = (*level + elapsed(*at, now).as_secs_f64() * rate).min(cap);
                 *at = now;
                 let cost = f64::from(cost);
                 if *level < cost {
@@ -446,13 +450,13 @@ impl ThrottleState {
         let window = self.windows.entry((app.to_string(), family)).or_default();
         while window
             .front()
-            .is_some_and(|t| now.duration_since(*t) >= limit.per)
+            .is_some_and(|t| elapsed(*t, now) >= limit.per)
         {
             window.pop_front();
         }
         if window.len() >= limit.requests as usize {
             let oldest = *window.front().expect("non-empty window");
-            let wait = limit.per.saturating_sub(now.duration_since(oldest));
+            let wait = limit.per.saturating_sub(elapsed(oldest, now));
             return Err(Throttled {
                 retry_after: wait.max(Duration::from_millis(1)),
                 scope,
@@ -463,6 +467,11 @@ impl ThrottleState {
         window.push_back(now);
         Ok(Some(window.len() as f64 / f64::from(limit.requests)))
     }
+}
+
+/// Time from `then` to `now` on the emulator's clock; zero when the clock was set back.
+fn elapsed(then: Timestamp, now: Timestamp) -> Duration {
+    Duration::try_from(now.duration_since(then)).unwrap_or(Duration::ZERO)
 }
 
 /// Format a `Retry-After` value.

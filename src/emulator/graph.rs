@@ -9,7 +9,6 @@
 //! incremental pull (re-reading its overlap window) sees them.
 
 use std::collections::HashSet;
-use std::time::Instant;
 
 use axum::body::Body;
 use axum::http::request::Parts;
@@ -171,7 +170,7 @@ pub(crate) fn handle(
                 &caller.app_id,
                 family,
                 units,
-                Instant::now(),
+                shared.clock.now(),
             )
             .map_err(|t| (t, fractional))
     };

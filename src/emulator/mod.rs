@@ -19,8 +19,8 @@
 //!
 //! Runtime knobs for tests: [`RunningEmulator::set_faults`], [`RunningEmulator::fail_next`],
 //! [`RunningEmulator::set_throttle`], [`RunningEmulator::set_clock`] /
-//! [`RunningEmulator::advance_clock`] (the virtual "now" used for token expiry and
-//! sign-in visibility), [`RunningEmulator::add_sign_ins`] and the [`RequestLog`].
+//! [`RunningEmulator::advance_clock`] (the virtual "now" used for token expiry, throttling
+//! windows and sign-in visibility), [`RunningEmulator::add_sign_ins`] and the [`RequestLog`].
 
 mod faults;
 mod generate;
