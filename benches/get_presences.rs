@@ -17,7 +17,7 @@ use std::io::Write;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use msgraph_connector::emulator::{self, EmulatorConfig, GenerateSpec, Tenant};
+use graph_emulator::{self as emulator, EmulatorConfig, GenerateSpec, Tenant};
 use serde_json::json;
 
 const BIN: &str = env!("CARGO_BIN_EXE_msgraph-connector");

@@ -4,8 +4,8 @@
 use std::hint::black_box;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use msgraph_connector::presence::bench::{BenchSpec, bench_config, generate};
-use msgraph_connector::presence::{
+use ip_presence::bench::{BenchSpec, bench_config, generate};
+use ip_presence::{
     IpRangeTable, MemoryState, PresenceEngine, ProcessOptions, parse_all,
 };
 

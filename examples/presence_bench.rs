@@ -8,7 +8,7 @@
 //! `run` prints wall time and peak RSS (VmHWM) of a separate process, so the generator's
 //! memory does not count.
 
-use msgraph_connector::presence::bench::{BenchSpec, generate, run};
+use ip_presence::bench::{BenchSpec, generate, run};
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();

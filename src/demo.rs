@@ -24,10 +24,10 @@ use serde::Serialize;
 
 use crate::actions::ip_presence::{CountsOut, DiscoveryOut, open_store, store_error};
 use crate::actions::sync_ip_presence::{SyncOptions, sync};
-use crate::emulator::{self, EmulatorConfig, GenerateSpec, Tenant, ThrottleConfig};
+use graph_emulator::{self as emulator, EmulatorConfig, GenerateSpec, Tenant, ThrottleConfig};
 use crate::error::{Error, Result};
 use crate::graph::{ClientOptions, GraphClient};
-use crate::presence::{
+use ip_presence::{
     IpRange, Place, PresenceConfig, PresenceEngine, PresenceMode, ProcessOptions, Settings,
     TrackedUser,
 };

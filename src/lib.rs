@@ -10,10 +10,8 @@ pub mod auth;
 pub mod check;
 pub mod cli;
 pub mod demo;
-pub mod emulator;
 pub mod error;
 pub mod graph;
-pub mod presence;
 pub mod runner;
 pub mod schema;
 

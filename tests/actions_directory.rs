@@ -6,7 +6,7 @@ mod common;
 mod support;
 
 use base64::Engine;
-use msgraph_connector::emulator::DELEGATED_USER;
+use graph_emulator::DELEGATED_USER;
 use serde_json::json;
 use support::{assert_graph_error, assert_invalid, line, no_secret_in};
 

@@ -12,7 +12,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use emu::{DISABLED_USER, EXPIRED_APP, Emu, ME_ONLY_APP, PUBLIC_APP, USER_ID};
-use msgraph_connector::emulator::{
+use graph_emulator::{
     AppCertificate, AppRegistration, DELEGATED_PASSWORD, DELEGATED_USER, FULL_APP_CLIENT_ID,
     FULL_APP_SECRET, Family, FaultKind, FaultPlan, MFA_USER, READ_APP_CLIENT_ID, READ_APP_SECRET,
     RateLimit, ThrottleConfig,

@@ -3,7 +3,7 @@
 
 mod common;
 
-use msgraph_connector::emulator::{GenerateSpec, Tenant};
+use graph_emulator::{GenerateSpec, Tenant};
 
 const SMALL: [&str; 5] = ["demo", "--users", "400", "--sign-ins", "4000"];
 

@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use jiff::Timestamp;
-use msgraph_connector::emulator::{
-    self, AppCertificate, AppRegistration, EmulatorConfig, EmulatorError, Family, FaultKind,
+use graph_emulator::{
+    self as emulator, AppCertificate, AppRegistration, EmulatorConfig, EmulatorError, Family, FaultKind,
     FaultPlan, GenerateSpec, RateLimit, RunningEmulator, Tenant, ThrottleConfig,
 };
 use serde_json::{Value, json};

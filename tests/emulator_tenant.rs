@@ -3,7 +3,7 @@
 use std::collections::HashSet;
 use std::time::Instant;
 
-use msgraph_connector::emulator::{GenerateSpec, Tenant};
+use graph_emulator::{GenerateSpec, Tenant};
 
 fn fixture_path() -> String {
     format!("{}/tests/fixtures/tenant.yaml", env!("CARGO_MANIFEST_DIR"))
@@ -156,6 +156,6 @@ fn benchmark_sized_tenant() {
         t.users.len(),
         t.sign_ins.len(),
         started.elapsed(),
-        std::mem::size_of::<msgraph_connector::emulator::SignIn>()
+        std::mem::size_of::<graph_emulator::SignIn>()
     );
 }

@@ -12,7 +12,7 @@
 mod common;
 
 use msgraph_connector::actions::ACTIONS;
-use msgraph_connector::emulator::{self, EmulatorConfig, GenerateSpec, Tenant};
+use graph_emulator::{self as emulator, EmulatorConfig, GenerateSpec, Tenant};
 use serde_json::{Value, json};
 
 fn subset(expected: &Value, actual: &Value, at: &str) -> Result<(), String> {

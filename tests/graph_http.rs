@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use emu::{Emu, GROUPS, USER_ID};
 use msgraph_connector::ErrorKind;
-use msgraph_connector::emulator::{Family, FaultKind, FaultPlan, LogEntry, User};
+use graph_emulator::{Family, FaultKind, FaultPlan, LogEntry, User};
 use msgraph_connector::graph::{
     ApiFamily, ClientOptions, GraphClient, GraphPath, GraphRequest, Method,
 };

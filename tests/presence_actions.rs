@@ -9,8 +9,8 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use jiff::{SignedDuration, Timestamp};
-use msgraph_connector::emulator::{self, EmulatorConfig, GenerateSpec, RunningEmulator, Tenant};
-use msgraph_connector::presence::{Place, PresenceStore};
+use graph_emulator::{self as emulator, EmulatorConfig, GenerateSpec, RunningEmulator, Tenant};
+use ip_presence::{Place, PresenceStore};
 use serde_json::{Value, json};
 use uuid::Uuid;
 

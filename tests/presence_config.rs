@@ -1,6 +1,6 @@
 //! Configuration loading and validation: every error names a JSON pointer.
 
-use msgraph_connector::presence::*;
+use ip_presence::*;
 use serde_json::json;
 
 fn pointers(v: serde_json::Value) -> Vec<String> {

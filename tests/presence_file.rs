@@ -1,8 +1,8 @@
 //! Reading sign-in files: the two-thread, user-sharded path gives exactly the result of
 //! the plain sequential path, for JSON lines and JSON arrays.
 
-use msgraph_connector::presence::bench::{BenchSpec, bench_config, generate};
-use msgraph_connector::presence::*;
+use ip_presence::bench::{BenchSpec, bench_config, generate};
+use ip_presence::*;
 
 #[test]
 fn the_parallel_file_path_equals_sequential_processing() {

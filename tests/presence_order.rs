@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use jiff::Timestamp;
 use jiff::civil::Date;
-use msgraph_connector::presence::*;
+use ip_presence::*;
 use proptest::prelude::*;
 use serde_json::json;
 

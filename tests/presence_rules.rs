@@ -4,7 +4,7 @@ use std::borrow::Cow;
 
 use jiff::Timestamp;
 use jiff::civil::{Date, date};
-use msgraph_connector::presence::*;
+use ip_presence::*;
 use serde_json::json;
 
 fn base_config() -> serde_json::Value {

@@ -4,7 +4,7 @@ use std::borrow::Cow;
 
 use jiff::Timestamp;
 use jiff::civil::date;
-use msgraph_connector::presence::*;
+use ip_presence::*;
 use serde_json::json;
 
 fn engine() -> PresenceEngine {
@@ -311,7 +311,7 @@ fn the_store_is_readable_by_its_owner_only() {
     use std::os::unix::fs::PermissionsExt;
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("state");
-    let store = msgraph_connector::presence::PresenceStore::open(&state).unwrap();
+    let store = ip_presence::PresenceStore::open(&state).unwrap();
     let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode(store.path()), 0o600);
     assert_eq!(mode(&state), 0o700);

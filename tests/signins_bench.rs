@@ -17,7 +17,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use jiff::Timestamp;
-use msgraph_connector::emulator::{self, EmulatorConfig, GenerateSpec, Tenant, ThrottleConfig};
+use graph_emulator::{self as emulator, EmulatorConfig, GenerateSpec, Tenant, ThrottleConfig};
 use serde_json::{Value, json};
 
 const BIN: &str = env!("CARGO_BIN_EXE_msgraph-connector");

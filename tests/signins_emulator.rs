@@ -10,10 +10,10 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use jiff::{SignedDuration, Timestamp};
-use msgraph_connector::emulator::{
-    self, EmulatorConfig, FaultPlan, GenerateSpec, RunningEmulator, SignIn, Tenant,
+use graph_emulator::{
+    self as emulator, EmulatorConfig, FaultPlan, GenerateSpec, RunningEmulator, SignIn, Tenant,
 };
-use msgraph_connector::presence::PresenceStore;
+use ip_presence::PresenceStore;
 use serde_json::{Value, json};
 use uuid::Uuid;
 

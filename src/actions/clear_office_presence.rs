@@ -11,7 +11,7 @@ use super::ip_presence::ConfigSource;
 use super::set_office_presence::{ManualChange, Output, apply, default_set_by};
 use super::{Action, ActionMeta, Context, Reply};
 use crate::error::Result;
-use crate::presence::{IpRange, Settings, TrackedUser};
+use ip_presence::{IpRange, Settings, TrackedUser};
 
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]

@@ -7,7 +7,7 @@
 //! `config_path`. What the engine must remember between runs (per user and day: the
 //! sign-in ids seen, the addresses logged, the observations, manual changes; the
 //! discovery counts) travels in the envelope's `state` (`MemoryState` JSON, see
-//! [`crate::presence`]), so two runs with the state in between give what one run
+//! [`ip_presence`]), so two runs with the state in between give what one run
 //! with all the sign-ins gives, in whatever order the sign-ins came.
 
 use std::path::Path;
@@ -22,7 +22,7 @@ use super::ip_presence::{
 };
 use super::{Action, ActionMeta, Context, Reply, parse_time};
 use crate::error::{Error, Result};
-use crate::presence::{
+use ip_presence::{
     IpRange, MemoryState, PresenceBackend, PresenceEngine, PresenceError, ProcessOptions, Settings,
     TrackedUser,
 };

@@ -13,7 +13,7 @@ use super::ip_presence::{
 };
 use super::{Action, ActionMeta, Context, Reply};
 use crate::error::{Error, Result};
-use crate::presence::{IpRange, PresenceEngine, PresenceMode, Settings, TrackedUser};
+use ip_presence::{IpRange, PresenceEngine, PresenceMode, Settings, TrackedUser};
 
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]

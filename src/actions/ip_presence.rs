@@ -15,7 +15,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::error::{Detail, Error, Result};
-use crate::presence::{
+use ip_presence::{
     AccessEvent, BatchReport, ConfigError, Counts, DiscoveryBlock, EventSource, IpRange, Place,
     PresenceConfig, PresenceError, PresenceEvent, PresenceStore, Settings, SignIn, SignInStatus,
     TrackedUser, UserDayStatus,

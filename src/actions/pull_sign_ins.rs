@@ -29,7 +29,7 @@ use serde_json::Value;
 use super::{Action, ActionMeta, Context, Reply, parse_time, sign_in_cursor};
 use crate::error::{Error, Result};
 use crate::graph::signins::{self, PullOptions, SignInCursor, Window, WindowKind};
-use crate::presence::PresenceStore;
+use ip_presence::PresenceStore;
 
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]

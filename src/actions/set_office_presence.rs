@@ -12,7 +12,7 @@ use super::ip_presence::{
 };
 use super::{Action, ActionMeta, Context, Reply, parse_time};
 use crate::error::{Error, Result};
-use crate::presence::{IpRange, Place, PresenceEngine, PresenceMode, Settings, TrackedUser};
+use ip_presence::{IpRange, Place, PresenceEngine, PresenceMode, Settings, TrackedUser};
 
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]

@@ -9,7 +9,7 @@ use jiff::{SignedDuration, Timestamp};
 use super::ip_presence::store_error;
 use crate::error::{Error, Result};
 use crate::graph::signins::SignInCursor;
-use crate::presence::PresenceStore;
+use ip_presence::PresenceStore;
 
 /// Where a first run starts when no `since` is given.
 pub const DEFAULT_SINCE: SignedDuration = SignedDuration::from_hours(24);

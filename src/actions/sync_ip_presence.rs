@@ -26,7 +26,7 @@ use super::{Action, ActionMeta, Context, Reply, parse_time, sign_in_cursor};
 use crate::error::Result;
 use crate::graph::GraphClient;
 use crate::graph::signins::{self, PullOptions};
-use crate::presence::{
+use ip_presence::{
     IpRange, PresenceBackend, PresenceConfig, PresenceEngine, ProcessOptions, Settings, SignIn,
     TrackedUser,
 };

@@ -2,8 +2,8 @@
 //! run against it, with the request log to assert which calls were made.
 #![allow(dead_code)]
 
-use msgraph_connector::emulator::{
-    self, EmulatorConfig, GenerateSpec, LogEntry, READ_APP_CLIENT_ID, READ_APP_SECRET,
+use graph_emulator::{
+    self as emulator, EmulatorConfig, GenerateSpec, LogEntry, READ_APP_CLIENT_ID, READ_APP_SECRET,
     RunningEmulator, Tenant, ThrottleConfig,
 };
 use serde_json::{Value, json};

@@ -9,8 +9,8 @@
 //! `Retry-After`, and injectable faults.
 //!
 //! ```no_run
-//! # async fn demo() -> Result<(), msgraph_connector::emulator::EmulatorError> {
-//! use msgraph_connector::emulator::{self, EmulatorConfig, GenerateSpec, Tenant};
+//! # async fn demo() -> Result<(), graph_emulator::EmulatorError> {
+//! use graph_emulator::{self as emulator, EmulatorConfig, GenerateSpec, Tenant};
 //! let tenant = Tenant::generate(&GenerateSpec { users: 100, sign_ins: 1000, seed: 1, ..Default::default() });
 //! let emu = emulator::start("127.0.0.1:0".parse().unwrap(), EmulatorConfig::new(tenant)).await?;
 //! let asset = emu.asset_json("client_credentials")?; // a connector asset pointing at emu
