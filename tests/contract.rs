@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use msgraph_connector::actions::ACTIONS;
-use msgraph_connector::auth::{AssetSpec, AssetType};
+use msgraph_connector::asset::{AssetSpec, AssetType};
 use serde_json::{Value, json};
 
 fn state_dir() -> tempfile::TempDir {
