@@ -380,3 +380,47 @@ pub static ACTIONS: &[ActionEntry] = &[
 pub fn find(name: &str) -> Option<&'static ActionEntry> {
     ACTIONS.iter().find(|a| a.meta.name == name)
 }
+
+#[cfg(test)]
+mod tests {
+    use futures_util::FutureExt;
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn inputs_are_checked_and_refusals_point_under_inputs() {
+        for a in ACTIONS {
+            let e = a.check_inputs(json!(42)).err().unwrap();
+            assert_eq!(e.details[0].path, "/inputs", "{}", a.meta.name);
+            assert!(e.message.starts_with("invalid input at /inputs: "));
+        }
+    }
+
+    #[test]
+    fn inputs_checked_for_one_action_do_not_run_another() {
+        let (checked_for, inputs) = ACTIONS
+            .iter()
+            .find_map(|a| a.check_inputs(json!({})).ok().map(|i| (a, i)))
+            .expect("an action whose inputs are all optional");
+        let other = ACTIONS
+            .iter()
+            .find(|a| a.meta.name != checked_for.meta.name)
+            .unwrap();
+        let ctx = Context::new(None, None, None);
+        let outcome = other.run(&ctx, inputs).now_or_never().unwrap();
+        assert_eq!(outcome.err().unwrap().kind, ErrorKind::Internal);
+    }
+
+    #[test]
+    fn a_refusal_from_below_at_the_root_is_the_inputs() {
+        let e = root_is_the_inputs(Error::invalid("", "cannot be a Graph path"));
+        assert_eq!(e.details[0].path, "/inputs");
+        assert_eq!(
+            e.message,
+            "invalid input at /inputs: cannot be a Graph path"
+        );
+        let e = root_is_the_inputs(Error::invalid("/state/version", "x"));
+        assert_eq!(e.details[0].path, "/state/version");
+    }
+}
