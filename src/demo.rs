@@ -24,9 +24,9 @@ use serde::Serialize;
 
 use crate::actions::ip_presence::{CountsOut, DiscoveryOut, open_store, store_error};
 use crate::actions::sync_ip_presence::{SyncOptions, sync};
+use graph_emulator::{self as emulator, EmulatorConfig, GenerateSpec, Tenant, ThrottleConfig};
 use crate::error::{Error, Result};
 use crate::graph::{ClientOptions, GraphClient};
-use graph_emulator::{self as emulator, EmulatorConfig, GenerateSpec, Tenant, ThrottleConfig};
 use ip_presence::{
     IpRange, Place, PresenceConfig, PresenceEngine, PresenceMode, ProcessOptions, Settings,
     TrackedUser,
