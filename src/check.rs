@@ -21,7 +21,7 @@ use secrecy::ExposeSecret;
 use serde_json::{Value, json};
 
 use crate::actions::ACTIONS;
-use crate::auth::Asset;
+use crate::asset::Asset;
 use crate::auth::claims::{self, TokenType};
 use crate::error::{ErrorKind, Result};
 use crate::graph::{ApiFamily, ClientOptions, GraphClient, GraphPath, GraphRequest};
@@ -29,7 +29,8 @@ use crate::graph::{ApiFamily, ClientOptions, GraphClient, GraphPath, GraphReques
 /// Run the check; the value is the result's `json_body`.
 pub async fn check(asset: Asset, options: ClientOptions) -> Result<(Value, u16)> {
     let delegated = asset.asset_type.is_delegated();
-    let graph = GraphClient::new(asset, options)?;
+    // The asset came from the envelope's `/asset`: its errors point there.
+    let graph = GraphClient::new(asset, options).map_err(|e| e.under("/asset"))?;
     let issued = graph.tokens().fresh().await?;
 
     let read = if delegated {

@@ -107,20 +107,7 @@ impl Error {
 
     /// Bad input at several places; the message summarises the first.
     pub fn invalid_details(details: Vec<Detail>) -> Self {
-        let message = match details.as_slice() {
-            [] => "invalid input".to_string(),
-            [only] => format!(
-                "invalid input at {}: {}",
-                pointer_or_root(&only.path),
-                only.message
-            ),
-            [first, rest @ ..] => format!(
-                "invalid input at {}: {} (and {} more)",
-                pointer_or_root(&first.path),
-                first.message,
-                rest.len()
-            ),
-        };
+        let message = summary(&details);
         Error {
             details,
             ..Error::new(ErrorKind::InvalidInput, message)
@@ -161,14 +148,19 @@ impl Error {
         self
     }
 
-    /// Prefix every detail path, e.g. to place a config error under `/inputs/ranges`.
+    /// Place an error whose pointers are relative to a part of the envelope under
+    /// that part: every detail path gets `prefix` (`/tenant_id` under `/asset` is
+    /// `/asset/tenant_id`), and so does the message when it is the summary that
+    /// names the first pointer. Lower layers point relative to what they were
+    /// given; the caller that knows where that came from calls this.
     pub fn under(mut self, prefix: &str) -> Self {
+        let message_names_pointer =
+            self.kind == ErrorKind::InvalidInput && self.message == summary(&self.details);
         for d in &mut self.details {
             d.path = format!("{prefix}{}", d.path);
         }
-        if self.kind == ErrorKind::InvalidInput {
-            let details = std::mem::take(&mut self.details);
-            return Error::invalid_details(details);
+        if message_names_pointer {
+            self.message = summary(&self.details);
         }
         self
     }
@@ -195,6 +187,24 @@ impl Error {
             body.insert("details".into(), json!(self.details));
         }
         json!({ "error": body })
+    }
+}
+
+/// The message of an `invalid_input` error: the first place and how many more.
+fn summary(details: &[Detail]) -> String {
+    match details {
+        [] => "invalid input".to_string(),
+        [only] => format!(
+            "invalid input at {}: {}",
+            pointer_or_root(&only.path),
+            only.message
+        ),
+        [first, rest @ ..] => format!(
+            "invalid input at {}: {} (and {} more)",
+            pointer_or_root(&first.path),
+            first.message,
+            rest.len()
+        ),
     }
 }
 
@@ -242,5 +252,31 @@ mod tests {
         let e = Error::invalid("/ranges/0/cidrs/1", "bad CIDR").under("/inputs");
         assert_eq!(e.details[0].path, "/inputs/ranges/0/cidrs/1");
         assert!(e.message.contains("/inputs/ranges/0/cidrs/1"));
+    }
+
+    #[test]
+    fn under_gives_the_same_error_as_an_absolute_pointer() {
+        let details = |prefix: &str| {
+            vec![
+                Detail::new(prefix, "is not an object"),
+                Detail::new(format!("{prefix}/id"), "is required"),
+            ]
+        };
+        let placed = Error::invalid_details(details("")).under("/inputs");
+        let direct = Error::invalid_details(details("/inputs"));
+        assert_eq!(placed.to_json(), direct.to_json());
+        assert_eq!(
+            Error::invalid("", "x").under("/asset").message,
+            "invalid input at /asset: x"
+        );
+    }
+
+    #[test]
+    fn under_keeps_a_message_of_its_own() {
+        let mut e = Error::invalid("/id", "x");
+        e.message = "the id is refused".to_string();
+        let e = e.under("/inputs");
+        assert_eq!(e.message, "the id is refused");
+        assert_eq!(e.details[0].path, "/inputs/id");
     }
 }

@@ -1,17 +1,30 @@
 //! msgraph-connector: Microsoft Graph users, presence and sign-ins for
 //! automation platforms.
 //!
-//! Data flows one way: [`cli`] -> [`runner`] -> [`actions`] -> [`graph`] ->
-//! HTTP, with [`auth`] supplying tokens to the graph layer. [`emulator`] is the
-//! built-in fake tenant; [`presence`] the IP-based office presence engine.
+//! Layers, lowest first; each uses only those before it:
+//! - [`asset`]: the connection profile (Graph URL, cloud, credentials, proxy,
+//!   timeouts, retry and pacing settings), parsed from the envelope's asset;
+//! - [`http`]: the one reqwest client, transport errors in words, retry budget;
+//! - [`auth`]: bearer tokens from the token endpoint, cached on disk;
+//! - [`graph`]: Graph requests with pacing, retries, auth and paging;
+//! - [`actions`]: what users call, one file each, validated against their schemas;
+//! - [`runner`] (envelope in, result out) and [`cli`] on top; [`check`] and
+//!   [`demo`] are commands beside `run`.
+//!
+//! [`error`] and [`schema`] serve every layer. Lower layers report JSON
+//! pointers relative to what they were given; the runner and the action entry
+//! point place them in the envelope. The IP presence engine and the fake
+//! tenant are crates of their own (`ip-presence`, `graph-emulator`).
 
 pub mod actions;
+pub mod asset;
 pub mod auth;
 pub mod check;
 pub mod cli;
 pub mod demo;
 pub mod error;
 pub mod graph;
+pub mod http;
 pub mod runner;
 pub mod schema;
 

@@ -5,11 +5,14 @@
 //!    files, or from Swimlane Turbine's `INPUTS` + `ASSET_KEYS` variables),
 //!    refusing more than [`MAX_ENVELOPE_BYTES`] without reading it all;
 //! 2. parse JSON and check the envelope's shape (`asset`, `inputs`, `state`);
-//! 3. validate asset and inputs against their JSON Schemas, so errors carry
-//!    JSON pointers, then apply the asset's per-type rules;
+//! 3. validate the inputs ([`ActionEntry::check_inputs`]) and parse the asset
+//!    ([`crate::asset::parse`]) against their JSON Schemas, so errors carry
+//!    JSON pointers; both report at once;
 //! 4. only then build the Graph client and run the handler.
 //!
-//! No network request can leave before stage 4.
+//! No network request can leave before stage 4. The layers below point
+//! relative to what they were given; the runner places their pointers in the
+//! envelope (`/asset`, `/inputs`) with [`Error::under`].
 
 use std::io::{IsTerminal, Read, Write};
 use std::path::{Path, PathBuf};
@@ -17,8 +20,8 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-use crate::actions::{self, ActionEntry, Context};
-use crate::auth::{Asset, AssetSpec};
+use crate::actions::{self, ActionEntry, CheckedInputs, Context};
+use crate::asset::Asset;
 use crate::error::{Detail, Error, Result, pointer_token};
 use crate::graph::{ClientOptions, GraphClient};
 
@@ -197,7 +200,7 @@ fn parse_json(bytes: &[u8], pointer: &str) -> Result<Value> {
     })
 }
 
-/// Validate and parse the asset at `/asset`.
+/// The envelope's asset, parsed: errors point at `/asset`.
 pub fn parse_asset(asset: Option<&Value>) -> Result<Asset> {
     let asset = asset.ok_or_else(|| {
         Error::invalid(
@@ -205,10 +208,7 @@ pub fn parse_asset(asset: Option<&Value>) -> Result<Asset> {
             "is required: it says how to authenticate to Graph",
         )
     })?;
-    crate::schema::validate(&AssetSpec::schema(), asset, "/asset")?;
-    let spec: AssetSpec = serde_json::from_value(asset.clone())
-        .map_err(|e| crate::schema::deserialize_error(&e, "/asset"))?;
-    spec.into_asset().map_err(|e| e.under("/asset"))
+    crate::asset::parse(asset).map_err(|e| e.under("/asset"))
 }
 
 /// Everything up to the handler: validate, then build the context.
@@ -216,14 +216,13 @@ pub fn prepare(
     action: &ActionEntry,
     envelope: Envelope,
     settings: &RunSettings,
-) -> Result<(Context, Value)> {
-    let asset = if action.meta.needs_graph {
+) -> Result<(Context, CheckedInputs)> {
+    let (inputs, asset) = if action.meta.needs_graph {
         // Inputs first: a playbook author fixing inputs wants those errors even with a bad asset.
-        let inputs_ok =
-            crate::schema::validate(&action.input_schema(), &envelope.inputs, "/inputs");
+        let inputs = action.check_inputs(envelope.inputs);
         let asset = parse_asset(envelope.asset.as_ref());
-        match (inputs_ok, asset) {
-            (Ok(()), Ok(asset)) => Some(asset),
+        match (inputs, asset) {
+            (Ok(inputs), Ok(asset)) => (inputs, Some(asset)),
             (Err(a), Err(b)) => {
                 let mut details = a.details;
                 details.extend(b.details);
@@ -232,8 +231,7 @@ pub fn prepare(
             (Err(e), _) | (_, Err(e)) => return Err(e),
         }
     } else {
-        crate::schema::validate(&action.input_schema(), &envelope.inputs, "/inputs")?;
-        None
+        (action.check_inputs(envelope.inputs)?, None)
     };
     let graph = asset
         .map(|asset| {
@@ -244,6 +242,7 @@ pub fn prepare(
                     token_cache: settings.token_cache,
                 },
             )
+            .map_err(|e| e.under("/asset"))
         })
         .transpose()?;
     let state = if action.meta.incremental {
@@ -253,7 +252,7 @@ pub fn prepare(
     };
     Ok((
         Context::new(graph, state, settings.state_dir.clone()),
-        envelope.inputs,
+        inputs,
     ))
 }
 

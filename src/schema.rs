@@ -1,6 +1,10 @@
 //! JSON Schemas (draft 2020-12): generated from the Rust types, and used to
 //! validate raw input *before* it is deserialised, so every problem is reported
-//! at its JSON pointer (`/inputs/ids/3`) instead of as a serde message.
+//! at its JSON pointer instead of as a serde message.
+//!
+//! Pointers are relative to the instance validated (`/ids/3`); the caller that
+//! knows where the instance sits in the envelope places them with
+//! [`Error::under`] (`/inputs/ids/3`).
 //!
 //! Messages are jsonschema's masked ones: they describe the rule broken, never
 //! the offending value, so a secret typed into the wrong field is not echoed.
@@ -16,14 +20,14 @@ pub fn of<T: JsonSchema>() -> Value {
     serde_json::to_value(schemars::schema_for!(T)).expect("schemas serialise")
 }
 
-/// Validate `instance` against `schema`; pointers in the error are prefixed by `prefix`.
-pub fn validate(schema: &Value, instance: &Value, prefix: &str) -> Result<(), Error> {
+/// Validate `instance` against `schema`; pointers in the error are relative to `instance`.
+pub fn validate(schema: &Value, instance: &Value) -> Result<(), Error> {
     let validator = jsonschema::draft202012::new(schema)
         .map_err(|e| Error::internal(format!("a built-in schema does not compile: {e}")))?;
     let mut details: Vec<Detail> = validator
         .iter_errors(instance)
         .map(|e| {
-            let mut path = format!("{prefix}{}", e.instance_path());
+            let mut path = e.instance_path().to_string();
             let message = match e.kind() {
                 // Point at the missing field itself, not at the object missing it.
                 ValidationErrorKind::Required { property } => {
@@ -50,9 +54,10 @@ pub fn validate(schema: &Value, instance: &Value, prefix: &str) -> Result<(), Er
     Err(Error::invalid_details(details))
 }
 
-/// A serde error after schema validation passed: a rule the schema cannot say.
-pub fn deserialize_error(e: &serde_json::Error, prefix: &str) -> Error {
-    Error::invalid(prefix, e.to_string())
+/// A serde error after schema validation passed: a rule the schema cannot say,
+/// at the root of the instance (serde names the place in its message).
+pub fn deserialize_error(e: &serde_json::Error) -> Error {
+    Error::invalid("", e.to_string())
 }
 
 #[cfg(test)]
@@ -72,7 +77,11 @@ mod tests {
     #[test]
     fn errors_name_pointers() {
         let s = of::<Sample>();
-        let e = validate(&s, &json!({"top": "x", "extra": 1}), "/inputs").unwrap_err();
+        let e = validate(&s, &json!({"top": "x", "extra": 1})).unwrap_err();
+        let mut paths: Vec<_> = e.details.iter().map(|d| d.path.as_str()).collect();
+        paths.sort();
+        assert_eq!(paths, ["/extra", "/id", "/top"]);
+        let e = e.under("/inputs");
         let mut paths: Vec<_> = e.details.iter().map(|d| d.path.as_str()).collect();
         paths.sort();
         assert_eq!(paths, ["/inputs/extra", "/inputs/id", "/inputs/top"]);
@@ -81,12 +90,7 @@ mod tests {
     #[test]
     fn messages_do_not_echo_values() {
         let s = of::<Sample>();
-        let e = validate(
-            &s,
-            &json!({"id": "x", "top": "super-secret-value"}),
-            "/inputs",
-        )
-        .unwrap_err();
+        let e = validate(&s, &json!({"id": "x", "top": "super-secret-value"})).unwrap_err();
         assert!(!format!("{e:?}").contains("super-secret-value"));
     }
 

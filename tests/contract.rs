@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use msgraph_connector::actions::ACTIONS;
-use msgraph_connector::auth::{AssetSpec, AssetType};
+use msgraph_connector::asset::{AssetSpec, AssetType};
 use serde_json::{Value, json};
 
 fn state_dir() -> tempfile::TempDir {
@@ -113,6 +113,182 @@ fn every_schema_prints_and_is_draft_2020_12() {
             );
         }
     }
+}
+
+/// Objects of an action's inputs that are open by design, with the reason.
+const OPEN_BY_DESIGN: &[(&str, &str, &str)] = &[(
+    "evaluate_ip_presence",
+    "/properties/sign_ins/items",
+    "sign-ins are Graph's records, passed as Graph lists them",
+)];
+
+/// Every object an action's inputs can hold is closed, so a misspelt field is
+/// refused instead of silently ignored: a record refuses unknown fields
+/// (`additionalProperties: false`, or `unevaluatedProperties: false` where
+/// `#[serde(flatten)]` merges records), and a map (no `properties`) says what
+/// its values are. Walked from the root through `$ref`, `$defs` included.
+#[test]
+fn every_input_schema_is_closed() {
+    for a in ACTIONS {
+        let schema = a.input_schema();
+        let open: Vec<String> = open_objects(&schema)
+            .into_iter()
+            .filter(|at| {
+                !OPEN_BY_DESIGN
+                    .iter()
+                    .any(|(name, pointer, _)| *name == a.meta.name && at == pointer)
+            })
+            .collect();
+        assert!(
+            open.is_empty(),
+            "{}: input schema objects that accept unknown fields: {open:?}",
+            a.meta.name
+        );
+    }
+}
+
+#[test]
+fn the_closed_schema_walker_tells_open_from_closed() {
+    let record = |extra: Value| {
+        let mut s = json!({"type": "object", "properties": {"a": {"type": "string"}}});
+        s.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        s
+    };
+    assert!(open_objects(&record(json!({"additionalProperties": false}))).is_empty());
+    assert_eq!(open_objects(&record(json!({}))), [""]);
+    // A flattened enum: its variants are checked in place, closed by the parent's
+    // `unevaluatedProperties`; a record under a property is a new instance.
+    let flattened = json!({
+        "type": "object", "unevaluatedProperties": false,
+        "properties": {"inner": {"$ref": "#/$defs/Inner"}},
+        "anyOf": [{"oneOf": [{"$ref": "#/$defs/Variant"}]}, {}],
+        "$defs": {
+            "Variant": {"type": "object", "properties": {"kind": {"const": "A"}}},
+            "Inner": {"type": "object", "properties": {"x": {"type": "string"}}}
+        }
+    });
+    assert_eq!(open_objects(&flattened), ["/$defs/Inner"]);
+    let map = json!({"type": "object", "additionalProperties": {"type": "string"}});
+    assert!(open_objects(&map).is_empty());
+    let any = json!({"type": "object", "additionalProperties": true});
+    assert_eq!(open_objects(&any), [""]);
+}
+
+/// Pointers (into `root`) of the object schemas that accept unknown fields.
+fn open_objects(root: &Value) -> Vec<String> {
+    let mut walk = SchemaWalk {
+        root,
+        seen: BTreeSet::new(),
+        open: Vec::new(),
+    };
+    walk.visit(root, String::new(), false);
+    // Definitions no `$ref` reaches are checked too, on their own.
+    if let Some(Value::Object(defs)) = root.get("$defs") {
+        for (name, def) in defs {
+            let at = format!("/$defs/{}", pointer_token(name));
+            if !walk.seen.iter().any(|(p, _)| *p == at) {
+                walk.visit(def, at, false);
+            }
+        }
+    }
+    walk.open
+}
+
+struct SchemaWalk<'a> {
+    root: &'a Value,
+    /// (schema pointer, covered) pairs already visited: schemas may recurse.
+    seen: BTreeSet<(String, bool)>,
+    open: Vec<String>,
+}
+
+impl SchemaWalk<'_> {
+    /// `covered`: an enclosing schema of the same instance has `unevaluatedProperties: false`.
+    fn visit(&mut self, schema: &Value, at: String, covered: bool) {
+        let Value::Object(s) = schema else {
+            return; // `true` / `false`
+        };
+        if !self.seen.insert((at.clone(), covered)) {
+            return;
+        }
+        let covered = covered || s.get("unevaluatedProperties") == Some(&Value::Bool(false));
+        let is_object = s.contains_key("properties")
+            || s.get("type").is_some_and(|t| {
+                t == "object"
+                    || t.as_array()
+                        .is_some_and(|ts| ts.iter().any(|t| t == "object"))
+            });
+        if is_object {
+            let closed = covered || s.get("additionalProperties") == Some(&Value::Bool(false));
+            let typed_map = !s.contains_key("properties")
+                && s.get("additionalProperties").is_some_and(Value::is_object);
+            if !closed && !typed_map {
+                self.open.push(at.clone());
+            }
+        }
+        // The same instance, checked in place: the cover carries over.
+        if let Some(Value::String(target)) = s.get("$ref") {
+            let pointer = target.strip_prefix('#').unwrap_or(target);
+            if let Some(def) = self.root.pointer(pointer) {
+                self.visit(def, pointer.to_string(), covered);
+            }
+        }
+        for key in ["allOf", "anyOf", "oneOf"] {
+            for (i, sub) in s
+                .get(key)
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .enumerate()
+            {
+                self.visit(sub, format!("{at}/{key}/{i}"), covered);
+            }
+        }
+        for key in ["not", "if", "then", "else"] {
+            if let Some(sub) = s.get(key) {
+                self.visit(sub, format!("{at}/{key}"), covered);
+            }
+        }
+        for (name, sub) in s
+            .get("dependentSchemas")
+            .and_then(Value::as_object)
+            .into_iter()
+            .flatten()
+        {
+            let at = format!("{at}/dependentSchemas/{}", pointer_token(name));
+            self.visit(sub, at, covered);
+        }
+        // Other instances (members, items, values): a cover ends here.
+        for key in ["properties", "patternProperties"] {
+            for (name, sub) in s.get(key).and_then(Value::as_object).into_iter().flatten() {
+                self.visit(sub, format!("{at}/{key}/{}", pointer_token(name)), false);
+            }
+        }
+        for key in [
+            "items",
+            "prefixItems",
+            "additionalProperties",
+            "unevaluatedProperties",
+            "unevaluatedItems",
+            "contains",
+            "propertyNames",
+        ] {
+            match s.get(key) {
+                Some(Value::Array(subs)) => {
+                    for (i, sub) in subs.iter().enumerate() {
+                        self.visit(sub, format!("{at}/{key}/{i}"), false);
+                    }
+                }
+                Some(sub) => self.visit(sub, format!("{at}/{key}"), false),
+                None => {}
+            }
+        }
+    }
+}
+
+fn pointer_token(name: &str) -> String {
+    name.replace('~', "~0").replace('/', "~1")
 }
 
 #[test]

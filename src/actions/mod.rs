@@ -36,7 +36,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorKind, Result};
 use crate::graph::{GraphClient, GraphResponse, ResponseHeaders};
 use crate::schema;
 
@@ -247,6 +247,15 @@ pub fn write_json<T: Serialize + ?Sized>(
 
 type RunFuture<'a> = Pin<Box<dyn Future<Output = Result<Finished>> + 'a>>;
 
+/// Inputs that passed their action's input schema. Only [`ActionEntry::check_inputs`]
+/// makes them and [`ActionEntry::run`] takes nothing else, so no caller can run an
+/// action on inputs the schema has not seen. (A caller may check them before it builds
+/// the [`Context`], as the runner does, so that input errors come first.)
+pub struct CheckedInputs {
+    action: &'static str,
+    value: Value,
+}
+
 /// An action with its types erased, as the registry holds it.
 pub struct ActionEntry {
     pub meta: ActionMeta,
@@ -289,9 +298,26 @@ impl ActionEntry {
         schema
     }
 
-    /// Run on inputs already validated against [`Self::input_schema`].
-    pub async fn run(&self, ctx: &Context, inputs: Value) -> Result<Finished> {
-        (self.run)(ctx, inputs).await
+    /// Validate raw inputs against [`Self::input_schema`] (errors point under
+    /// `/inputs`): the only way to get the [`CheckedInputs`] that [`Self::run`] takes.
+    /// The schema is compiled here, once per call.
+    pub fn check_inputs(&self, inputs: Value) -> Result<CheckedInputs> {
+        schema::validate(&self.input_schema(), &inputs).map_err(|e| e.under("/inputs"))?;
+        Ok(CheckedInputs {
+            action: self.meta.name,
+            value: inputs,
+        })
+    }
+
+    /// Deserialise inputs checked by [`Self::check_inputs`], then run the handler.
+    pub async fn run(&self, ctx: &Context, inputs: CheckedInputs) -> Result<Finished> {
+        if inputs.action != self.meta.name {
+            return Err(Error::internal(format!(
+                "inputs checked for {} were given to {}",
+                inputs.action, self.meta.name
+            )));
+        }
+        (self.run)(ctx, inputs.value).await
     }
 
     /// The catalog line of `msgraph-connector actions`.
@@ -310,9 +336,10 @@ impl ActionEntry {
 
 fn run_erased<A: Action + 'static>(ctx: &Context, inputs: Value) -> RunFuture<'_> {
     Box::pin(async move {
-        let input: A::Input =
-            serde_json::from_value(inputs).map_err(|e| schema::deserialize_error(&e, "/inputs"))?;
-        let result = ActionResult::from(A::run(ctx, input).await?);
+        let input: A::Input = serde_json::from_value(inputs)
+            .map_err(|e| schema::deserialize_error(&e).under("/inputs"))?;
+        let reply = A::run(ctx, input).await.map_err(root_is_the_inputs)?;
+        let result = ActionResult::from(reply);
         // Serialising is deterministic: a dry run that writes nothing finds any
         // error now, so stdout never gets half an object.
         serde_json::to_writer(std::io::sink(), &result).map_err(|e| {
@@ -320,6 +347,17 @@ fn run_erased<A: Action + 'static>(ctx: &Context, inputs: Value) -> RunFuture<'_
         })?;
         Ok(Finished(Box::new(result)))
     })
+}
+
+/// Handlers name envelope pointers (`/inputs/id`, `/state/...`). The layers below
+/// them point relative to what they were given, and the one such refusal a handler
+/// passes on as it is sits at the root: a Graph request the inputs cannot make. At
+/// this boundary the root of what the handler was given is its inputs.
+fn root_is_the_inputs(e: Error) -> Error {
+    let at_root = e.kind == ErrorKind::InvalidInput
+        && !e.details.is_empty()
+        && e.details.iter().all(|d| d.path.is_empty());
+    if at_root { e.under("/inputs") } else { e }
 }
 
 /// The registry: every action, once.
@@ -341,4 +379,48 @@ pub static ACTIONS: &[ActionEntry] = &[
 /// Look an action up by name.
 pub fn find(name: &str) -> Option<&'static ActionEntry> {
     ACTIONS.iter().find(|a| a.meta.name == name)
+}
+
+#[cfg(test)]
+mod tests {
+    use futures_util::FutureExt;
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn inputs_are_checked_and_refusals_point_under_inputs() {
+        for a in ACTIONS {
+            let e = a.check_inputs(json!(42)).err().unwrap();
+            assert_eq!(e.details[0].path, "/inputs", "{}", a.meta.name);
+            assert!(e.message.starts_with("invalid input at /inputs: "));
+        }
+    }
+
+    #[test]
+    fn inputs_checked_for_one_action_do_not_run_another() {
+        let (checked_for, inputs) = ACTIONS
+            .iter()
+            .find_map(|a| a.check_inputs(json!({})).ok().map(|i| (a, i)))
+            .expect("an action whose inputs are all optional");
+        let other = ACTIONS
+            .iter()
+            .find(|a| a.meta.name != checked_for.meta.name)
+            .unwrap();
+        let ctx = Context::new(None, None, None);
+        let outcome = other.run(&ctx, inputs).now_or_never().unwrap();
+        assert_eq!(outcome.err().unwrap().kind, ErrorKind::Internal);
+    }
+
+    #[test]
+    fn a_refusal_from_below_at_the_root_is_the_inputs() {
+        let e = root_is_the_inputs(Error::invalid("", "cannot be a Graph path"));
+        assert_eq!(e.details[0].path, "/inputs");
+        assert_eq!(
+            e.message,
+            "invalid input at /inputs: cannot be a Graph path"
+        );
+        let e = root_is_the_inputs(Error::invalid("/state/version", "x"));
+        assert_eq!(e.details[0].path, "/state/version");
+    }
 }

@@ -260,7 +260,7 @@ struct KeptCursor {
 }
 
 impl KeptCursor {
-    fn open(dir: &Path, asset: &crate::auth::Asset, filter: Option<&str>) -> Result<Self> {
+    fn open(dir: &Path, asset: &crate::asset::Asset, filter: Option<&str>) -> Result<Self> {
         let store = PresenceStore::open(dir).map_err(|e| {
             Error::invalid(
                 "",
@@ -287,7 +287,7 @@ impl KeptCursor {
 }
 
 /// The kv key of the cursor of one tenant, app and filter.
-fn cursor_key(asset: &crate::auth::Asset, filter: Option<&str>) -> String {
+fn cursor_key(asset: &crate::asset::Asset, filter: Option<&str>) -> String {
     let key = format!(
         "{}\n{}\n{}\n{}",
         asset.graph_url,
@@ -524,7 +524,7 @@ mod tests {
     #[test]
     fn cursor_keys_differ_by_tenant_app_and_filter() {
         let asset = |client: &str| {
-            serde_json::from_value::<crate::auth::AssetSpec>(json!({
+            serde_json::from_value::<crate::asset::AssetSpec>(json!({
                 "type": "oauth2_client_credentials", "url": "http://127.0.0.1:9",
                 "token_url": "http://127.0.0.1:9/token", "client_id": client,
                 "client_secret": "s"}))

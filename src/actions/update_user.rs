@@ -416,23 +416,20 @@ mod tests {
         let e = crate::schema::validate(
             &schema,
             &json!({"id": "u", "properties": {"aboutMe": "x", "extension_0123456789abcdef0123456789abcdef_a": 1}}),
-            "/inputs",
         )
-        .unwrap_err();
+        .unwrap_err()
+        .under("/inputs");
         let paths: Vec<_> = e.details.iter().map(|d| d.path.as_str()).collect();
         assert_eq!(paths, ["/inputs/properties/aboutMe"]);
-        assert!(
-            crate::schema::validate(&schema, &json!({"id": "u", "properties": {}}), "/inputs")
-                .is_err()
-        );
+        assert!(crate::schema::validate(&schema, &json!({"id": "u", "properties": {}})).is_err());
         let text = schema.to_string();
         assert!(text.contains("\"writeOnly\":true"), "{text}");
         let e = crate::schema::validate(
             &schema,
             &json!({"id": "u", "properties": {"passwordProfile": {"password": 5}}}),
-            "/inputs",
         )
-        .unwrap_err();
+        .unwrap_err()
+        .under("/inputs");
         assert_eq!(
             e.details[0].path,
             "/inputs/properties/passwordProfile/password"

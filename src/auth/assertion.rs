@@ -38,18 +38,18 @@ impl std::fmt::Debug for AssertionSigner {
 }
 
 impl AssertionSigner {
-    /// Parse the PEM certificate and RSA key (PKCS#8 or PKCS#1). Errors point into the asset.
+    /// Parse the PEM certificate and RSA key (PKCS#8 or PKCS#1). Errors point into the asset (`/private_key`).
     pub fn from_pem(certificate_pem: &str, private_key_pem: &SecretString) -> Result<Self> {
         let cert = CertificateDer::from_pem_slice(certificate_pem.as_bytes()).map_err(|e| {
             Error::invalid(
-                "/asset/certificate",
+                "/certificate",
                 format!("not a PEM certificate (-----BEGIN CERTIFICATE-----): {e}"),
             )
         })?;
         let key_der = PrivateKeyDer::from_pem_slice(private_key_pem.expose_secret().as_bytes())
             .map_err(|_| {
                 Error::invalid(
-                    "/asset/private_key",
+                    "/private_key",
                     "not a PEM private key (PKCS#8 BEGIN PRIVATE KEY or PKCS#1 BEGIN RSA PRIVATE KEY)",
                 )
             })?;
@@ -58,14 +58,14 @@ impl AssertionSigner {
             PrivateKeyDer::Pkcs1(k) => RsaKeyPair::from_der(k.secret_pkcs1_der()),
             _ => {
                 return Err(Error::invalid(
-                    "/asset/private_key",
+                    "/private_key",
                     "only RSA keys are supported (Entra certificate credentials are RSA)",
                 ));
             }
         }
         .map_err(|e| {
             Error::invalid(
-                "/asset/private_key",
+                "/private_key",
                 format!("the RSA private key is not usable: {e}"),
             )
         })?;

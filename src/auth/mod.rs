@@ -1,16 +1,16 @@
-//! Assets and tokens: turning an asset into a bearer token for Graph.
+//! Tokens: turning the asset's credentials into a bearer token for Graph.
 //!
-//! [`asset`] parses and validates the asset of the contract. [`token`] asks the
-//! token endpoint (the oauth2 crate over our one reqwest client), [`cache`]
-//! keeps tokens on disk between processes, [`assertion`] signs the client
-//! assertion of certificate credentials, and [`claims`] reads the permissions
-//! a token carries (for `check`).
+//! [`token`] asks the token endpoint (the oauth2 crate over the run's one
+//! reqwest client, retried under the same [`crate::http::retry::RetryBudget`]
+//! as Graph), [`cache`] keeps tokens on disk between processes, [`assertion`]
+//! signs the client assertion of certificate credentials, and [`claims`] reads
+//! the permissions a token carries (for `check`). It reads the
+//! [`crate::asset::Asset`] and speaks through [`crate::http`]; it knows nothing
+//! of Graph. Errors about the asset point into it (`/private_key`).
 
 pub mod assertion;
-pub mod asset;
 pub mod cache;
 pub mod claims;
 pub mod token;
 
-pub use asset::{ApiVersion, Asset, AssetSpec, AssetType, Flow, RateLimit, RateLimits};
 pub use token::{IssuedToken, TokenProvider};

@@ -28,8 +28,10 @@ use url::Url;
 
 use super::assertion::AssertionSigner;
 use super::cache::{CacheSlot, CachedToken};
-use super::{Asset, Flow};
+use crate::asset::{Asset, Flow};
 use crate::error::{Error, Result};
+use crate::http::describe_reqwest;
+use crate::http::retry::{Decision, RetryBudget};
 
 /// The longest token lifetime we believe (seconds).
 const MAX_TOKEN_LIFETIME: u64 = 86_400;
@@ -234,7 +236,8 @@ impl std::fmt::Debug for TokenProvider {
 }
 
 impl TokenProvider {
-    /// `state_dir` is `Some` when tokens may be cached on disk.
+    /// `state_dir` is `Some` when tokens may be cached on disk. Errors point
+    /// into the asset (`/type`, `/private_key`).
     pub fn new(
         asset: &Asset,
         http: reqwest::Client,
@@ -281,7 +284,7 @@ impl TokenProvider {
             // cache the new one would be lost after this run, and the seed with it.
             // It cannot travel in the result's `state` either, which is printed.
             return Err(Error::invalid(
-                "/asset/type",
+                "/type",
                 "refresh_token needs the token cache to keep each rotated refresh token: \
                  give a --state-dir and do not pass --no-token-cache, or use client credentials \
                  where the platform gives no disk",
@@ -306,7 +309,7 @@ impl TokenProvider {
             credential,
             slot,
             wait_for_lock: asset.timeout + Duration::from_secs(5),
-            max_attempts: asset.max_attempts.max(1),
+            max_attempts: asset.max_attempts,
             max_retry_time: asset.max_retry_time,
             current: tokio::sync::Mutex::new(None),
         })
@@ -414,23 +417,18 @@ impl TokenProvider {
         &self,
         refresh: Option<&SecretString>,
     ) -> Result<EntraTokenResponse> {
-        let started = std::time::Instant::now();
-        let mut backoff = crate::graph::retry::backoff();
-        let mut attempt = 1;
+        let mut budget = RetryBudget::new(self.max_attempts, self.max_retry_time);
         loop {
+            let attempt = budget.start_attempt();
             match self.request(refresh).await {
-                Err(e)
-                    if e.kind == crate::error::ErrorKind::Network
-                        && attempt < self.max_attempts =>
-                {
-                    let wait = backoff.next().unwrap_or(Duration::from_secs(30));
-                    if started.elapsed() + wait > self.max_retry_time {
-                        return Err(e);
+                // The token endpoint's Retry-After is not read (yet): backoff only.
+                Err(e) if e.kind == crate::error::ErrorKind::Network => match budget.decide(None) {
+                    Decision::GiveUp(_) => return Err(e),
+                    Decision::Wait { wait, .. } => {
+                        tracing::warn!(attempt, "retrying the token request: {}", e.message);
+                        tokio::time::sleep(wait).await;
                     }
-                    tracing::warn!(attempt, "retrying the token request: {}", e.message);
-                    tokio::time::sleep(wait).await;
-                    attempt += 1;
-                }
+                },
                 other => return other,
             }
         }
@@ -562,29 +560,6 @@ impl TokenProvider {
                 ))),
             },
         }
-    }
-}
-
-/// A reqwest error in words, without the URL (which is ours, but may carry a query).
-pub fn describe_reqwest(e: &reqwest::Error) -> String {
-    let what = if e.is_timeout() {
-        "timed out"
-    } else if e.is_connect() {
-        "connection failed"
-    } else if e.is_body() || e.is_decode() {
-        "the answer was cut short"
-    } else {
-        "request failed"
-    };
-    let mut source = std::error::Error::source(e);
-    let mut chain = Vec::new();
-    while let Some(s) = source {
-        chain.push(s.to_string());
-        source = s.source();
-    }
-    match chain.last() {
-        Some(root) => format!("{what} ({root})"),
-        None => what.to_string(),
     }
 }
 

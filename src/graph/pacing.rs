@@ -16,8 +16,8 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::ApiFamily;
-use crate::auth::RateLimit;
+use super::request::ApiFamily;
+use crate::asset::RateLimit;
 
 /// How much longer than the published window ours is (see the module doc).
 pub const MARGIN: f64 = 1.02;
