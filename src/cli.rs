@@ -359,7 +359,9 @@ fn demo(args: DemoArgs, state_dir: Option<PathBuf>) -> i32 {
 }
 
 fn serve_emulator(args: EmulatorArgs) -> Result<()> {
-    use graph_emulator::{self as emulator, EmulatorConfig, FaultPlan, GenerateSpec, Tenant, ThrottleConfig};
+    use graph_emulator::{
+        self as emulator, EmulatorConfig, FaultPlan, GenerateSpec, Tenant, ThrottleConfig,
+    };
     let bad = |flag: &str, e: String| Error::invalid("", format!("--{flag}: {e}"));
     let tenant = match (&args.tenant, &args.generate) {
         (Some(path), _) => Tenant::load(path).map_err(|e| bad("tenant", e.to_string()))?,

@@ -12,7 +12,11 @@ pub mod cli;
 pub mod demo;
 pub mod error;
 pub mod graph;
+pub mod jsonl;
+pub mod office;
 pub mod runner;
 pub mod schema;
+pub mod signins;
+pub mod state;
 
 pub use error::{Error, ErrorKind, Result};

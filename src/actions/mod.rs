@@ -18,11 +18,9 @@ pub mod get_presence;
 pub mod get_presences;
 pub mod get_user;
 pub mod get_user_photo;
-pub mod ip_presence;
 pub mod list_memberships;
 pub mod pull_sign_ins;
 pub mod set_office_presence;
-pub mod sign_in_cursor;
 pub mod sync_ip_presence;
 pub mod update_user;
 

@@ -15,7 +15,6 @@
 pub mod pacing;
 pub mod path;
 pub mod retry;
-pub mod signins;
 
 use std::sync::Arc;
 use std::time::Duration;
