@@ -5,9 +5,7 @@ use std::hint::black_box;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use ip_presence::bench::{BenchSpec, bench_config, generate};
-use ip_presence::{
-    IpRangeTable, MemoryState, PresenceEngine, ProcessOptions, parse_all,
-};
+use ip_presence::{IpRangeTable, MemoryState, PresenceEngine, ProcessOptions, parse_all};
 
 fn spec() -> BenchSpec {
     BenchSpec {

@@ -3,7 +3,7 @@
 //! Starts the emulator in this process with a generated organisation whose working day
 //! is today (offices in three time zones, a VPN egress marked remote, IPv4 and IPv6),
 //! builds the IP range configuration from its offices, gives its users presence modes,
-//! runs `sync_ip_presence`'s own code ([`crate::actions::sync_ip_presence::sync`]) through
+//! runs `sync_ip_presence`'s own code ([`crate::office::Office::sync`]) through
 //! the real HTTP path (token endpoint, paging, pacing) into a store, and prints who is in
 //! which office.
 //!
@@ -22,14 +22,13 @@ use jiff::{SignedDuration, Timestamp};
 use schemars::JsonSchema;
 use serde::Serialize;
 
-use crate::actions::ip_presence::{CountsOut, DiscoveryOut, open_store, store_error};
-use crate::actions::sync_ip_presence::{SyncOptions, sync};
-use graph_emulator::{self as emulator, EmulatorConfig, GenerateSpec, Tenant, ThrottleConfig};
 use crate::error::{Error, Result};
 use crate::graph::{ClientOptions, GraphClient};
+use crate::office::report::{CountsOut, DiscoveryOut, Whereabouts};
+use crate::office::{Office, SyncOptions, WhoQuery};
+use graph_emulator::{self as emulator, EmulatorConfig, GenerateSpec, Tenant, ThrottleConfig};
 use ip_presence::{
-    IpRange, Place, PresenceConfig, PresenceEngine, PresenceMode, ProcessOptions, Settings,
-    TrackedUser,
+    IpRange, Place, PresenceConfig, PresenceMode, ProcessOptions, Settings, TrackedUser,
 };
 
 /// Audit-log pacing of the demo asset (Graph's own limit is 5 requests / 10 s).
@@ -275,17 +274,21 @@ pub async fn run_async(options: &DemoOptions) -> Result<DemoReport> {
         process: ProcessOptions::at(Timestamp::now()),
         progress: false,
     };
-    let (out, _) = sync(&graph, dir, config.clone(), &sync_options).await?;
+    let office = Office::open(Some(dir), "demo")?;
+    let (out, _) = office.sync(&graph, config.clone(), &sync_options).await?;
     running.shutdown();
 
-    let engine = PresenceEngine::new(config.clone()).map_err(|e| store_error(e.into()))?;
-    let store = open_store(dir)?;
-    let who = store
-        .who_is_where(&engine, day, None, false)
-        .map_err(store_error)?;
-    let occupancy = store.occupancy(day, day, None).map_err(store_error)?;
-    let occupancy_of = |place: &Place| {
-        occupancy
+    let who = office.who_is_where(
+        config.clone(),
+        WhoQuery {
+            date: Some(day),
+            from: Some(day),
+            to: Some(day),
+            ..WhoQuery::default()
+        },
+    )?;
+    let occupancy_of = |place: &Whereabouts| {
+        who.occupancy
             .iter()
             .find(|o| &o.place == place)
             .map_or(0, |o| o.users)
@@ -304,6 +307,7 @@ pub async fn run_async(options: &DemoOptions) -> Result<DemoReport> {
                 location: name.clone(),
             }
         };
+        let place = Whereabouts::from(Some(&place));
         let here = who.locations.iter().find(|l| l.place == place);
         // A varied but repeatable sample rather than everyone called Adele.
         let mut shown: Vec<&String> = here.map(|l| l.users.iter().collect()).unwrap_or_default();

@@ -7,7 +7,12 @@
 //! - [`http`]: the one reqwest client, transport errors in words, retry budget;
 //! - [`auth`]: bearer tokens from the token endpoint, cached on disk;
 //! - [`graph`]: Graph requests with pacing, retries, auth and paging;
-//! - [`actions`]: what users call, one file each, validated against their schemas;
+//! - use cases over Graph and local state: [`signins`] (incremental sign-in
+//!   reading: cursor, windows, the pull), [`office`] (IP-based office presence:
+//!   configuration, sync, manual changes, who is where), kept in [`state`] (a
+//!   small SQLite key-value database) and written through [`jsonl`];
+//! - [`actions`]: what users call, one file each, validated against their schemas:
+//!   input -> one call -> output;
 //! - [`runner`] (envelope in, result out) and [`cli`] on top; [`check`] and
 //!   [`demo`] are commands beside `run`.
 //!
@@ -25,7 +30,11 @@ pub mod demo;
 pub mod error;
 pub mod graph;
 pub mod http;
+pub mod jsonl;
+pub mod office;
 pub mod runner;
 pub mod schema;
+pub mod signins;
+pub mod state;
 
 pub use error::{Error, ErrorKind, Result};

@@ -6,11 +6,11 @@ use std::time::{Duration, Instant};
 
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
-use jiff::Timestamp;
 use graph_emulator::{
-    self as emulator, AppCertificate, AppRegistration, EmulatorConfig, EmulatorError, Family, FaultKind,
-    FaultPlan, GenerateSpec, RateLimit, RunningEmulator, Tenant, ThrottleConfig,
+    self as emulator, AppCertificate, AppRegistration, EmulatorConfig, EmulatorError, Family,
+    FaultKind, FaultPlan, GenerateSpec, RateLimit, RunningEmulator, Tenant, ThrottleConfig,
 };
+use jiff::Timestamp;
 use serde_json::{Value, json};
 use uuid::Uuid;
 

@@ -11,8 +11,8 @@
 
 mod common;
 
-use msgraph_connector::actions::ACTIONS;
 use graph_emulator::{self as emulator, EmulatorConfig, GenerateSpec, Tenant};
+use msgraph_connector::actions::ACTIONS;
 use serde_json::{Value, json};
 
 fn subset(expected: &Value, actual: &Value, at: &str) -> Result<(), String> {

@@ -12,8 +12,8 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use emu::{Emu, GROUPS, USER_ID};
-use msgraph_connector::ErrorKind;
 use graph_emulator::{Family, FaultKind, FaultPlan, LogEntry, User};
+use msgraph_connector::ErrorKind;
 use msgraph_connector::graph::{
     ApiFamily, ClientOptions, GraphClient, GraphPath, GraphRequest, Method,
 };

@@ -8,9 +8,9 @@ mod common;
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use jiff::{SignedDuration, Timestamp};
 use graph_emulator::{self as emulator, EmulatorConfig, GenerateSpec, RunningEmulator, Tenant};
 use ip_presence::{Place, PresenceStore};
+use jiff::{SignedDuration, Timestamp};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
@@ -665,15 +665,11 @@ fn sync_across_runs_with_late_sign_ins_counts_nothing_twice() {
     // A crash after the batch committed but before the cursor was stored: the rerun
     // reads the same sign-ins again and changes nothing.
     let before = e.store_events();
-    let store = PresenceStore::open(e.dir.path()).unwrap();
+    let db = msgraph_connector::state::StateDb::open(e.dir.path()).unwrap();
     let cursor = json!({"version": 1, "cursor": null, "window_start": at(-180).to_string(), "delivered": {}});
-    store
-        .put_value(
-            msgraph_connector::actions::sync_ip_presence::CURSOR_KEY,
-            &cursor.to_string(),
-        )
+    db.put(msgraph_connector::office::CURSOR_KEY, &cursor.to_string())
         .unwrap();
-    drop(store);
+    drop(db);
     let again = e.sync(json!({}));
     let c = &again["json_body"]["counts"];
     assert_eq!(c["received"], all.len() as u64);

@@ -5,9 +5,9 @@
 use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
 
+use ip_presence::*;
 use jiff::Timestamp;
 use jiff::civil::Date;
-use ip_presence::*;
 use proptest::prelude::*;
 use serde_json::json;
 

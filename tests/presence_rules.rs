@@ -2,9 +2,9 @@
 
 use std::borrow::Cow;
 
+use ip_presence::*;
 use jiff::Timestamp;
 use jiff::civil::{Date, date};
-use ip_presence::*;
 use serde_json::json;
 
 fn base_config() -> serde_json::Value {

@@ -2,9 +2,9 @@
 
 use std::borrow::Cow;
 
+use ip_presence::*;
 use jiff::Timestamp;
 use jiff::civil::date;
-use ip_presence::*;
 use serde_json::json;
 
 fn engine() -> PresenceEngine {

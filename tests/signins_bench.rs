@@ -16,8 +16,8 @@ use std::io::Write;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use jiff::Timestamp;
 use graph_emulator::{self as emulator, EmulatorConfig, GenerateSpec, Tenant, ThrottleConfig};
+use jiff::Timestamp;
 use serde_json::{Value, json};
 
 const BIN: &str = env!("CARGO_BIN_EXE_msgraph-connector");

@@ -9,11 +9,11 @@ use std::io::Write;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use jiff::{SignedDuration, Timestamp};
 use graph_emulator::{
     self as emulator, EmulatorConfig, FaultPlan, GenerateSpec, RunningEmulator, SignIn, Tenant,
 };
-use ip_presence::PresenceStore;
+use jiff::{SignedDuration, Timestamp};
+use msgraph_connector::state::StateDb;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
@@ -126,8 +126,8 @@ impl Emu {
 
 /// The pull_sign_ins cursors kept in the store under the state dir.
 fn kept_cursors(e: &Emu) -> Vec<Value> {
-    let store = PresenceStore::open(e.dir.path()).unwrap();
-    let conn = rusqlite::Connection::open(store.path()).unwrap();
+    let db = StateDb::open(e.dir.path()).unwrap();
+    let conn = rusqlite::Connection::open(db.path()).unwrap();
     let mut stmt = conn
         .prepare("SELECT value FROM kv WHERE key LIKE 'pull_sign_ins.cursor.%' ORDER BY key")
         .unwrap();
@@ -376,12 +376,12 @@ fn state_kept_in_the_state_dir_continues_and_a_corrupted_one_is_exit_2() {
     assert_eq!(v["json_body"]["duplicates_dropped"], 20);
     assert_exactly_once(&made, &[a, b].concat());
 
-    // Kept in the embedded store, as the contract says: the state dir holds the token
-    // cache and the store, nothing else.
+    // Kept in the state database: the state dir holds the token cache and the embedded
+    // store's files, nothing else (pull_sign_ins makes no presence store).
     let mut names: Vec<String> = std::fs::read_dir(e.dir.path())
         .unwrap()
         .map(|f| f.unwrap().file_name().to_string_lossy().into_owned())
-        .filter(|n| n != "tokens" && !n.starts_with(PresenceStore::FILE_NAME))
+        .filter(|n| n != "tokens" && !n.starts_with(StateDb::FILE_NAME))
         .collect();
     names.sort();
     assert_eq!(
@@ -390,8 +390,8 @@ fn state_kept_in_the_state_dir_continues_and_a_corrupted_one_is_exit_2() {
         "unexpected files in the state dir"
     );
     assert_eq!(kept_cursors(&e), vec![v["state"].clone()]);
-    let store = PresenceStore::open(e.dir.path()).unwrap();
-    let conn = rusqlite::Connection::open(store.path()).unwrap();
+    let db = StateDb::open(e.dir.path()).unwrap();
+    let conn = rusqlite::Connection::open(db.path()).unwrap();
     let keys: Vec<String> = conn
         .prepare("SELECT key FROM kv WHERE key LIKE 'pull_sign_ins.cursor.%'")
         .unwrap()
@@ -410,9 +410,7 @@ fn state_kept_in_the_state_dir_continues_and_a_corrupted_one_is_exit_2() {
     let (d, _) = e.pull(json!({}), None);
     assert!(d.is_empty(), "{d:?}");
 
-    store
-        .put_value(&keys[0], "{\"version\": 1, \"cursor\": ")
-        .unwrap();
+    db.put(&keys[0], "{\"version\": 1, \"cursor\": ").unwrap();
     let out = e.run(json!({}), None);
     assert_eq!(out.code, 2, "{}", out.stderr);
     let err = out.json();
@@ -421,7 +419,7 @@ fn state_kept_in_the_state_dir_continues_and_a_corrupted_one_is_exit_2() {
         err["error"]["message"]
             .as_str()
             .unwrap()
-            .contains(PresenceStore::FILE_NAME)
+            .contains(StateDb::FILE_NAME)
     );
 }
 

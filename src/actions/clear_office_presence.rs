@@ -7,14 +7,13 @@
 use schemars::JsonSchema;
 use serde::Deserialize;
 
-use super::ip_presence::ConfigSource;
-use super::set_office_presence::{ManualChange, Output, apply, default_set_by};
+use super::set_office_presence::{Change, Output, apply, default_set_by};
 use super::{Action, ActionMeta, Context, Reply};
 use crate::error::Result;
-use ip_presence::{IpRange, Settings, TrackedUser};
+use crate::office::ConfigInput;
 
 #[derive(Debug, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
+#[schemars(deny_unknown_fields)]
 pub struct Input {
     /// The user (UPN, any case), who must be in the configuration's users.
     #[schemars(length(min = 1, max = 1024))]
@@ -32,20 +31,8 @@ pub struct Input {
     #[serde(default = "default_set_by")]
     #[schemars(length(min = 1, max = 256))]
     pub set_by: String,
-    /// A YAML or JSON file holding `ranges`, `users` and `settings`. Default: the
-    /// configuration of the last sync_ip_presence.
-    #[serde(default)]
-    #[schemars(length(min = 1, max = 4096))]
-    pub config_path: Option<String>,
-    /// IP ranges (instead of config_path).
-    #[serde(default)]
-    pub ranges: Option<Vec<IpRange>>,
-    /// Tracked users (instead of config_path).
-    #[serde(default)]
-    pub users: Option<Vec<TrackedUser>>,
-    /// Settings (instead of config_path).
-    #[serde(default)]
-    pub settings: Option<Settings>,
+    #[serde(flatten)]
+    pub config: ConfigInput,
 }
 
 pub struct ClearOfficePresence;
@@ -67,18 +54,13 @@ impl Action for ClearOfficePresence {
         let body = apply(
             ctx,
             Self::META.name,
-            ManualChange {
+            &input.config,
+            Change {
                 user: &input.user,
                 place: None,
                 date: input.date.as_deref(),
                 at: input.at.as_deref(),
                 set_by: &input.set_by,
-                config: ConfigSource {
-                    config_path: input.config_path.as_deref(),
-                    ranges: input.ranges.as_ref(),
-                    users: input.users.as_ref(),
-                    settings: input.settings.as_ref(),
-                },
             },
         )?;
         Ok(Reply::ok(body))

@@ -3,32 +3,22 @@
 //! No Graph call and no disk: the sign-ins come inline (`sign_ins`, a JSON array of
 //! Graph `signIn` objects) or from a file (`sign_ins_path`: JSON lines, split at
 //! line boundaries and read by two threads; or a JSON array, read whole), the
-//! configuration inline or from
-//! `config_path`. What the engine must remember between runs (per user and day: the
-//! sign-in ids seen, the addresses logged, the observations, manual changes; the
-//! discovery counts) travels in the envelope's `state` (`MemoryState` JSON, see
-//! [`ip_presence`]), so two runs with the state in between give what one run
-//! with all the sign-ins gives, in whatever order the sign-ins came.
+//! configuration inline or from `config_path`. What the engine must remember between
+//! runs travels in the envelope's `state` ([`office::evaluate()`]).
 
 use std::path::Path;
 
 use schemars::JsonSchema;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::Value;
 
-use super::ip_presence::{
-    AccessEventOut, ConfigSource, CountsOut, DiscoveryOut, PresenceChanges, now_or, sign_in_of,
-    store_error,
-};
 use super::{Action, ActionMeta, Context, Reply, parse_time};
 use crate::error::{Error, Result};
-use ip_presence::{
-    IpRange, MemoryState, PresenceBackend, PresenceEngine, PresenceError, ProcessOptions, Settings,
-    TrackedUser,
-};
+use crate::office::{self, ConfigInput, EvaluateReport, SignInSource, now_or};
+use ip_presence::ProcessOptions;
 
 #[derive(Debug, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
+#[schemars(deny_unknown_fields)]
 pub struct Input {
     /// Sign-ins as Graph lists them (`GET /auditLogs/signIns` items). Only `id`,
     /// `createdDateTime`, `ipAddress`, `userPrincipalName` and `status.errorCode` are read.
@@ -39,19 +29,8 @@ pub struct Input {
     #[serde(default)]
     #[schemars(length(min = 1, max = 4096))]
     pub sign_ins_path: Option<String>,
-    /// A YAML or JSON file holding `ranges`, `users` and `settings` (instead of giving them inline).
-    #[serde(default)]
-    #[schemars(length(min = 1, max = 4096))]
-    pub config_path: Option<String>,
-    /// IP ranges: offices and remote networks. Nested blocks: the longest prefix wins.
-    #[serde(default)]
-    pub ranges: Option<Vec<IpRange>>,
-    /// The people tracked, by UPN (any case); sign-ins of anyone else are discarded.
-    #[serde(default)]
-    pub users: Option<Vec<TrackedUser>>,
-    /// App-wide settings.
-    #[serde(default)]
-    pub settings: Option<Settings>,
+    #[serde(flatten)]
+    pub config: ConfigInput,
     /// "Now" for the late-arrival window (RFC 3339). Default: the current time. Give it to
     /// replay old sign-ins.
     #[serde(default)]
@@ -68,24 +47,11 @@ fn default_window() -> u16 {
     ProcessOptions::DEFAULT_LATE_WINDOW_DAYS
 }
 
-#[derive(Debug, Serialize, JsonSchema)]
-pub struct Output {
-    /// What became of the sign-ins, and why some changed nothing.
-    pub counts: CountsOut,
-    /// New IP access events (user, address, date), at most one per user, address and day.
-    pub access_events: Vec<AccessEventOut>,
-    #[serde(flatten)]
-    pub changes: PresenceChanges,
-    /// Suggested ranges for addresses in no range (with `settings.auto_create`), largest first,
-    /// over everything the state remembers.
-    pub discovery: Vec<DiscoveryOut>,
-}
-
 pub struct EvaluateIpPresence;
 
 impl Action for EvaluateIpPresence {
     type Input = Input;
-    type Output = Output;
+    type Output = EvaluateReport;
     const META: ActionMeta = ActionMeta {
         name: "evaluate_ip_presence",
         title: "Evaluate IP presence",
@@ -96,67 +62,21 @@ impl Action for EvaluateIpPresence {
         incremental: true,
     };
 
-    async fn run(ctx: &Context, input: Input) -> Result<Reply<Output>> {
-        let config = ConfigSource {
-            config_path: input.config_path.as_deref(),
-            ranges: input.ranges.as_ref(),
-            users: input.users.as_ref(),
-            settings: input.settings.as_ref(),
-        }
-        .load()?
-        .ok_or_else(|| {
-            Error::invalid(
-                "/inputs/ranges",
-                "is required (with users and settings), or give config_path",
-            )
-        })?;
-        let opts = ProcessOptions {
+    async fn run(ctx: &Context, input: Input) -> Result<Reply<EvaluateReport>> {
+        let config = input.config.require()?;
+        let options = ProcessOptions {
             now: now_or(parse_time(input.now.as_deref(), "/inputs/now")?),
             late_window_days: input.late_window_days,
         };
-        let engine = PresenceEngine::new(config).map_err(|e| store_error(e.into()))?;
-        let mut state = match &ctx.state {
-            Some(v) => MemoryState::from_json(v.clone()).map_err(|e| match e {
-                PresenceError::StateAt { pointer, message } => Error::invalid(
-                    format!("/state{pointer}"),
-                    format!("is not a state of this action: {message}"),
-                ),
-                e => Error::invalid("/state", format!("is not a state of this action: {e}")),
-            })?,
-            None => MemoryState::new(),
-        };
-        let report = match (&input.sign_ins, &input.sign_ins_path) {
+        let sign_ins = match (&input.sign_ins, &input.sign_ins_path) {
             (Some(_), Some(_)) => {
                 return Err(Error::invalid(
                     "/inputs/sign_ins_path",
                     "give either sign_ins or sign_ins_path, not both",
                 ));
             }
-            (Some(records), None) => engine
-                .process(&mut state, records.iter().map(sign_in_of), &opts)
-                .map_err(store_error)?,
-            (None, Some(path)) => {
-                let path = Path::new(path);
-                if !path.is_file() {
-                    return Err(Error::invalid(
-                        "/inputs/sign_ins_path",
-                        format!("{} is not a readable file", path.display()),
-                    ));
-                }
-                engine
-                    .process_file(&mut state, path, &opts)
-                    .map_err(|e| match e {
-                        PresenceError::Input(e) => Error::invalid(
-                            "/inputs/sign_ins_path",
-                            format!("{}: {e}", path.display()),
-                        ),
-                        PresenceError::Io(e) => Error::invalid(
-                            "/inputs/sign_ins_path",
-                            format!("cannot read {}: {e}", path.display()),
-                        ),
-                        other => store_error(other),
-                    })?
-            }
+            (Some(records), None) => SignInSource::Inline(records),
+            (None, Some(path)) => SignInSource::File(Path::new(path)),
             (None, None) => {
                 return Err(Error::invalid(
                     "/inputs/sign_ins",
@@ -164,13 +84,7 @@ impl Action for EvaluateIpPresence {
                 ));
             }
         };
-        let discovery = state.discovery().map_err(store_error)?;
-        let body = Output {
-            counts: (&report.counts).into(),
-            access_events: report.access_events.iter().map(Into::into).collect(),
-            changes: (&report).into(),
-            discovery: discovery.iter().map(Into::into).collect(),
-        };
-        Ok(Reply::ok(body).with_state(state.to_json()))
+        let (body, state) = office::evaluate(config, sign_ins, ctx.state.as_ref(), &options)?;
+        Ok(Reply::ok(body).with_state(state))
     }
 }

@@ -18,11 +18,9 @@ pub mod get_presence;
 pub mod get_presences;
 pub mod get_user;
 pub mod get_user_photo;
-pub mod ip_presence;
 pub mod list_memberships;
 pub mod pull_sign_ins;
 pub mod set_office_presence;
-pub mod sign_in_cursor;
 pub mod sync_ip_presence;
 pub mod update_user;
 
@@ -36,7 +34,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 
-use crate::error::{Error, ErrorKind, Result};
+use crate::error::{Error, Result};
 use crate::graph::{GraphClient, GraphResponse, ResponseHeaders};
 use crate::schema;
 
@@ -338,7 +336,7 @@ fn run_erased<A: Action + 'static>(ctx: &Context, inputs: Value) -> RunFuture<'_
     Box::pin(async move {
         let input: A::Input = serde_json::from_value(inputs)
             .map_err(|e| schema::deserialize_error(&e).under("/inputs"))?;
-        let reply = A::run(ctx, input).await.map_err(root_is_the_inputs)?;
+        let reply = A::run(ctx, input).await?;
         let result = ActionResult::from(reply);
         // Serialising is deterministic: a dry run that writes nothing finds any
         // error now, so stdout never gets half an object.
@@ -347,17 +345,6 @@ fn run_erased<A: Action + 'static>(ctx: &Context, inputs: Value) -> RunFuture<'_
         })?;
         Ok(Finished(Box::new(result)))
     })
-}
-
-/// Handlers name envelope pointers (`/inputs/id`, `/state/...`). The layers below
-/// them point relative to what they were given, and the one such refusal a handler
-/// passes on as it is sits at the root: a Graph request the inputs cannot make. At
-/// this boundary the root of what the handler was given is its inputs.
-fn root_is_the_inputs(e: Error) -> Error {
-    let at_root = e.kind == ErrorKind::InvalidInput
-        && !e.details.is_empty()
-        && e.details.iter().all(|d| d.path.is_empty());
-    if at_root { e.under("/inputs") } else { e }
 }
 
 /// The registry: every action, once.
@@ -387,6 +374,7 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+    use crate::error::ErrorKind;
 
     #[test]
     fn inputs_are_checked_and_refusals_point_under_inputs() {
@@ -410,17 +398,5 @@ mod tests {
         let ctx = Context::new(None, None, None);
         let outcome = other.run(&ctx, inputs).now_or_never().unwrap();
         assert_eq!(outcome.err().unwrap().kind, ErrorKind::Internal);
-    }
-
-    #[test]
-    fn a_refusal_from_below_at_the_root_is_the_inputs() {
-        let e = root_is_the_inputs(Error::invalid("", "cannot be a Graph path"));
-        assert_eq!(e.details[0].path, "/inputs");
-        assert_eq!(
-            e.message,
-            "invalid input at /inputs: cannot be a Graph path"
-        );
-        let e = root_is_the_inputs(Error::invalid("/state/version", "x"));
-        assert_eq!(e.details[0].path, "/state/version");
     }
 }

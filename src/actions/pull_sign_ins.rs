@@ -3,13 +3,11 @@
 //! Graph: `GET /auditLogs/signIns?$filter=createdDateTime ge ...&$top=...`
 //! (AuditLog.Read.All + Directory.Read.All, and an Entra ID P1/P2 tenant), paced
 //! by the HTTP layer to the audit-log limit of 5 requests / 10 s. The cursor
-//! logic and why it neither loses nor repeats late sign-ins: [`crate::graph::signins`].
+//! logic and why it neither loses nor repeats late sign-ins: [`crate::signins`].
 //!
 //! State: what the run prints under `state`, and, with a state dir, the same cursor
-//! kept in the embedded store (its kv table, key `pull_sign_ins.cursor.<hash of Graph
-//! URL, token URL, client id and filter>`: one cursor per tenant, app and filter; no
-//! file of its own, as the contract keeps the state dir to the token cache and the
-//! store). The envelope's `state` wins over the kept one. Neither is advanced unless
+//! kept in the state database ([`crate::state`], key `pull_sign_ins.cursor.<hash of
+//! Graph URL, token URL, client id and filter>`: one cursor per tenant, app and filter). The envelope's `state` wins over the kept one. Neither is advanced unless
 //! the run completed: with `output_path`, records go to a temporary file beside it
 //! that is renamed into place only at the end, and the cursor is kept only after that,
 //! so a killed run leaves no half file and no moved cursor; its rerun delivers the
@@ -17,19 +15,19 @@
 //! the one window where a record can come twice, inherent to a file and a cursor kept
 //! apart.)
 
-use std::fs::File;
-use std::io::{BufWriter, IsTerminal, Write};
-use std::path::{Path, PathBuf};
+use std::io::IsTerminal;
+use std::path::Path;
 
 use jiff::{SignedDuration, Timestamp};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::{Action, ActionMeta, Context, Reply, parse_time, sign_in_cursor};
+use super::{Action, ActionMeta, Context, Reply, parse_time};
 use crate::error::{Error, Result};
-use crate::graph::signins::{self, PullOptions, SignInCursor, Window, WindowKind};
-use ip_presence::PresenceStore;
+use crate::jsonl::PartialFile;
+use crate::signins::{self, KeptCursor, PullOptions, SignInCursor, Window, WindowKind};
+use crate::state::StateDb;
 
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -143,24 +141,20 @@ impl Action for PullSignIns {
         let graph = ctx.graph()?;
         let since = parse_time(input.since.as_deref(), "/inputs/since")?;
         let until = parse_time(input.until.as_deref(), "/inputs/until")?;
-        if let Some(f) = &input.filter {
+        let filter = input.filter.as_deref();
+        if let Some(f) = filter {
             signins::check_user_filter(f).map_err(|e| e.under("/inputs/filter"))?;
         }
-        let kept = match ctx.state_dir.as_deref() {
-            Some(dir) => Some(KeptCursor::open(
-                dir,
-                graph.asset(),
-                input.filter.as_deref(),
-            )?),
-            None => None,
-        };
-        let cursor = load_cursor(ctx.state.as_ref(), kept.as_ref(), &input, since, until)?;
+        let db = ctx.state_dir.as_deref().map(StateDb::open).transpose()?;
+        let key = signins::cursor_key(graph.asset(), filter);
+        let kept = db.as_ref().map(|db| KeptCursor { db, key: &key });
+        let cursor = start_cursor(ctx.state.as_ref(), kept.as_ref(), filter, since, until)?;
         cursor
             .check_until(until)
             .map_err(|e| e.under("/inputs/until"))?;
 
         let mut sink = match &input.output_path {
-            Some(p) => Sink::File(PartialFile::create(Path::new(p))?),
+            Some(p) => Sink::File(PartialFile::create(Path::new(p), "/inputs/output_path")?),
             None => Sink::Inline(Vec::new()),
         };
         let options = PullOptions {
@@ -170,10 +164,8 @@ impl Action for PullSignIns {
             max_records: input.max_records,
             progress: std::io::stderr().is_terminal(),
         };
-        let pulled = signins::pull(graph, cursor, input.filter.as_deref(), &options, |record| {
-            sink.push(record)
-        })
-        .await;
+        let pulled =
+            signins::pull(graph, cursor, filter, &options, |record| sink.push(record)).await;
         let outcome = match pulled {
             Ok(o) => o,
             Err(e) => {
@@ -189,7 +181,7 @@ impl Action for PullSignIns {
         if let Some(kept) = &kept
             && let Err(e) = kept.keep(&outcome.cursor)
         {
-            tracing::warn!(store = %kept.store.path().display(), error = %e.message, "cannot keep the sign-in cursor in the store");
+            tracing::warn!(error = %e.message, "cannot keep the sign-in cursor");
         }
         let state = outcome.cursor.to_json();
         let body = Output {
@@ -209,21 +201,21 @@ impl Action for PullSignIns {
 }
 
 /// The cursor to start from: the envelope's state, else the kept one, else a fresh one.
-fn load_cursor(
+fn start_cursor(
     envelope: Option<&Value>,
     kept: Option<&KeptCursor>,
-    input: &Input,
+    filter: Option<&str>,
     since: Option<Timestamp>,
     until: Option<Timestamp>,
 ) -> Result<SignInCursor> {
     let stored = match (envelope, kept) {
-        (Some(state), _) => Some(SignInCursor::from_json(state, "/state")?),
-        (None, Some(kept)) => kept.load()?,
+        (Some(state), _) => Some(SignInCursor::from_json(state).map_err(|e| e.under("/state"))?),
+        (None, Some(kept)) => kept.load().map_err(|e| e.under("/state"))?,
         (None, None) => None,
     };
     match stored {
         Some(cursor) => {
-            if cursor.filter != input.filter {
+            if cursor.filter.as_deref() != filter {
                 return Err(Error::invalid(
                     "/inputs/filter",
                     format!(
@@ -240,7 +232,7 @@ fn load_cursor(
             Ok(cursor)
         }
         None => {
-            let cursor = sign_in_cursor::fresh(since, input.filter.clone())?;
+            let cursor = SignInCursor::fresh(since, filter.map(str::to_string))?;
             if let Some(u) = until
                 && u < cursor.window_start
             {
@@ -251,58 +243,7 @@ fn load_cursor(
     }
 }
 
-/// The cursor kept in the embedded store under the state dir: one per tenant, app and
-/// filter, so that runs for different tenants or filters sharing a state dir do not
-/// mix their cursors.
-struct KeptCursor {
-    store: PresenceStore,
-    key: String,
-}
-
-impl KeptCursor {
-    fn open(dir: &Path, asset: &crate::asset::Asset, filter: Option<&str>) -> Result<Self> {
-        let store = PresenceStore::open(dir).map_err(|e| {
-            Error::invalid(
-                "",
-                format!(
-                    "cannot open the store in the state dir {} to keep the sign-in cursor: {e} \
-                     (give a writable --state-dir)",
-                    dir.display()
-                ),
-            )
-        })?;
-        Ok(KeptCursor {
-            store,
-            key: cursor_key(asset, filter),
-        })
-    }
-
-    fn load(&self) -> Result<Option<SignInCursor>> {
-        sign_in_cursor::load(&self.store, &self.key)
-    }
-
-    fn keep(&self, cursor: &SignInCursor) -> Result<()> {
-        sign_in_cursor::keep(&self.store, &self.key, cursor)
-    }
-}
-
-/// The kv key of the cursor of one tenant, app and filter.
-fn cursor_key(asset: &crate::asset::Asset, filter: Option<&str>) -> String {
-    let key = format!(
-        "{}\n{}\n{}\n{}",
-        asset.graph_url,
-        asset.token_url,
-        asset.client_id,
-        filter.unwrap_or("")
-    );
-    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, key.as_bytes());
-    let hex: String = digest.as_ref()[..12]
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
-    format!("pull_sign_ins.cursor.{hex}")
-}
-
+/// Where the records go: the result's `value`, or an output file.
 enum Sink {
     Inline(Vec<Value>),
     File(PartialFile),
@@ -326,189 +267,46 @@ impl Sink {
     }
 }
 
-/// JSON lines written beside the target and renamed onto it only when complete.
-struct PartialFile {
-    target: PathBuf,
-    tmp: PathBuf,
-    out: BufWriter<File>,
-}
-
-impl PartialFile {
-    fn create(target: &Path) -> Result<Self> {
-        let bad = |m: String| Error::invalid("/inputs/output_path", m);
-        let name = target
-            .file_name()
-            .ok_or_else(|| bad("names no file".into()))?
-            .to_string_lossy()
-            .into_owned();
-        let dir = match target.parent() {
-            Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-            _ => PathBuf::from("."),
-        };
-        if target.is_dir() {
-            return Err(bad(format!("{} is a directory", target.display())));
-        }
-        let prefix = format!(".{name}.partial-");
-        remove_stale_partials(&dir, &prefix);
-        let tmp = dir.join(format!("{prefix}{}", std::process::id()));
-        let file = File::create(&tmp)
-            .map_err(|e| bad(format!("cannot create a file in {}: {e}", dir.display())))?;
-        Ok(PartialFile {
-            target: target.to_path_buf(),
-            tmp,
-            out: BufWriter::with_capacity(256 * 1024, file),
-        })
-    }
-
-    fn write(&mut self, record: &Value) -> Result<()> {
-        serde_json::to_writer(&mut self.out, record)
-            .map_err(std::io::Error::from)
-            .and_then(|()| self.out.write_all(b"\n"))
-            .map_err(|e| self.io_error(e))
-    }
-
-    fn io_error(&self, e: std::io::Error) -> Error {
-        Error::invalid(
-            "/inputs/output_path",
-            format!("cannot write {}: {e}", self.tmp.display()),
-        )
-    }
-
-    /// Flush, sync and rename onto the target; the path written.
-    fn commit(self) -> Result<String> {
-        let PartialFile { target, tmp, out } = self;
-        let done = out
-            .into_inner()
-            .map_err(|e| e.into_error())
-            .and_then(|f| f.sync_all())
-            .and_then(|()| std::fs::rename(&tmp, &target));
-        if let Err(e) = done {
-            let _ = std::fs::remove_file(&tmp);
-            return Err(Error::invalid(
-                "/inputs/output_path",
-                format!("cannot complete {}: {e}", target.display()),
-            ));
-        }
-        Ok(target.display().to_string())
-    }
-
-    fn abandon(self) {
-        drop(self.out);
-        let _ = std::fs::remove_file(&self.tmp);
-    }
-}
-
-/// Partial files of runs that were killed (their process is gone). Linux only: elsewhere
-/// there is no cheap way to tell a dead writer from a live one, so they are left.
-fn remove_stale_partials(dir: &Path, prefix: &str) {
-    if !Path::new("/proc/self").exists() {
-        return;
-    }
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return;
-    };
-    for entry in entries.flatten() {
-        let name = entry.file_name();
-        let Some(pid) = name.to_str().and_then(|n| n.strip_prefix(prefix)) else {
-            continue;
-        };
-        if pid.parse::<u32>().is_ok() && !Path::new("/proc").join(pid).exists() {
-            let _ = std::fs::remove_file(entry.path());
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
-
-    #[test]
-    fn partial_file_appears_only_when_committed() {
-        let dir = tempfile::tempdir().unwrap();
-        let target = dir.path().join("out.jsonl");
-        // A leftover of a killed run whose process is gone.
-        let stale = dir.path().join(".out.jsonl.partial-4000000000");
-        std::fs::write(&stale, "{\"id\":").unwrap();
-        let mut f = PartialFile::create(&target).unwrap();
-        assert!(!stale.exists());
-        f.write(&json!({"id": "a"})).unwrap();
-        f.write(&json!({"id": "b"})).unwrap();
-        assert!(!target.exists());
-        f.commit().unwrap();
-        let text = std::fs::read_to_string(&target).unwrap();
-        assert_eq!(text, "{\"id\":\"a\"}\n{\"id\":\"b\"}\n");
-        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
-
-        let mut f = PartialFile::create(&target).unwrap();
-        f.write(&json!({"id": "c"})).unwrap();
-        f.abandon();
-        assert_eq!(std::fs::read_to_string(&target).unwrap(), text);
-        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
-    }
-
-    #[test]
-    fn output_path_in_a_missing_directory_is_invalid_input() {
-        let e = PartialFile::create(Path::new("/nonexistent-dir/x.jsonl"))
-            .err()
-            .unwrap();
-        assert_eq!(e.details[0].path, "/inputs/output_path");
-    }
-
-    fn input(filter: Option<&str>) -> Input {
-        serde_json::from_value(json!({"filter": filter})).unwrap()
-    }
-
-    fn kept(dir: &Path, key: &str) -> KeptCursor {
-        KeptCursor {
-            store: PresenceStore::open(dir).unwrap(),
-            key: key.into(),
-        }
-    }
 
     #[test]
     fn kept_state_is_used_unless_the_envelope_has_one_and_corruption_is_exit_2() {
         let dir = tempfile::tempdir().unwrap();
-        let kept = kept(dir.path(), "x");
+        let db = StateDb::open(dir.path()).unwrap();
+        let kept = KeptCursor { db: &db, key: "x" };
         let since = Some("2026-01-01T00:00:00Z".parse().unwrap());
         // Nothing kept: a fresh cursor from `since`.
-        let c = load_cursor(None, Some(&kept), &input(None), since, None).unwrap();
+        let c = start_cursor(None, Some(&kept), None, since, None).unwrap();
         assert_eq!(c.window_start.to_string(), "2026-01-01T00:00:00Z");
         let mut newer = c.clone();
         newer.window_start = "2026-02-01T00:00:00Z".parse().unwrap();
         kept.keep(&newer).unwrap();
         assert_eq!(
-            load_cursor(None, Some(&kept), &input(None), since, None).unwrap(),
+            start_cursor(None, Some(&kept), None, since, None).unwrap(),
             newer
         );
         // The envelope wins.
         let env = c.to_json();
         assert_eq!(
-            load_cursor(Some(&env), Some(&kept), &input(None), since, None).unwrap(),
+            start_cursor(Some(&env), Some(&kept), None, since, None).unwrap(),
             c
         );
         // Another filter is another cursor; a kept one with the wrong filter is refused.
-        let e = load_cursor(None, Some(&kept), &input(Some("x eq 1")), since, None).unwrap_err();
+        let e = start_cursor(None, Some(&kept), Some("x eq 1"), since, None).unwrap_err();
         assert_eq!(e.details[0].path, "/inputs/filter");
-        kept.store
-            .put_value("x", "{\"version\": 1, \"window_")
-            .unwrap();
-        let e = load_cursor(None, Some(&kept), &input(None), since, None).unwrap_err();
+        db.put("x", "{\"version\": 1, \"window_").unwrap();
+        let e = start_cursor(None, Some(&kept), None, since, None).unwrap_err();
         assert_eq!((e.exit_code(), e.details[0].path.as_str()), (2, "/state"));
-        assert!(
-            e.message.contains(PresenceStore::FILE_NAME),
-            "{}",
-            e.message
-        );
-        // Only the store is in the state dir.
+        assert!(e.message.contains(StateDb::FILE_NAME), "{}", e.message);
+        // Only the state database is in the state dir.
         let names: Vec<String> = std::fs::read_dir(dir.path())
             .unwrap()
             .map(|f| f.unwrap().file_name().to_string_lossy().into_owned())
             .collect();
         assert!(
-            names
-                .iter()
-                .all(|n| n.starts_with(PresenceStore::FILE_NAME)),
+            names.iter().all(|n| n.starts_with(StateDb::FILE_NAME)),
             "{names:?}"
         );
     }
@@ -517,26 +315,8 @@ mod tests {
     fn until_before_since_is_refused() {
         let since = Some("2026-01-01T00:00:00Z".parse().unwrap());
         let until = Some("2025-12-31T00:00:00Z".parse().unwrap());
-        let e = load_cursor(None, None, &input(None), since, until).unwrap_err();
+        let e = start_cursor(None, None, None, since, until).unwrap_err();
         assert_eq!(e.details[0].path, "/inputs/until");
-    }
-
-    #[test]
-    fn cursor_keys_differ_by_tenant_app_and_filter() {
-        let asset = |client: &str| {
-            serde_json::from_value::<crate::asset::AssetSpec>(json!({
-                "type": "oauth2_client_credentials", "url": "http://127.0.0.1:9",
-                "token_url": "http://127.0.0.1:9/token", "client_id": client,
-                "client_secret": "s"}))
-            .unwrap()
-            .into_asset()
-            .unwrap()
-        };
-        let a = cursor_key(&asset("a"), None);
-        assert!(a.starts_with("pull_sign_ins.cursor."), "{a}");
-        assert_eq!(a, cursor_key(&asset("a"), None));
-        assert_ne!(a, cursor_key(&asset("b"), None));
-        assert_ne!(a, cursor_key(&asset("a"), Some("status/errorCode ne 0")));
     }
 
     #[test]

@@ -7,15 +7,13 @@
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::ip_presence::{
-    ConfigSource, PresenceChanges, now_or, open_store, parse_date, require_state_dir, store_error,
-};
 use super::{Action, ActionMeta, Context, Reply, parse_time};
 use crate::error::{Error, Result};
-use ip_presence::{IpRange, Place, PresenceEngine, PresenceMode, Settings, TrackedUser};
+use crate::office::{ConfigInput, ManualChange, Office, PresenceChanges, now_or, parse_date};
+use ip_presence::Place;
 
 #[derive(Debug, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
+#[schemars(deny_unknown_fields)]
 pub struct Input {
     /// The user (UPN, any case), who must be in the configuration's users.
     #[schemars(length(min = 1, max = 1024))]
@@ -40,20 +38,8 @@ pub struct Input {
     #[serde(default = "default_set_by")]
     #[schemars(length(min = 1, max = 256))]
     pub set_by: String,
-    /// A YAML or JSON file holding `ranges`, `users` and `settings`. Default: the
-    /// configuration of the last sync_ip_presence.
-    #[serde(default)]
-    #[schemars(length(min = 1, max = 4096))]
-    pub config_path: Option<String>,
-    /// IP ranges (instead of config_path).
-    #[serde(default)]
-    pub ranges: Option<Vec<IpRange>>,
-    /// Tracked users (instead of config_path).
-    #[serde(default)]
-    pub users: Option<Vec<TrackedUser>>,
-    /// Settings (instead of config_path).
-    #[serde(default)]
-    pub settings: Option<Settings>,
+    #[serde(flatten)]
+    pub config: ConfigInput,
 }
 
 pub(crate) fn default_set_by() -> String {
@@ -66,62 +52,33 @@ pub struct Output {
     pub changes: PresenceChanges,
 }
 
-/// What set and clear share.
-pub(crate) struct ManualChange<'a> {
+/// What set and clear share: the user, the change, the day and the time it holds from.
+pub(crate) struct Change<'a> {
     pub user: &'a str,
     pub place: Option<Place>,
     pub date: Option<&'a str>,
     pub at: Option<&'a str>,
     pub set_by: &'a str,
-    pub config: ConfigSource<'a>,
 }
 
-pub(crate) fn apply(ctx: &Context, action: &str, change: ManualChange<'_>) -> Result<Output> {
-    let dir = require_state_dir(ctx.state_dir.as_deref(), action)?;
-    let mut store = open_store(&dir)?;
-    let config = change.config.load_or_kept(&store)?;
-    let date = parse_date(change.date, "/inputs/date")?;
-    let at = now_or(parse_time(change.at, "/inputs/at")?);
-    let engine = PresenceEngine::new(config).map_err(|e| store_error(e.into()))?;
-    match engine.user_mode(change.user) {
-        None => {
-            return Err(Error::invalid(
-                "/inputs/user",
-                "is not a tracked user of the configuration",
-            ));
-        }
-        Some(PresenceMode::Off) => {
-            return Err(Error::invalid(
-                "/inputs/user",
-                "has presence mode off: nothing is recorded for this user",
-            ));
-        }
-        Some(_) => {}
-    }
-    if let Some(Place::Office { location }) = &change.place
-        && engine.locations().binary_search(location).is_err()
-    {
-        return Err(Error::invalid(
-            "/inputs/location",
-            format!(
-                "is not a configured location ({})",
-                engine.locations().join(", ")
-            ),
-        ));
-    }
-    let report = engine
-        .set_manual(
-            &mut store,
-            change.user,
-            change.place,
-            at,
-            date,
-            change.set_by,
-        )
-        .map_err(store_error)?;
-    Ok(Output {
-        changes: (&report).into(),
-    })
+/// Record a manual change (set or clear).
+pub(crate) fn apply(
+    ctx: &Context,
+    action: &str,
+    config: &ConfigInput,
+    change: Change<'_>,
+) -> Result<Output> {
+    let office = Office::open(ctx.state_dir.as_deref(), action)?;
+    let config = office.config(config)?;
+    let change = ManualChange {
+        user: change.user,
+        place: change.place,
+        date: parse_date(change.date, "/inputs/date")?,
+        at: now_or(parse_time(change.at, "/inputs/at")?),
+        set_by: change.set_by,
+    };
+    let changes = office.set_manual(config, change)?;
+    Ok(Output { changes })
 }
 
 pub struct SetOfficePresence;
@@ -161,18 +118,13 @@ impl Action for SetOfficePresence {
         let body = apply(
             ctx,
             Self::META.name,
-            ManualChange {
+            &input.config,
+            Change {
                 user: &input.user,
                 place: Some(place),
                 date: input.date.as_deref(),
                 at: input.at.as_deref(),
                 set_by: &input.set_by,
-                config: ConfigSource {
-                    config_path: input.config_path.as_deref(),
-                    ranges: input.ranges.as_ref(),
-                    users: input.users.as_ref(),
-                    settings: input.settings.as_ref(),
-                },
             },
         )?;
         Ok(Reply::ok(body))

@@ -1,56 +1,23 @@
 //! `sync_ip_presence`: the five-minute job. Pull the new sign-ins, run the IP presence
 //! rules, keep the result in the embedded store under `--state-dir`.
 //!
-//! Graph: `GET /auditLogs/signIns` through the same incremental pull as `pull_sign_ins`
-//! ([`crate::graph::signins::pull`]: a lookback window for sign-ins Graph shows late,
-//! each id delivered once), AuditLog.Read.All + Directory.Read.All.
-//!
-//! Order of writes, and why a crash anywhere leaves the store consistent:
-//! 1. pull every new sign-in into memory (only the five fields the rules use);
-//! 2. process them as one batch: one SQLite transaction, committed or not at all;
-//! 3. only then store the sign-in cursor (and the configuration used) in the store's kv.
-//!
-//! A crash before 3 leaves the old cursor: the next run pulls the same sign-ins again and
-//! the engine discards them as duplicates (their ids are kept for the late-arrival
-//! window), so nothing is counted twice and nothing is lost.
+//! Graph: `GET /auditLogs/signIns` (AuditLog.Read.All + Directory.Read.All). The order
+//! of writes that keeps the store consistent through a crash: [`Office::sync`].
 
-use jiff::{SignedDuration, Timestamp};
+use jiff::SignedDuration;
 use schemars::JsonSchema;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
-use super::ip_presence::{
-    ConfigSource, CountsOut, DiscoveryOut, PresenceChanges, keep_config, now_or, open_store,
-    require_state_dir, sign_in_of, store_error,
-};
-use super::{Action, ActionMeta, Context, Reply, parse_time, sign_in_cursor};
+use super::{Action, ActionMeta, Context, Reply, parse_time};
 use crate::error::Result;
-use crate::graph::GraphClient;
-use crate::graph::signins::{self, PullOptions};
-use ip_presence::{
-    IpRange, PresenceBackend, PresenceConfig, PresenceEngine, ProcessOptions, Settings, SignIn,
-    TrackedUser,
-};
-
-/// Key of the sign-in cursor in the store's kv table.
-pub const CURSOR_KEY: &str = "ip_presence.sign_in_cursor";
+use crate::office::{ConfigInput, Office, SyncOptions, SyncReport, now_or};
+use ip_presence::ProcessOptions;
 
 #[derive(Debug, Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
+#[schemars(deny_unknown_fields)]
 pub struct Input {
-    /// A YAML or JSON file holding `ranges`, `users` and `settings`. Without it (and
-    /// without inline configuration) the configuration of the previous sync is used.
-    #[serde(default)]
-    #[schemars(length(min = 1, max = 4096))]
-    pub config_path: Option<String>,
-    /// IP ranges: offices and remote networks. Nested blocks: the longest prefix wins.
-    #[serde(default)]
-    pub ranges: Option<Vec<IpRange>>,
-    /// The people tracked, by UPN (any case); sign-ins of anyone else are discarded.
-    #[serde(default)]
-    pub users: Option<Vec<TrackedUser>>,
-    /// App-wide settings.
-    #[serde(default)]
-    pub settings: Option<Settings>,
+    #[serde(flatten)]
+    pub config: ConfigInput,
     /// First run only (no cursor in the store yet): read sign-ins created at or after this
     /// time (RFC 3339). Default: 24 hours ago.
     #[serde(default)]
@@ -80,96 +47,11 @@ fn default_window() -> u16 {
     ProcessOptions::DEFAULT_LATE_WINDOW_DAYS
 }
 
-/// What the pull read.
-#[derive(Debug, Clone, Serialize, JsonSchema)]
-pub struct PullSummary {
-    /// New sign-ins read from Graph.
-    pub records: u64,
-    /// Pages read.
-    pub pages: u64,
-    /// Sign-ins Graph listed again that an earlier run had read.
-    pub duplicates_dropped: u64,
-    /// The newest createdDateTime read so far (the cursor kept in the store).
-    pub cursor: Option<String>,
-}
-
-#[derive(Debug, Serialize, JsonSchema)]
-pub struct Output {
-    /// What the pull read from Graph.
-    pub sign_ins: PullSummary,
-    /// What became of the sign-ins, and why some changed nothing.
-    pub counts: CountsOut,
-    #[serde(flatten)]
-    pub changes: PresenceChanges,
-    /// Suggested ranges for addresses in no range (with `settings.auto_create`), largest first.
-    pub discovery: Vec<DiscoveryOut>,
-}
-
-/// How one sync runs.
-#[derive(Debug, Clone)]
-pub struct SyncOptions {
-    pub since: Option<Timestamp>,
-    pub lookback: SignedDuration,
-    pub process: ProcessOptions,
-    pub progress: bool,
-}
-
-/// One sync: pull, process as one committed batch, then keep the cursor (see the module doc).
-/// Used by the action and by `demo`.
-pub async fn sync(
-    graph: &GraphClient,
-    state_dir: &std::path::Path,
-    config: PresenceConfig,
-    options: &SyncOptions,
-) -> Result<(Output, crate::graph::ResponseHeaders)> {
-    let engine = PresenceEngine::new(config).map_err(|e| store_error(e.into()))?;
-    let mut store = open_store(state_dir)?;
-    let cursor = match sign_in_cursor::load(&store, CURSOR_KEY)? {
-        Some(kept) => kept,
-        None => sign_in_cursor::fresh(options.since, None)?,
-    };
-    let pull_options = PullOptions {
-        lookback: options.lookback,
-        until: None,
-        top: signins::MAX_TOP,
-        max_records: None,
-        progress: options.progress,
-    };
-    let mut batch: Vec<SignIn<'static>> = Vec::new();
-    let outcome = signins::pull(graph, cursor, None, &pull_options, |record| {
-        batch.push(match record.as_object() {
-            Some(r) => sign_in_of(r).into_owned(),
-            None => SignIn::default(),
-        });
-        Ok(())
-    })
-    .await?;
-    // One transaction; the cursor moves only once it is committed.
-    let report = engine
-        .process(&mut store, batch, &options.process)
-        .map_err(store_error)?;
-    keep_config(&store, engine.config())?;
-    sign_in_cursor::keep(&store, CURSOR_KEY, &outcome.cursor)?;
-    let discovery = store.discovery().map_err(store_error)?;
-    let body = Output {
-        sign_ins: PullSummary {
-            records: outcome.stats.records,
-            pages: outcome.stats.pages,
-            duplicates_dropped: outcome.stats.duplicates_dropped,
-            cursor: outcome.cursor.cursor.map(|c| c.to_string()),
-        },
-        counts: (&report.counts).into(),
-        changes: (&report).into(),
-        discovery: discovery.iter().map(Into::into).collect(),
-    };
-    Ok((body, outcome.headers))
-}
-
 pub struct SyncIpPresence;
 
 impl Action for SyncIpPresence {
     type Input = Input;
-    type Output = Output;
+    type Output = SyncReport;
     const META: ActionMeta = ActionMeta {
         name: "sync_ip_presence",
         title: "Sync IP presence",
@@ -180,19 +62,12 @@ impl Action for SyncIpPresence {
         incremental: false,
     };
 
-    async fn run(ctx: &Context, input: Input) -> Result<Reply<Output>> {
-        let dir = require_state_dir(ctx.state_dir.as_deref(), Self::META.name)?;
+    async fn run(ctx: &Context, input: Input) -> Result<Reply<SyncReport>> {
+        let office = Office::open(ctx.state_dir.as_deref(), Self::META.name)?;
         let since = parse_time(input.since.as_deref(), "/inputs/since")?;
         let now = now_or(parse_time(input.now.as_deref(), "/inputs/now")?);
-        let source = ConfigSource {
-            config_path: input.config_path.as_deref(),
-            ranges: input.ranges.as_ref(),
-            users: input.users.as_ref(),
-            settings: input.settings.as_ref(),
-        };
         // Checked before any request: a bad configuration makes no network call.
-        let config = source.load_or_kept(&open_store(&dir)?)?;
-        let graph = ctx.graph()?;
+        let config = office.config(&input.config)?;
         let options = SyncOptions {
             since,
             lookback: SignedDuration::from_mins(i64::from(input.lookback_minutes)),
@@ -202,7 +77,7 @@ impl Action for SyncIpPresence {
             },
             progress: false,
         };
-        let (body, headers) = sync(graph, &dir, config, &options).await?;
+        let (body, headers) = office.sync(ctx.graph()?, config, &options).await?;
         Ok(Reply::ok(body).with_headers(headers))
     }
 }

@@ -24,7 +24,6 @@ pub mod pages;
 pub mod path;
 pub mod request;
 pub mod response;
-pub mod signins;
 
 pub use client::{ClientOptions, GraphClient};
 pub use pages::{Collected, Page, Pages};

@@ -8,9 +8,9 @@ use std::path::Path;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use graph_emulator::{
-    self as emulator, AppRegistration, DELEGATED_PASSWORD, DelegatedUser, DirectoryObject, EmulatorConfig,
-    FULL_APP_SECRET, GenerateSpec, LogEntry, READ_APP_SECRET, RunningEmulator, Tenant,
-    ThrottleConfig, User,
+    self as emulator, AppRegistration, DELEGATED_PASSWORD, DelegatedUser, DirectoryObject,
+    EmulatorConfig, FULL_APP_SECRET, GenerateSpec, LogEntry, READ_APP_SECRET, RunningEmulator,
+    Tenant, ThrottleConfig, User,
 };
 use serde_json::{Value, json};
 use uuid::Uuid;

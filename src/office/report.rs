@@ -1,167 +1,15 @@
-//! What the IP presence actions share: where their configuration comes from, the
-//! store they open, and the report types of their outputs.
-//!
-//! Configuration (ranges, users, settings; `shared/docs/ip-presence.md`) is given
-//! inline or as a YAML/JSON file (`config_path`), never both. Actions that work on the
-//! store fall back to the configuration the last `sync_ip_presence` kept there, so an
-//! administrator's `set_office_presence` needs no copy of it.
+//! What the IP presence actions report, as their outputs show it: events, statuses,
+//! counts and suggested ranges, converted from the engine's types; and the five fields
+//! of a Graph sign-in record that the rules read.
 
-use std::path::{Path, PathBuf};
-
-use jiff::Timestamp;
-use jiff::civil::Date;
 use schemars::JsonSchema;
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::error::{Detail, Error, Result};
 use ip_presence::{
-    AccessEvent, BatchReport, ConfigError, Counts, DiscoveryBlock, EventSource, IpRange, Place,
-    PresenceConfig, PresenceError, PresenceEvent, PresenceStore, Settings, SignIn, SignInStatus,
-    TrackedUser, UserDayStatus,
+    AccessEvent, BatchReport, Counts, DiscoveryBlock, EventSource, Place, PresenceEvent, SignIn,
+    SignInStatus, UserDayStatus,
 };
-
-/// Key of the presence configuration the last sync used, in the store's kv table.
-pub const CONFIG_KEY: &str = "ip_presence.config";
-
-/// The configuration fields every IP presence action accepts.
-pub struct ConfigSource<'a> {
-    pub config_path: Option<&'a str>,
-    pub ranges: Option<&'a Vec<IpRange>>,
-    pub users: Option<&'a Vec<TrackedUser>>,
-    pub settings: Option<&'a Settings>,
-}
-
-impl ConfigSource<'_> {
-    fn inline_given(&self) -> bool {
-        self.ranges.is_some() || self.users.is_some() || self.settings.is_some()
-    }
-
-    /// The configuration given in the inputs, if any. Errors point into `/inputs`.
-    pub fn load(&self) -> Result<Option<PresenceConfig>> {
-        match (self.config_path, self.inline_given()) {
-            (Some(_), true) => Err(Error::invalid(
-                "/inputs/config_path",
-                "give either config_path or ranges/users/settings, not both",
-            )),
-            (Some(path), false) => PresenceConfig::from_path(Path::new(path))
-                .map(Some)
-                .map_err(|errors| config_file_error(path, errors)),
-            (None, true) => {
-                let config = PresenceConfig {
-                    ranges: self.ranges.cloned().unwrap_or_default(),
-                    users: self.users.cloned().unwrap_or_default(),
-                    settings: self.settings.cloned().unwrap_or_default(),
-                };
-                config
-                    .validate()
-                    .map_err(|errors| config_errors(errors, "/inputs"))?;
-                Ok(Some(config))
-            }
-            (None, false) => Ok(None),
-        }
-    }
-
-    /// The configuration of the inputs, else the one kept in the store by the last sync.
-    pub fn load_or_kept(&self, store: &PresenceStore) -> Result<PresenceConfig> {
-        if let Some(config) = self.load()? {
-            return Ok(config);
-        }
-        let kept = store.get_value(CONFIG_KEY).map_err(store_error)?;
-        let Some(text) = kept else {
-            return Err(Error::invalid(
-                "/inputs/config_path",
-                "no configuration: give config_path or ranges/users/settings \
-                 (none is kept in the store yet: sync_ip_presence keeps the one it ran with)",
-            ));
-        };
-        let value: Value = serde_json::from_str(&text).map_err(|e| {
-            Error::internal(format!("the kept presence configuration is not JSON: {e}"))
-        })?;
-        PresenceConfig::from_value(value).map_err(|errors| {
-            Error::invalid(
-                "/inputs/config_path",
-                format!(
-                    "the configuration kept in the store is no longer valid ({}); give one",
-                    errors
-                        .iter()
-                        .map(ToString::to_string)
-                        .collect::<Vec<_>>()
-                        .join("; ")
-                ),
-            )
-        })
-    }
-}
-
-/// Config errors (pointers relative to the configuration) placed under `prefix`.
-pub fn config_errors(errors: Vec<ConfigError>, prefix: &str) -> Error {
-    Error::invalid_details(
-        errors
-            .into_iter()
-            .map(|e| Detail::new(format!("{prefix}{}", e.pointer), e.message))
-            .collect(),
-    )
-}
-
-/// Errors in a configuration file: at `/inputs/config_path`, naming the place in the file.
-fn config_file_error(path: &str, errors: Vec<ConfigError>) -> Error {
-    Error::invalid_details(
-        errors
-            .into_iter()
-            .map(|e| {
-                let at = if e.pointer.is_empty() {
-                    String::new()
-                } else {
-                    format!(" at {}", e.pointer)
-                };
-                Detail::new("/inputs/config_path", format!("{path}{at}: {}", e.message))
-            })
-            .collect(),
-    )
-}
-
-/// The state dir, which the store-backed actions require.
-pub fn require_state_dir(state_dir: Option<&Path>, action: &str) -> Result<PathBuf> {
-    state_dir.map(Path::to_path_buf).ok_or_else(|| {
-        Error::invalid(
-            "",
-            format!(
-                "{action} keeps presence in the embedded store and needs a state dir \
-                 (--state-dir or MSGRAPH_CONNECTOR_STATE_DIR); evaluate_ip_presence works without one"
-            ),
-        )
-    })
-}
-
-/// Open the store under the state dir.
-pub fn open_store(dir: &Path) -> Result<PresenceStore> {
-    PresenceStore::open(dir).map_err(store_error)
-}
-
-/// A failure of the engine or store, as the contract's error.
-pub fn store_error(e: PresenceError) -> Error {
-    match e {
-        PresenceError::Config(errors) => config_errors(errors, "/inputs"),
-        PresenceError::Input(e) => Error::invalid("/inputs", e.to_string()),
-        PresenceError::Invalid(m) => Error::invalid("/inputs", m),
-        PresenceError::State(m) => Error::invalid("/state", m),
-        PresenceError::StateAt { pointer, message } => {
-            Error::invalid(format!("/state{pointer}"), message)
-        }
-        other => Error::internal(other.to_string()),
-    }
-}
-
-/// Parse a `YYYY-MM-DD` input.
-pub fn parse_date(value: Option<&str>, pointer: &str) -> Result<Option<Date>> {
-    value
-        .map(|s| {
-            s.parse::<Date>()
-                .map_err(|e| Error::invalid(pointer, format!("is not a date YYYY-MM-DD: {e}")))
-        })
-        .transpose()
-}
 
 /// The five fields of a Graph sign-in record, borrowed from it. Fields of the wrong
 /// type are left out, so the engine counts the sign-in as malformed.
@@ -395,24 +243,6 @@ impl From<&BatchReport> for PresenceChanges {
     }
 }
 
-/// "Now" for the engine: the input, else the clock.
-pub fn now_or(input: Option<Timestamp>) -> Timestamp {
-    input.unwrap_or_else(Timestamp::now)
-}
-
-/// Today in the configuration's default zone.
-pub fn today(config: &PresenceConfig, now: Timestamp) -> Date {
-    let tz = jiff::tz::TimeZone::get(&config.settings.time_zone).unwrap_or(jiff::tz::TimeZone::UTC);
-    now.to_zoned(tz).date()
-}
-
-/// The configuration as the store keeps it.
-pub fn keep_config(store: &PresenceStore, config: &PresenceConfig) -> Result<()> {
-    let text = serde_json::to_string(config)
-        .map_err(|e| Error::internal(format!("configuration does not serialise: {e}")))?;
-    store.put_value(CONFIG_KEY, &text).map_err(store_error)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -426,25 +256,5 @@ mod tests {
         assert_eq!(s.id.as_deref(), Some("1"));
         assert_eq!(s.error_code(), 50126);
         assert_eq!(sign_in_of(json!({"id": 5}).as_object().unwrap()).id, None);
-    }
-
-    #[test]
-    fn inline_config_errors_point_into_the_inputs() {
-        let ranges = vec![IpRange {
-            name: "HQ".into(),
-            cidrs: vec!["10.0.0.0/8".into(), "10.0.0.300/32".into()],
-            location: Some("HQ".into()),
-            remote: false,
-            presence_enabled: true,
-            logging_enabled: true,
-        }];
-        let src = ConfigSource {
-            config_path: None,
-            ranges: Some(&ranges),
-            users: None,
-            settings: None,
-        };
-        let e = src.load().unwrap_err();
-        assert_eq!(e.details[0].path, "/inputs/ranges/0/cidrs/1");
     }
 }

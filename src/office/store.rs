@@ -1,0 +1,64 @@
+//! The store under the state dir and the small things every presence action needs:
+//! the state dir itself, the engine's errors as the contract's, dates and "now".
+
+use std::path::{Path, PathBuf};
+
+use jiff::Timestamp;
+use jiff::civil::Date;
+
+use super::config::config_errors;
+use crate::error::{Error, Result};
+use ip_presence::{PresenceConfig, PresenceError, PresenceStore};
+
+/// The state dir, which the store-backed actions require.
+pub fn require_state_dir(state_dir: Option<&Path>, action: &str) -> Result<PathBuf> {
+    state_dir.map(Path::to_path_buf).ok_or_else(|| {
+        Error::invalid(
+            "",
+            format!(
+                "{action} keeps presence in the embedded store and needs a state dir \
+                 (--state-dir or MSGRAPH_CONNECTOR_STATE_DIR); evaluate_ip_presence works without one"
+            ),
+        )
+    })
+}
+
+/// Open the store under the state dir.
+pub fn open_store(dir: &Path) -> Result<PresenceStore> {
+    PresenceStore::open(dir).map_err(store_error)
+}
+
+/// A failure of the engine or store, as the contract's error.
+pub fn store_error(e: PresenceError) -> Error {
+    match e {
+        PresenceError::Config(errors) => config_errors(errors, "/inputs"),
+        PresenceError::Input(e) => Error::invalid("/inputs", e.to_string()),
+        PresenceError::Invalid(m) => Error::invalid("/inputs", m),
+        PresenceError::State(m) => Error::invalid("/state", m),
+        PresenceError::StateAt { pointer, message } => {
+            Error::invalid(format!("/state{pointer}"), message)
+        }
+        other => Error::internal(other.to_string()),
+    }
+}
+
+/// Parse a `YYYY-MM-DD` input.
+pub fn parse_date(value: Option<&str>, pointer: &str) -> Result<Option<Date>> {
+    value
+        .map(|s| {
+            s.parse::<Date>()
+                .map_err(|e| Error::invalid(pointer, format!("is not a date YYYY-MM-DD: {e}")))
+        })
+        .transpose()
+}
+
+/// "Now" for the engine: the input, else the clock.
+pub fn now_or(input: Option<Timestamp>) -> Timestamp {
+    input.unwrap_or_else(Timestamp::now)
+}
+
+/// Today in the configuration's default zone.
+pub fn today(config: &PresenceConfig, now: Timestamp) -> Date {
+    let tz = jiff::tz::TimeZone::get(&config.settings.time_zone).unwrap_or(jiff::tz::TimeZone::UTC);
+    now.to_zoned(tz).date()
+}
