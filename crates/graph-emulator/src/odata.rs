@@ -205,6 +205,21 @@ pub(crate) fn split_and(toks: &[Tok]) -> Result<Vec<&[Tok]>, String> {
     Ok(parts)
 }
 
+/// `startswith(field,'value')` as (field, value).
+pub(crate) fn startswith_call(clause: &[Tok]) -> Option<(&str, &str)> {
+    match clause {
+        [
+            Tok::Word(func),
+            Tok::LParen,
+            Tok::Word(field),
+            Tok::Comma,
+            Tok::Str(value),
+            Tok::RParen,
+        ] if func.eq_ignore_ascii_case("startswith") => Some((field, value)),
+        _ => None,
+    }
+}
+
 /// `('a','b',...)` after `in`.
 pub(crate) fn parse_in_list(toks: &[Tok]) -> Result<Vec<String>, String> {
     let [Tok::LParen, inner @ .., Tok::RParen] = toks else {

@@ -131,10 +131,7 @@ impl RunningEmulator {
     pub fn mint_refresh_token(&self, upn: &str, client_id: Uuid) -> Result<String, EmulatorError> {
         let dir = self.shared.dir.read().expect("dir lock");
         let app = dir
-            .tenant
-            .apps
-            .iter()
-            .find(|a| a.client_id == client_id)
+            .app(client_id)
             .ok_or_else(|| EmulatorError::Config(format!("no app {client_id}")))?;
         let user = dir
             .user(upn)
@@ -158,10 +155,7 @@ impl RunningEmulator {
         let shared = &self.shared;
         let dir = shared.dir.read().expect("dir lock");
         let app = dir
-            .tenant
-            .apps
-            .iter()
-            .find(|a| a.client_id == client_id)
+            .app(client_id)
             .ok_or_else(|| EmulatorError::Config(format!("no app {client_id}")))?;
         let perms: Vec<String> = app.permissions.iter().map(|p| p.to_string()).collect();
         Ok(access_token::mint(

@@ -13,7 +13,7 @@ use uuid::Uuid;
 use crate::faults::{FaultPlan, ThrottleConfig, ThrottleState};
 use crate::log::RequestLog;
 use crate::odata::PageTokens;
-use crate::tenant::{SignIn, Tenant, User};
+use crate::tenant::{AppRegistration, SignIn, Tenant, User};
 
 /// The emulator's "now": real time unless a test froze or shifted it.
 #[derive(Debug, Default)]
@@ -103,6 +103,11 @@ impl Directory {
             Ok(id) => self.by_id.get(&id).copied(),
             Err(_) => self.by_upn.get(&key.to_lowercase()).copied(),
         }
+    }
+
+    /// An app registration by client id.
+    pub fn app(&self, client_id: Uuid) -> Option<&AppRegistration> {
+        self.tenant.apps.iter().find(|a| a.client_id == client_id)
     }
 
     pub fn user(&self, key: &str) -> Option<&User> {

@@ -9,6 +9,7 @@ use serde::Serialize;
 
 use crate::access_token::Caller;
 use crate::http_error::GraphError;
+use crate::odata::{self, Query};
 use crate::state::{Directory, Shared};
 
 /// What a route answers: its response, or a Graph error to render.
@@ -35,6 +36,39 @@ pub(crate) fn resolve_user(dir: &Directory, key: &str) -> Result<usize, GraphErr
     }
     dir.user_index(key)
         .ok_or_else(|| GraphError::not_found(key))
+}
+
+/// Graph's 400 for a `$` query option the route does not take.
+pub(crate) fn allow_options(query: &Query, allowed: &[&str]) -> Result<(), GraphError> {
+    match query.unsupported_option(allowed) {
+        None => Ok(()),
+        Some(opt) => Err(GraphError::bad_request(&format!(
+            "Query option '{opt}' is not allowed here."
+        ))),
+    }
+}
+
+/// The `$select` names, each as `props` spells it, or Graph's 400 for the first
+/// property `type_name` does not have.
+pub(crate) fn select_props(
+    sel: &str,
+    props: &[&'static str],
+    type_name: &str,
+) -> Result<Vec<&'static str>, GraphError> {
+    odata::parse_select(sel)
+        .iter()
+        .map(|name| {
+            props
+                .iter()
+                .find(|p| p.eq_ignore_ascii_case(name))
+                .copied()
+                .ok_or_else(|| {
+                    GraphError::bad_request(&format!(
+                        "Parsing OData Select and Expand failed: Could not find a property named '{name}' on type '{type_name}'."
+                    ))
+                })
+        })
+        .collect()
 }
 
 /// `@odata.context`: `{base}/v1.0/$metadata#{tail}`.

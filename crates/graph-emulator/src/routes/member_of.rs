@@ -7,8 +7,8 @@
 use axum::http::request::Parts;
 use serde_json::{Map, Value, json};
 
-use super::common::{GResult, context, json_response, require, resolve_user};
-use super::paging::{consistency_eventual, count_true, expiry, next_link, page_offset, parse_top};
+use super::common::{GResult, allow_options, context, require, resolve_user, select_props};
+use super::paging::{ListPage, consistency_eventual, count_true, page_offset, parse_top};
 use crate::access_token::Caller;
 use crate::http_error::GraphError;
 use crate::odata::{self, Query, Tok};
@@ -101,23 +101,16 @@ fn parse_object_filter(filter: &str) -> Result<Vec<ObjClause>, GraphError> {
                         .map_err(|_| GraphError::bad_request("expected true or false"))?,
                 )
             }
-            [
-                Tok::Word(func),
-                Tok::LParen,
-                Tok::Word(f),
-                Tok::Comma,
-                Tok::Str(v),
-                Tok::RParen,
-            ] if func.eq_ignore_ascii_case("startswith")
-                && f.eq_ignore_ascii_case("displayName") =>
-            {
-                ObjClause::StartsWith(v.to_lowercase())
-            }
-            _ => {
-                return Err(GraphError::unsupported(
-                    "Unsupported or invalid query filter clause specified.",
-                ));
-            }
+            _ => match odata::startswith_call(clause) {
+                Some((f, v)) if f.eq_ignore_ascii_case("displayName") => {
+                    ObjClause::StartsWith(v.to_lowercase())
+                }
+                _ => {
+                    return Err(GraphError::unsupported(
+                        "Unsupported or invalid query filter clause specified.",
+                    ));
+                }
+            },
         });
     }
     Ok(out)
@@ -169,19 +162,18 @@ pub(crate) fn member_of(
             "GroupMember.Read.All",
         ],
     )?;
-    if let Some(opt) = query.unsupported_option(&[
-        "$select",
-        "$filter",
-        "$top",
-        "$skiptoken",
-        "$count",
-        "$search",
-        "$orderby",
-    ]) {
-        return Err(GraphError::bad_request(&format!(
-            "Query option '{opt}' is not allowed here."
-        )));
-    }
+    allow_options(
+        query,
+        &[
+            "$select",
+            "$filter",
+            "$top",
+            "$skiptoken",
+            "$count",
+            "$search",
+            "$orderby",
+        ],
+    )?;
     let cast_kind = match cast {
         None => None,
         Some("microsoft.graph.group") => Some(Kind::Group),
@@ -207,24 +199,10 @@ pub(crate) fn member_of(
         )));
     }
     let top = parse_top(query, 100, 999)?;
-    let select: Option<Vec<String>> = match query.get("$select") {
-        None => None,
-        Some(s) => {
-            let mut v = Vec::new();
-            for name in odata::parse_select(s) {
-                let canon = OBJECT_PROPS
-                    .iter()
-                    .find(|p| p.eq_ignore_ascii_case(&name))
-                    .ok_or_else(|| {
-                        GraphError::bad_request(&format!(
-                            "Parsing OData Select and Expand failed: Could not find a property named '{name}' on type 'microsoft.graph.directoryObject'."
-                        ))
-                    })?;
-                v.push(canon.to_string());
-            }
-            Some(v)
-        }
-    };
+    let select = query
+        .get("$select")
+        .map(|s| select_props(s, OBJECT_PROPS, "microsoft.graph.directoryObject"))
+        .transpose()?;
     let filters = match query.get("$filter") {
         Some(f) => parse_object_filter(f)?,
         None => Vec::new(),
@@ -317,30 +295,18 @@ pub(crate) fn member_of(
                     let mut m = Map::new();
                     m.insert("@odata.type".into(), full["@odata.type"].clone());
                     for s in sel {
-                        m.insert(s.clone(), full.get(s).cloned().unwrap_or(Value::Null));
+                        m.insert(s.to_string(), full.get(*s).cloned().unwrap_or(Value::Null));
                     }
                     Value::Object(m)
                 }
             }
         })
         .collect();
-    let mut body = Map::new();
-    body.insert(
-        "@odata.context".into(),
-        json!(context(shared, "directoryObjects")),
-    );
-    if count {
-        body.insert("@odata.count".into(), json!(items.len()));
-    }
-    if offset + top < items.len() {
-        let tok = shared
-            .pages
-            .seal(&scope, &json!({"o": offset + top, "x": expiry(shared)}));
-        body.insert(
-            "@odata.nextLink".into(),
-            json!(next_link(shared, parts.uri.path(), query, &tok)),
-        );
-    }
-    body.insert("value".into(), Value::Array(page));
-    Ok(json_response(&body))
+    let page = ListPage {
+        context: context(shared, "directoryObjects"),
+        count: count.then_some(items.len()),
+        next: (offset + top < items.len()).then_some(offset + top),
+        value: page,
+    };
+    Ok(page.answer(shared, parts, query, &scope))
 }

@@ -5,9 +5,11 @@
 
 use axum::http::StatusCode;
 use axum::http::request::Parts;
+use axum::response::Response;
 use jiff::Timestamp;
-use serde_json::Value;
+use serde_json::{Map, Value, json};
 
+use super::common::json_response;
 use crate::http_error::GraphError;
 use crate::odata::{self, PageTokenError, Query};
 use crate::state::Shared;
@@ -88,6 +90,38 @@ pub(crate) fn next_link(shared: &Shared, path: &str, query: &Query, token: &str)
         path,
         odata::encode_query(&pairs)
     )
+}
+
+/// One page of a list answer, in Graph's order: `@odata.context`, `@odata.count`
+/// (with `$count=true`), `@odata.nextLink` (when more follow), `value`.
+pub(crate) struct ListPage {
+    pub context: String,
+    pub count: Option<usize>,
+    /// Offset of the next page, when there is one.
+    pub next: Option<usize>,
+    pub value: Vec<Value>,
+}
+
+impl ListPage {
+    /// The answer; the next link's `$skiptoken` is sealed for `scope`.
+    pub fn answer(self, shared: &Shared, parts: &Parts, query: &Query, scope: &str) -> Response {
+        let mut body = Map::new();
+        body.insert("@odata.context".into(), json!(self.context));
+        if let Some(n) = self.count {
+            body.insert("@odata.count".into(), json!(n));
+        }
+        if let Some(offset) = self.next {
+            let tok = shared
+                .pages
+                .seal(scope, &json!({"o": offset, "x": expiry(shared)}));
+            body.insert(
+                "@odata.nextLink".into(),
+                json!(next_link(shared, parts.uri.path(), query, &tok)),
+            );
+        }
+        body.insert("value".into(), Value::Array(self.value));
+        json_response(&body)
+    }
 }
 
 /// Unix second a new `$skiptoken` stops being accepted (real time).

@@ -20,7 +20,9 @@ use serde::Serialize;
 use serde_json::{Map, Value, json};
 use uuid::Uuid;
 
-use super::common::{GRAPH_JSON, GResult, context, json_response, require};
+use super::common::{
+    GRAPH_JSON, GResult, allow_options, context, json_response, require, select_props,
+};
 use super::paging::{expiry, next_link, open_page_token, parse_top};
 use crate::access_token::Caller;
 use crate::http_error::GraphError;
@@ -300,22 +302,6 @@ fn parse_sign_in_filter(filter: &str) -> Result<Vec<SignInClause>, GraphError> {
                     prefix: false,
                 }
             }
-            [
-                Tok::Word(func),
-                Tok::LParen,
-                Tok::Word(f),
-                Tok::Comma,
-                Tok::Str(v),
-                Tok::RParen,
-            ] if func.eq_ignore_ascii_case("startswith") => {
-                let field = sign_in_text_field(f)
-                    .ok_or_else(|| bad(&format!("startswith on '{f}' is not supported")))?;
-                SignInClause::Text {
-                    field,
-                    value: v.to_lowercase(),
-                    prefix: true,
-                }
-            }
             [Tok::Word(f), op, Tok::Word(b)]
                 if op.is_word("eq") && f.eq_ignore_ascii_case("isInteractive") =>
             {
@@ -324,7 +310,18 @@ fn parse_sign_in_filter(filter: &str) -> Result<Vec<SignInClause>, GraphError> {
                         .map_err(|_| bad("isInteractive takes true or false"))?,
                 )
             }
-            _ => return Err(bad("unsupported expression")),
+            _ => match odata::startswith_call(clause) {
+                Some((f, v)) => {
+                    let field = sign_in_text_field(f)
+                        .ok_or_else(|| bad(&format!("startswith on '{f}' is not supported")))?;
+                    SignInClause::Text {
+                        field,
+                        value: v.to_lowercase(),
+                        prefix: true,
+                    }
+                }
+                None => return Err(bad("unsupported expression")),
+            },
         };
         out.push(c);
     }
@@ -375,22 +372,10 @@ const SIGN_IN_PROPS: &[&str] = &[
 ];
 
 fn sign_in_select(query: &Query) -> Result<Option<Vec<&'static str>>, GraphError> {
-    let Some(sel) = query.get("$select") else {
-        return Ok(None);
-    };
-    let mut out = Vec::new();
-    for name in odata::parse_select(sel) {
-        let canon = SIGN_IN_PROPS
-            .iter()
-            .find(|p| p.eq_ignore_ascii_case(&name))
-            .ok_or_else(|| {
-                GraphError::bad_request(&format!(
-                    "Parsing OData Select and Expand failed: Could not find a property named '{name}' on type 'microsoft.graph.signIn'."
-                ))
-            })?;
-        out.push(*canon);
-    }
-    Ok(Some(out))
+    query
+        .get("$select")
+        .map(|s| select_props(s, SIGN_IN_PROPS, "microsoft.graph.signIn"))
+        .transpose()
 }
 
 /// Most records one sign-ins page holds (also the default page size).
@@ -413,13 +398,10 @@ pub(crate) fn sign_ins(
     query: &Query,
 ) -> GResult {
     sign_in_perms(shared, caller)?;
-    if let Some(opt) =
-        query.unsupported_option(&["$filter", "$top", "$skiptoken", "$orderby", "$select"])
-    {
-        return Err(GraphError::bad_request(&format!(
-            "Query option '{opt}' is not allowed here."
-        )));
-    }
+    allow_options(
+        query,
+        &["$filter", "$top", "$skiptoken", "$orderby", "$select"],
+    )?;
     let select = sign_in_select(query)?;
     if let Some(o) = query.get("$orderby") {
         let o = o.trim().to_ascii_lowercase();

@@ -8,8 +8,8 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{Map, Value, json};
 use uuid::Uuid;
 
-use super::common::{GResult, context, json_response, require, resolve_user};
-use super::paging::{consistency_eventual, count_true, expiry, next_link, page_offset, parse_top};
+use super::common::{GResult, allow_options, context, json_response, require, resolve_user};
+use super::paging::{ListPage, consistency_eventual, count_true, page_offset, parse_top};
 use crate::access_token::Caller;
 use crate::http_error::GraphError;
 use crate::odata::{self, Query, Tok};
@@ -207,13 +207,8 @@ pub(crate) fn get_user(shared: &Shared, caller: &Caller, key: &str, query: &Quer
     let dir = shared.dir.read().expect("dir lock");
     let i = resolve_user(&dir, key)?;
     let basic = !caller.has_any(&READ_USERS[..4]);
-    Ok(user_entity(
-        shared,
-        &dir.tenant.users[i],
-        &select,
-        query,
-        basic,
-    ))
+    let user = &dir.tenant.users[i];
+    Ok(user_entity(shared, user, &select, query, basic))
 }
 
 /// What lets a signed-in user read their own profile (`User.Read` is the least).
@@ -247,22 +242,13 @@ pub(crate) fn me(shared: &Shared, caller: &Caller, query: &Query) -> GResult {
         .or_else(|| dir.user_index(upn))
         .ok_or_else(|| GraphError::not_found(upn))?;
     let basic = !caller.has_any(&READ_ME[..6]);
-    Ok(user_entity(
-        shared,
-        &dir.tenant.users[i],
-        &select,
-        query,
-        basic,
-    ))
+    let user = &dir.tenant.users[i];
+    Ok(user_entity(shared, user, &select, query, basic))
 }
 
 /// The query of one user (`/users/{id}`, `/me`): only `$select` is allowed.
 fn single_user_select(query: &Query) -> Result<Vec<&'static str>, GraphError> {
-    if let Some(opt) = query.unsupported_option(&["$select"]) {
-        return Err(GraphError::bad_request(&format!(
-            "Query option '{opt}' is not allowed here."
-        )));
-    }
+    allow_options(query, &["$select"])?;
     user_select(query)
 }
 
@@ -336,23 +322,16 @@ fn parse_user_filter(filter: &str) -> Result<Vec<UserClause>, GraphError> {
             {
                 UserClause::Enabled(b.parse().map_err(|_| bad("expected true or false"))?)
             }
-            [
-                Tok::Word(func),
-                Tok::LParen,
-                Tok::Word(f),
-                Tok::Comma,
-                Tok::Str(v),
-                Tok::RParen,
-            ] if func.eq_ignore_ascii_case("startswith")
-                && f.eq_ignore_ascii_case("displayName") =>
-            {
-                UserClause::StartsWith(v.to_lowercase())
-            }
-            _ => {
-                return Err(GraphError::unsupported(
-                    "Unsupported or invalid query filter clause specified.",
-                ));
-            }
+            _ => match odata::startswith_call(clause) {
+                Some((f, v)) if f.eq_ignore_ascii_case("displayName") => {
+                    UserClause::StartsWith(v.to_lowercase())
+                }
+                _ => {
+                    return Err(GraphError::unsupported(
+                        "Unsupported or invalid query filter clause specified.",
+                    ));
+                }
+            },
         };
         out.push(c);
     }
@@ -368,13 +347,10 @@ pub(crate) fn list_users(
     query: &Query,
 ) -> GResult {
     require(caller, READ_USERS)?;
-    if let Some(opt) =
-        query.unsupported_option(&["$select", "$filter", "$top", "$skiptoken", "$count"])
-    {
-        return Err(GraphError::bad_request(&format!(
-            "Query option '{opt}' is not allowed here."
-        )));
-    }
+    allow_options(
+        query,
+        &["$select", "$filter", "$top", "$skiptoken", "$count"],
+    )?;
     let count = count_true(query)?;
     if query.get("$count").is_some() && !consistency_eventual(parts) {
         return Err(GraphError::unsupported(
@@ -451,28 +427,13 @@ pub(crate) fn list_users(
         .into_iter()
         .map(|i| Value::Object(user_json(&users[i], &select, basic)))
         .collect();
-    let mut body = Map::new();
-    body.insert(
-        "@odata.context".into(),
-        json!(context(
-            shared,
-            &format!("users{}", select_context(&select, query))
-        )),
-    );
-    if count {
-        body.insert("@odata.count".into(), json!(total));
-    }
-    if offset + top < total {
-        let tok = shared
-            .pages
-            .seal(&scope, &json!({"o": offset + top, "x": expiry(shared)}));
-        body.insert(
-            "@odata.nextLink".into(),
-            json!(next_link(shared, parts.uri.path(), query, &tok)),
-        );
-    }
-    body.insert("value".into(), Value::Array(page));
-    Ok(json_response(&body))
+    let page = ListPage {
+        context: context(shared, &format!("users{}", select_context(&select, query))),
+        count: count.then_some(total),
+        next: (offset + top < total).then_some(offset + top),
+        value: page,
+    };
+    Ok(page.answer(shared, parts, query, &scope))
 }
 
 /// `PATCH /users/{id | upn}`: 204, or Graph's 400/403 for a property that may not be written.

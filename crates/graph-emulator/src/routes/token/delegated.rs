@@ -142,10 +142,8 @@ pub(super) fn delegated_answer(
 ) -> Result<Value, TokenError> {
     let dir = shared.dir.read().expect("dir lock");
     let tenant = &dir.tenant;
-    let app = tenant
-        .apps
-        .iter()
-        .find(|a| a.client_id == client_id)
+    let app = dir
+        .app(client_id)
         .ok_or_else(|| TokenError::new("invalid_client", 700016, "Application not found."))?;
     let lifetime = shared.settings.token_lifetime;
     let user = dir.user(upn);

@@ -67,6 +67,24 @@ fn resolve_authority(tenant: &Tenant, segment: Option<&str>) -> Result<Authority
     }
 }
 
+/// AADSTS7000218: a confidential client presented no credential.
+fn no_client_credential() -> TokenError {
+    TokenError::new(
+        "invalid_client",
+        7000218,
+        "The request body must contain the following parameter: 'client_assertion' or 'client_secret'.",
+    )
+}
+
+/// AADSTS9001023: user grants are not served over `/common` or `/consumers`.
+fn not_over_common() -> TokenError {
+    TokenError::new(
+        "invalid_request",
+        9001023,
+        "The grant type is not supported over the /common or /consumers endpoints. Please use the /organizations or tenant-specific endpoint.",
+    )
+}
+
 /// Handle one token request.
 pub(crate) fn handle(
     shared: &Shared,
@@ -132,7 +150,7 @@ fn grant(
     let client_id = client_id.ok_or_else(|| TokenError::missing("client_id"))?;
     let app = Uuid::try_parse(&client_id)
         .ok()
-        .and_then(|id| tenant.apps.iter().find(|a| a.client_id == id))
+        .and_then(|id| dir.app(id))
         .cloned()
         .ok_or_else(|| {
             TokenError::new(
@@ -145,6 +163,15 @@ fn grant(
             )
         })?;
     let requested_url = format!("{}{}", shared.base_url, path);
+    // User grants: a confidential client must present a credential; a public one may go without.
+    let authenticate_user_grant_client = || {
+        let confidential = authenticate_client(tenant, &app, &form, parts, &requested_url)?;
+        if confidential || app.public_client {
+            Ok(())
+        } else {
+            Err(no_client_credential())
+        }
+    };
 
     match grant_type.as_str() {
         "client_credentials" => {
@@ -156,11 +183,7 @@ fn grant(
                 ));
             }
             if !authenticate_client(tenant, &app, &form, parts, &requested_url)? {
-                return Err(TokenError::new(
-                    "invalid_client",
-                    7000218,
-                    "The request body must contain the following parameter: 'client_assertion' or 'client_secret'.",
-                ));
+                return Err(no_client_credential());
             }
             let scope = form
                 .get("scope")
@@ -178,11 +201,7 @@ fn grant(
         }
         "password" => {
             if matches!(authority, Authority::Common | Authority::Consumers) {
-                return Err(TokenError::new(
-                    "invalid_request",
-                    9001023,
-                    "The grant type is not supported over the /common or /consumers endpoints. Please use the /organizations or tenant-specific endpoint.",
-                ));
+                return Err(not_over_common());
             }
             let username = form
                 .get("username")
@@ -193,14 +212,7 @@ fn grant(
             let scope = form
                 .get("scope")
                 .ok_or_else(|| TokenError::missing("scope"))?;
-            let confidential = authenticate_client(tenant, &app, &form, parts, &requested_url)?;
-            if !confidential && !app.public_client {
-                return Err(TokenError::new(
-                    "invalid_client",
-                    7000218,
-                    "The request body must contain the following parameter: 'client_assertion' or 'client_secret'.",
-                ));
-            }
+            authenticate_user_grant_client()?;
             let upn = check_user(&dir, username, Some(password))?;
             let (scp, oidc) = delegated_scope(shared, &app, scope)?;
             let refresh = oidc.iter().any(|s| s == "offline_access");
@@ -209,23 +221,12 @@ fn grant(
         }
         "refresh_token" => {
             if matches!(authority, Authority::Consumers) {
-                return Err(TokenError::new(
-                    "invalid_request",
-                    9001023,
-                    "The grant type is not supported over the /common or /consumers endpoints. Please use the /organizations or tenant-specific endpoint.",
-                ));
+                return Err(not_over_common());
             }
             let token = form
                 .get("refresh_token")
                 .ok_or_else(|| TokenError::missing("refresh_token"))?;
-            let confidential = authenticate_client(tenant, &app, &form, parts, &requested_url)?;
-            if !confidential && !app.public_client {
-                return Err(TokenError::new(
-                    "invalid_client",
-                    7000218,
-                    "The request body must contain the following parameter: 'client_assertion' or 'client_secret'.",
-                ));
-            }
+            authenticate_user_grant_client()?;
             let grant = redeem_refresh(shared, token, app.client_id, ctx.now)?;
             let upn = check_user(&dir, &grant.upn, None)?;
             let scope = form
