@@ -28,15 +28,16 @@
 //! plans, throttle limits and windows), `log` (the request log), `error`
 //! ([`EmulatorError`]).
 //!
-//! Serving, each depending only on the ones before it:
+//! Serving, each line using only the lines above it (and the data modules):
 //! - `state`: what every request shares (`Shared`: directory with indexes, virtual
-//!   clock, settings, refresh tokens, keys); `odata`: query, path and `$skiptoken` pieces.
+//!   clock, settings, refresh tokens, keys); `odata`: query, path and `$skiptoken`
+//!   pieces; `listener`: TCP connections a fault can cut.
 //! - `request`: per-request facts (`Ctx`, route family, parsed path, answer marks);
 //!   `http_error`: Graph and AADSTS error answers; `access_token`: minting and
 //!   validating bearer tokens.
 //! - `routes`: the token endpoint and one module per Graph resource, behind one `match`.
-//! - `layers`: request log, fault injection, body, authentication, throttling,
-//!   around the routes; `server` stacks them; `listener` lets a fault cut a connection.
+//! - `layers`: request log, fault injection, body, authentication and throttling
+//!   around the routes; `server` stacks them.
 //! - `running`: [`RunningEmulator`], the handle with the test knobs; this file:
 //!   configuration, [`start`] and [`start_in_background`].
 
