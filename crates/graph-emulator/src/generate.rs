@@ -28,7 +28,7 @@ use jiff::tz::TimeZone;
 use jiff::{SignedDuration, Timestamp};
 use uuid::Uuid;
 
-use super::tenant::{
+use crate::tenant::{
     AppRegistration, DelegatedUser, DirectoryObject, Office, Photo, Presence, SignIn, Tenant, Text,
     User,
 };

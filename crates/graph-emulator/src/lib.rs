@@ -21,26 +21,51 @@
 //! [`RunningEmulator::set_throttle`], [`RunningEmulator::set_clock`] /
 //! [`RunningEmulator::advance_clock`] (the virtual "now" used for token expiry, throttling
 //! windows and sign-in visibility), [`RunningEmulator::add_sign_ins`] and the [`RequestLog`].
+//!
+//! # Module map
+//!
+//! Data: `tenant` (the fixture model), `generate` (seeded tenants), `faults` (fault
+//! plans, throttle limits and windows), `log` (the request log), `error`
+//! ([`EmulatorError`]).
+//!
+//! Serving, each line using only the lines above it (and the data modules):
+//! - `state`: what every request shares (`Shared`: directory with indexes, virtual
+//!   clock, settings, refresh tokens, keys); `odata`: query, path and `$skiptoken`
+//!   pieces; `listener`: TCP connections a fault can cut.
+//! - `request`: per-request facts (`Ctx`, route family, parsed path, answer marks);
+//!   `http_error`: Graph and AADSTS error answers; `access_token`: minting and
+//!   validating bearer tokens.
+//! - `routes`: the token endpoint and one module per Graph resource, behind one `match`.
+//! - `layers`: request log, fault injection, body, authentication and throttling
+//!   around the routes; `server` stacks them.
+//! - `running`: [`RunningEmulator`], the handle with the test knobs; this file:
+//!   configuration, [`start`] and [`start_in_background`].
 
+mod access_token;
+mod error;
 mod faults;
 mod generate;
-mod graph;
+mod http_error;
+mod layers;
+mod listener;
 mod log;
 mod odata;
+mod request;
+mod routes;
+mod running;
 mod server;
+mod state;
 mod tenant;
-mod token;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use jiff::Timestamp;
-use serde_json::json;
 use uuid::Uuid;
 
+pub use error::EmulatorError;
 pub use faults::{
     Family, FaultKind, FaultPlan, FaultRule, RateLimit, ResourceBucket, ThrottleConfig,
 };
@@ -49,33 +74,14 @@ pub use generate::{
     GenerateSpec, MFA_USER, READ_APP_CLIENT_ID, READ_APP_SECRET, TENANT_ID,
 };
 pub use log::{LogEntry, RequestLog, TokenRequest};
+pub use running::RunningEmulator;
 pub use tenant::{
     AppCertificate, AppRegistration, DelegatedUser, DirectoryObject, Office, Photo, Presence,
     SignIn, Tenant, Text, User,
 };
 
-use server::{Clock, Directory, Settings, Shared};
-
-/// What can go wrong starting or configuring the emulator.
-#[derive(Debug, thiserror::Error)]
-pub enum EmulatorError {
-    #[error("the emulator only listens on loopback addresses, not {0}")]
-    NotLoopback(SocketAddr),
-    #[error("cannot listen on {addr}: {source}")]
-    Bind {
-        addr: SocketAddr,
-        source: std::io::Error,
-    },
-    #[error("tenant fixture {path}: {message}")]
-    Fixture { path: String, message: String },
-    #[error("invalid emulator setting: {0}")]
-    Config(String),
-    #[error("request log {path}: {source}")]
-    Log {
-        path: String,
-        source: std::io::Error,
-    },
-}
+use listener::{Conn, FaultListener};
+use state::{Clock, Directory, Settings, Shared};
 
 /// How to run the emulator. `EmulatorConfig::new(tenant)` gives the defaults.
 #[derive(Debug, Clone)]
@@ -123,14 +129,6 @@ impl Default for EmulatorConfig {
     }
 }
 
-/// A running emulator. Dropping it stops the server.
-pub struct RunningEmulator {
-    addr: SocketAddr,
-    shared: Arc<Shared>,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
 fn random_key() -> [u8; 32] {
     let mut k = [0u8; 32];
     k[..16].copy_from_slice(Uuid::new_v4().as_bytes());
@@ -163,8 +161,8 @@ pub async fn start(
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let app = server::router(shared.clone());
     let serve = axum::serve(
-        server::FaultListener(listener),
-        app.into_make_service_with_connect_info::<server::Conn>(),
+        FaultListener(listener),
+        app.into_make_service_with_connect_info::<Conn>(),
     )
     .with_graceful_shutdown(async move {
         let _ = stopped.await;
@@ -276,200 +274,4 @@ fn build_shared(addr: SocketAddr, config: EmulatorConfig) -> Result<Shared, Emul
             skiptoken_ttl: config.skiptoken_ttl,
         },
     })
-}
-
-impl RunningEmulator {
-    /// The bound address (the real port when 0 was asked for).
-    pub fn addr(&self) -> SocketAddr {
-        self.addr
-    }
-
-    /// `http://127.0.0.1:PORT`: both the Graph `url` and the `login_url`.
-    pub fn base_url(&self) -> String {
-        self.shared.base_url.clone()
-    }
-
-    /// `{base_url}/{tenant_id}/oauth2/v2.0/token`.
-    pub fn token_url(&self) -> String {
-        format!(
-            "{}/{}/oauth2/v2.0/token",
-            self.shared.base_url,
-            self.tenant_id()
-        )
-    }
-
-    pub fn tenant_id(&self) -> Uuid {
-        self.shared.dir.read().expect("dir lock").tenant.tenant_id
-    }
-
-    /// Handle on the request log (cloneable, shared with the server).
-    pub fn request_log(&self) -> RequestLog {
-        self.shared.log.clone()
-    }
-
-    /// Token endpoint requests answered so far (including refused ones).
-    pub fn token_requests(&self) -> u64 {
-        self.shared.token_requests.load(Ordering::Relaxed)
-    }
-
-    /// A connector asset (CONTRACT.md field names) pointing at this emulator.
-    /// Kinds: `client_credentials`, `oauth2_client_credentials`, `password`, `refresh_token`.
-    /// Uses the tenant's first app with a secret and its first delegated user that can
-    /// sign in without MFA.
-    pub fn asset_json(&self, kind: &str) -> Result<serde_json::Value, EmulatorError> {
-        let (tenant_id, app, user) = {
-            let dir = self.shared.dir.read().expect("dir lock");
-            let t = &dir.tenant;
-            let app = t
-                .apps
-                .iter()
-                .find(|a| a.client_secret.is_some() && !a.client_secret_expired)
-                .cloned()
-                .ok_or_else(|| {
-                    EmulatorError::Config("the tenant has no app with a client secret".into())
-                })?;
-            let user = t
-                .delegated_users
-                .iter()
-                .find(|d| !d.mfa_required && !d.locked && !d.disabled && !d.password_expired)
-                .cloned();
-            (t.tenant_id, app, user)
-        };
-        let base = self.base_url();
-        let secret = app.client_secret.clone().unwrap_or_default();
-        let need_user = || {
-            user.clone().ok_or_else(|| {
-                EmulatorError::Config("the tenant has no delegated user without MFA".into())
-            })
-        };
-        Ok(match kind {
-            "client_credentials" => json!({
-                "type": "client_credentials", "url": base, "login_url": base,
-                "tenant_id": tenant_id.to_string(), "client_id": app.client_id.to_string(),
-                "client_secret": secret,
-            }),
-            "oauth2_client_credentials" => json!({
-                "type": "oauth2_client_credentials", "url": base, "token_url": self.token_url(),
-                "client_id": app.client_id.to_string(), "client_secret": secret,
-            }),
-            "password" => {
-                let u = need_user()?;
-                json!({
-                    "type": "password", "url": base, "login_url": base,
-                    "tenant_id": tenant_id.to_string(), "client_id": app.client_id.to_string(),
-                    "client_secret": secret, "username": u.user_principal_name, "password": u.password,
-                })
-            }
-            "refresh_token" => {
-                let u = need_user()?;
-                let rt = self.mint_refresh_token(&u.user_principal_name, app.client_id)?;
-                json!({
-                    "type": "refresh_token", "url": base, "login_url": base,
-                    "tenant_id": tenant_id.to_string(), "client_id": app.client_id.to_string(),
-                    "client_secret": secret, "refresh_token": rt,
-                })
-            }
-            other => {
-                return Err(EmulatorError::Config(format!(
-                    "unknown asset type '{other}' (client_credentials, oauth2_client_credentials, password, refresh_token)"
-                )));
-            }
-        })
-    }
-
-    /// Issue a refresh token for a delegated user and app, as if they had signed in.
-    pub fn mint_refresh_token(&self, upn: &str, client_id: Uuid) -> Result<String, EmulatorError> {
-        token::mint_refresh_token(&self.shared, upn, client_id).map_err(EmulatorError::Config)
-    }
-
-    /// An app-only access token for `client_id` with its granted permissions.
-    pub fn mint_access_token(&self, client_id: Uuid) -> Result<String, EmulatorError> {
-        token::mint_app_token(&self.shared, client_id).map_err(EmulatorError::Config)
-    }
-
-    /// Replace the fault plan (the RNG is reseeded from `plan.seed`).
-    pub fn set_faults(&self, plan: FaultPlan) {
-        let rng = fastrand::Rng::with_seed(plan.seed);
-        *self.shared.faults.lock().expect("faults lock") = (plan, rng);
-    }
-
-    /// The next `n` requests of `family` (`None`: any family but token) fail with `kind`.
-    pub fn fail_next(&self, family: Option<Family>, n: usize, kind: FaultKind) {
-        let mut f = self.shared.faults.lock().expect("faults lock");
-        for _ in 0..n {
-            f.0.queue.push_back((family, kind.clone()));
-        }
-    }
-
-    /// Replace the throttle limits (counters restart).
-    pub fn set_throttle(&self, config: ThrottleConfig) {
-        *self.shared.throttle.lock().expect("throttle lock") = (config, Default::default());
-    }
-
-    /// Freeze the virtual clock at `at`.
-    pub fn set_clock(&self, at: Timestamp) {
-        self.shared.clock.set(at);
-    }
-
-    /// Move the virtual clock forward (frozen or not).
-    pub fn advance_clock(&self, by: Duration) {
-        self.shared.clock.advance(by);
-    }
-
-    /// Back to real time.
-    pub fn use_real_clock(&self) {
-        self.shared.clock.real();
-    }
-
-    /// The emulator's current "now".
-    pub fn now(&self) -> Timestamp {
-        self.shared.clock.now()
-    }
-
-    /// Add sign-in records (visible from their `visible_at`).
-    pub fn add_sign_ins(&self, sign_ins: Vec<SignIn>) {
-        self.shared
-            .dir
-            .write()
-            .expect("dir lock")
-            .add_sign_ins(sign_ins);
-    }
-
-    /// A user by id or UPN, as the emulator currently holds it (sees PATCHes).
-    pub fn user(&self, id_or_upn: &str) -> Option<User> {
-        self.shared
-            .dir
-            .read()
-            .expect("dir lock")
-            .user(id_or_upn)
-            .cloned()
-    }
-
-    /// Stop serving. Also happens on drop.
-    pub fn shutdown(mut self) {
-        self.stop_now();
-    }
-
-    fn stop_now(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        if let Some(t) = self.thread.take() {
-            let _ = t.join();
-        }
-    }
-}
-
-impl Drop for RunningEmulator {
-    fn drop(&mut self) {
-        self.stop_now();
-    }
-}
-
-impl std::fmt::Debug for RunningEmulator {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RunningEmulator")
-            .field("addr", &self.addr)
-            .finish()
-    }
 }

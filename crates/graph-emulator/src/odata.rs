@@ -1,5 +1,5 @@
-//! Small OData pieces: query strings, string literals, filter tokens, `$select`,
-//! and the opaque signed `$skiptoken`.
+//! Small OData pieces: query strings, path segments, string literals, filter
+//! tokens, `$select`, and the opaque signed `$skiptoken`.
 
 use aws_lc_rs::hmac;
 use base64::Engine;
@@ -79,6 +79,32 @@ pub(crate) fn percent_decode(s: &str) -> Option<String> {
         }
     }
     String::from_utf8(out).ok()
+}
+
+/// Path segments of a Graph request (after the version), decoded; the key form
+/// `users('x')` becomes `users`, `'x` (the quote marks a UPN key). `Err` is the
+/// message of Graph's 400.
+pub(crate) fn split_path(rest: &str) -> Result<Vec<String>, String> {
+    let mut out = Vec::new();
+    for raw in rest.split('/').filter(|s| !s.is_empty()) {
+        let seg = percent_decode(raw)
+            .ok_or_else(|| "Invalid percent-encoding in the request path.".to_string())?;
+        if let Some(inner) = seg
+            .strip_prefix("users(")
+            .or_else(|| seg.strip_prefix("Users("))
+            .and_then(|s| s.strip_suffix(')'))
+        {
+            let toks = tokenize(inner)?;
+            let [Tok::Str(key)] = toks.as_slice() else {
+                return Err(format!("Bad key in segment '{seg}'."));
+            };
+            out.push("users".to_string());
+            out.push(format!("'{key}"));
+        } else {
+            out.push(seg);
+        }
+    }
+    Ok(out)
 }
 
 /// A token of an OData expression.
@@ -177,6 +203,21 @@ pub(crate) fn split_and(toks: &[Tok]) -> Result<Vec<&[Tok]>, String> {
         return Err("empty clause".into());
     }
     Ok(parts)
+}
+
+/// `startswith(field,'value')` as (field, value).
+pub(crate) fn startswith_call(clause: &[Tok]) -> Option<(&str, &str)> {
+    match clause {
+        [
+            Tok::Word(func),
+            Tok::LParen,
+            Tok::Word(field),
+            Tok::Comma,
+            Tok::Str(value),
+            Tok::RParen,
+        ] if func.eq_ignore_ascii_case("startswith") => Some((field, value)),
+        _ => None,
+    }
 }
 
 /// `('a','b',...)` after `in`.

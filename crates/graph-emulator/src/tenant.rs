@@ -45,7 +45,11 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::EmulatorError;
+use rustls_pki_types::SubjectPublicKeyInfoDer;
+use rustls_pki_types::pem::PemObject;
+
+use crate::error::EmulatorError;
+use crate::faults::FaultPlan;
 
 /// A string that is usually a shared constant (generated tenants) and sometimes owned (fixtures).
 pub type Text = Cow<'static, str>;
@@ -269,6 +273,16 @@ pub struct AppCertificate {
     pub public_key_pem: Text,
 }
 
+impl AppCertificate {
+    /// The DER (SubjectPublicKeyInfo) of `public_key_pem`, as client assertions are
+    /// verified against it.
+    pub(crate) fn public_key_der(&self) -> Result<Vec<u8>, String> {
+        SubjectPublicKeyInfoDer::from_pem_slice(self.public_key_pem.as_bytes())
+            .map(|d| d.as_ref().to_vec())
+            .map_err(|e| format!("not a PEM public key: {e:?}"))
+    }
+}
+
 /// Credentials and account state of a user who can sign in with a password.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -453,7 +467,7 @@ impl Tenant {
         }
         for a in &self.apps {
             if let Some(c) = &a.certificate {
-                super::token::parse_public_key_pem(&c.public_key_pem).map_err(|e| {
+                c.public_key_der().map_err(|e| {
                     bad(format!(
                         "app {}: certificate public_key_pem: {e}",
                         a.client_id
@@ -462,7 +476,7 @@ impl Tenant {
             }
         }
         if let Some(f) = &self.faults {
-            super::faults::FaultPlan::parse(f).map_err(|e| bad(format!("faults: {e}")))?;
+            FaultPlan::parse(f).map_err(|e| bad(format!("faults: {e}")))?;
         }
         Ok(())
     }

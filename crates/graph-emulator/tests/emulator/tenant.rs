@@ -5,9 +5,7 @@ use std::time::Instant;
 
 use graph_emulator::{GenerateSpec, Tenant};
 
-fn fixture_path() -> String {
-    format!("{}/tests/fixtures/tenant.yaml", env!("CARGO_MANIFEST_DIR"))
-}
+use crate::support::FIXTURE;
 
 #[test]
 fn same_seed_gives_byte_identical_tenant() {
@@ -116,7 +114,7 @@ fn generating_makes_the_sizes_asked_for() {
 
 #[test]
 fn fixture_loads_and_schema_describes_it() {
-    let t = Tenant::load(fixture_path()).unwrap();
+    let t = Tenant::load(FIXTURE).unwrap();
     assert_eq!(t.domain, "fabrikam.example");
     assert!(
         t.users
@@ -139,7 +137,7 @@ fn fixture_errors_name_the_problem() {
     assert!(err.contains("GUID"), "{err}");
 }
 
-/// `cargo test --release --test emulator_tenant -- --ignored --nocapture`: the
+/// `cargo test --release -p graph-emulator --test emulator -- --ignored --nocapture benchmark_sized_tenant`: the
 /// benchmark-sized tenant (100k users, 1M sign-ins).
 #[test]
 #[ignore]

@@ -1,0 +1,99 @@
+//! Profile photos: metadata (`/photo`, `/photos/{WxH}`) and bytes (`/$value`), with
+//! Graph's `ImageNotFound` 404 for a user without a photo or a size it lacks.
+
+use axum::body::Body;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::Response;
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use serde_json::json;
+
+use super::common::{GResult, context, json_response, require, resolve_user};
+use crate::access_token::Caller;
+use crate::http_error::GraphError;
+use crate::state::Shared;
+
+/// Sizes Graph keeps of a photo (square, up to the original).
+const PHOTO_SIZES: &[u32] = &[48, 64, 96, 120, 240, 360, 432, 504, 648];
+
+/// `GET /users/{id}/photo[/$value]` and `/photos/{size}[/$value]`: metadata or JPEG bytes.
+pub(crate) fn photo(
+    shared: &Shared,
+    caller: &Caller,
+    key: &str,
+    size: Option<&str>,
+    bytes: bool,
+) -> GResult {
+    require(
+        caller,
+        &[
+            "User.Read.All",
+            "User.ReadWrite.All",
+            "ProfilePhoto.Read.All",
+            "Directory.Read.All",
+            "Directory.ReadWrite.All",
+            "User.ReadBasic.All",
+        ],
+    )?;
+    let dir = shared.dir.read().expect("dir lock");
+    let i = resolve_user(&dir, key)?;
+    let user = &dir.tenant.users[i];
+    let not_found = || {
+        GraphError::new(
+            StatusCode::NOT_FOUND,
+            "ImageNotFound",
+            "Exception of type 'Microsoft.Fast.Profile.Core.Exception.ImageNotFoundException' was thrown.",
+        )
+    };
+    let p = user.photo.as_ref().ok_or_else(not_found)?;
+    let (w, h) = match size {
+        None => (p.width, p.height),
+        Some(s) => {
+            let (a, b) = s
+                .to_ascii_lowercase()
+                .split_once('x')
+                .map(|(a, b)| (a.to_string(), b.to_string()))
+                .ok_or_else(not_found)?;
+            let (a, b): (u32, u32) = (
+                a.parse().map_err(|_| not_found())?,
+                b.parse().map_err(|_| not_found())?,
+            );
+            if a != b || !PHOTO_SIZES.contains(&a) || a > p.width.max(p.height) {
+                return Err(not_found());
+            }
+            (a, b)
+        }
+    };
+    let data = STANDARD.decode(p.content_base64.as_bytes()).map_err(|_| {
+        GraphError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "generalException",
+            "Stored photo is not valid base64.",
+        )
+    })?;
+    let etag = p.etag.as_deref().map(str::to_string).unwrap_or_else(|| {
+        format!(
+            "W/\"{:x}\"",
+            aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &data).as_ref()[..8]
+                .iter()
+                .fold(0u64, |a, b| (a << 8) | u64::from(*b))
+        )
+    });
+    if bytes {
+        let mut r = Response::new(Body::from(data));
+        r.headers_mut()
+            .insert(header::CONTENT_TYPE, HeaderValue::from_static("image/jpeg"));
+        if let Ok(v) = HeaderValue::from_str(&etag) {
+            r.headers_mut().insert(header::ETAG, v);
+        }
+        return Ok(r);
+    }
+    Ok(json_response(&json!({
+        "@odata.context": context(shared, &format!("users('{}')/photo/$entity", user.id)),
+        "@odata.mediaContentType": "image/jpeg",
+        "@odata.mediaEtag": etag,
+        "id": format!("{w}X{h}"),
+        "width": w,
+        "height": h,
+    })))
+}
