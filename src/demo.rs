@@ -13,20 +13,22 @@
 //! is real time, and nobody wants to watch a demo wait).
 
 use std::collections::{BTreeMap, HashMap};
+use std::hash::BuildHasher;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use jiff::civil::Date;
 use jiff::tz::TimeZone;
 use jiff::{SignedDuration, Timestamp};
+use rustc_hash::FxBuildHasher;
 use schemars::JsonSchema;
 use serde::Serialize;
 
 use crate::actions::ip_presence::{CountsOut, DiscoveryOut, open_store, store_error};
 use crate::actions::sync_ip_presence::{SyncOptions, sync};
-use graph_emulator::{self as emulator, EmulatorConfig, GenerateSpec, Tenant, ThrottleConfig};
 use crate::error::{Error, Result};
 use crate::graph::{ClientOptions, GraphClient};
+use graph_emulator::{self as emulator, EmulatorConfig, GenerateSpec, Tenant, ThrottleConfig};
 use ip_presence::{
     IpRange, Place, PresenceConfig, PresenceEngine, PresenceMode, ProcessOptions, Settings,
     TrackedUser,
@@ -307,7 +309,7 @@ pub async fn run_async(options: &DemoOptions) -> Result<DemoReport> {
         let here = who.locations.iter().find(|l| l.place == place);
         // A varied but repeatable sample rather than everyone called Adele.
         let mut shown: Vec<&String> = here.map(|l| l.users.iter().collect()).unwrap_or_default();
-        shown.sort_by_key(|u| spread(fnv(u)));
+        shown.sort_by_key(|u| spread(FxBuildHasher.hash_one(u)));
         let shown: Vec<String> = shown
             .into_iter()
             .map(|u| names.get(u).cloned().unwrap_or_else(|| u.clone()))
@@ -367,12 +369,6 @@ pub async fn run_async(options: &DemoOptions) -> Result<DemoReport> {
                 out.sign_ins.pages.div_ceil(5) * 10
             ),
         ],
-    })
-}
-
-fn fnv(s: &str) -> u64 {
-    s.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
     })
 }
 
