@@ -247,18 +247,32 @@ mod tests {
     }
 
     /// The writer's choices (xorshift): whitespace between tokens, which characters
-    /// become `\uXXXX` escapes.
-    struct Style(u64);
+    /// become `\uXXXX` escapes (one in `escape_one_in`, none when 0, so that plain
+    /// GUIDs, which the scanner reads itself, are common too).
+    struct Style {
+        state: u64,
+        escape_one_in: u64,
+    }
 
     impl Style {
+        fn new(seed: u64) -> Self {
+            let escape_one_in = [0, 0, 64, 8, 2][(seed % 5) as usize];
+            Style {
+                state: seed | 1,
+                escape_one_in,
+            }
+        }
         fn next(&mut self) -> u64 {
-            self.0 ^= self.0 << 13;
-            self.0 ^= self.0 >> 7;
-            self.0 ^= self.0 << 17;
-            self.0
+            self.state ^= self.state << 13;
+            self.state ^= self.state >> 7;
+            self.state ^= self.state << 17;
+            self.state
         }
         fn ws(&mut self, out: &mut String) {
             out.push_str(["", "", " ", "\n  ", "\t", "\r\n"][(self.next() % 6) as usize]);
+        }
+        fn escape(&mut self) -> bool {
+            self.escape_one_in != 0 && self.next().is_multiple_of(self.escape_one_in)
         }
     }
 
@@ -268,8 +282,8 @@ mod tests {
             match c {
                 '"' => out.push_str("\\\""),
                 '\\' => out.push_str("\\\\"),
-                '/' if style.next() % 2 == 0 => out.push_str("\\/"),
-                c if (c as u32) < 0x20 || style.next() % 8 == 0 => {
+                '/' if style.escape() => out.push_str("\\/"),
+                c if (c as u32) < 0x20 || style.escape() => {
                     for unit in c.encode_utf16(&mut [0; 2]) {
                         let _ = write!(out, "\\u{unit:04X}");
                     }
@@ -286,35 +300,41 @@ mod tests {
             J::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
             J::Num(n) => out.push_str(&n.to_string()),
             J::Str(s) => write_str(s, out, style),
-            J::Arr(items) => {
-                out.push('[');
-                for (k, item) in items.iter().enumerate() {
-                    if k > 0 {
-                        out.push(',');
-                    }
-                    style.ws(out);
-                    write(item, out, style);
-                    style.ws(out);
-                }
-                out.push(']');
-            }
-            J::Obj(fields) => {
-                out.push('{');
-                for (k, (key, value)) in fields.iter().enumerate() {
-                    if k > 0 {
-                        out.push(',');
-                    }
-                    style.ws(out);
+            J::Arr(items) => write_list(items, ['[', ']'], out, style, write),
+            J::Obj(fields) => write_list(
+                fields,
+                ['{', '}'],
+                out,
+                style,
+                |(key, value), out, style| {
                     write_str(key, out, style);
                     style.ws(out);
                     out.push(':');
                     style.ws(out);
                     write(value, out, style);
-                    style.ws(out);
-                }
-                out.push('}');
-            }
+                },
+            ),
         }
+    }
+
+    /// `open`, the items separated by commas amid chosen whitespace, `close`.
+    fn write_list<T>(
+        items: &[T],
+        [open, close]: [char; 2],
+        out: &mut String,
+        style: &mut Style,
+        item: impl Fn(&T, &mut String, &mut Style),
+    ) {
+        out.push(open);
+        for (k, x) in items.iter().enumerate() {
+            if k > 0 {
+                out.push(',');
+            }
+            style.ws(out);
+            item(x, out, style);
+            style.ws(out);
+        }
+        out.push(close);
     }
 
     fn text() -> impl Strategy<Value = String> {
@@ -376,7 +396,7 @@ mod tests {
 
     fn answer() -> impl Strategy<Value = (String, Vec<String>)> {
         (prop::collection::vec(presence(), 0..6), any::<u64>()).prop_map(|(items, seed)| {
-            let mut style = Style(seed | 1);
+            let mut style = Style::new(seed);
             let objects: Vec<String> = items
                 .iter()
                 .map(|p| {
@@ -385,15 +405,11 @@ mod tests {
                     s
                 })
                 .collect();
-            let mut body = String::from(r#"{"@odata.context":"x","value":["#);
-            for (k, o) in objects.iter().enumerate() {
-                if k > 0 {
-                    body.push(',');
-                }
-                style.ws(&mut body);
-                body.push_str(o);
-            }
-            body.push_str("]}");
+            let mut body = String::from(r#"{"@odata.context":"x","value":"#);
+            write_list(&objects, ['[', ']'], &mut body, &mut style, |o, out, _| {
+                out.push_str(o)
+            });
+            body.push('}');
             (body, objects)
         })
     }
