@@ -5,7 +5,13 @@
 //! `/proc/self/stat` cutime/cstime after `wait`) and wall time, with a cached token.
 //!
 //! Run: `cargo bench --bench get_presences` (Linux; prints one line per figure).
-//! `GET_PRESENCES_RUNS=N` changes the number of timed runs (default 30).
+//! `GET_PRESENCES_RUNS=N` changes the number of timed runs (default 30; 0 skips
+//! the whole-process figures).
+//!
+//! First, the criterion group `fastpath` times [`msgraph_connector::fastpath`]
+//! against the plain path on one 650-presence answer (the most Graph sends): the
+//! GUID parser against `uuid`, and the answer scanner against serde reading each
+//! presence's id and against a `serde_json::Value` tree.
 //!
 //! The CPU figure has 10 ms ticks and shares the machine with everything else;
 //! for a finer, steadier number run the release binary against
@@ -13,12 +19,18 @@
 //! with `perf stat -r 30 -e task-clock sh -c 'msgraph-connector run get_presences < env.json >/dev/null'`,
 //! or count instructions with `valgrind --tool=callgrind` (deterministic).
 
+use std::hint::black_box;
 use std::io::Write;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use criterion::{Criterion, Throughput};
 use graph_emulator::{self as emulator, EmulatorConfig, GenerateSpec, Tenant};
-use serde_json::json;
+use msgraph_connector::fastpath::{guid, presence_scan};
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use serde_json::{Value, json};
+use uuid::Uuid;
 
 const BIN: &str = env!("CARGO_BIN_EXE_msgraph-connector");
 
@@ -53,17 +65,130 @@ fn median(mut v: Vec<Duration>) -> Duration {
     v[v.len() / 2]
 }
 
+/// A `getPresencesByUserId` answer of 650 presences, written as Graph writes it
+/// (the id first, then the other properties; a status message on one in five).
+fn presence_answer() -> (String, Vec<String>) {
+    let ids: Vec<String> = (0..650u128)
+        .map(|i| {
+            Uuid::from_u128(i.wrapping_mul(0x9e37_79b9_7f4a_7c15_f39c_c060_5ced_c835)).to_string()
+        })
+        .collect();
+    let mut body = String::from(
+        r#"{"@odata.context":"https://graph.microsoft.com/v1.0/$metadata#Collection(microsoft.graph.presence)","value":["#,
+    );
+    for (i, id) in ids.iter().enumerate() {
+        let (availability, activity) = [
+            ("Available", "Available"),
+            ("Busy", "InAMeeting"),
+            ("Away", "Away"),
+            ("Offline", "OffWork"),
+        ][i % 4];
+        let status = if i % 5 == 0 {
+            r#"{"message":{"content":"Back at 3 — \"ping\" me","contentType":"text"},"publishedDateTime":"2024-05-01T09:00:00Z","expiryDateTime":null}"#
+        } else {
+            "null"
+        };
+        if i > 0 {
+            body.push(',');
+        }
+        body.push_str(&format!(
+            r#"{{"id":"{id}","availability":"{availability}","activity":"{activity}","statusMessage":{status},"outOfOfficeSettings":{{"message":null,"isOutOfOffice":false}},"workLocation":{{"workLocationType":"office","source":"automatic","placeId":null}},"sequenceNumber":"C{i:08}"}}"#
+        ));
+    }
+    body.push_str("]}");
+    (body, ids)
+}
+
+/// The fast paths against the plain path on one 650-presence answer.
+fn fastpath(c: &mut Criterion) {
+    #[derive(Deserialize)]
+    struct Answer<'a> {
+        #[serde(borrow)]
+        value: Vec<&'a RawValue>,
+    }
+    #[derive(Deserialize)]
+    struct IdOnly<'a> {
+        #[serde(borrow)]
+        id: std::borrow::Cow<'a, str>,
+    }
+    let uuid_u128 = |s: &str| Uuid::try_parse(s).ok().map(|u| u.as_u128());
+    let (body, ids) = presence_answer();
+    let scanned = presence_scan::presences(&body).unwrap();
+    assert_eq!(scanned.len(), 650);
+    assert!(
+        scanned
+            .iter()
+            .zip(&ids)
+            .all(|((n, _), id)| *n == uuid_u128(id)),
+        "the scanner reads the ids uuid reads"
+    );
+
+    let mut g = c.benchmark_group("fastpath");
+    g.throughput(Throughput::Elements(ids.len() as u64));
+    g.bench_function("guid_650_ids/fastpath", |b| {
+        b.iter(|| {
+            black_box(&ids)
+                .iter()
+                .filter_map(|id| guid::parse(id))
+                .fold(0, |a, n| a ^ n)
+        })
+    });
+    g.bench_function("guid_650_ids/uuid", |b| {
+        b.iter(|| {
+            black_box(&ids)
+                .iter()
+                .filter_map(|id| uuid_u128(id))
+                .fold(0, |a, n| a ^ n)
+        })
+    });
+    g.bench_function("answer_650_presences/fastpath", |b| {
+        b.iter(|| presence_scan::presences(black_box(&body)).unwrap().len())
+    });
+    g.bench_function("answer_650_presences/serde_each_id", |b| {
+        b.iter(|| {
+            let answer: Answer = serde_json::from_str(black_box(&body)).unwrap();
+            answer
+                .value
+                .into_iter()
+                .map(|raw| {
+                    let IdOnly { id } = serde_json::from_str(raw.get()).unwrap();
+                    (uuid_u128(&id), raw)
+                })
+                .collect::<Vec<_>>()
+                .len()
+        })
+    });
+    g.bench_function("answer_650_presences/serde_value_tree", |b| {
+        b.iter(|| {
+            let answer: Value = serde_json::from_str(black_box(&body)).unwrap();
+            answer["value"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|p| (p["id"].as_str().and_then(uuid_u128), p))
+                .collect::<Vec<_>>()
+                .len()
+        })
+    });
+    g.finish();
+}
+
 fn main() {
+    let mut criterion = Criterion::default().configure_from_args();
+    fastpath(&mut criterion);
+    criterion.final_summary();
+
     // `cargo bench` passes `--bench`; `cargo test --benches` passes nothing: run once then.
     let bench = std::env::args().any(|a| a == "--bench");
-    let runs: usize = if bench {
-        std::env::var("GET_PRESENCES_RUNS")
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(30)
-    } else {
-        1
+    let runs: usize = match std::env::var("GET_PRESENCES_RUNS") {
+        Ok(v) if v == "0" => 0,
+        Ok(v) if bench => v.parse().unwrap_or(30),
+        _ if bench => 30,
+        _ => 1,
     };
+    if runs == 0 {
+        return;
+    }
     let tenant = Tenant::generate(&GenerateSpec {
         users: 10_000,
         sign_ins: 0,

@@ -13,12 +13,14 @@
 //! is real time, and nobody wants to watch a demo wait).
 
 use std::collections::{BTreeMap, HashMap};
+use std::hash::BuildHasher;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use jiff::civil::Date;
 use jiff::tz::TimeZone;
 use jiff::{SignedDuration, Timestamp};
+use foldhash::fast::FixedState;
 use schemars::JsonSchema;
 use serde::Serialize;
 
@@ -311,7 +313,7 @@ pub async fn run_async(options: &DemoOptions) -> Result<DemoReport> {
         let here = who.locations.iter().find(|l| l.place == place);
         // A varied but repeatable sample rather than everyone called Adele.
         let mut shown: Vec<&String> = here.map(|l| l.users.iter().collect()).unwrap_or_default();
-        shown.sort_by_key(|u| spread(fnv(u)));
+        shown.sort_by_key(|u| spread(FixedState::with_seed(0).hash_one(u)));
         let shown: Vec<String> = shown
             .into_iter()
             .map(|u| names.get(u).cloned().unwrap_or_else(|| u.clone()))
@@ -371,12 +373,6 @@ pub async fn run_async(options: &DemoOptions) -> Result<DemoReport> {
                 out.sign_ins.pages.div_ceil(5) * 10
             ),
         ],
-    })
-}
-
-fn fnv(s: &str) -> u64 {
-    s.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
     })
 }
 

@@ -28,6 +28,7 @@ pub mod check;
 pub mod cli;
 pub mod demo;
 pub mod error;
+pub mod fastpath;
 pub mod graph;
 pub mod http;
 pub mod jsonl;

@@ -11,6 +11,7 @@ use serde_json::{Map, Value};
 
 use super::{Action, ActionMeta, Context, Reply};
 use crate::error::Result;
+use crate::fastpath::guid;
 use crate::graph::{ApiFamily, GraphClient, GraphPath, GraphRequest};
 
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -84,12 +85,7 @@ impl Action for GetPresence {
 
 /// Whether `s` has the shape of an object id (a GUID).
 pub fn is_object_id(s: &str) -> bool {
-    let b = s.as_bytes();
-    b.len() == 36
-        && b.iter().enumerate().all(|(i, c)| match i {
-            8 | 13 | 18 | 23 => *c == b'-',
-            _ => c.is_ascii_hexdigit(),
-        })
+    guid::parse(s).is_some()
 }
 
 /// The object id of a user given by object id or UPN (one `$select=id` call for a UPN).
