@@ -74,7 +74,6 @@
 //!   apart.
 //! - Sign-ins arriving after the late-arrival window no longer change anything.
 
-pub mod bench;
 mod config;
 mod engine;
 mod memory;
