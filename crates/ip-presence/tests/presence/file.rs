@@ -1,5 +1,6 @@
-//! Reading sign-in files: the two-thread, user-sharded path gives exactly the result of
-//! the plain sequential path, for JSON lines and JSON arrays.
+//! Reading sign-in files: the two-thread, user-sharded path of `MemoryState` and the store's
+//! block-by-block path give exactly the result of plain sequential processing, for JSON
+//! lines and JSON arrays.
 
 use ip_presence::*;
 
@@ -47,7 +48,7 @@ fn the_parallel_file_path_equals_sequential_processing() {
     );
     assert!(again.access_events.is_empty() && again.presence_events.is_empty());
 
-    // The store takes the generic two-thread path (one applier).
+    // The store reads the file on the calling thread, a block at a time.
     let sdir = tempfile::tempdir().unwrap();
     let mut store = PresenceStore::open(sdir.path()).unwrap();
     let r_store = engine
