@@ -2,8 +2,8 @@
 //!
 //! Modules, lowest first (each uses only modules above it):
 //!
-//! - `config` ([`PresenceConfig`]) and `ranges` ([`IpRangeTable`], CIDR parsing), which
-//!   still use each other; `signin` ([`SignIn`] parsing), `error` ([`PresenceError`]);
+//! - `config` ([`PresenceConfig`], CIDR parsing), `ranges` ([`IpRangeTable`]), `signin`
+//!   ([`SignIn`] parsing), `error` ([`PresenceError`]);
 //! - `calendar` (instants, a sign-in's day in a zone), `model` (places, timelines, events,
 //!   reports), `backend` (the [`PresenceBackend`] trait a state store implements);
 //! - `classify` (a sign-in's user, range and day, or why it is discarded), `engine`
@@ -103,6 +103,7 @@ pub use backend::{PresenceBackend, RangeRef, UserRef, id_hash};
 pub use calendar::{MAX_MS, MIN_MS, is_valid_ms, parse_timestamp_ms};
 pub use config::{
     ConfigError, IpRange, PresenceConfig, PresenceMode, Settings, TrackedUser, normalise_upn,
+    parse_cidr,
 };
 pub use engine::PresenceEngine;
 pub use error::PresenceError;
@@ -113,7 +114,7 @@ pub use model::{
     Place, PresenceEvent, ProcessOptions, TimelineItem, Transition, UserDayStatus, diff,
     transitions,
 };
-pub use ranges::{IpRangeTable, RangeMatch, canonical_ip, parse_cidr, suggested_block};
+pub use ranges::{IpRangeTable, RangeMatch, canonical_ip, suggested_block};
 pub use signin::{
     SignIn, SignInParseError, SignInStatus, for_each_in_array, for_each_json_line, is_json_array,
     parse_all, parse_sign_in,
