@@ -6,10 +6,11 @@
 //! reported with a JSON pointer to the offending entry so the caller can fix it at once.
 
 use std::collections::{BTreeMap, HashMap};
+use std::net::IpAddr;
 use std::path::Path;
 use std::sync::OnceLock;
 
-use ipnet::IpNet;
+use ipnet::{IpNet, Ipv4Net};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
@@ -213,7 +214,7 @@ impl PresenceConfig {
             }
             for (j, cidr) in range.cidrs.iter().enumerate() {
                 let here = format!("{at}/cidrs/{j}");
-                match super::ranges::parse_cidr(cidr) {
+                match parse_cidr(cidr) {
                     Ok(net) => {
                         if let Some(first) = prefixes.get(&net) {
                             errors.push(ConfigError::new(
@@ -286,6 +287,39 @@ impl PresenceConfig {
             Err(errors)
         }
     }
+}
+
+/// Parse one configured block. A bare address is a single host; an IPv4-mapped IPv6 block
+/// (`::ffff:10.0.0.0/104`) is folded to IPv4 like the addresses it must match. Host bits
+/// set (`10.0.0.1/24`) are refused: they usually hide a typo.
+pub fn parse_cidr(text: &str) -> Result<IpNet, String> {
+    let t = text.trim();
+    let net = if t.contains('/') {
+        t.parse::<IpNet>()
+            .map_err(|_| format!("{text:?} is not a CIDR block"))?
+    } else {
+        let ip = t
+            .parse::<IpAddr>()
+            .map_err(|_| format!("{text:?} is not a CIDR block or an IP address"))?;
+        IpNet::from(ip)
+    };
+    if net.network() != net.addr() {
+        return Err(format!(
+            "{text:?} has host bits set; did you mean {}?",
+            net.trunc()
+        ));
+    }
+    Ok(fold_mapped(net))
+}
+
+fn fold_mapped(net: IpNet) -> IpNet {
+    if let IpNet::V6(v6) = net
+        && v6.prefix_len() >= 96
+        && let Some(v4) = v6.addr().to_ipv4_mapped()
+    {
+        return IpNet::V4(Ipv4Net::new(v4, v6.prefix_len() - 96).expect("prefix <= 32"));
+    }
+    net
 }
 
 /// The key a UPN is matched by: trimmed and lower-cased.

@@ -1,8 +1,20 @@
 //! IP-based office presence (the rules: `shared/docs/ip-presence.md`).
 //!
+//! Modules, lowest first (each uses only modules above it):
+//!
+//! - `config` ([`PresenceConfig`], CIDR parsing), `ranges` ([`IpRangeTable`]), `signin`
+//!   ([`SignIn`] parsing), `error` ([`PresenceError`]);
+//! - `calendar` (instants, a sign-in's day in a zone), `model` (places, timelines, events,
+//!   reports), `backend` (the [`PresenceBackend`] trait a state store implements);
+//! - `classify` (a sign-in's user, range and day, or why it is discarded), `engine`
+//!   ([`PresenceEngine`]: batches over a backend), `file` (files of sign-ins,
+//!   [`JsonLinesBackend`]);
+//! - the backends: `memory` ([`MemoryState`]; its JSON state; its two-thread file reader)
+//!   and `store` ([`PresenceStore`], SQLite).
+//!
 //! Every sign-in records the public address the user came from. Where that address is in
 //! a configured office range the user is in that office; where it is in a range marked
-//! remote, the user is remote. This module is a pure library: configuration
+//! remote, the user is remote. This crate is a pure library: configuration
 //! ([`PresenceConfig`]), the range table ([`IpRangeTable`]), the engine
 //! ([`PresenceEngine`]), and two places to keep its state: [`MemoryState`] (round-tripped
 //! as JSON through an action's `state`) and [`PresenceStore`] (SQLite under a state dir).
@@ -74,25 +86,35 @@
 //!   apart.
 //! - Sign-ins arriving after the late-arrival window no longer change anything.
 
-pub mod bench;
+mod backend;
+mod calendar;
+mod classify;
 mod config;
 mod engine;
+mod error;
+mod file;
 mod memory;
+mod model;
 mod ranges;
 mod signin;
 mod store;
 
+pub use backend::{PresenceBackend, RangeRef, UserRef, id_hash};
+pub use calendar::{MAX_MS, MIN_MS, is_valid_ms, parse_timestamp_ms};
 pub use config::{
     ConfigError, IpRange, PresenceConfig, PresenceMode, Settings, TrackedUser, normalise_upn,
+    parse_cidr,
 };
-pub use engine::{
-    AccessEvent, BatchReport, Counts, DayChange, Discarded, DiscoveryBlock, EventSource, MAX_MS,
-    MIN_MS, Override, Place, PresenceBackend, PresenceEngine, PresenceEvent, ProcessOptions,
-    RangeRef, TimelineItem, Transition, UserDayStatus, UserRef, diff, is_valid_ms,
-    parse_timestamp_ms, transitions,
+pub use engine::PresenceEngine;
+pub use error::PresenceError;
+pub use file::JsonLinesBackend;
+pub use memory::MemoryState;
+pub use model::{
+    AccessEvent, BatchReport, Counts, DayChange, Discarded, DiscoveryBlock, EventSource, Override,
+    Place, PresenceEvent, ProcessOptions, TimelineItem, Transition, UserDayStatus, diff,
+    transitions,
 };
-pub use memory::{MemoryState, id_hash};
-pub use ranges::{IpRangeTable, RangeMatch, canonical_ip, parse_cidr, suggested_block};
+pub use ranges::{IpRangeTable, RangeMatch, canonical_ip, suggested_block};
 pub use signin::{
     SignIn, SignInParseError, SignInStatus, for_each_in_array, for_each_json_line, is_json_array,
     parse_all, parse_sign_in,
@@ -100,40 +122,3 @@ pub use signin::{
 pub use store::{
     LocationPresence, OccupancyDay, PresenceStore, SCHEMA_VERSION, UserPresence, WhoIsWhere,
 };
-
-/// Everything that can go wrong in the presence engine and store.
-#[derive(Debug, thiserror::Error)]
-pub enum PresenceError {
-    #[error("invalid presence configuration: {}", .0.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("; "))]
-    Config(Vec<ConfigError>),
-    #[error(transparent)]
-    Input(#[from] SignInParseError),
-    #[error("presence store: {0}")]
-    Store(#[from] rusqlite::Error),
-    #[error("presence store: {0}")]
-    Schema(String),
-    #[error("presence state: {0}")]
-    State(String),
-    /// Something wrong at `pointer` (a JSON pointer into the state JSON) of a
-    /// [`MemoryState`] handed in.
-    #[error("presence state at {pointer}: {message}")]
-    StateAt { pointer: String, message: String },
-    /// A time no [`jiff::Timestamp`] can hold, in milliseconds since the epoch.
-    #[error("time out of range: {0} ms since the epoch")]
-    Time(i64),
-    #[error("{0}")]
-    Invalid(String),
-    #[error(transparent)]
-    Io(#[from] std::io::Error),
-}
-
-impl From<Vec<ConfigError>> for PresenceError {
-    fn from(e: Vec<ConfigError>) -> Self {
-        PresenceError::Config(e)
-    }
-}
-
-/// A small multiplicative hasher (the rustc "Fx" hash) for in-memory maps keyed by small
-/// integers and short strings; not for untrusted keys where flooding matters.
-#[derive(Debug, Default, Clone, Copy)]
-pub struct FxHasher(u64);

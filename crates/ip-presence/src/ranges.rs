@@ -5,7 +5,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 use prefix_trie::PrefixMap;
 
-use super::config::{ConfigError, IpRange};
+use super::config::{ConfigError, IpRange, parse_cidr};
 
 /// `::ffff:a.b.c.d` is the IPv4 address `a.b.c.d`; everything else is unchanged.
 #[inline]
@@ -17,39 +17,6 @@ pub fn canonical_ip(ip: IpAddr) -> IpAddr {
         },
         v4 => v4,
     }
-}
-
-/// Parse one configured block. A bare address is a single host; an IPv4-mapped IPv6 block
-/// (`::ffff:10.0.0.0/104`) is folded to IPv4 like the addresses it must match. Host bits
-/// set (`10.0.0.1/24`) are refused: they usually hide a typo.
-pub fn parse_cidr(text: &str) -> Result<IpNet, String> {
-    let t = text.trim();
-    let net = if t.contains('/') {
-        t.parse::<IpNet>()
-            .map_err(|_| format!("{text:?} is not a CIDR block"))?
-    } else {
-        let ip = t
-            .parse::<IpAddr>()
-            .map_err(|_| format!("{text:?} is not a CIDR block or an IP address"))?;
-        IpNet::from(ip)
-    };
-    if net.network() != net.addr() {
-        return Err(format!(
-            "{text:?} has host bits set; did you mean {}?",
-            net.trunc()
-        ));
-    }
-    Ok(fold_mapped(net))
-}
-
-fn fold_mapped(net: IpNet) -> IpNet {
-    if let IpNet::V6(v6) = net
-        && v6.prefix_len() >= 96
-        && let Some(v4) = v6.addr().to_ipv4_mapped()
-    {
-        return IpNet::V4(Ipv4Net::new(v4, v6.prefix_len() - 96).expect("prefix <= 32"));
-    }
-    net
 }
 
 /// Ranges by prefix, built once from the configuration.

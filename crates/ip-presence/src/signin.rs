@@ -511,7 +511,7 @@ pub fn is_json_array(buf: &[u8]) -> bool {
 }
 
 /// Parse a whole buffer (array or JSON lines) into owned sign-ins. For small inputs
-/// such as an action's inline `sign_ins`; files go through [`super::engine`]'s reader.
+/// such as an action's inline `sign_ins`; files are read in blocks by `PresenceEngine::process_file`.
 pub fn parse_all(buf: &[u8]) -> Result<Vec<SignIn<'_>>, SignInParseError> {
     let mut out = Vec::new();
     if is_json_array(buf) {

@@ -14,12 +14,15 @@ use jiff::civil::Date;
 use rusqlite::{Connection, OptionalExtension, params};
 use serde::{Deserialize, Serialize};
 
-use super::PresenceError;
-use super::config::PresenceMode;
-use super::engine::{
-    DayChange, DiscoveryBlock, EventSource, Override, Place, PresenceBackend, PresenceEngine,
-    PresenceEvent, RangeRef, TimelineItem, Transition, UserDayStatus, UserRef, diff, is_valid_ms,
-    timestamp_of, transitions,
+use super::backend::{PresenceBackend, RangeRef, UserRef};
+use super::calendar::{is_valid_ms, timestamp_of};
+use super::config::{PresenceMode, normalise_upn};
+use super::engine::PresenceEngine;
+use super::error::PresenceError;
+use super::file::JsonLinesBackend;
+use super::model::{
+    AccessEvent, DayChange, DiscoveryBlock, EventSource, Override, Place, PresenceEvent,
+    TimelineItem, Transition, UserDayStatus, diff, transitions,
 };
 
 /// The schema this code writes. Older stores are migrated on open.
@@ -353,7 +356,7 @@ impl PresenceStore {
         from: Date,
         to: Date,
     ) -> Result<UserPresence, PresenceError> {
-        let user = super::config::normalise_upn(upn);
+        let user = normalise_upn(upn);
         let mut days = Vec::new();
         {
             let mut stmt = self.conn.prepare_cached(
@@ -410,7 +413,7 @@ impl PresenceStore {
     }
 
     /// Every access event in the store, sorted.
-    pub fn all_access_events(&self) -> Result<Vec<super::AccessEvent>, PresenceError> {
+    pub fn all_access_events(&self) -> Result<Vec<AccessEvent>, PresenceError> {
         let mut stmt = self
             .conn
             .prepare_cached("SELECT user, ip, date FROM access_events ORDER BY user, date, ip")?;
@@ -424,7 +427,7 @@ impl PresenceStore {
         let mut out = Vec::new();
         for row in rows {
             let (user, ip, date) = row?;
-            out.push(super::AccessEvent {
+            out.push(AccessEvent {
                 user,
                 ip: ip
                     .parse()
@@ -592,6 +595,10 @@ impl PresenceStore {
         })
     }
 }
+
+/// A large JSON-lines file is applied on the calling thread, in blocks (the default): one
+/// connection, one transaction.
+impl JsonLinesBackend for PresenceStore {}
 
 impl PresenceBackend for PresenceStore {
     fn begin(&mut self) -> Result<(), PresenceError> {

@@ -1,8 +1,11 @@
-//! Reading sign-in files: the two-thread, user-sharded path gives exactly the result of
-//! the plain sequential path, for JSON lines and JSON arrays.
+//! Reading sign-in files: the two-thread, user-sharded path of `MemoryState` and the store's
+//! block-by-block path give exactly the result of plain sequential processing, for JSON
+//! lines and JSON arrays.
 
-use ip_presence::bench::{BenchSpec, bench_config, generate};
 use ip_presence::*;
+
+use super::data::{BenchSpec, bench_config, generate};
+use super::support::{at, engine_of};
 
 #[test]
 fn the_parallel_file_path_equals_sequential_processing() {
@@ -45,7 +48,7 @@ fn the_parallel_file_path_equals_sequential_processing() {
     );
     assert!(again.access_events.is_empty() && again.presence_events.is_empty());
 
-    // The store takes the generic two-thread path (one applier).
+    // The store reads the file on the calling thread, a block at a time.
     let sdir = tempfile::tempdir().unwrap();
     let mut store = PresenceStore::open(sdir.path()).unwrap();
     let r_store = engine
@@ -62,15 +65,11 @@ fn the_parallel_file_path_equals_sequential_processing() {
 #[test]
 fn json_array_files_and_small_files_work() {
     let dir = tempfile::tempdir().unwrap();
-    let engine = PresenceEngine::new(
-        PresenceConfig::from_value(serde_json::json!({
-            "ranges": [{"name": "hq", "cidrs": ["10.0.0.0/8"], "location": "HQ"}],
-            "users": [{"upn": "a@x", "mode": "track_and_display"}]
-        }))
-        .unwrap(),
-    )
-    .unwrap();
-    let opts = ProcessOptions::at("2024-05-07T18:00:00Z".parse().unwrap());
+    let engine = engine_of(serde_json::json!({
+        "ranges": [{"name": "hq", "cidrs": ["10.0.0.0/8"], "location": "HQ"}],
+        "users": [{"upn": "a@x", "mode": "track_and_display"}]
+    }));
+    let opts = at("2024-05-07T18:00:00Z");
     let arr = dir.path().join("a.json");
     std::fs::write(
         &arr,

@@ -2,7 +2,6 @@
 //! gives the same final events and statuses as in-order processing, in memory, through
 //! the JSON state, and in the SQLite store.
 
-use std::borrow::Cow;
 use std::collections::{BTreeMap, BTreeSet};
 
 use ip_presence::*;
@@ -10,6 +9,8 @@ use jiff::Timestamp;
 use jiff::civil::Date;
 use proptest::prelude::*;
 use serde_json::json;
+
+use super::support::{engine_of, opts, si};
 
 fn engine() -> PresenceEngine {
     let v = json!({
@@ -30,7 +31,7 @@ fn engine() -> PresenceEngine {
             "location_time_zones": {"Berlin": "Europe/Berlin", "New York": "America/New_York"}
         }
     });
-    PresenceEngine::new(PresenceConfig::from_value(v).unwrap()).unwrap()
+    engine_of(v)
 }
 
 const IPS: [&str; 7] = [
@@ -55,17 +56,12 @@ struct Raw {
 fn to_sign_in(r: &Raw) -> SignIn<'static> {
     // Two days around midnight in Berlin and New York; few distinct minutes so ties happen.
     let at = Timestamp::from_second(1_715_032_800 + r.minute * 60).unwrap();
-    SignIn {
-        id: Some(Cow::Owned(format!("id-{}", r.id))),
-        created_date_time: Some(Cow::Owned(at.to_string())),
-        ip_address: Some(Cow::Owned(IPS[r.ip].into())),
-        user_principal_name: Some(Cow::Owned(USERS[r.user].into())),
-        status: None,
-    }
-}
-
-fn opts() -> ProcessOptions {
-    ProcessOptions::at("2024-05-08T12:00:00Z".parse().unwrap())
+    si(
+        &format!("id-{}", r.id),
+        &at.to_string(),
+        IPS[r.ip],
+        USERS[r.user],
+    )
 }
 
 /// Sign-ins (ids unique by content) plus repeats of some of them.

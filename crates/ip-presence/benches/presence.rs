@@ -4,8 +4,12 @@
 use std::hint::black_box;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use ip_presence::bench::{BenchSpec, bench_config, generate};
 use ip_presence::{IpRangeTable, MemoryState, PresenceEngine, ProcessOptions, parse_all};
+
+#[path = "support/data.rs"]
+mod data;
+
+use data::{BenchSpec, bench_config, generate};
 
 fn spec() -> BenchSpec {
     BenchSpec {

@@ -1,19 +1,18 @@
-//! The reproducible benchmark of issue 7: a seeded generator for sign-ins (JSON lines with
-//! the real signIn field set, about 780 bytes each, 70 % IPv4 / 30 % IPv6) and a matching
-//! configuration of 2,000 nested ranges, plus a runner that reports wall time and peak RSS.
+//! The data of the reproducible benchmark of issue 7: a seeded generator for sign-ins (JSON
+//! lines with the real signIn field set, about 780 bytes each, 70 % IPv4 / 30 % IPv6) and a
+//! matching configuration of 2,000 nested ranges. Shared, by `#[path]`, by the criterion
+//! bench (`benches/presence.rs`), the 1M job (`examples/presence_bench.rs`) and the file
+//! tests (`tests/presence/file.rs`).
+
+// Each includer reads a different part of what `generate` returns.
+#![allow(dead_code)]
 
 use std::fmt::Write as _;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
 
+use ip_presence::{IpRange, PresenceConfig, PresenceMode, Settings, TrackedUser};
 use jiff::Timestamp;
-use serde::Serialize;
-
-use super::{
-    IpRange, MemoryState, PresenceConfig, PresenceEngine, PresenceError, PresenceMode,
-    ProcessOptions, Settings, TrackedUser,
-};
 
 /// What to generate.
 #[derive(Debug, Clone, Copy)]
@@ -284,45 +283,5 @@ pub fn generate(dir: &Path, spec: &BenchSpec) -> std::io::Result<BenchFiles> {
         sign_ins,
         config,
         bytes,
-    })
-}
-
-/// Peak resident set size of this process (`VmHWM`), in KiB, where /proc has it.
-pub fn peak_rss_kib() -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
-    line.split_whitespace().nth(1)?.parse().ok()
-}
-
-/// The figures of one run.
-#[derive(Debug, Clone, Serialize)]
-pub struct BenchOutcome {
-    pub wall: Duration,
-    pub peak_rss_kib: Option<u64>,
-    pub received: u64,
-    pub access_events: usize,
-    pub presence_events: usize,
-    pub discovery_blocks: usize,
-    pub counts: super::Counts,
-}
-
-/// The whole job: load the configuration, read and process the file with both cores,
-/// deduplicate access events per user, address and day. Timed from start to finish.
-pub fn run(config: &Path, sign_ins: &Path, now: Timestamp) -> Result<BenchOutcome, PresenceError> {
-    let start = Instant::now();
-    let engine = PresenceEngine::new(PresenceConfig::from_path(config)?)?;
-    let mut state = MemoryState::new();
-    let report = engine.process_file(&mut state, sign_ins, &ProcessOptions::at(now))?;
-    use super::PresenceBackend as _;
-    let discovery = state.discovery()?;
-    let wall = start.elapsed();
-    Ok(BenchOutcome {
-        wall,
-        peak_rss_kib: peak_rss_kib(),
-        received: report.counts.received,
-        access_events: report.access_events.len(),
-        presence_events: report.presence_events.len(),
-        discovery_blocks: discovery.len(),
-        counts: report.counts,
     })
 }

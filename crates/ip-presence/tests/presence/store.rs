@@ -1,11 +1,11 @@
 //! The SQLite store: reopen, schema version, retention, queries, overrides, cursor.
 
-use std::borrow::Cow;
-
 use ip_presence::*;
 use jiff::Timestamp;
 use jiff::civil::date;
 use serde_json::json;
+
+use super::support::{at, engine_of, si};
 
 fn engine() -> PresenceEngine {
     let v = json!({
@@ -21,21 +21,7 @@ fn engine() -> PresenceEngine {
         ],
         "settings": {"retention_days": 30, "auto_create": true}
     });
-    PresenceEngine::new(PresenceConfig::from_value(v).unwrap()).unwrap()
-}
-
-fn si(id: &str, at: &str, ip: &str, upn: &str) -> SignIn<'static> {
-    SignIn {
-        id: Some(Cow::Owned(id.into())),
-        created_date_time: Some(Cow::Owned(at.into())),
-        ip_address: Some(Cow::Owned(ip.into())),
-        user_principal_name: Some(Cow::Owned(upn.into())),
-        status: None,
-    }
-}
-
-fn at(s: &str) -> ProcessOptions {
-    ProcessOptions::at(s.parse().unwrap())
+    engine_of(v)
 }
 
 fn day() -> Vec<SignIn<'static>> {

@@ -1,11 +1,11 @@
 //! Every rule of ip-presence.md, one test each, against the in-memory state.
 
-use std::borrow::Cow;
-
 use ip_presence::*;
 use jiff::Timestamp;
 use jiff::civil::{Date, date};
 use serde_json::json;
+
+use super::support::{engine_of, opts, si};
 
 fn base_config() -> serde_json::Value {
     json!({
@@ -30,21 +30,11 @@ fn base_config() -> serde_json::Value {
 fn engine_with(edit: impl FnOnce(&mut serde_json::Value)) -> PresenceEngine {
     let mut v = base_config();
     edit(&mut v);
-    PresenceEngine::new(PresenceConfig::from_value(v).expect("valid config")).expect("engine")
+    engine_of(v)
 }
 
 fn engine() -> PresenceEngine {
     engine_with(|_| {})
-}
-
-fn si(id: &str, at: &str, ip: &str, upn: &str) -> SignIn<'static> {
-    SignIn {
-        id: Some(Cow::Owned(id.into())),
-        created_date_time: Some(Cow::Owned(at.into())),
-        ip_address: Some(Cow::Owned(ip.into())),
-        user_principal_name: Some(Cow::Owned(upn.into())),
-        status: None,
-    }
 }
 
 fn failed(mut s: SignIn<'static>) -> SignIn<'static> {
@@ -52,10 +42,6 @@ fn failed(mut s: SignIn<'static>) -> SignIn<'static> {
         error_code: Some(50126),
     });
     s
-}
-
-fn opts() -> ProcessOptions {
-    ProcessOptions::at("2024-05-08T12:00:00Z".parse().unwrap())
 }
 
 fn run(e: &PresenceEngine, st: &mut MemoryState, s: Vec<SignIn<'static>>) -> BatchReport {

@@ -1,0 +1,318 @@
+//! Classification: the configuration compiled for lookups ([`Rules`]), and the verdict on
+//! one sign-in before any state is consulted ([`Rules::classify`]): discarded (failed,
+//! unknown or inactive user, malformed, unmatched, too late) or a [`Candidate`] with its
+//! user, matched range and calendar day.
+
+use std::hash::Hasher;
+use std::net::IpAddr;
+
+use jiff::civil::Date;
+use jiff::tz::TimeZone;
+use rustc_hash::{FxHashMap, FxHasher};
+
+use super::backend::id_hash;
+use super::calendar::{Zone, parse_timestamp_ms};
+use super::config::{ConfigError, PresenceConfig, PresenceMode, normalise_upn};
+use super::model::{Discarded, Place};
+use super::ranges::{IpRangeTable, canonical_ip};
+use super::signin::SignIn;
+
+/// A sign-in that passed the user and failure rules, ready for a backend.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Candidate {
+    pub at_ms: i64,
+    pub user: u32,
+    pub date: Date,
+    pub ip: IpAddr,
+    /// Matched range, [`NO_RANGE`] for none.
+    pub range: u32,
+    pub id_hash: u64,
+}
+
+/// [`Candidate::range`] of an address in no range (counted toward discovery).
+pub(crate) const NO_RANGE: u32 = u32::MAX;
+
+pub(crate) enum Verdict {
+    Discard(fn(&mut Discarded)),
+    Candidate(Candidate),
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct UserEntry {
+    pub key: String,
+    pub active: bool,
+    pub mode: PresenceMode,
+}
+
+/// Normalised UPN -> user index. Open addressing over 32-byte slots that hold short keys
+/// inline, so a lookup reads one cache line; the users' own key strings are scattered
+/// over the heap and cost a second miss per sign-in. Longer keys go to a plain map.
+#[derive(Debug, Clone)]
+struct UserIndex {
+    slots: Vec<UserSlot>,
+    long: FxHashMap<Box<[u8]>, u32>,
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+struct UserSlot {
+    /// 0: empty.
+    len: u8,
+    ix: u32,
+    key: [u8; UserSlot::INLINE],
+}
+
+impl UserSlot {
+    const INLINE: usize = 27;
+}
+
+impl UserIndex {
+    fn with_capacity(n: usize) -> Self {
+        let slots = (n.max(8) + n / 2).next_power_of_two();
+        Self {
+            slots: vec![UserSlot::default(); slots],
+            long: FxHashMap::default(),
+        }
+    }
+
+    /// The first slot to probe for `key`. rustc-hash's `finish` moves its best bits to
+    /// the bottom, for tables indexed by the low bits like this one.
+    #[inline]
+    fn home(&self, key: &[u8]) -> usize {
+        let mut h = FxHasher::default();
+        h.write(key);
+        h.finish() as usize & (self.slots.len() - 1)
+    }
+
+    /// Insert or replace.
+    fn insert(&mut self, key: &str, ix: u32) {
+        let k = key.as_bytes();
+        if k.is_empty() || k.len() > UserSlot::INLINE {
+            self.long.insert(k.into(), ix);
+            return;
+        }
+        let mask = self.slots.len() - 1;
+        let mut i = self.home(k);
+        loop {
+            let s = &mut self.slots[i];
+            if s.len == 0 {
+                s.len = k.len() as u8;
+                s.key[..k.len()].copy_from_slice(k);
+                s.ix = ix;
+                return;
+            }
+            if &s.key[..usize::from(s.len)] == k {
+                s.ix = ix;
+                return;
+            }
+            i = (i + 1) & mask;
+        }
+    }
+
+    #[inline]
+    fn get(&self, k: &[u8]) -> Option<u32> {
+        if k.is_empty() || k.len() > UserSlot::INLINE {
+            return self.long.get(k).copied();
+        }
+        let mask = self.slots.len() - 1;
+        let mut i = self.home(k);
+        loop {
+            let s = &self.slots[i];
+            if s.len == 0 {
+                return None;
+            }
+            if usize::from(s.len) == k.len() && &s.key[..k.len()] == k {
+                return Some(s.ix);
+            }
+            i = (i + 1) & mask;
+        }
+    }
+}
+
+/// A validated configuration compiled for classifying sign-ins: users by UPN, the range
+/// table, and per range the place a match means and the zone its calendar day is taken in.
+#[derive(Debug, Clone)]
+pub(crate) struct Rules {
+    pub table: IpRangeTable,
+    pub users: Vec<UserEntry>,
+    by_upn: UserIndex,
+    /// Per user: the position of its key in sorted order (to sort by key without strings).
+    pub user_rank: Vec<u32>,
+    /// Per range: the place a match means, when the range has presence on.
+    pub places: Vec<Option<Place>>,
+    /// Per range: the zone its calendar day is computed in.
+    zones: Vec<Zone>,
+    pub default_zone: Zone,
+    count_failed_sign_ins: bool,
+    auto_create: bool,
+    access_logging: bool,
+}
+
+impl Rules {
+    /// Compile `config`, which must have been validated (its time zones exist).
+    pub(crate) fn new(config: &PresenceConfig) -> Result<Self, Vec<ConfigError>> {
+        let table = IpRangeTable::new(&config.ranges)?;
+        let s = &config.settings;
+        let zone_of = |name: &str| Zone::new(TimeZone::get(name).expect("validated"));
+        let default_zone = zone_of(&s.time_zone);
+        let zones = config
+            .ranges
+            .iter()
+            .map(|r| {
+                match r
+                    .location
+                    .as_ref()
+                    .and_then(|l| s.location_time_zones.get(l))
+                {
+                    Some(tz) => zone_of(tz),
+                    None => default_zone.clone(),
+                }
+            })
+            .collect();
+        let places = config
+            .ranges
+            .iter()
+            .map(|r| match (&r.location, r.remote) {
+                _ if !r.presence_enabled => None,
+                (Some(l), false) => Some(Place::Office {
+                    location: l.clone(),
+                }),
+                (None, true) => Some(Place::Remote),
+                _ => None,
+            })
+            .collect();
+        let mut users = Vec::with_capacity(config.users.len());
+        let mut by_upn = UserIndex::with_capacity(config.users.len());
+        for u in &config.users {
+            let key = normalise_upn(&u.upn);
+            by_upn.insert(&key, users.len() as u32);
+            users.push(UserEntry {
+                key,
+                active: u.active,
+                mode: u.mode,
+            });
+        }
+        let mut order: Vec<u32> = (0..users.len() as u32).collect();
+        order.sort_unstable_by(|a, b| users[*a as usize].key.cmp(&users[*b as usize].key));
+        let mut user_rank = vec![0u32; users.len()];
+        for (rank, u) in order.into_iter().enumerate() {
+            user_rank[u as usize] = rank as u32;
+        }
+        Ok(Self {
+            table,
+            users,
+            by_upn,
+            user_rank,
+            places,
+            zones,
+            default_zone,
+            count_failed_sign_ins: s.count_failed_sign_ins,
+            auto_create: s.auto_create,
+            access_logging: s.access_logging,
+        })
+    }
+
+    /// The index of a user, by UPN in any case.
+    #[inline]
+    pub(crate) fn lookup_user(&self, upn: &str) -> Option<u32> {
+        let b = upn.as_bytes();
+        // Already normalised (the usual case): ASCII, no capitals, nothing to trim.
+        let plain = match (b.first(), b.last()) {
+            (Some(&f), Some(&l)) => {
+                !matches!(f, b'\t'..=b'\r' | b' ')
+                    && !matches!(l, b'\t'..=b'\r' | b' ')
+                    && !b
+                        .iter()
+                        .fold(false, |a, &c| a | (c >= 0x80) | c.is_ascii_uppercase())
+            }
+            _ => false,
+        };
+        if plain {
+            self.by_upn.get(b)
+        } else {
+            self.by_upn.get(normalise_upn(upn).as_bytes())
+        }
+    }
+
+    /// Whether a sign-in matched to `range` is logged as an access event (app-wide and for
+    /// the range).
+    #[inline]
+    pub(crate) fn logs_access(&self, range: u32) -> bool {
+        self.access_logging && self.table.range(range).logging_enabled
+    }
+
+    /// Steps 1, 2 (lookup) and the failure rule, which need no state.
+    pub(crate) fn classify(&self, s: &SignIn<'_>, cutoff: Date) -> Verdict {
+        if s.error_code() != 0 && !self.count_failed_sign_ins {
+            return Verdict::Discard(|d| d.failed += 1);
+        }
+        let Some(user) = s
+            .user_principal_name
+            .as_deref()
+            .and_then(|u| self.lookup_user(u))
+        else {
+            return Verdict::Discard(|d| d.unknown_user += 1);
+        };
+        if !self.users[user as usize].active {
+            return Verdict::Discard(|d| d.inactive_user += 1);
+        }
+        let (Some(id), Some(at_ms), Some(ip)) = (
+            s.id.as_deref().filter(|i| !i.is_empty()),
+            s.created_date_time.as_deref().and_then(parse_timestamp_ms),
+            s.ip_address
+                .as_deref()
+                .and_then(|i| i.trim().parse::<IpAddr>().ok()),
+        ) else {
+            return Verdict::Discard(|d| d.malformed += 1);
+        };
+        let ip = canonical_ip(ip);
+        let (range, date) = match self.table.lookup(ip) {
+            Some(m) => (m.index, self.zones[m.index as usize].date(at_ms)),
+            None if self.auto_create => (NO_RANGE, self.default_zone.date(at_ms)),
+            None => return Verdict::Discard(|d| d.unmatched += 1),
+        };
+        if date < cutoff {
+            return Verdict::Discard(|d| d.too_late += 1);
+        }
+        Verdict::Candidate(Candidate {
+            at_ms,
+            user,
+            date,
+            ip,
+            range,
+            id_hash: id_hash(id),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn users_are_found_by_upn_in_any_case_and_length() {
+        let long = format!("{}@contoso.com", "x".repeat(40));
+        let config = PresenceConfig::from_value(serde_json::json!({
+            "ranges": [{"name": "hq", "cidrs": ["10.0.0.0/8"], "location": "HQ"}],
+            "users": [{"upn": "a@x", "mode": "off"}, {"upn": "Ünïcode@Contoso.com", "mode": "off"}, {"upn": long, "mode": "off"}]
+        }))
+        .unwrap();
+        let e = Rules::new(&config).unwrap();
+        assert_eq!(e.lookup_user("a@x"), Some(0));
+        assert_eq!(e.lookup_user(" A@X\t"), Some(0));
+        assert_eq!(e.lookup_user("ünïcode@contoso.com"), Some(1));
+        assert_eq!(e.lookup_user("ÜNÏCODE@CONTOSO.COM"), Some(1));
+        assert_eq!(e.lookup_user(&long.to_uppercase()), Some(2));
+        assert_eq!(e.lookup_user(&long), Some(2));
+        for missing in ["", " ", "b@x", "a@xx", "a@", &long[1..]] {
+            assert_eq!(e.lookup_user(missing), None, "{missing:?}");
+        }
+        let mut ix = UserIndex::with_capacity(1000);
+        for i in 0..1000u32 {
+            ix.insert(&format!("user{i}@contoso.com"), i);
+        }
+        for i in 0..1000u32 {
+            assert_eq!(ix.get(format!("user{i}@contoso.com").as_bytes()), Some(i));
+        }
+        assert_eq!(ix.get(b"user1000@contoso.com"), None);
+    }
+}

@@ -1,0 +1,237 @@
+//! The compact JSON form of a [`MemoryState`] for stateless runs (the shape is in the crate
+//! doc): places renumbered in sorted order so equal states serialise identically, sign-in
+//! ids as their FNV-1a hashes ([`crate::id_hash`]), and every value checked on the way
+//! back in, a bad one named by its JSON pointer.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+
+use ipnet::IpNet;
+use jiff::civil::Date;
+use serde::{Deserialize, Serialize};
+
+use super::MemoryState;
+use super::day::{UserDay, pack_obs, unpack_obs};
+use crate::calendar::{day_start_ms, is_valid_ms};
+use crate::error::PresenceError;
+use crate::model::{Override, Place};
+
+/// `s` escaped as one JSON pointer reference token (RFC 6901).
+fn pointer_token(s: &str) -> String {
+    s.replace('~', "~0").replace('/', "~1")
+}
+
+impl MemoryState {
+    /// The compact JSON form (see the crate doc for the shape).
+    pub fn to_json(&self) -> serde_json::Value {
+        // Only places in use, renumbered in sorted order, so equal states serialise
+        // identically however their places were interned.
+        let mut used = vec![false; self.places.len()];
+        for (_, _, ud) in self.user_days() {
+            for &v in &ud.obs {
+                used[unpack_obs(0, v).1 as usize] = true;
+            }
+        }
+        let mut order: Vec<u32> = (0..self.places.len() as u32)
+            .filter(|p| used[*p as usize])
+            .collect();
+        order.sort_by(|a, b| self.places[*a as usize].cmp(&self.places[*b as usize]));
+        let mut renum = vec![0u32; self.places.len()];
+        for (new, old) in order.iter().enumerate() {
+            renum[*old as usize] = new as u32;
+        }
+        let places = order
+            .iter()
+            .map(|&p| {
+                let (r, pl) = &self.places[p as usize];
+                (r.to_string(), pl.clone())
+            })
+            .collect();
+        let mut days: BTreeMap<Date, BTreeMap<String, UserDayJson>> = BTreeMap::new();
+        for (u, date, ud) in self.user_days() {
+            let mut seen: Vec<u64> = ud.seen.iter().copied().collect();
+            seen.sort_unstable();
+            let mut hex = String::with_capacity(seen.len() * 16);
+            for h in seen {
+                use std::fmt::Write;
+                let _ = write!(hex, "{h:016x}");
+            }
+            let mut access: Vec<IpAddr> = ud.access.iter().copied().collect();
+            access.sort_unstable();
+            let start = day_start_ms(date);
+            let mut obs: Vec<(i64, u32)> = ud
+                .obs
+                .iter()
+                .map(|&v| {
+                    let (t, p) = unpack_obs(start, v);
+                    (t, renum[p as usize])
+                })
+                .collect();
+            obs.sort_unstable();
+            obs.dedup();
+            let mut overrides: Vec<OverrideJson> = ud
+                .overrides
+                .iter()
+                .map(|o| OverrideJson {
+                    at_ms: o.at_ms,
+                    place: o.place.clone(),
+                    set_by: o.set_by.clone(),
+                })
+                .collect();
+            overrides.sort_by(|a, b| (a.at_ms, &a.set_by).cmp(&(b.at_ms, &b.set_by)));
+            days.entry(date).or_default().insert(
+                u.to_owned(),
+                UserDayJson {
+                    seen: hex,
+                    access,
+                    obs,
+                    overrides,
+                },
+            );
+        }
+        let mut discovery: Vec<(IpNet, IpAddr, String, u64)> = self
+            .discovery
+            .iter()
+            .map(|((b, ip, u), n)| (*b, *ip, self.users[*u as usize].key.to_string(), *n))
+            .collect();
+        discovery.sort();
+        serde_json::to_value(StateJson {
+            version: 1,
+            places,
+            discovery,
+            days: days
+                .into_iter()
+                .map(|(date, users)| DayJson { date, users })
+                .collect(),
+        })
+        .expect("state serialises")
+    }
+
+    /// Rebuild a state from [`MemoryState::to_json`]; the days' events are recomputed.
+    /// A value out of range is refused with [`PresenceError::StateAt`], whose pointer
+    /// names it in `value`.
+    pub fn from_json(value: serde_json::Value) -> Result<Self, PresenceError> {
+        let at = |pointer: String, message: String| PresenceError::StateAt { pointer, message };
+        let j: StateJson =
+            serde_json::from_value(value).map_err(|e| PresenceError::State(e.to_string()))?;
+        if j.version != 1 {
+            return Err(at(
+                "/version".into(),
+                format!("unsupported state version {}", j.version),
+            ));
+        }
+        let mut st = MemoryState::new();
+        let ids: Vec<u32> = j
+            .places
+            .iter()
+            .map(|(r, p)| st.intern_place(r, p))
+            .collect();
+        for (block, ip, u, n) in j.discovery {
+            let uid = st.intern_user(&u);
+            let e = st.discovery.entry((block, ip, uid)).or_default();
+            *e = e.saturating_add(n);
+        }
+        for (i, d) in j.days.into_iter().enumerate() {
+            for (u, ud) in d.users {
+                let here = format!("/days/{i}/users/{}", pointer_token(&u));
+                let uid = st.intern_user(&u);
+                if ud.seen.len() % 16 != 0 {
+                    return Err(at(format!("{here}/seen"), "is not 16-digit hashes".into()));
+                }
+                let mut day = UserDay::default();
+                for k in (0..ud.seen.len()).step_by(16) {
+                    let h = ud
+                        .seen
+                        .get(k..k + 16)
+                        .and_then(|s| u64::from_str_radix(s, 16).ok())
+                        .ok_or_else(|| {
+                            at(format!("{here}/seen"), format!("bad hash at offset {k}"))
+                        })?;
+                    day.seen.insert(h);
+                }
+                for ip in ud.access {
+                    day.access.insert(ip);
+                }
+                let start = day_start_ms(d.date);
+                for (k, (t, p)) in ud.obs.into_iter().enumerate() {
+                    let p = *ids.get(p as usize).ok_or_else(|| {
+                        at(
+                            format!("{here}/obs/{k}/1"),
+                            format!("place {p} is not in places"),
+                        )
+                    })?;
+                    let v = pack_obs(start, t, p).ok_or_else(|| {
+                        at(
+                            format!("{here}/obs/{k}/0"),
+                            format!("{t} ms is no time on or near {}", d.date),
+                        )
+                    })?;
+                    day.obs.push(v);
+                }
+                day.overrides = ud
+                    .overrides
+                    .into_iter()
+                    .enumerate()
+                    .map(|(k, o)| {
+                        if !is_valid_ms(o.at_ms) {
+                            return Err(at(
+                                format!("{here}/overrides/{k}/at_ms"),
+                                format!("{} ms is out of range for a time", o.at_ms),
+                            ));
+                        }
+                        Ok(Override {
+                            at_ms: o.at_ms,
+                            place: o.place,
+                            set_by: o.set_by,
+                        })
+                    })
+                    .collect::<Result<_, _>>()?;
+                *st.users[uid as usize].day(d.date) = day;
+                st.recompute_one(uid, d.date);
+            }
+        }
+        Ok(st)
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StateJson {
+    version: u32,
+    /// `[range name, place]`; observations refer to places by index.
+    places: Vec<(String, Place)>,
+    days: Vec<DayJson>,
+    /// `[suggested block, address, user, events]` of unmatched addresses (auto-create).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    discovery: Vec<(IpNet, IpAddr, String, u64)>,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DayJson {
+    date: Date,
+    users: BTreeMap<String, UserDayJson>,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UserDayJson {
+    /// FNV-1a hashes of the sign-in ids processed, 16 hex digits each, sorted.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    seen: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    access: Vec<IpAddr>,
+    /// `[milliseconds since the epoch, place index]`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    obs: Vec<(i64, u32)>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    overrides: Vec<OverrideJson>,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct OverrideJson {
+    at_ms: i64,
+    place: Option<Place>,
+    set_by: String,
+}

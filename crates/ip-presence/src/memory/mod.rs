@@ -1,0 +1,387 @@
+//! [`MemoryState`]: the engine state in memory, a book per user ([`day`]: the user's days).
+//! Its compact JSON form for stateless runs (the action envelope's `state` when the
+//! platform gives no disk) is in [`json`]; the two-thread reading of a large JSON-lines
+//! file straight into the books is in [`shards`].
+
+use std::collections::{BTreeMap, HashSet};
+use std::net::IpAddr;
+
+use ipnet::IpNet;
+use jiff::civil::Date;
+use rustc_hash::FxHashMap;
+
+use crate::backend::{PresenceBackend, RangeRef, UserRef};
+use crate::calendar::{day_start_ms, is_valid_ms, timestamp_of};
+use crate::error::PresenceError;
+use crate::model::{
+    AccessEvent, DayChange, DiscoveryBlock, Override, Place, PresenceEvent, TimelineItem,
+    Transition, UserDayStatus,
+};
+
+use day::{Ev, MANUAL, UserBook, UserDay, ev_transition, obs_error, pack_obs, unpack_obs};
+
+mod day;
+mod json;
+mod shards;
+
+/// Engine state in memory: per user and calendar day the seen sign-in ids, the logged
+/// addresses and every observation (all of them: a late sign-in can fall between any two).
+/// Everything one sign-in touches sits in one user's book, which keeps processing fast.
+#[derive(Debug, Default, Clone)]
+pub struct MemoryState {
+    users: Vec<UserBook>,
+    user_ids: FxHashMap<Box<str>, u32>,
+    places: Vec<(Box<str>, Place)>,
+    place_ids: FxHashMap<(Box<str>, Place), u32>,
+    discovery: FxHashMap<(IpNet, IpAddr, u32), u64>,
+    user_cache: Vec<u32>,
+    range_cache: Vec<u32>,
+    dirty: Vec<(u32, Date)>,
+}
+
+/// In `user_cache` and `range_cache`: not interned yet.
+const NONE: u32 = u32::MAX;
+
+impl MemoryState {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn intern_user(&mut self, key: &str) -> u32 {
+        if let Some(&id) = self.user_ids.get(key) {
+            return id;
+        }
+        let id = self.users.len() as u32;
+        self.users.push(UserBook {
+            key: key.into(),
+            days: Vec::new(),
+        });
+        self.user_ids.insert(key.into(), id);
+        id
+    }
+
+    #[inline]
+    fn user_id(&mut self, u: UserRef<'_>) -> u32 {
+        let ix = u.ix as usize;
+        if ix >= self.user_cache.len() {
+            self.user_cache.resize(ix + 1, NONE);
+        }
+        if self.user_cache[ix] == NONE {
+            self.user_cache[ix] = self.intern_user(u.key);
+        }
+        self.user_cache[ix]
+    }
+
+    fn intern_place(&mut self, range: &str, place: &Place) -> u32 {
+        let key: (Box<str>, Place) = (range.into(), place.clone());
+        if let Some(&id) = self.place_ids.get(&key) {
+            return id;
+        }
+        let id = self.places.len() as u32;
+        self.places.push(key.clone());
+        self.place_ids.insert(key, id);
+        id
+    }
+
+    /// The user-day, marked for recomputation.
+    #[inline]
+    fn dirty_day(&mut self, user: u32, date: Date) -> &mut UserDay {
+        let ud = self.users[user as usize].day(date);
+        if !ud.dirty {
+            ud.dirty = true;
+            self.dirty.push((user, date));
+        }
+        self.users[user as usize].day(date)
+    }
+
+    fn recompute_one(&mut self, user: u32, date: Date) -> Option<DayChange> {
+        let places = &self.places;
+        let book = &mut self.users[user as usize];
+        let ud = &mut book.days.iter_mut().find(|(d, _)| *d == date)?.1;
+        ud.dirty = false;
+        ud.obs.sort_unstable();
+        ud.obs.dedup();
+        let start = day_start_ms(date);
+        // The order of [`transitions`]: (time, sign-in before manual, range or
+        // administrator, place).
+        let mut items: Vec<(TimelineItem<'_>, u32)> =
+            Vec::with_capacity(ud.obs.len() + ud.overrides.len());
+        items.extend(ud.obs.iter().map(|&v| {
+            let (at_ms, p) = unpack_obs(start, v);
+            let (name, place) = &places[p as usize];
+            (
+                TimelineItem {
+                    at_ms,
+                    manual: false,
+                    key: name,
+                    place: Some(place),
+                },
+                p,
+            )
+        }));
+        items.extend(ud.overrides.iter().enumerate().map(|(i, o)| {
+            (
+                TimelineItem {
+                    at_ms: o.at_ms,
+                    manual: true,
+                    key: &o.set_by,
+                    place: o.place.as_ref(),
+                },
+                MANUAL | i as u32,
+            )
+        }));
+        items.sort_unstable_by(|(a, _), (b, _)| {
+            (a.at_ms, a.manual, a.key, a.place).cmp(&(b.at_ms, b.manual, b.key, b.place))
+        });
+        let mut new = Vec::new();
+        let mut status: Option<&Place> = None;
+        for (it, what) in &items {
+            if it.place != status {
+                status = it.place;
+                new.push(Ev {
+                    at_ms: it.at_ms,
+                    what: *what,
+                });
+            }
+        }
+        drop(items);
+        let same = |a: &Ev, b: &Ev| {
+            a.at_ms == b.at_ms
+                && match (a.what & MANUAL != 0, b.what & MANUAL != 0) {
+                    (false, false) => a.what == b.what,
+                    (true, true) => {
+                        let x = &ud.overrides[(a.what & !MANUAL) as usize];
+                        let y = &ud.overrides[(b.what & !MANUAL) as usize];
+                        x.place == y.place && x.set_by == y.set_by
+                    }
+                    _ => false,
+                }
+        };
+        let to_t = |e: &Ev| ev_transition(places, &ud.overrides, e);
+        let emitted = new
+            .iter()
+            .filter(|n| !ud.events.iter().any(|o| same(o, n)))
+            .map(to_t)
+            .collect();
+        let superseded = ud
+            .events
+            .iter()
+            .filter(|o| !new.iter().any(|n| same(o, n)))
+            .map(to_t)
+            .collect();
+        let status = new.last().map(to_t);
+        new.shrink_to_fit();
+        ud.events = new;
+        Some(DayChange {
+            user: book.key.to_string(),
+            date,
+            emitted,
+            superseded,
+            status,
+        })
+    }
+
+    fn user_days(&self) -> impl Iterator<Item = (&str, Date, &UserDay)> {
+        self.users
+            .iter()
+            .flat_map(|b| b.days.iter().map(move |(d, ud)| (&*b.key, *d, ud)))
+    }
+
+    /// Every presence event currently held, sorted.
+    pub fn presence_events(&self) -> Result<Vec<PresenceEvent>, PresenceError> {
+        let mut out: Vec<PresenceEvent> = self
+            .user_days()
+            .flat_map(|(u, d, ud)| {
+                ud.events
+                    .iter()
+                    .map(move |e| ev_transition(&self.places, &ud.overrides, e).into_event(u, d))
+            })
+            .collect::<Result<_, _>>()?;
+        out.sort_unstable();
+        Ok(out)
+    }
+
+    /// Every access event currently held (within the late-arrival window), sorted.
+    pub fn access_events(&self) -> Vec<AccessEvent> {
+        let mut out: Vec<AccessEvent> = self
+            .user_days()
+            .flat_map(|(u, date, ud)| {
+                ud.access.iter().map(move |ip| AccessEvent {
+                    user: u.to_owned(),
+                    ip: *ip,
+                    date,
+                })
+            })
+            .collect();
+        out.sort_unstable();
+        out
+    }
+
+    /// The end-of-day status of every user-day with presence, sorted.
+    pub fn statuses(&self) -> Result<Vec<UserDayStatus>, PresenceError> {
+        let mut out: Vec<UserDayStatus> = self
+            .user_days()
+            .filter(|(_, _, ud)| !ud.events.is_empty())
+            .map(|(u, date, ud)| {
+                let last = ud
+                    .events
+                    .last()
+                    .map(|e| ev_transition(&self.places, &ud.overrides, e));
+                Ok(UserDayStatus {
+                    user: u.to_owned(),
+                    date,
+                    since: last.as_ref().map(|t| timestamp_of(t.at_ms)).transpose()?,
+                    place: last.and_then(|t| t.place),
+                })
+            })
+            .collect::<Result<_, PresenceError>>()?;
+        out.sort_unstable();
+        Ok(out)
+    }
+}
+
+impl PresenceBackend for MemoryState {
+    fn begin(&mut self) -> Result<(), PresenceError> {
+        self.user_cache.clear();
+        self.range_cache.clear();
+        Ok(())
+    }
+
+    #[inline]
+    fn first_seen(
+        &mut self,
+        user: UserRef<'_>,
+        _id: &str,
+        hash: u64,
+        date: Date,
+    ) -> Result<bool, PresenceError> {
+        let u = self.user_id(user);
+        Ok(self.users[u as usize].day(date).seen.insert(hash))
+    }
+
+    #[inline]
+    fn log_access(
+        &mut self,
+        user: UserRef<'_>,
+        ip: IpAddr,
+        date: Date,
+    ) -> Result<bool, PresenceError> {
+        let u = self.user_id(user);
+        Ok(self.users[u as usize].day(date).access.insert(ip))
+    }
+
+    #[inline]
+    fn observe(
+        &mut self,
+        user: UserRef<'_>,
+        date: Date,
+        at_ms: i64,
+        range: RangeRef<'_>,
+    ) -> Result<(), PresenceError> {
+        let u = self.user_id(user);
+        let ix = range.ix as usize;
+        if ix >= self.range_cache.len() {
+            self.range_cache.resize(ix + 1, NONE);
+        }
+        if self.range_cache[ix] == NONE {
+            self.range_cache[ix] = self.intern_place(range.name, range.place);
+        }
+        let p = self.range_cache[ix];
+        let v = pack_obs(day_start_ms(date), at_ms, p).ok_or_else(obs_error)?;
+        self.dirty_day(u, date).obs.push(v);
+        Ok(())
+    }
+
+    fn discover(
+        &mut self,
+        block: IpNet,
+        ip: IpAddr,
+        user: UserRef<'_>,
+        _date: Date,
+    ) -> Result<(), PresenceError> {
+        let u = self.user_id(user);
+        let e = self.discovery.entry((block, ip, u)).or_default();
+        *e = e.saturating_add(1);
+        Ok(())
+    }
+
+    fn add_override(&mut self, user: &str, date: Date, ov: Override) -> Result<(), PresenceError> {
+        if !is_valid_ms(ov.at_ms) {
+            return Err(PresenceError::Time(ov.at_ms));
+        }
+        let u = self.intern_user(user);
+        self.dirty_day(u, date).overrides.push(ov);
+        Ok(())
+    }
+
+    fn recompute(&mut self, sink: &mut dyn FnMut(DayChange)) -> Result<(), PresenceError> {
+        let mut dirty = std::mem::take(&mut self.dirty);
+        dirty.sort_unstable();
+        for (u, d) in dirty {
+            if let Some(ch) = self.recompute_one(u, d) {
+                sink(ch);
+            }
+        }
+        Ok(())
+    }
+
+    fn prune(
+        &mut self,
+        today: Date,
+        retention_days: u16,
+        window_days: u16,
+    ) -> Result<(), PresenceError> {
+        // Nothing older than the window is kept at all, so retention only matters when it
+        // is shorter than the window.
+        let keep = window_days.min(retention_days);
+        let cutoff = today
+            .checked_sub(jiff::Span::new().days(i64::from(keep)))
+            .unwrap_or(Date::MIN);
+        for b in &mut self.users {
+            b.days.retain(|(d, _)| *d >= cutoff);
+        }
+        Ok(())
+    }
+
+    fn discovery(&mut self) -> Result<Vec<DiscoveryBlock>, PresenceError> {
+        let mut blocks: BTreeMap<IpNet, (u64, HashSet<u32>, HashSet<IpAddr>)> = BTreeMap::new();
+        for ((block, ip, u), n) in &self.discovery {
+            let e = blocks.entry(*block).or_default();
+            e.0 = e.0.saturating_add(*n);
+            e.1.insert(*u);
+            e.2.insert(*ip);
+        }
+        let mut out: Vec<DiscoveryBlock> = blocks
+            .into_iter()
+            .map(|(block, (events, users, ips))| DiscoveryBlock {
+                block,
+                events,
+                distinct_users: users.len() as u64,
+                distinct_addresses: ips.len() as u64,
+            })
+            .collect();
+        out.sort_by(|a, b| b.events.cmp(&a.events).then(a.block.cmp(&b.block)));
+        Ok(out)
+    }
+
+    fn day_transitions(
+        &mut self,
+        user: &str,
+        date: Date,
+    ) -> Result<Vec<Transition>, PresenceError> {
+        let Some(&u) = self.user_ids.get(user) else {
+            return Ok(Vec::new());
+        };
+        Ok(self.users[u as usize]
+            .days
+            .iter()
+            .find(|(d, _)| *d == date)
+            .map(|(_, ud)| {
+                ud.events
+                    .iter()
+                    .map(|e| ev_transition(&self.places, &ud.overrides, e))
+                    .collect()
+            })
+            .unwrap_or_default())
+    }
+}
