@@ -17,10 +17,10 @@ use std::hash::BuildHasher;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+use foldhash::fast::FixedState;
 use jiff::civil::Date;
 use jiff::tz::TimeZone;
 use jiff::{SignedDuration, Timestamp};
-use foldhash::fast::FixedState;
 use schemars::JsonSchema;
 use serde::Serialize;
 
