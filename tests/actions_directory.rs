@@ -1,8 +1,9 @@
 //! get_user, list_memberships, update_user and get_user_photo against the
 //! emulator over real HTTP, asserting the exact requests made.
 
+#[path = "support/process.rs"]
 mod common;
-#[path = "support/actions.rs"]
+#[path = "support/assertions.rs"]
 mod support;
 
 use base64::Engine;

@@ -1,8 +1,9 @@
 //! get_presence and get_presences against the emulator over real HTTP, asserting
 //! the exact requests made.
 
+#[path = "support/process.rs"]
 mod common;
-#[path = "support/actions.rs"]
+#[path = "support/assertions.rs"]
 mod support;
 
 use serde_json::{Value, json};

@@ -4,8 +4,11 @@
 //! emulator's request log; the emulator's own strictness (secrets, passwords,
 //! rotated refresh tokens, signed assertions) proves the credential was right.
 
+#[path = "support/process.rs"]
 mod common;
+#[path = "support/emulator.rs"]
 mod emu;
+#[path = "support/fake.rs"]
 mod fake;
 
 use std::path::Path;

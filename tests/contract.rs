@@ -2,6 +2,7 @@
 //! action pages in step with the code; bad input refused with exit 2, a JSON
 //! pointer, and no connection made.
 
+#[path = "support/process.rs"]
 mod common;
 
 use std::collections::BTreeSet;

@@ -1,6 +1,7 @@
 //! `msgraph-connector demo` through the real binary: an in-process emulator, the sync
 //! over HTTP, and a table naming every office (a smaller organisation, for speed).
 
+#[path = "support/process.rs"]
 mod common;
 
 use graph_emulator::{GenerateSpec, Tenant};

@@ -9,6 +9,7 @@
 //! "begins with", it says so: `{starts_with: [...]}` matches an array whose first
 //! elements match those given (see [`common::STARTS_WITH`]).
 
+#[path = "support/process.rs"]
 mod common;
 
 use graph_emulator::{self as emulator, EmulatorConfig, GenerateSpec, Tenant};

@@ -4,8 +4,11 @@
 //! `GraphClient` where no action pages or writes yet. Requests are asserted from
 //! the emulator's request log. Only a nextLink to a foreign host needs `fake`.
 
+#[path = "support/process.rs"]
 mod common;
+#[path = "support/emulator.rs"]
 mod emu;
+#[path = "support/fake.rs"]
 mod fake;
 
 use std::path::Path;

@@ -3,6 +3,7 @@
 //! emulator on 127.0.0.1 (late arrival across runs, nothing counted twice, a lost cursor),
 //! and get/set/clear_office_presence on the store it fills (track_only, retention).
 
+#[path = "support/process.rs"]
 mod common;
 
 use std::collections::BTreeSet;

@@ -2,6 +2,7 @@
 //! across late arrival, page boundaries, max_records cuts, throttling, faults and
 //! a run killed mid-pull.
 
+#[path = "support/process.rs"]
 mod common;
 
 use std::collections::HashMap;

@@ -1,5 +1,6 @@
 //! pull_sign_ins refuses states it cannot trust before any request leaves.
 
+#[path = "support/process.rs"]
 mod common;
 
 use serde_json::{Value, json};

@@ -3,7 +3,7 @@
 //! logged (with its raw headers) so tests prove what was sent.
 //!
 //! Why this is not the emulator: the project's tests talk to the built-in
-//! emulator (`tests/emu`), and this fake is kept only for what a faithful
+//! emulator (`tests/support/emulator.rs`), and this fake is kept only for what a faithful
 //! tenant never does by design:
 //! - play an HTTP proxy, receiving absolute-form requests for another host
 //!   and their `Proxy-Authorization` header (`auth_tokens.rs`);
