@@ -1,19 +1,26 @@
-//! The built-in emulator as the binary's tests use it: a small generated tenant
-//! plus the few records the auth and HTTP tests need, served on 127.0.0.1 from
-//! its own thread, and helpers that read its request log.
-#![allow(dead_code)]
+//! The built-in emulator as the tests use it, on 127.0.0.1 from its own thread.
+//!
+//! [`EmulatorSetup`] says which tenant it serves and how: the small tenant with the
+//! auth and HTTP edge cases ([`tenant_with_edge_cases`]) or a generated one, throttling
+//! off or relaxed, the clock frozen, settings added to every asset. [`Emulator`] is the
+//! running server with the tenant it serves, a state dir, the real binary run against
+//! it, and its request log.
 
 use std::path::Path;
+use std::time::Duration;
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use graph_emulator::{
     self as emulator, AppRegistration, DELEGATED_PASSWORD, DelegatedUser, DirectoryObject,
-    EmulatorConfig, FULL_APP_SECRET, GenerateSpec, LogEntry, READ_APP_SECRET, RunningEmulator,
-    Tenant, ThrottleConfig, User,
+    EmulatorConfig, FULL_APP_SECRET, GenerateSpec, LogEntry, READ_APP_CLIENT_ID, READ_APP_SECRET,
+    RateLimit, RunningEmulator, SignIn, Tenant, ThrottleConfig, User,
 };
-use serde_json::{Value, json};
+use jiff::{SignedDuration, Timestamp};
+use serde_json::{Map, Value, json};
 use uuid::Uuid;
+
+use super::process::{self, Outcome};
 
 /// A user with a presence (Available/Available) and five group memberships.
 pub const USER_ID: &str = "4562bcc8-c436-4f95-b7c0-4f8ce89dca5e";
@@ -58,8 +65,10 @@ fn app(
     }
 }
 
-/// The generated tenant with this module's additions.
-pub fn tenant() -> Tenant {
+/// A small generated tenant plus the few records the auth and HTTP tests need: a
+/// disabled user, an expired secret, an app granted only `/me`, a public client, and
+/// [`USER_ID`] with a presence and [`GROUPS`] memberships to page through.
+pub fn tenant_with_edge_cases() -> Tenant {
     let mut t = Tenant::generate(&GenerateSpec {
         users: 20,
         sign_ins: 20,
@@ -109,55 +118,205 @@ pub fn tenant() -> Tenant {
     t
 }
 
-/// A running emulator over [`tenant`] (throttling off unless a test turns it on).
-pub struct Emu {
-    pub emu: RunningEmulator,
+/// The clock a test freezes the emulator at, to place its sign-ins exactly.
+pub const T0: &str = "2026-03-02T08:00:00Z";
+
+/// How the emulator of one test is set up; [`EmulatorSetup::start`] runs it.
+pub struct EmulatorSetup {
+    config: EmulatorConfig,
+    /// Added to every asset [`Emulator::asset`] gives.
+    asset_settings: Map<String, Value>,
 }
 
-impl std::ops::Deref for Emu {
+impl EmulatorSetup {
+    /// [`tenant_with_edge_cases`], throttling off, and the asset's retry settings
+    /// the auth and HTTP tests rely on.
+    pub fn edge_cases() -> EmulatorSetup {
+        EmulatorSetup::serving(tenant_with_edge_cases())
+            .throttle(ThrottleConfig::off())
+            .asset_setting("timeout_seconds", json!(5))
+            .asset_setting("max_attempts", json!(4))
+            .asset_setting("max_retry_seconds", json!(10))
+    }
+
+    /// A generated tenant, throttled at Microsoft's published limits (the emulator's
+    /// default), on the real clock.
+    pub fn generated(spec: GenerateSpec) -> EmulatorSetup {
+        EmulatorSetup::serving(Tenant::generate(&spec))
+    }
+
+    /// A generated tenant of `users` users and no sign-ins (seed 7), throttling off.
+    pub fn users(users: usize) -> EmulatorSetup {
+        EmulatorSetup::generated(GenerateSpec {
+            users,
+            sign_ins: 0,
+            seed: 7,
+            day: None,
+        })
+        .throttle(ThrottleConfig::off())
+    }
+
+    fn serving(tenant: Tenant) -> EmulatorSetup {
+        EmulatorSetup {
+            config: EmulatorConfig::new(tenant),
+            asset_settings: Map::new(),
+        }
+    }
+
+    /// Whether the tenant has Entra ID P1/P2 (the sign-in log needs it).
+    pub fn premium(mut self, premium: bool) -> EmulatorSetup {
+        self.config.tenant.premium = premium;
+        self
+    }
+
+    pub fn throttle(mut self, throttle: ThrottleConfig) -> EmulatorSetup {
+        self.config.throttle = throttle;
+        self
+    }
+
+    /// The audit-log limit raised to 1,000 requests a second on both sides, the
+    /// emulator's and the asset's pacing, so that sign-in suites stay fast.
+    pub fn relaxed_audit_logs(mut self) -> EmulatorSetup {
+        self.config.throttle.audit_logs = Some(RateLimit {
+            requests: 1000,
+            per: Duration::from_secs(1),
+        });
+        self.asset_setting(
+            "rate_limits",
+            json!({"audit_logs": {"requests": 1000, "per_seconds": 1}}),
+        )
+    }
+
+    /// Start with the virtual clock frozen at `at` (tests move it themselves).
+    pub fn clock_frozen_at(mut self, at: &str) -> EmulatorSetup {
+        self.config.clock = Some(at.parse().expect("a timestamp"));
+        self
+    }
+
+    /// Set `key` in every asset.
+    pub fn asset_setting(mut self, key: &str, value: Value) -> EmulatorSetup {
+        self.asset_settings.insert(key.to_string(), value);
+        self
+    }
+
+    /// Change anything else of the settings or the tenant (`config.tenant`).
+    pub fn configure(mut self, tweak: impl FnOnce(&mut EmulatorConfig)) -> EmulatorSetup {
+        tweak(&mut self.config);
+        self
+    }
+
+    pub fn start(self) -> Emulator {
+        let tenant = self.config.tenant.clone();
+        let server = emulator::start_in_background("127.0.0.1:0".parse().unwrap(), self.config)
+            .expect("the emulator starts");
+        Emulator {
+            server,
+            tenant,
+            state: tempfile::tempdir().unwrap(),
+            asset_settings: self.asset_settings,
+        }
+    }
+}
+
+/// A running emulator, the tenant it started with, and a state dir for the binary.
+pub struct Emulator {
+    pub server: RunningEmulator,
+    pub tenant: Tenant,
+    pub state: tempfile::TempDir,
+    asset_settings: Map<String, Value>,
+}
+
+impl std::ops::Deref for Emulator {
     type Target = RunningEmulator;
     fn deref(&self) -> &RunningEmulator {
-        &self.emu
+        &self.server
     }
 }
 
-impl Emu {
-    pub fn start() -> Emu {
-        Emu::start_with(|_| {})
+impl Emulator {
+    /// [`EmulatorSetup::edge_cases`], started.
+    pub fn start() -> Emulator {
+        EmulatorSetup::edge_cases().start()
     }
 
-    /// Start after `tweak` has changed the settings or the tenant (`config.tenant`).
-    pub fn start_with(tweak: impl FnOnce(&mut EmulatorConfig)) -> Emu {
-        let mut config = EmulatorConfig::new(tenant());
-        config.throttle = ThrottleConfig::off();
-        tweak(&mut config);
-        let emu = emulator::start_in_background("127.0.0.1:0".parse().unwrap(), config).unwrap();
-        Emu { emu }
+    /// [`EmulatorSetup::edge_cases`] after `tweak`, started.
+    pub fn start_with(tweak: impl FnOnce(&mut EmulatorConfig)) -> Emulator {
+        EmulatorSetup::edge_cases().configure(tweak).start()
     }
 
-    /// `asset_json(kind)` with the retry settings the tests rely on.
+    /// `asset_json(kind)` with the setup's asset settings.
     pub fn asset(&self, kind: &str) -> Value {
-        let mut a = self.emu.asset_json(kind).unwrap();
-        a["timeout_seconds"] = json!(5);
-        a["max_attempts"] = json!(4);
-        a["max_retry_seconds"] = json!(10);
+        let mut a = self.server.asset_json(kind).unwrap();
+        for (k, v) in &self.asset_settings {
+            a[k] = v.clone();
+        }
         a
     }
 
-    pub fn log(&self) -> Vec<LogEntry> {
-        self.emu.request_log().snapshot()
+    /// The client-credentials asset of the app with only `User.Read.All`.
+    pub fn read_only_asset(&self) -> Value {
+        let mut a = self.asset("client_credentials");
+        a["client_id"] = json!(READ_APP_CLIENT_ID);
+        a["client_secret"] = json!(READ_APP_SECRET);
+        a
     }
-    pub fn tokens(&self) -> Vec<LogEntry> {
+
+    /// Run `action` as the full-permission app, with the emulator's state dir.
+    pub fn run(&self, action: &str, inputs: Value) -> Outcome {
+        self.run_as(&self.asset("client_credentials"), action, inputs)
+    }
+
+    /// Runs with a fresh state dir each time when `asset` is not the default one,
+    /// so a cached token of another app is never reused.
+    pub fn run_as(&self, asset: &Value, action: &str, inputs: Value) -> Outcome {
+        if asset == &self.asset("client_credentials") {
+            process::run_action(action, asset, &inputs, self.state.path())
+        } else {
+            let dir = tempfile::tempdir().unwrap();
+            process::run_action(action, asset, &inputs, dir.path())
+        }
+    }
+
+    /// Every request since the start or the last [`Emulator::clear_log`].
+    pub fn log(&self) -> Vec<LogEntry> {
+        self.server.request_log().snapshot()
+    }
+
+    /// The token requests of [`Emulator::log`].
+    pub fn token_log(&self) -> Vec<LogEntry> {
         self.log()
             .into_iter()
             .filter(|e| e.family == "token")
             .collect()
     }
-    pub fn graph(&self) -> Vec<LogEntry> {
+
+    /// The Graph requests of [`Emulator::log`] (token requests left out).
+    pub fn graph_log(&self) -> Vec<LogEntry> {
         self.log()
             .into_iter()
             .filter(|e| e.family != "token")
             .collect()
+    }
+
+    pub fn clear_log(&self) {
+        self.server.request_log().clear();
+    }
+
+    pub fn user_id(&self, i: usize) -> String {
+        self.tenant.users[i].id.to_string()
+    }
+
+    pub fn upn(&self, i: usize) -> String {
+        self.tenant.users[i].user_principal_name.to_string()
+    }
+
+    /// Index of the user with this UPN.
+    pub fn index_of(&self, upn: &str) -> usize {
+        self.tenant
+            .users
+            .iter()
+            .position(|u| u.user_principal_name == upn)
+            .unwrap_or_else(|| panic!("no user {upn}"))
     }
 
     /// No credential of the tenant, and no token the emulator issued (its JWT header,
@@ -181,6 +340,27 @@ impl Emu {
         for cached in state_dir.map(cached_tokens).unwrap_or_default() {
             assert!(!text.contains(&cached), "a cached token leaked: {text}");
         }
+    }
+}
+
+/// A successful interactive browser sign-in to Teams by `user` from `ip`, that the
+/// sign-in log shows `late` after it happened.
+pub fn sign_in(user: Uuid, created: Timestamp, late: SignedDuration, ip: &str) -> SignIn {
+    SignIn {
+        id: Uuid::new_v4(),
+        created_date_time: created,
+        visible_at: Some(created.checked_add(late).unwrap()),
+        user_id: user,
+        app_id: Uuid::nil(),
+        app_display_name: "Teams".into(),
+        ip_address: ip.parse().unwrap(),
+        error_code: 0,
+        client_app_used: "Browser".into(),
+        is_interactive: true,
+        city: None,
+        country_or_region: None,
+        operating_system: None,
+        browser: None,
     }
 }
 
