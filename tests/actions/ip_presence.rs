@@ -3,18 +3,18 @@
 //! emulator on 127.0.0.1 (late arrival across runs, nothing counted twice, a lost cursor),
 //! and get/set/clear_office_presence on the store it fills (track_only, retention).
 
-mod common;
-
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use graph_emulator::{self as emulator, EmulatorConfig, GenerateSpec, RunningEmulator, Tenant};
+use graph_emulator::{GenerateSpec, SignIn};
 use ip_presence::{Place, PresenceStore};
 use jiff::{SignedDuration, Timestamp};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-const T0: &str = "2026-03-02T08:00:00Z";
+use crate::support::emulator::{self, Emulator, EmulatorSetup, T0};
+use crate::support::process::{self, Outcome};
+
 const NOW: &str = "2026-03-02T20:00:00Z";
 const DAY: &str = "2026-03-02";
 
@@ -31,14 +31,9 @@ fn run(action: &str, inputs: &Value, state: Option<&Value>, dir: &std::path::Pat
     out.json()
 }
 
-fn run_raw(
-    action: &str,
-    inputs: &Value,
-    state: Option<&Value>,
-    dir: &std::path::Path,
-) -> common::Outcome {
+fn run_raw(action: &str, inputs: &Value, state: Option<&Value>, dir: &std::path::Path) -> Outcome {
     let envelope = json!({"inputs": inputs, "state": state});
-    common::run(&["run", action], envelope.to_string().as_bytes(), dir)
+    process::run(&["run", action], envelope.to_string().as_bytes(), dir)
 }
 
 fn sign_in(id: &str, mins: i64, ip: &str, upn: &str) -> Value {
@@ -425,21 +420,26 @@ fn evaluate_refuses_out_of_range_times_in_the_state_with_their_pointer() {
 // ---------------------------------------------------------------------------------
 // sync_ip_presence and the store actions, against the emulator over HTTP.
 
-struct Emu {
-    emu: RunningEmulator,
-    asset: Value,
+/// The emulator, its users (id, UPN) all tracked, and a configuration with its offices.
+struct PresenceEmulator {
+    emu: Emulator,
     users: Vec<(Uuid, String)>,
     config: Value,
-    dir: tempfile::TempDir,
 }
 
-fn start() -> Emu {
-    let tenant = Tenant::generate(&GenerateSpec {
+/// An emulator with no sign-ins yet, its clock frozen at `T0`, and the audit-log
+/// throttle relaxed (on both sides) so that the suite stays fast.
+fn start() -> PresenceEmulator {
+    let emu = EmulatorSetup::generated(GenerateSpec {
         users: 8,
         sign_ins: 0,
         seed: 4,
         day: None,
-    });
+    })
+    .relaxed_audit_logs()
+    .clock_frozen_at(T0)
+    .start();
+    let tenant = &emu.tenant;
     let users: Vec<(Uuid, String)> = tenant
         .users
         .iter()
@@ -468,56 +468,16 @@ fn start() -> Emu {
     let config = json!({"ranges": ranges, "users": tracked,
                         "settings": {"location_time_zones": {"Berlin HQ": "Europe/Berlin",
                                      "New York": "America/New_York"}}});
-    let mut emu_config = EmulatorConfig::new(tenant);
-    emu_config.throttle.audit_logs = Some(emulator::RateLimit {
-        requests: 1000,
-        per: Duration::from_secs(1),
-    });
-    emu_config.clock = Some(T0.parse().unwrap());
-    let emu = emulator::start_in_background("127.0.0.1:0".parse().unwrap(), emu_config).unwrap();
-    let mut asset = emu.asset_json("client_credentials").unwrap();
-    asset["rate_limits"] = json!({"audit_logs": {"requests": 1000, "per_seconds": 1}});
-    Emu {
-        emu,
-        asset,
-        users,
-        config,
-        dir: tempfile::tempdir().unwrap(),
-    }
+    PresenceEmulator { emu, users, config }
 }
 
-impl Emu {
+impl PresenceEmulator {
     /// The emulator's record and the same sign-in as Graph shows it (for evaluate).
-    fn sign_in(
-        &self,
-        user: usize,
-        mins: i64,
-        ip: &str,
-        late_mins: i64,
-    ) -> (emulator::SignIn, Value) {
+    fn sign_in(&self, user: usize, mins: i64, ip: &str, late_mins: i64) -> (SignIn, Value) {
         let (uid, upn) = &self.users[user];
-        let id = Uuid::new_v4();
         let created = at(mins);
-        let record = emulator::SignIn {
-            id,
-            created_date_time: created,
-            visible_at: Some(
-                created
-                    .checked_add(SignedDuration::from_mins(late_mins))
-                    .unwrap(),
-            ),
-            user_id: *uid,
-            app_id: Uuid::nil(),
-            app_display_name: "Teams".into(),
-            ip_address: ip.parse().unwrap(),
-            error_code: 0,
-            client_app_used: "Browser".into(),
-            is_interactive: true,
-            city: None,
-            country_or_region: None,
-            operating_system: None,
-            browser: None,
-        };
+        let record = emulator::sign_in(*uid, created, SignedDuration::from_mins(late_mins), ip);
+        let id = record.id;
         let graph = json!({"id": id.to_string(), "createdDateTime": created.to_string(),
                            "ipAddress": ip, "userPrincipalName": upn, "status": {"errorCode": 0}});
         (record, graph)
@@ -531,18 +491,18 @@ impl Emu {
         for (k, v) in extra.as_object().unwrap() {
             inputs[k] = v.clone();
         }
-        let envelope = json!({"asset": self.asset, "inputs": inputs});
-        let out = common::run(
+        let envelope = json!({"asset": self.emu.asset("client_credentials"), "inputs": inputs});
+        let out = process::run(
             &["run", "sync_ip_presence"],
             envelope.to_string().as_bytes(),
-            self.dir.path(),
+            self.emu.state.path(),
         );
         assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
         out.json()
     }
 
     fn store_events(&self) -> BTreeSet<(String, String, String)> {
-        let store = PresenceStore::open(self.dir.path()).unwrap();
+        let store = PresenceStore::open(self.emu.state.path()).unwrap();
         store
             .all_presence_events()
             .unwrap()
@@ -577,12 +537,12 @@ impl Emu {
     }
 
     /// A store action without repeating the configuration (the sync kept it).
-    fn local(&self, action: &str, inputs: Value) -> common::Outcome {
+    fn local(&self, action: &str, inputs: Value) -> Outcome {
         let envelope = json!({"inputs": inputs});
-        common::run(
+        process::run(
             &["run", action],
             envelope.to_string().as_bytes(),
-            self.dir.path(),
+            self.emu.state.path(),
         )
     }
 }
@@ -592,7 +552,7 @@ fn sync_across_runs_with_late_sign_ins_counts_nothing_twice() {
     let e = start();
     let (berlin, munich, new_york, vpn) = (0, 1, 2, 4);
     let mut all = Vec::new();
-    let mut add = |records: &mut Vec<emulator::SignIn>, (r, g): (emulator::SignIn, Value)| {
+    let mut add = |records: &mut Vec<SignIn>, (r, g): (SignIn, Value)| {
         records.push(r);
         all.push(g);
     };
@@ -655,7 +615,7 @@ fn sync_across_runs_with_late_sign_ins_counts_nothing_twice() {
         "evaluate_ip_presence",
         &with(&e.config, json!({"sign_ins": all, "now": NOW})),
         None,
-        e.dir.path(),
+        e.emu.state.path(),
     );
     assert_eq!(
         e.store_events(),
@@ -665,7 +625,7 @@ fn sync_across_runs_with_late_sign_ins_counts_nothing_twice() {
     // A crash after the batch committed but before the cursor was stored: the rerun
     // reads the same sign-ins again and changes nothing.
     let before = e.store_events();
-    let db = msgraph_connector::state::StateDb::open(e.dir.path()).unwrap();
+    let db = msgraph_connector::state::StateDb::open(e.emu.state.path()).unwrap();
     let cursor = json!({"version": 1, "cursor": null, "window_start": at(-180).to_string(), "delivered": {}});
     db.put(msgraph_connector::office::CURSOR_KEY, &cursor.to_string())
         .unwrap();
@@ -804,7 +764,7 @@ fn set_and_clear_round_trip_and_retention() {
     let out = e.local("set_office_presence", inputs);
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert!(where_is(who).is_none(), "DAY is past retention");
-    let store = PresenceStore::open(e.dir.path()).unwrap();
+    let store = PresenceStore::open(e.emu.state.path()).unwrap();
     let dates: BTreeSet<String> = store
         .all_presence_events()
         .unwrap()

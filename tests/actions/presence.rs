@@ -1,12 +1,10 @@
 //! get_presence and get_presences against the emulator over real HTTP, asserting
 //! the exact requests made.
 
-mod common;
-#[path = "support/actions.rs"]
-mod support;
-
 use serde_json::{Value, json};
-use support::{assert_graph_error, assert_invalid, line};
+
+use crate::support::assertions::{assert_graph_error, assert_invalid, decode, line};
+use crate::support::emulator::{Emulator, EmulatorSetup};
 
 const SEAN: &str = "sean.o'brien@contoso.example";
 const RECEPTION: &str = "$svc-reception@contoso.example";
@@ -14,7 +12,7 @@ const MISSING_ID: &str = "00000000-0000-4000-8000-00000000dead";
 
 #[test]
 fn get_presence_by_id_and_by_upn_with_apostrophe() {
-    let emu = support::start(10);
+    let emu = EmulatorSetup::users(10).start();
     let id = emu.user_id(4);
     let out = emu.run("get_presence", json!({"id": id}));
     assert_eq!(out.code, 0, "{}", out.stderr);
@@ -60,7 +58,7 @@ fn get_presence_by_id_and_by_upn_with_apostrophe() {
 
 #[test]
 fn get_presence_not_found_and_forbidden() {
-    let emu = support::start(5);
+    let emu = EmulatorSetup::users(5).start();
     let out = emu.run("get_presence", json!({"id": MISSING_ID}));
     assert_graph_error(&out, 404, "Request_ResourceNotFound");
     let out = emu.run_as(
@@ -73,7 +71,7 @@ fn get_presence_not_found_and_forbidden() {
 
 #[test]
 fn get_presences_mixed_inputs_in_order_with_duplicates_and_missing() {
-    let emu = support::start(12);
+    let emu = EmulatorSetup::users(12).start();
     let (a, b, c) = (emu.user_id(4), emu.user_id(5), emu.user_id(6));
     let sean = emu.user_id(emu.index_of(SEAN));
     let reception = emu.user_id(emu.index_of(RECEPTION));
@@ -132,7 +130,7 @@ fn get_presences_mixed_inputs_in_order_with_duplicates_and_missing() {
     assert_eq!(log[1].content_type.as_deref(), Some("application/json"));
 }
 
-fn distinct_ids(emu: &support::Emu, n: usize) -> Vec<String> {
+fn distinct_ids(emu: &Emulator, n: usize) -> Vec<String> {
     let mut ids: Vec<String> = emu.tenant.users.iter().map(|u| u.id.to_string()).collect();
     let mut i = 0u64;
     while ids.len() < n {
@@ -145,7 +143,7 @@ fn distinct_ids(emu: &support::Emu, n: usize) -> Vec<String> {
 
 #[test]
 fn get_presences_chunks_by_650_and_fetches_duplicates_once() {
-    let emu = support::start(1300);
+    let emu = EmulatorSetup::users(1300).start();
     let mut ids = distinct_ids(&emu, 1300);
     ids.extend(ids.clone().into_iter().take(200));
     let out = emu.run("get_presences", json!({ "ids": ids }));
@@ -165,7 +163,7 @@ fn get_presences_chunks_by_650_and_fetches_duplicates_once() {
 
 #[test]
 fn get_presences_ten_thousand_ids_make_sixteen_requests_and_one_token() {
-    let emu = support::start(2000);
+    let emu = EmulatorSetup::users(2000).start();
     let ids = distinct_ids(&emu, 10_000);
     let out = emu.run("get_presences", json!({ "ids": ids }));
     assert_eq!(out.code, 0, "{}", out.stderr);
@@ -173,7 +171,7 @@ fn get_presences_ten_thousand_ids_make_sixteen_requests_and_one_token() {
     assert_eq!(body["value"].as_array().unwrap().len(), 2000);
     assert_eq!(body["not_found"].as_array().unwrap().len(), 8000);
     assert_eq!(body["not_found"][0], ids[2000].as_str());
-    let all = emu.all_log();
+    let all = emu.log();
     assert_eq!(all.iter().filter(|e| e.family == "token").count(), 1);
     assert_eq!(
         all.iter()
@@ -186,7 +184,7 @@ fn get_presences_ten_thousand_ids_make_sixteen_requests_and_one_token() {
 
 #[test]
 fn get_presences_resolves_upns_fifteen_at_a_time() {
-    let emu = support::start(40);
+    let emu = EmulatorSetup::users(40).start();
     let upns: Vec<String> = (4..24).map(|i| emu.upn(i)).collect();
     let out = emu.run("get_presences", json!({ "ids": upns }));
     assert_eq!(out.code, 0, "{}", out.stderr);
@@ -205,7 +203,7 @@ fn get_presences_resolves_upns_fifteen_at_a_time() {
     let mut sizes: Vec<usize> = gets
         .iter()
         .map(|e| {
-            support::decode(e.query.as_deref().unwrap())
+            decode(e.query.as_deref().unwrap())
                 .matches("@contoso.example'")
                 .count()
         })
@@ -217,7 +215,7 @@ fn get_presences_resolves_upns_fifteen_at_a_time() {
 
 #[test]
 fn get_presences_forbidden_without_presence_permission() {
-    let emu = support::start(5);
+    let emu = EmulatorSetup::users(5).start();
     let out = emu.run_as(
         &emu.read_only_asset(),
         "get_presences",
@@ -228,7 +226,7 @@ fn get_presences_forbidden_without_presence_permission() {
 
 #[test]
 fn get_presences_bad_inputs_make_no_request() {
-    let emu = support::start(5);
+    let emu = EmulatorSetup::users(5).start();
     for (inputs, pointer) in [
         (json!({"ids": []}), "/inputs/ids"),
         (json!({"ids": ["a", ""]}), "/inputs/ids/1"),

@@ -1,9 +1,9 @@
 //! `msgraph-connector demo` through the real binary: an in-process emulator, the sync
 //! over HTTP, and a table naming every office (a smaller organisation, for speed).
 
-mod common;
-
 use graph_emulator::{GenerateSpec, Tenant};
+
+use crate::support::process;
 
 const SMALL: [&str; 5] = ["demo", "--users", "400", "--sign-ins", "4000"];
 
@@ -24,9 +24,9 @@ fn office_names() -> Vec<String> {
 #[test]
 fn demo_prints_a_table_with_every_office() {
     let dir = tempfile::tempdir().unwrap();
-    // No --state-dir from the command line here: common::run passes one, so the demo
+    // No --state-dir from the command line here: process::run passes one, so the demo
     // keeps its store there (and says so).
-    let out = common::run(&SMALL, b"", dir.path());
+    let out = process::run(&SMALL, b"", dir.path());
     assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
     assert!(out.stderr.is_empty(), "no noise on stderr: {}", out.stderr);
     let text = &out.stdout;
@@ -66,7 +66,7 @@ fn demo_json_is_the_same_report() {
     let dir = tempfile::tempdir().unwrap();
     let mut args = SMALL.to_vec();
     args.push("--json");
-    let out = common::run(&args, b"", dir.path());
+    let out = process::run(&args, b"", dir.path());
     assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
     let r = out.json();
     assert_eq!(r["users"], 400);
@@ -97,7 +97,7 @@ fn demo_json_is_the_same_report() {
     assert!(r["discovery_blocks"].as_u64().unwrap() > 0);
 
     // Run again on the same store: the cursor kept there says everything was read.
-    let again = common::run(&args, b"", dir.path()).json();
+    let again = process::run(&args, b"", dir.path()).json();
     assert_eq!(again["counts"]["received"], 0);
     assert_eq!(again["offices"], r["offices"]);
 }

@@ -4,14 +4,9 @@
 //! emulator's request log; the emulator's own strictness (secrets, passwords,
 //! rotated refresh tokens, signed assertions) proves the credential was right.
 
-mod common;
-mod emu;
-mod fake;
-
 use std::path::Path;
 use std::time::Duration;
 
-use emu::{DISABLED_USER, EXPIRED_APP, Emu, ME_ONLY_APP, PUBLIC_APP, USER_ID};
 use graph_emulator::{
     AppCertificate, AppRegistration, DELEGATED_PASSWORD, DELEGATED_USER, FULL_APP_CLIENT_ID,
     FULL_APP_SECRET, Family, FaultKind, FaultPlan, MFA_USER, READ_APP_CLIENT_ID, READ_APP_SECRET,
@@ -19,11 +14,17 @@ use graph_emulator::{
 };
 use serde_json::{Value, json};
 
-fn presence_run(emu: &Emu, asset: &Value, dir: &Path, extra: &[&str]) -> common::Outcome {
+use crate::support::emulator::{
+    self, DISABLED_USER, EXPIRED_APP, Emulator, ME_ONLY_APP, PUBLIC_APP, USER_ID,
+};
+use crate::support::fake;
+use crate::support::process::{self, Outcome};
+
+fn presence_run(emu: &Emulator, asset: &Value, dir: &Path, extra: &[&str]) -> Outcome {
     let envelope = json!({"asset": asset, "inputs": {"id": USER_ID}}).to_string();
     let mut args = extra.to_vec();
     args.extend(["run", "get_presence"]);
-    let out = common::run(&args, envelope.as_bytes(), dir);
+    let out = process::run(&args, envelope.as_bytes(), dir);
     emu.assert_no_secrets(&out.stdout, Some(dir));
     emu.assert_no_secrets(&out.stderr, Some(dir));
     out
@@ -31,7 +32,7 @@ fn presence_run(emu: &Emu, asset: &Value, dir: &Path, extra: &[&str]) -> common:
 
 #[test]
 fn client_credentials_token_then_bearer_call() {
-    let emu = Emu::start();
+    let emu = Emulator::start();
     // One presence request a window: the first answer already reports 100 % use.
     emu.set_throttle(ThrottleConfig {
         presence: Some(RateLimit {
@@ -46,7 +47,7 @@ fn client_credentials_token_then_bearer_call() {
     let v = out.json();
     assert_eq!(v["json_body"]["availability"], "Available");
 
-    let tokens = emu.tokens();
+    let tokens = emu.token_log();
     assert_eq!(tokens.len(), 1);
     assert_eq!(tokens[0].status, 200, "the emulator accepted the secret");
     let asked = tokens[0].token.as_ref().unwrap();
@@ -62,7 +63,7 @@ fn client_credentials_token_then_bearer_call() {
     );
     assert!(!tokens[0].authorization, "no Authorization header either");
 
-    let graph = emu.graph();
+    let graph = emu.graph_log();
     assert_eq!(graph.len(), 1);
     let g = &graph[0];
     assert_eq!(g.method, "GET");
@@ -88,7 +89,7 @@ fn client_credentials_token_then_bearer_call() {
 
 #[test]
 fn token_errors_exit_3_with_code_and_advice() {
-    let emu = Emu::start();
+    let emu = Emulator::start();
     let base = emu.base_url();
     let cc = emu.asset("client_credentials");
     let with = |asset: &Value, changes: Value| {
@@ -169,7 +170,7 @@ fn token_errors_exit_3_with_code_and_advice() {
 
 #[test]
 fn password_grant_and_its_errors() {
-    let emu = Emu::start();
+    let emu = Emulator::start();
     // A public client: no secret in the asset, and the app has none to match.
     let mut asset = emu.asset("password");
     asset["client_id"] = json!(PUBLIC_APP);
@@ -177,7 +178,7 @@ fn password_grant_and_its_errors() {
     let dir = tempfile::tempdir().unwrap();
     let out = presence_run(&emu, &asset, dir.path(), &[]);
     assert_eq!(out.code, 0, "{}", out.stderr);
-    let tokens = emu.tokens();
+    let tokens = emu.token_log();
     assert_eq!(tokens[0].status, 200, "the emulator accepted the password");
     let asked = tokens[0].token.as_ref().unwrap();
     assert_eq!(asked.grant_type.as_deref(), Some("password"));
@@ -185,7 +186,7 @@ fn password_grant_and_its_errors() {
     assert!(asked.scope.as_deref().unwrap().contains("offline_access"));
     assert_eq!(asked.client_auth, "none", "a public client sends no secret");
     // offline_access was honoured: a refresh token is kept beside the access token.
-    assert_eq!(emu::cached_tokens(dir.path()).len(), 2);
+    assert_eq!(emulator::cached_tokens(dir.path()).len(), 2);
 
     for (username, password, code, hint) in [
         (MFA_USER, DELEGATED_PASSWORD, 50076, "MFA is required"),
@@ -219,7 +220,7 @@ fn unreachable_token_endpoint_is_a_network_error() {
         "login_url": "http://127.0.0.1:9", "tenant_id": "t", "client_id": "c",
         "client_secret": SECRET, "timeout_seconds": 2, "max_attempts": 2});
     let envelope = json!({"asset": asset, "inputs": {"id": USER_ID}}).to_string();
-    let out = common::run(
+    let out = process::run(
         &["-vvv", "run", "get_presence"],
         envelope.as_bytes(),
         dir.path(),
@@ -236,7 +237,7 @@ fn unreachable_token_endpoint_is_a_network_error() {
 
 #[test]
 fn second_process_reuses_the_cached_token() {
-    let emu = Emu::start();
+    let emu = Emulator::start();
     let dir = tempfile::tempdir().unwrap();
     let asset = emu.asset("client_credentials");
     for _ in 0..2 {
@@ -249,7 +250,7 @@ fn second_process_reuses_the_cached_token() {
         "the second run must make no token request"
     );
     // Both runs were served with the one token the emulator issued.
-    let graph = emu.graph();
+    let graph = emu.graph_log();
     assert_eq!(graph.len(), 2);
     assert!(graph.iter().all(|g| g.status == 200 && g.authorization));
 
@@ -284,7 +285,7 @@ fn second_process_reuses_the_cached_token() {
 
 #[test]
 fn concurrent_processes_share_one_token_request() {
-    let emu = Emu::start();
+    let emu = Emulator::start();
     // A slow token endpoint widens the window in which all four would ask.
     emu.fail_next(
         Some(Family::Token),
@@ -298,7 +299,7 @@ fn concurrent_processes_share_one_token_request() {
             let (asset, dir) = (asset.clone(), dir.path().to_path_buf());
             std::thread::spawn(move || {
                 let envelope = json!({"asset": asset, "inputs": {"id": USER_ID}}).to_string();
-                common::run(&["run", "get_presence"], envelope.as_bytes(), &dir)
+                process::run(&["run", "get_presence"], envelope.as_bytes(), &dir)
             })
         })
         .collect();
@@ -311,14 +312,14 @@ fn concurrent_processes_share_one_token_request() {
         1,
         "the lock lets one process ask, the others read the cache"
     );
-    assert_eq!(emu.graph().len(), 4);
+    assert_eq!(emu.graph_log().len(), 4);
 }
 
 #[test]
 fn refresh_token_rotates_across_three_runs() {
     // The emulator refuses a refresh token once redeemed (AADSTS70008), so three
     // good runs prove each one kept the refresh token the previous one received.
-    let emu = Emu::start();
+    let emu = Emulator::start();
     let dir = tempfile::tempdir().unwrap();
     let asset = emu.asset("refresh_token");
     for run in 0..3 {
@@ -328,7 +329,7 @@ fn refresh_token_rotates_across_three_runs() {
         // cached token is refused, and it must refresh with the rotated token.
         emu.advance_clock(Duration::from_secs(2 * 3600));
     }
-    let tokens = emu.tokens();
+    let tokens = emu.token_log();
     assert_eq!(tokens.len(), 3);
     for t in &tokens {
         assert_eq!(t.status, 200);
@@ -336,13 +337,13 @@ fn refresh_token_rotates_across_three_runs() {
         assert_eq!(asked.grant_type.as_deref(), Some("refresh_token"));
         assert_eq!(asked.client_id.as_deref(), Some(FULL_APP_CLIENT_ID));
     }
-    let statuses: Vec<u16> = emu.graph().iter().map(|g| g.status).collect();
+    let statuses: Vec<u16> = emu.graph_log().iter().map(|g| g.status).collect();
     assert_eq!(statuses, [200, 401, 200, 401, 200]);
 }
 
 #[test]
 fn expired_refresh_token_says_sign_in_again() {
-    let emu = Emu::start();
+    let emu = Emulator::start();
     let asset = emu.asset("refresh_token");
     emu.advance_clock(Duration::from_secs(91 * 24 * 3600));
     let out = presence_run(&emu, &asset, tempfile::tempdir().unwrap().path(), &["-vvv"]);
@@ -350,8 +351,8 @@ fn expired_refresh_token_says_sign_in_again() {
     let e = &out.json()["error"];
     assert_eq!(e["code"], "AADSTS700082");
     assert!(e["message"].as_str().unwrap().contains("sign in again"));
-    assert_eq!(emu.tokens().len(), 1);
-    assert!(emu.graph().is_empty());
+    assert_eq!(emu.token_log().len(), 1);
+    assert!(emu.graph_log().is_empty());
 }
 
 fn pem(label: &str, bytes: &[u8]) -> String {
@@ -393,7 +394,7 @@ fn client_certificate_sends_a_signed_assertion() {
         cert_der,
     ));
     let (key_pem, public_pem) = test_key();
-    let emu = Emu::start_with(|c| {
+    let emu = Emulator::start_with(|c| {
         c.tenant.apps.push(AppRegistration {
             client_id: CERT_APP.parse().unwrap(),
             display_name: "certificate app".into(),
@@ -420,7 +421,7 @@ fn client_certificate_sends_a_signed_assertion() {
 
     // The emulator verified the signature with the registered key, the thumbprint,
     // aud, iss, sub and the validity window; the rest is checked here.
-    let tokens = emu.tokens();
+    let tokens = emu.token_log();
     assert_eq!(tokens[0].status, 200);
     let asked = tokens[0].token.as_ref().unwrap();
     assert_eq!(asked.grant_type.as_deref(), Some("client_credentials"));
@@ -442,7 +443,7 @@ fn client_certificate_sends_a_signed_assertion() {
 
 #[test]
 fn a_bad_private_key_is_invalid_input_before_any_request() {
-    let emu = Emu::start();
+    let emu = Emulator::start();
     let mut asset = emu.asset("client_credentials");
     asset["type"] = json!("client_certificate");
     asset.as_object_mut().unwrap().remove("client_secret");
@@ -470,14 +471,14 @@ fn action<'a>(body: &'a Value, name: &str) -> &'a Value {
 
 #[test]
 fn check_reports_token_permissions_per_action() {
-    let emu = Emu::start();
+    let emu = Emulator::start();
     let dir = tempfile::tempdir().unwrap();
     let asset = emu.asset("client_credentials");
     // A cached token exists: check must still prove the credential with a fresh request.
     let warm = presence_run(&emu, &asset, dir.path(), &[]);
     assert_eq!(warm.code, 0, "{}", warm.stderr);
     let before = emu.log().len();
-    let out = common::run(
+    let out = process::run(
         &["check"],
         json!({"asset": asset}).to_string().as_bytes(),
         dir.path(),
@@ -494,7 +495,7 @@ fn check_reports_token_permissions_per_action() {
     assert_eq!(seen[1].query.as_deref(), Some("$select=id"));
     let body = &out.json()["json_body"];
     assert_eq!(body["token"]["type"], "app");
-    let granted: Vec<String> = emu::tenant().apps[0]
+    let granted: Vec<String> = emulator::tenant_with_edge_cases().apps[0]
         .permissions
         .iter()
         .map(|p| p.to_string())
@@ -509,7 +510,7 @@ fn check_reports_token_permissions_per_action() {
     let mut reader = asset.clone();
     reader["client_id"] = json!(READ_APP_CLIENT_ID);
     reader["client_secret"] = json!(READ_APP_SECRET);
-    let out = common::run(
+    let out = process::run(
         &["check"],
         json!({"asset": reader}).to_string().as_bytes(),
         dir.path(),
@@ -535,7 +536,7 @@ fn check_reports_token_permissions_per_action() {
 
 #[test]
 fn check_names_missing_permissions_and_fails_with_the_right_status() {
-    let emu = Emu::start();
+    let emu = Emulator::start();
     let dir = tempfile::tempdir().unwrap();
     // A user signed in to an app granted only User.Read: /me works, get_presence cannot.
     let refresh = emu
@@ -545,14 +546,14 @@ fn check_names_missing_permissions_and_fails_with_the_right_status() {
     asset["client_id"] = json!(ME_ONLY_APP.0);
     asset["client_secret"] = json!(ME_ONLY_APP.1);
     asset["refresh_token"] = json!(refresh);
-    let out = common::run(
+    let out = process::run(
         &["check"],
         json!({"asset": asset}).to_string().as_bytes(),
         dir.path(),
     );
     assert_eq!(out.code, 0, "{}", out.stderr);
     emu.assert_no_secrets(&out.stdout, Some(dir.path()));
-    let me = emu.graph();
+    let me = emu.graph_log();
     assert_eq!(me.len(), 1);
     assert_eq!((me[0].path.as_str(), me[0].status), ("/v1.0/me", 200));
     assert_eq!(me[0].query.as_deref(), Some("$select=id"));
@@ -571,7 +572,7 @@ fn check_names_missing_permissions_and_fails_with_the_right_status() {
 
     let mut bad = emu.asset("client_credentials");
     bad["client_secret"] = json!("not-the-secret");
-    let out = common::run(
+    let out = process::run(
         &["check"],
         json!({"asset": bad}).to_string().as_bytes(),
         dir.path(),
@@ -595,7 +596,7 @@ fn the_proxy_carries_every_request_and_its_credentials_stay_secret() {
     asset["http_proxy"] = json!(proxy);
     let envelope = json!({"asset": asset, "inputs": {"id": USER_ID}}).to_string();
     let dir = tempfile::tempdir().unwrap();
-    let out = common::run(
+    let out = process::run(
         &["-vvv", "run", "get_presence"],
         envelope.as_bytes(),
         dir.path(),
@@ -612,7 +613,7 @@ fn the_proxy_carries_every_request_and_its_credentials_stay_secret() {
 
 #[test]
 fn verify_ssl_false_is_warned_about() {
-    let emu = Emu::start();
+    let emu = Emulator::start();
     let mut asset = emu.asset("client_credentials");
     asset["verify_ssl"] = json!(false);
     let out = presence_run(&emu, &asset, tempfile::tempdir().unwrap().path(), &[]);
@@ -622,7 +623,7 @@ fn verify_ssl_false_is_warned_about() {
 
 #[test]
 fn a_failing_token_endpoint_is_retried() {
-    let emu = Emu::start();
+    let emu = Emulator::start();
     emu.fail_next(
         Some(Family::Token),
         1,
@@ -638,7 +639,7 @@ fn a_failing_token_endpoint_is_retried() {
         &[],
     );
     assert_eq!(out.code, 0, "{}", out.stderr);
-    let statuses: Vec<u16> = emu.tokens().iter().map(|t| t.status).collect();
+    let statuses: Vec<u16> = emu.token_log().iter().map(|t| t.status).collect();
     assert_eq!(statuses, [503, 200]);
     assert!(
         out.stderr.contains("retrying the token request"),
@@ -653,18 +654,18 @@ fn a_failing_token_endpoint_is_retried() {
     let out = presence_run(&emu, &asset, tempfile::tempdir().unwrap().path(), &[]);
     assert_eq!(out.code, 5, "{}", out.stderr);
     assert_eq!(out.json()["error"]["status_code"], 503);
-    assert_eq!(emu.tokens().len(), 4);
-    assert_eq!(emu.graph().len(), 1);
+    assert_eq!(emu.token_log().len(), 4);
+    assert_eq!(emu.graph_log().len(), 1);
 }
 
 #[test]
 fn refresh_token_without_a_cache_is_refused_before_it_is_burnt() {
     // Every answer rotates the refresh token; with nowhere to keep the new one the
     // seed would die after one run. Refused up front: exit 2, no token request.
-    let emu = Emu::start();
+    let emu = Emulator::start();
     let dir = tempfile::tempdir().unwrap();
     let envelope = json!({"asset": emu.asset("refresh_token"), "inputs": {"id": USER_ID}});
-    let out = common::run(
+    let out = process::run(
         &["--no-token-cache", "run", "get_presence"],
         envelope.to_string().as_bytes(),
         dir.path(),

@@ -7,13 +7,44 @@
 //! volatile fields (request ids, ports) are left out. Arrays match element by
 //! element and in length, so an expected `[]` means "none"; where a page means
 //! "begins with", it says so: `{starts_with: [...]}` matches an array whose first
-//! elements match those given (see [`common::STARTS_WITH`]).
+//! elements match those given (see [`STARTS_WITH`]).
 
-mod common;
-
-use graph_emulator::{self as emulator, EmulatorConfig, GenerateSpec, Tenant};
+use graph_emulator::GenerateSpec;
 use msgraph_connector::actions::ACTIONS;
 use serde_json::{Value, json};
+
+use crate::support::emulator::EmulatorSetup;
+use crate::support::process;
+
+/// In the expected results of `actions/*.yaml` examples, `{starts_with: [...]}` in
+/// place of an array means "an array beginning with these"; a plain array means
+/// exactly these (so `[]` means none).
+pub const STARTS_WITH: &str = "starts_with";
+
+/// The items of a `{starts_with: [...]}` marker.
+pub fn starts_with(v: &Value) -> Option<&[Value]> {
+    match v {
+        Value::Object(m) if m.len() == 1 => m.get(STARTS_WITH)?.as_array().map(Vec::as_slice),
+        _ => None,
+    }
+}
+
+/// An expected result with each marker replaced by its items: the shape of a real
+/// answer, for checking examples against the output schema.
+pub fn without_markers(v: &Value) -> Value {
+    if let Some(items) = starts_with(v) {
+        return Value::Array(items.iter().map(without_markers).collect());
+    }
+    match v {
+        Value::Array(a) => Value::Array(a.iter().map(without_markers).collect()),
+        Value::Object(m) => Value::Object(
+            m.iter()
+                .map(|(k, x)| (k.clone(), without_markers(x)))
+                .collect(),
+        ),
+        x => x.clone(),
+    }
+}
 
 fn subset(expected: &Value, actual: &Value, at: &str) -> Result<(), String> {
     let items = |e: &[Value], a: &[Value]| {
@@ -23,8 +54,8 @@ fn subset(expected: &Value, actual: &Value, at: &str) -> Result<(), String> {
             .try_for_each(|(i, (ev, av))| subset(ev, av, &format!("{at}/{i}")))
     };
     match (expected, actual) {
-        (e, Value::Array(a)) if common::starts_with(e).is_some() => {
-            let e = common::starts_with(e).unwrap_or_default();
+        (e, Value::Array(a)) if starts_with(e).is_some() => {
+            let e = starts_with(e).unwrap_or_default();
             if e.len() > a.len() {
                 return Err(format!(
                     "{at}: expected at least {} items, got {}",
@@ -83,16 +114,14 @@ fn the_matcher_tells_none_from_some_and_prefixes_from_lists() {
 
 #[test]
 fn every_action_example_runs_against_the_emulator() {
-    let tenant = Tenant::generate(&GenerateSpec {
+    let emu = EmulatorSetup::generated(GenerateSpec {
         users: 1000,
         sign_ins: 10000,
         seed: 1,
         ..Default::default()
-    });
-    let emu =
-        emulator::start_in_background("127.0.0.1:0".parse().unwrap(), EmulatorConfig::new(tenant))
-            .unwrap();
-    let asset = emu.asset_json("client_credentials").unwrap();
+    })
+    .start();
+    let asset = emu.asset("client_credentials");
     let mut failures = Vec::new();
     let mut ran = 0;
     for action in ACTIONS {
@@ -108,7 +137,7 @@ fn every_action_example_runs_against_the_emulator() {
             if let Some(state) = example.get("state") {
                 envelope["state"] = state.clone();
             }
-            let out = common::run(
+            let out = process::run(
                 &["run", action.meta.name],
                 envelope.to_string().as_bytes(),
                 dir.path(),

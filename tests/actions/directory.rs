@@ -1,14 +1,12 @@
 //! get_user, list_memberships, update_user and get_user_photo against the
 //! emulator over real HTTP, asserting the exact requests made.
 
-mod common;
-#[path = "support/actions.rs"]
-mod support;
-
 use base64::Engine;
 use graph_emulator::DELEGATED_USER;
 use serde_json::json;
-use support::{assert_graph_error, assert_invalid, line, no_secret_in};
+
+use crate::support::assertions::{assert_graph_error, assert_invalid, line, no_secret_in};
+use crate::support::emulator::EmulatorSetup;
 
 const SEAN: &str = "sean.o'brien@contoso.example";
 const RECEPTION: &str = "$svc-reception@contoso.example";
@@ -18,7 +16,7 @@ const MISSING_ID: &str = "00000000-0000-4000-8000-00000000dead";
 
 #[test]
 fn get_user_selects_checked_properties() {
-    let emu = support::start(8);
+    let emu = EmulatorSetup::users(8).start();
     let id = emu.user_id(5);
     let out = emu.run(
         "get_user",
@@ -49,7 +47,7 @@ fn get_user_selects_checked_properties() {
 
 #[test]
 fn get_user_by_dollar_upn_uses_key_form() {
-    let emu = support::start(8);
+    let emu = EmulatorSetup::users(8).start();
     let out = emu.run(
         "get_user",
         json!({"id": RECEPTION, "select": ["userPrincipalName"]}),
@@ -72,7 +70,7 @@ fn get_user_by_dollar_upn_uses_key_form() {
 
 #[test]
 fn get_user_errors() {
-    let emu = support::start(5);
+    let emu = EmulatorSetup::users(5).start();
     let out = emu.run(
         "get_user",
         json!({"id": "x", "select": ["displayName", "jobtitel"]}),
@@ -89,7 +87,7 @@ fn get_user_errors() {
 #[test]
 fn list_memberships_follows_every_page() {
     // 3,000 users: 120 groups, all with the delegated user in them, plus roles and units.
-    let emu = support::start(3000);
+    let emu = EmulatorSetup::users(3000).start();
     let out = emu.run("list_memberships", json!({"id": DELEGATED_USER}));
     assert_eq!(out.code, 0, "{}", out.stderr);
     let body = &out.json()["json_body"];
@@ -120,7 +118,7 @@ fn list_memberships_follows_every_page() {
 
 #[test]
 fn list_memberships_cast_and_search_add_consistency_level() {
-    let emu = support::start(60);
+    let emu = EmulatorSetup::users(60).start();
     let out = emu.run(
         "list_memberships",
         json!({"id": DELEGATED_USER, "type": "group", "search": "displayName:tier", "select": ["id", "displayName"]}),
@@ -168,7 +166,7 @@ fn list_memberships_cast_and_search_add_consistency_level() {
 
 #[test]
 fn list_memberships_max_items_returns_a_link_that_resumes() {
-    let emu = support::start(3000);
+    let emu = EmulatorSetup::users(3000).start();
     let out = emu.run(
         "list_memberships",
         json!({"id": DELEGATED_USER, "filter": "startswith(displayName,'Tier')", "max_items": 10}),
@@ -207,7 +205,7 @@ fn list_memberships_max_items_returns_a_link_that_resumes() {
 
 #[test]
 fn list_memberships_errors() {
-    let emu = support::start(5);
+    let emu = EmulatorSetup::users(5).start();
     let out = emu.run("list_memberships", json!({"id": "u", "type": "team"}));
     assert_invalid(&emu, &out, "/inputs/type");
     let out = emu.run("list_memberships", json!({"id": "u", "top": 1000}));
@@ -233,7 +231,7 @@ fn list_memberships_errors() {
 
 #[test]
 fn update_user_patches_and_answers_204() {
-    let emu = support::start(6);
+    let emu = EmulatorSetup::users(6).start();
     let id = emu.user_id(4);
     let out = emu.run(
         "update_user",
@@ -252,7 +250,7 @@ fn update_user_patches_and_answers_204() {
     );
     assert_eq!(log[0].status, 204);
     assert_eq!(log[0].content_type.as_deref(), Some("application/json"));
-    let user = emu.emu.user(&id).unwrap();
+    let user = emu.user(&id).unwrap();
     assert!(!user.account_enabled);
     assert_eq!(user.job_title.as_deref(), Some("Contained"));
 
@@ -261,12 +259,12 @@ fn update_user_patches_and_answers_204() {
         json!({"id": SEAN, "properties": {"jobTitle": null}}),
     );
     assert_eq!(out.code, 0, "{}", out.stderr);
-    assert_eq!(emu.emu.user(SEAN).unwrap().job_title, None);
+    assert_eq!(emu.user(SEAN).unwrap().job_title, None);
 }
 
 #[test]
 fn update_user_password_never_shows() {
-    let emu = support::start(6);
+    let emu = EmulatorSetup::users(6).start();
     let secret = "Xy!9-very-secret-Pw";
     let inputs = json!({"id": emu.user_id(4), "properties": {"passwordProfile": {
         "password": secret, "forceChangePasswordNextSignIn": true}}});
@@ -278,7 +276,7 @@ fn update_user_password_never_shows() {
     assert_graph_error(&out, 403, "Authorization_RequestDenied");
     no_secret_in(&out, secret);
     // A bad password field is refused without the value in the message.
-    let emu2 = support::start(1);
+    let emu2 = EmulatorSetup::users(1).start();
     let out = emu2.run(
         "update_user",
         json!({"id": "u", "properties": {"passwordProfile": {"password": secret, "bogus": secret}}}),
@@ -289,7 +287,7 @@ fn update_user_password_never_shows() {
 
 #[test]
 fn update_user_bad_inputs_make_no_request() {
-    let emu = support::start(3);
+    let emu = EmulatorSetup::users(3).start();
     for (inputs, pointer) in [
         (json!({"id": "u", "properties": {}}), "/inputs/properties"),
         (
@@ -325,7 +323,7 @@ fn update_user_bad_inputs_make_no_request() {
 
 #[test]
 fn update_user_not_found() {
-    let emu = support::start(3);
+    let emu = EmulatorSetup::users(3).start();
     let out = emu.run(
         "update_user",
         json!({"id": MISSING_ID, "properties": {"department": "X"}}),
@@ -337,7 +335,7 @@ fn update_user_not_found() {
 
 #[test]
 fn get_user_photo_base64_file_and_none() {
-    let emu = support::start(6);
+    let emu = EmulatorSetup::users(6).start();
     // Generated users 0, 3, 6, ... have a photo; 1, 2, 4, 5 have none.
     let with = emu.user_id(3);
     let out = emu.run("get_user_photo", json!({"id": with}));
@@ -398,7 +396,7 @@ fn get_user_photo_base64_file_and_none() {
 
 #[test]
 fn get_user_photo_errors() {
-    let emu = support::start(3);
+    let emu = EmulatorSetup::users(3).start();
     let out = emu.run("get_user_photo", json!({"id": "u", "size": "100x100"}));
     assert_invalid(&emu, &out, "/inputs/size");
     let out = emu.run(

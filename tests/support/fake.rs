@@ -3,15 +3,14 @@
 //! logged (with its raw headers) so tests prove what was sent.
 //!
 //! Why this is not the emulator: the project's tests talk to the built-in
-//! emulator (`tests/emu`), and this fake is kept only for what a faithful
+//! emulator (`support/emulator.rs`), and this fake is kept only for what a faithful
 //! tenant never does by design:
 //! - play an HTTP proxy, receiving absolute-form requests for another host
-//!   and their `Proxy-Authorization` header (`auth_tokens.rs`);
+//!   and their `Proxy-Authorization` header (`graph/auth.rs`);
 //! - answer with an `@odata.nextLink` that points at a foreign host, and be
-//!   that foreign host, to prove a token never goes there (`graph_http.rs`).
+//!   that foreign host, to prove a token never goes there (`graph/http.rs`).
 //!
 //! Anything else belongs in the emulator; extend it there, with a test.
-#![allow(dead_code)]
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};

@@ -2,57 +2,39 @@
 //! across late arrival, page boundaries, max_records cuts, throttling, faults and
 //! a run killed mid-pull.
 
-mod common;
-
 use std::collections::HashMap;
 use std::io::Write;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use graph_emulator::{
-    self as emulator, EmulatorConfig, FaultPlan, GenerateSpec, RunningEmulator, SignIn, Tenant,
-};
+use graph_emulator::{FaultPlan, GenerateSpec, SignIn};
 use jiff::{SignedDuration, Timestamp};
 use msgraph_connector::state::StateDb;
 use serde_json::{Value, json};
-use uuid::Uuid;
 
-const T0: &str = "2026-03-02T08:00:00Z";
+use crate::support::emulator::{self, Emulator, EmulatorSetup, T0};
+use crate::support::process::{self, Outcome};
 
-struct Emu {
-    emu: RunningEmulator,
-    asset: Value,
-    users: Vec<Uuid>,
-    dir: tempfile::TempDir,
+/// The emulator with the pull_sign_ins runs these tests make against it.
+struct SignInEmulator {
+    emu: Emulator,
 }
 
 /// An emulator with no sign-ins yet, its clock frozen at `T0`, and the audit-log
 /// throttle relaxed (on both sides) so that the suite stays fast.
-fn start(premium: bool) -> Emu {
-    let mut tenant = Tenant::generate(&GenerateSpec {
+fn start(premium: bool) -> SignInEmulator {
+    let emu = EmulatorSetup::generated(GenerateSpec {
         users: 10,
         sign_ins: 0,
         seed: 6,
         day: None,
-    });
-    tenant.premium = premium;
-    let users = tenant.users.iter().map(|u| u.id).collect();
-    let mut config = EmulatorConfig::new(tenant);
-    config.throttle.audit_logs = Some(emulator::RateLimit {
-        requests: 1000,
-        per: Duration::from_secs(1),
-    });
-    config.clock = Some(T0.parse().unwrap());
-    let emu = emulator::start_in_background("127.0.0.1:0".parse().unwrap(), config).unwrap();
-    let mut asset = emu.asset_json("client_credentials").unwrap();
-    asset["rate_limits"] = json!({"audit_logs": {"requests": 1000, "per_seconds": 1}});
-    asset["max_attempts"] = json!(10);
-    Emu {
-        emu,
-        asset,
-        users,
-        dir: tempfile::tempdir().unwrap(),
-    }
+    })
+    .premium(premium)
+    .relaxed_audit_logs()
+    .clock_frozen_at(T0)
+    .asset_setting("max_attempts", json!(10))
+    .start();
+    SignInEmulator { emu }
 }
 
 fn at(secs: i64) -> Timestamp {
@@ -62,41 +44,32 @@ fn at(secs: i64) -> Timestamp {
         .unwrap()
 }
 
-impl Emu {
+impl SignInEmulator {
     fn sign_in(&self, n: usize, created: Timestamp, late: i64) -> SignIn {
+        let users = &self.emu.tenant.users;
         SignIn {
-            id: Uuid::new_v4(),
-            created_date_time: created,
-            visible_at: Some(
-                created
-                    .checked_add(SignedDuration::from_secs(late))
-                    .unwrap(),
-            ),
-            user_id: self.users[n % self.users.len()],
-            app_id: Uuid::nil(),
             app_display_name: if n.is_multiple_of(3) {
                 "Azure Portal"
             } else {
                 "Office 365 Exchange Online"
             }
             .into(),
-            ip_address: format!("203.0.113.{}", n % 250).parse().unwrap(),
             error_code: if n.is_multiple_of(10) { 50126 } else { 0 },
-            client_app_used: "Browser".into(),
-            is_interactive: true,
-            city: None,
-            country_or_region: None,
-            operating_system: None,
-            browser: None,
+            ..emulator::sign_in(
+                users[n % users.len()].id,
+                created,
+                SignedDuration::from_secs(late),
+                &format!("203.0.113.{}", n % 250),
+            )
         }
     }
 
-    fn run(&self, inputs: Value, state: Option<&Value>) -> common::Outcome {
-        let envelope = json!({"asset": self.asset, "inputs": inputs, "state": state});
-        common::run(
+    fn run(&self, inputs: Value, state: Option<&Value>) -> Outcome {
+        let envelope = json!({"asset": self.emu.asset("client_credentials"), "inputs": inputs, "state": state});
+        process::run(
             &["run", "pull_sign_ins"],
             envelope.to_string().as_bytes(),
-            self.dir.path(),
+            self.emu.state.path(),
         )
     }
 
@@ -125,8 +98,8 @@ impl Emu {
 }
 
 /// The pull_sign_ins cursors kept in the store under the state dir.
-fn kept_cursors(e: &Emu) -> Vec<Value> {
-    let db = StateDb::open(e.dir.path()).unwrap();
+fn kept_cursors(e: &SignInEmulator) -> Vec<Value> {
+    let db = StateDb::open(e.emu.state.path()).unwrap();
     let conn = rusqlite::Connection::open(db.path()).unwrap();
     let mut stmt = conn
         .prepare("SELECT value FROM kv WHERE key LIKE 'pull_sign_ins.cursor.%' ORDER BY key")
@@ -285,10 +258,11 @@ fn a_run_killed_while_writing_output_leaves_no_file_and_the_rerun_loses_nothing(
     let out_dir = tempfile::tempdir().unwrap();
     let target = out_dir.path().join("sign-ins.jsonl");
     let inputs = json!({"since": T0, "top": 100, "output_path": target});
-    let envelope = json!({"asset": e.asset, "inputs": inputs, "state": old_state});
-    let mut child = Command::new(env!("CARGO_BIN_EXE_msgraph-connector"))
+    let envelope =
+        json!({"asset": e.emu.asset("client_credentials"), "inputs": inputs, "state": old_state});
+    let mut child = Command::new(process::BIN)
         .arg("--state-dir")
-        .arg(e.dir.path())
+        .arg(e.emu.state.path())
         .args(["run", "pull_sign_ins"])
         .env_remove("INPUTS")
         .env_remove("RUST_LOG")
@@ -378,7 +352,7 @@ fn state_kept_in_the_state_dir_continues_and_a_corrupted_one_is_exit_2() {
 
     // Kept in the state database: the state dir holds the token cache and the embedded
     // store's files, nothing else (pull_sign_ins makes no presence store).
-    let mut names: Vec<String> = std::fs::read_dir(e.dir.path())
+    let mut names: Vec<String> = std::fs::read_dir(e.emu.state.path())
         .unwrap()
         .map(|f| f.unwrap().file_name().to_string_lossy().into_owned())
         .filter(|n| n != "tokens" && !n.starts_with(StateDb::FILE_NAME))
@@ -390,7 +364,7 @@ fn state_kept_in_the_state_dir_continues_and_a_corrupted_one_is_exit_2() {
         "unexpected files in the state dir"
     );
     assert_eq!(kept_cursors(&e), vec![v["state"].clone()]);
-    let db = StateDb::open(e.dir.path()).unwrap();
+    let db = StateDb::open(e.emu.state.path()).unwrap();
     let conn = rusqlite::Connection::open(db.path()).unwrap();
     let keys: Vec<String> = conn
         .prepare("SELECT key FROM kv WHERE key LIKE 'pull_sign_ins.cursor.%'")
@@ -468,14 +442,11 @@ fn forbidden_explains_the_licence_and_the_permissions() {
     );
 
     let e = start(true);
-    let mut asset = e.asset.clone();
-    asset["client_id"] = json!(emulator::READ_APP_CLIENT_ID);
-    asset["client_secret"] = json!(emulator::READ_APP_SECRET);
-    let envelope = json!({"asset": asset, "inputs": {}});
-    let out = common::run(
+    let envelope = json!({"asset": e.emu.read_only_asset(), "inputs": {}});
+    let out = process::run(
         &["run", "pull_sign_ins"],
         envelope.to_string().as_bytes(),
-        e.dir.path(),
+        e.emu.state.path(),
     );
     assert_eq!(out.code, 4, "{}", out.stderr);
     let msg = out.json()["error"]["message"].as_str().unwrap().to_string();

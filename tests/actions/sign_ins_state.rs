@@ -1,8 +1,8 @@
 //! pull_sign_ins refuses states it cannot trust before any request leaves.
 
-mod common;
-
 use serde_json::{Value, json};
+
+use crate::support::process::{self, Outcome};
 
 /// An asset whose hosts answer nothing: these runs must fail before the network.
 fn asset() -> Value {
@@ -10,9 +10,9 @@ fn asset() -> Value {
            "tenant_id": "t", "client_id": "c", "client_secret": "s"})
 }
 
-fn run_with_state(state: Value, inputs: Value, dir: &std::path::Path) -> common::Outcome {
+fn run_with_state(state: Value, inputs: Value, dir: &std::path::Path) -> Outcome {
     let envelope = json!({"asset": asset(), "inputs": inputs, "state": state});
-    common::run(
+    process::run(
         &["run", "pull_sign_ins"],
         envelope.to_string().as_bytes(),
         dir,
@@ -70,7 +70,7 @@ fn filters_that_escape_the_window_or_set_it_are_refused() {
         "x eq 1) or (true",
         "createdDateTime ge 2020-01-01T00:00:00Z",
     ] {
-        let out = common::run_action(
+        let out = process::run_action(
             "pull_sign_ins",
             &asset(),
             &json!({"filter": filter}),

@@ -2,8 +2,6 @@
 //! action pages in step with the code; bad input refused with exit 2, a JSON
 //! pointer, and no connection made.
 
-mod common;
-
 use std::collections::BTreeSet;
 use std::net::TcpListener;
 use std::sync::Arc;
@@ -12,6 +10,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use msgraph_connector::actions::ACTIONS;
 use msgraph_connector::asset::{AssetSpec, AssetType};
 use serde_json::{Value, json};
+
+use crate::examples::without_markers;
+use crate::support::process;
 
 fn state_dir() -> tempfile::TempDir {
     tempfile::tempdir().unwrap()
@@ -61,7 +62,7 @@ impl ConnectionCounter {
 #[test]
 fn catalog_lists_every_action_once() {
     let dir = state_dir();
-    let out = common::run(&["actions"], b"", dir.path());
+    let out = process::run(&["actions"], b"", dir.path());
     assert_eq!(out.code, 0, "{}", out.stderr);
     let catalog = out.json();
     let names: Vec<&str> = catalog
@@ -97,7 +98,7 @@ fn every_schema_prints_and_is_draft_2020_12() {
         if output {
             args.push("--output");
         }
-        let out = common::run(&args, b"", dir.path());
+        let out = process::run(&args, b"", dir.path());
         assert_eq!(out.code, 0, "schema {target}: {}", out.stderr);
         let schema = out.json();
         assert_eq!(
@@ -417,7 +418,7 @@ fn action_pages_match_the_code_and_their_examples_fit_the_schemas() {
                 "{path} example {i}: needs the expected result"
             );
             if result.get("error").is_none() {
-                let result = common::without_markers(result);
+                let result = without_markers(result);
                 let errors: Vec<String> = output_schema
                     .iter_errors(&result)
                     .map(|e| e.to_string())
@@ -495,7 +496,7 @@ fn bad_input_is_refused_before_any_request() {
         ),
     ];
     for (what, stdin, pointer) in cases {
-        let out = common::run(&["run", "get_presence"], &stdin, dir.path());
+        let out = process::run(&["run", "get_presence"], &stdin, dir.path());
         assert_eq!(out.code, 2, "{what}: {}", out.stderr);
         let err = out.json();
         assert_eq!(err["error"]["kind"], "invalid_input", "{what}");
@@ -523,7 +524,7 @@ fn bad_input_is_refused_before_any_request() {
             "{what}: secret on stderr"
         );
     }
-    let out = common::run(&["run", "no_such_action"], b"{}", dir.path());
+    let out = process::run(&["run", "no_such_action"], b"{}", dir.path());
     assert_eq!(out.code, 2);
     assert!(
         out.json()["error"]["message"]
@@ -590,7 +591,7 @@ fn asset_and_inputs_from_files_and_turbine_environment() {
     let inputs_file = dir.path().join("inputs.json");
     std::fs::write(&asset_file, server.asset().to_string()).unwrap();
     std::fs::write(&inputs_file, json!({"id": 7}).to_string()).unwrap();
-    let out = common::run(
+    let out = process::run(
         &[
             "run",
             "get_presence",
@@ -608,7 +609,7 @@ fn asset_and_inputs_from_files_and_turbine_environment() {
     // Swimlane Turbine: one object in INPUTS, the asset's keys named in ASSET_KEYS.
     let mut all = server.asset();
     all["id"] = json!(["not", "a", "string"]);
-    let out = common::run_env(
+    let out = process::run_env(
         &["run", "get_presence"],
         b"",
         dir.path(),

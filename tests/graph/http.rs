@@ -4,14 +4,9 @@
 //! `GraphClient` where no action pages or writes yet. Requests are asserted from
 //! the emulator's request log. Only a nextLink to a foreign host needs `fake`.
 
-mod common;
-mod emu;
-mod fake;
-
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use emu::{Emu, GROUPS, USER_ID};
 use graph_emulator::{Family, FaultKind, FaultPlan, LogEntry, User};
 use msgraph_connector::ErrorKind;
 use msgraph_connector::graph::{
@@ -19,17 +14,21 @@ use msgraph_connector::graph::{
 };
 use serde_json::{Value, json};
 
-fn run_presence(emu: &Emu, asset: &Value, id: &str, dir: &Path) -> (common::Outcome, Duration) {
+use crate::support::emulator::{Emulator, GROUPS, USER_ID};
+use crate::support::fake;
+use crate::support::process::{self, Outcome};
+
+fn run_presence(emu: &Emulator, asset: &Value, id: &str, dir: &Path) -> (Outcome, Duration) {
     let envelope = json!({"asset": asset, "inputs": {"id": id}}).to_string();
     let started = Instant::now();
-    let out = common::run(&["-vvv", "run", "get_presence"], envelope.as_bytes(), dir);
+    let out = process::run(&["-vvv", "run", "get_presence"], envelope.as_bytes(), dir);
     let took = started.elapsed();
     emu.assert_no_secrets(&out.stdout, Some(dir));
     emu.assert_no_secrets(&out.stderr, Some(dir));
     (out, took)
 }
 
-fn fresh_presence(emu: &Emu, asset: &Value, id: &str) -> (common::Outcome, Duration) {
+fn fresh_presence(emu: &Emulator, asset: &Value, id: &str) -> (Outcome, Duration) {
     run_presence(emu, asset, id, tempfile::tempdir().unwrap().path())
 }
 
@@ -38,12 +37,12 @@ fn client(asset: Value) -> GraphClient {
     GraphClient::new(asset, ClientOptions::default()).unwrap()
 }
 
-fn family(emu: &Emu, family: &str) -> Vec<LogEntry> {
+fn family(emu: &Emulator, family: &str) -> Vec<LogEntry> {
     emu.request_log().family(family)
 }
 
 /// The URL a log entry was requested at.
-fn url_of(emu: &Emu, e: &LogEntry) -> String {
+fn url_of(emu: &Emulator, e: &LogEntry) -> String {
     match &e.query {
         Some(q) => format!("{}{}?{q}", emu.base_url(), e.path),
         None => format!("{}{}", emu.base_url(), e.path),
@@ -52,7 +51,7 @@ fn url_of(emu: &Emu, e: &LogEntry) -> String {
 
 #[test]
 fn fractional_retry_after_is_honoured_then_success() {
-    let emu = Emu::start();
+    let emu = Emulator::start();
     emu.fail_next(
         Some(Family::Presence),
         1,
@@ -85,7 +84,7 @@ fn fractional_retry_after_is_honoured_then_success() {
 
 #[test]
 fn a_503_storm_ends_in_exit_5_within_the_budget() {
-    let emu = Emu::start();
+    let emu = Emulator::start();
     emu.set_faults(FaultPlan::parse("presence:503=1,retry_after=0.3").unwrap());
     let mut asset = emu.asset("client_credentials");
     asset["max_attempts"] = json!(20);
@@ -110,7 +109,7 @@ fn a_503_storm_ends_in_exit_5_within_the_budget() {
     );
 
     // Without Retry-After: exponential backoff, capped by max_attempts.
-    let emu = Emu::start();
+    let emu = Emulator::start();
     emu.set_faults(FaultPlan::parse("presence:504=1,retry_after=none").unwrap());
     let mut asset = emu.asset("client_credentials");
     asset["max_attempts"] = json!(2);
@@ -131,11 +130,11 @@ fn a_503_storm_ends_in_exit_5_within_the_budget() {
 
 #[test]
 fn other_4xx_are_not_retried_and_keep_graph_metadata() {
-    let emu = Emu::start();
+    let emu = Emulator::start();
     let nobody = "0e0e0e0e-0000-4000-8000-000000000000";
     let (out, _) = fresh_presence(&emu, &emu.asset("client_credentials"), nobody);
     assert_eq!(out.code, 4, "{}", out.stderr);
-    let g = emu.graph();
+    let g = emu.graph_log();
     assert_eq!(g.len(), 1, "a 404 is not retried");
     assert_eq!(g[0].status, 404);
     let e = &out.json()["error"];
@@ -148,7 +147,7 @@ fn other_4xx_are_not_retried_and_keep_graph_metadata() {
 
 #[test]
 fn an_expired_token_is_renewed_once() {
-    let emu = Emu::start();
+    let emu = Emulator::start();
     let asset = emu.asset("client_credentials");
     let dir = tempfile::tempdir().unwrap();
     let (warm, _) = run_presence(&emu, &asset, USER_ID, dir.path());
@@ -172,13 +171,13 @@ fn an_expired_token_is_renewed_once() {
     );
 
     // A token Graph keeps refusing: one renewal, then the 401 is the answer.
-    let emu = Emu::start();
+    let emu = Emulator::start();
     emu.set_faults(FaultPlan::parse("token:expire_after=0").unwrap());
     let (out, _) = fresh_presence(&emu, &emu.asset("client_credentials"), USER_ID);
     assert_eq!(out.code, 4, "{}", out.stderr);
     assert_eq!(out.json()["error"]["code"], "InvalidAuthenticationToken");
-    assert_eq!(emu.tokens().len(), 2);
-    let statuses: Vec<u16> = emu.graph().iter().map(|e| e.status).collect();
+    assert_eq!(emu.token_log().len(), 2);
+    let statuses: Vec<u16> = emu.graph_log().iter().map(|e| e.status).collect();
     assert_eq!(statuses, [401, 401]);
 }
 
@@ -204,7 +203,7 @@ fn ids_cannot_change_the_path_or_query() {
         ),
     ];
     let id_of = |i: usize| format!("1d000000-0000-4000-8000-0000000000{i:02}");
-    let emu = Emu::start_with(|c| {
+    let emu = Emulator::start_with(|c| {
         for (i, (upn, _)) in cases.iter().enumerate() {
             let user: User = serde_json::from_value(
                 json!({"id": id_of(i), "userPrincipalName": upn, "displayName": upn}),
@@ -215,10 +214,10 @@ fn ids_cannot_change_the_path_or_query() {
     });
     let asset = emu.asset("client_credentials");
     for (i, (id, want)) in cases.into_iter().enumerate() {
-        let before = emu.graph().len();
+        let before = emu.graph_log().len();
         let (out, _) = fresh_presence(&emu, &asset, id);
         assert_eq!(out.code, 0, "{id}: {}", out.stderr);
-        let seen = &emu.graph()[before..];
+        let seen = &emu.graph_log()[before..];
         assert_eq!(seen.len(), 2, "{id}");
         let (path, query) = want.split_once('?').unwrap();
         assert_eq!(seen[0].path, path, "{id}");
@@ -234,7 +233,7 @@ fn ids_cannot_change_the_path_or_query() {
 
 #[tokio::test]
 async fn paging_follows_next_link_verbatim_across_a_token_expiry() {
-    let emu = Emu::start();
+    let emu = Emulator::start();
     let graph = client(emu.asset("client_credentials"));
     let request = GraphRequest::get(
         GraphPath::user(USER_ID).then("memberOf"),
@@ -336,7 +335,7 @@ async fn a_next_link_to_another_host_is_refused() {
 
 #[tokio::test]
 async fn collect_stops_at_max_items_and_says_where_to_resume() {
-    let emu = Emu::start();
+    let emu = Emulator::start();
     let graph = client(emu.asset("client_credentials"));
     let users = || {
         GraphRequest::get(GraphPath::new("users"), ApiFamily::Directory)
@@ -379,7 +378,7 @@ async fn collect_stops_at_max_items_and_says_where_to_resume() {
 
 #[tokio::test]
 async fn lost_connections_are_retried_only_for_reads() {
-    let emu = Emu::start();
+    let emu = Emulator::start();
     let mut asset = emu.asset("client_credentials");
     asset["max_attempts"] = json!(2);
     let graph = client(asset);
@@ -450,7 +449,7 @@ async fn lost_connections_are_retried_only_for_reads() {
 
 #[tokio::test]
 async fn pacing_spreads_a_burst_over_the_window() {
-    let emu = Emu::start();
+    let emu = Emulator::start();
     let mut asset = emu.asset("client_credentials");
     asset["rate_limits"] = json!({"audit_logs": {"requests": 2, "per_seconds": 0.5}});
     let graph = client(asset);

@@ -1,11 +1,14 @@
-//! Shared by the integration tests: run the real binary as a platform would.
-#![allow(dead_code)]
+//! Run the real binary as a platform would: an envelope on stdin, a clean
+//! environment, a state dir of the test's own.
 
 use std::io::Write;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
 use serde_json::Value;
+
+/// The connector binary Cargo built for these tests.
+pub const BIN: &str = env!("CARGO_BIN_EXE_msgraph-connector");
 
 /// What one process run produced.
 #[derive(Debug)]
@@ -33,8 +36,9 @@ pub fn run(args: &[&str], stdin: &[u8], state_dir: &Path) -> Outcome {
     run_env(args, stdin, state_dir, &[])
 }
 
+/// [`run`] with these environment variables set.
 pub fn run_env(args: &[&str], stdin: &[u8], state_dir: &Path, env: &[(&str, &str)]) -> Outcome {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_msgraph-connector"));
+    let mut cmd = Command::new(BIN);
     cmd.arg("--state-dir")
         .arg(state_dir)
         .args(args)
@@ -65,34 +69,4 @@ pub fn run_env(args: &[&str], stdin: &[u8], state_dir: &Path, env: &[(&str, &str
 pub fn run_action(action: &str, asset: &Value, inputs: &Value, state_dir: &Path) -> Outcome {
     let envelope = serde_json::json!({ "asset": asset, "inputs": inputs });
     run(&["run", action], envelope.to_string().as_bytes(), state_dir)
-}
-
-/// In the expected results of `actions/*.yaml` examples, `{starts_with: [...]}` in
-/// place of an array means "an array beginning with these"; a plain array means
-/// exactly these (so `[]` means none).
-pub const STARTS_WITH: &str = "starts_with";
-
-/// The items of a `{starts_with: [...]}` marker.
-pub fn starts_with(v: &Value) -> Option<&[Value]> {
-    match v {
-        Value::Object(m) if m.len() == 1 => m.get(STARTS_WITH)?.as_array().map(Vec::as_slice),
-        _ => None,
-    }
-}
-
-/// An expected result with each marker replaced by its items: the shape of a real
-/// answer, for checking examples against the output schema.
-pub fn without_markers(v: &Value) -> Value {
-    if let Some(items) = starts_with(v) {
-        return Value::Array(items.iter().map(without_markers).collect());
-    }
-    match v {
-        Value::Array(a) => Value::Array(a.iter().map(without_markers).collect()),
-        Value::Object(m) => Value::Object(
-            m.iter()
-                .map(|(k, x)| (k.clone(), without_markers(x)))
-                .collect(),
-        ),
-        x => x.clone(),
-    }
 }

@@ -2,7 +2,7 @@
 //! docs/benchmarks.md). Run them with the release binary:
 //!
 //! ```text
-//! cargo test --release --test signins_bench -- --ignored --nocapture --test-threads 1
+//! cargo test --release --test actions -- --ignored --nocapture --test-threads 1 sign_ins_bench
 //! ```
 //!
 //! * `backfill_100k_with_the_limit_lifted`: 100,000 generated sign-ins into an
@@ -16,11 +16,12 @@ use std::io::Write;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use graph_emulator::{self as emulator, EmulatorConfig, GenerateSpec, Tenant, ThrottleConfig};
+use graph_emulator::{GenerateSpec, ThrottleConfig};
 use jiff::Timestamp;
 use serde_json::{Value, json};
 
-const BIN: &str = env!("CARGO_BIN_EXE_msgraph-connector");
+use crate::support::emulator::{Emulator, EmulatorSetup};
+use crate::support::process::BIN;
 
 struct Measured {
     elapsed: Duration,
@@ -103,18 +104,17 @@ fn measure(asset: &Value, inputs: Value, state_dir: &std::path::Path) -> Measure
     }
 }
 
-fn generated(sign_ins: usize, throttle: ThrottleConfig) -> emulator::RunningEmulator {
-    let tenant = Tenant::generate(&GenerateSpec {
+fn generated(sign_ins: usize, throttle: ThrottleConfig) -> Emulator {
+    EmulatorSetup::generated(GenerateSpec {
         users: 2000,
         sign_ins,
         seed: 11,
         day: None,
-    });
-    let mut config = EmulatorConfig::new(tenant);
-    config.throttle = throttle;
+    })
+    .throttle(throttle)
     // The day after the generated working day: every sign-in is visible.
-    config.clock = Some("2025-06-03T12:00:00Z".parse::<Timestamp>().unwrap());
-    emulator::start_in_background("127.0.0.1:0".parse().unwrap(), config).unwrap()
+    .clock_frozen_at("2025-06-03T12:00:00Z")
+    .start()
 }
 
 #[test]
@@ -128,7 +128,7 @@ fn backfill_100k_with_the_limit_lifted() {
             ..ThrottleConfig::published()
         },
     );
-    let mut asset = emu.asset_json("client_credentials").unwrap();
+    let mut asset = emu.asset("client_credentials");
     asset["rate_limits"] = json!({"audit_logs": {"requests": 1000000, "per_seconds": 1}});
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("sign-ins.jsonl");
@@ -164,7 +164,7 @@ fn backfill_100k_with_the_limit_lifted() {
 #[ignore = "benchmark: takes about 80 s at the published limit"]
 fn paced_to_the_published_limit() {
     let emu = generated(45_000, ThrottleConfig::published());
-    let asset = emu.asset_json("client_credentials").unwrap();
+    let asset = emu.asset("client_credentials");
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("sign-ins.jsonl");
     let m = measure(

@@ -1,0 +1,9 @@
+//! The layers under the actions against the emulator on 127.0.0.1: HTTP (retries,
+//! paging, pacing, lost connections) and auth (token requests, the token cache,
+//! secrets staying secret).
+
+mod auth;
+mod http;
+
+#[path = "../support/mod.rs"]
+pub mod support;
