@@ -31,6 +31,7 @@ pub mod error;
 pub mod fastpath;
 pub mod graph;
 pub mod http;
+pub mod inputs;
 pub mod jsonl;
 pub mod office;
 pub mod runner;

@@ -7,7 +7,7 @@
 use schemars::JsonSchema;
 use serde::Deserialize;
 
-use super::set_office_presence::{Change, Output, apply, default_set_by};
+use super::set_office_presence::{ManualInput, Output, apply};
 use super::{Action, ActionMeta, Context, Reply};
 use crate::error::Result;
 use crate::office::ConfigInput;
@@ -15,22 +15,8 @@ use crate::office::ConfigInput;
 #[derive(Debug, Deserialize, JsonSchema)]
 #[schemars(deny_unknown_fields)]
 pub struct Input {
-    /// The user (UPN, any case), who must be in the configuration's users.
-    #[schemars(length(min = 1, max = 1024))]
-    pub user: String,
-    /// The day (YYYY-MM-DD). Default: today in `settings.time_zone`.
-    #[serde(default)]
-    #[schemars(extend("format" = "date"))]
-    pub date: Option<String>,
-    /// When the change takes effect (RFC 3339), e.g. the time the user said they arrived.
-    /// Default: now.
-    #[serde(default)]
-    #[schemars(extend("format" = "date-time"))]
-    pub at: Option<String>,
-    /// Who made the change, recorded with it.
-    #[serde(default = "default_set_by")]
-    #[schemars(length(min = 1, max = 256))]
-    pub set_by: String,
+    #[serde(flatten)]
+    pub change: ManualInput,
     #[serde(flatten)]
     pub config: ConfigInput,
 }
@@ -51,18 +37,7 @@ impl Action for ClearOfficePresence {
     };
 
     async fn run(ctx: &Context, input: Input) -> Result<Reply<Output>> {
-        let body = apply(
-            ctx,
-            Self::META.name,
-            &input.config,
-            Change {
-                user: &input.user,
-                place: None,
-                date: input.date.as_deref(),
-                at: input.at.as_deref(),
-                set_by: &input.set_by,
-            },
-        )?;
+        let body = apply(ctx, Self::META.name, &input.config, &input.change, None)?;
         Ok(Reply::ok(body))
     }
 }

@@ -12,10 +12,9 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::{Action, ActionMeta, Context, Reply, parse_time};
+use super::{Action, ActionMeta, Context, Reply};
 use crate::error::{Error, Result};
-use crate::office::{self, ConfigInput, EvaluateReport, SignInSource, now_or};
-use ip_presence::ProcessOptions;
+use crate::office::{self, ConfigInput, EvaluateReport, ProcessInput, SignInSource};
 
 #[derive(Debug, Deserialize, JsonSchema)]
 #[schemars(deny_unknown_fields)]
@@ -31,20 +30,8 @@ pub struct Input {
     pub sign_ins_path: Option<String>,
     #[serde(flatten)]
     pub config: ConfigInput,
-    /// "Now" for the late-arrival window (RFC 3339). Default: the current time. Give it to
-    /// replay old sign-ins.
-    #[serde(default)]
-    #[schemars(extend("format" = "date-time"))]
-    pub now: Option<String>,
-    /// Sign-ins whose calendar day is more than this many days before today (UTC) no
-    /// longer change anything, and the state forgets such days.
-    #[serde(default = "default_window")]
-    #[schemars(range(min = 0, max = 90))]
-    pub late_window_days: u16,
-}
-
-fn default_window() -> u16 {
-    ProcessOptions::DEFAULT_LATE_WINDOW_DAYS
+    #[serde(flatten)]
+    pub process: ProcessInput,
 }
 
 pub struct EvaluateIpPresence;
@@ -64,10 +51,7 @@ impl Action for EvaluateIpPresence {
 
     async fn run(ctx: &Context, input: Input) -> Result<Reply<EvaluateReport>> {
         let config = input.config.require()?;
-        let options = ProcessOptions {
-            now: now_or(parse_time(input.now.as_deref(), "/inputs/now")?),
-            late_window_days: input.late_window_days,
-        };
+        let options = input.process.options()?;
         let sign_ins = match (&input.sign_ins, &input.sign_ins_path) {
             (Some(_), Some(_)) => {
                 return Err(Error::invalid(

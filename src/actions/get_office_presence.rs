@@ -9,7 +9,8 @@ use serde::Deserialize;
 
 use super::{Action, ActionMeta, Context, Reply};
 use crate::error::Result;
-use crate::office::{ConfigInput, Office, WhoIsWhere, WhoQuery, parse_date};
+use crate::inputs::parse_date;
+use crate::office::{ConfigInput, Office, WhoIsWhere, WhoQuery};
 
 #[derive(Debug, Deserialize, JsonSchema)]
 #[schemars(deny_unknown_fields)]

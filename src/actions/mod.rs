@@ -28,7 +28,6 @@ use std::future::Future;
 use std::path::PathBuf;
 use std::pin::Pin;
 
-use jiff::Timestamp;
 use schemars::JsonSchema;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -37,22 +36,6 @@ use serde_json::{Map, Value};
 use crate::error::{Error, Result};
 use crate::graph::{GraphClient, GraphResponse, ResponseHeaders};
 use crate::schema;
-
-/// Parse an RFC 3339 time input (`since`, `until`, `now`, `at`), refused at `pointer`.
-pub fn parse_time(value: Option<&str>, pointer: &str) -> Result<Option<Timestamp>> {
-    value
-        .map(|s| {
-            s.parse::<Timestamp>().map_err(|e| {
-                Error::invalid(
-                    pointer,
-                    format!(
-                        "is not an RFC 3339 time with an offset (e.g. 2024-05-01T09:00:00Z): {e}"
-                    ),
-                )
-            })
-        })
-        .transpose()
-}
 
 /// What the catalog says about an action.
 #[derive(Debug, Clone, Copy)]

@@ -23,8 +23,9 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::{Action, ActionMeta, Context, Reply, parse_time};
+use super::{Action, ActionMeta, Context, Reply};
 use crate::error::{Error, Result};
+use crate::inputs::parse_time;
 use crate::jsonl::PartialFile;
 use crate::signins::{self, KeptCursor, PullOptions, SignInCursor, Window, WindowKind};
 use crate::state::StateDb;

@@ -7,17 +7,17 @@
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::{Action, ActionMeta, Context, Reply, parse_time};
+use super::{Action, ActionMeta, Context, Reply};
 use crate::error::{Error, Result};
-use crate::office::{ConfigInput, ManualChange, Office, PresenceChanges, now_or, parse_date};
+use crate::inputs::{parse_date, parse_time};
+use crate::office::{ConfigInput, ManualChange, Office, PresenceChanges, now_or};
 use ip_presence::Place;
 
 #[derive(Debug, Deserialize, JsonSchema)]
 #[schemars(deny_unknown_fields)]
 pub struct Input {
-    /// The user (UPN, any case), who must be in the configuration's users.
-    #[schemars(length(min = 1, max = 1024))]
-    pub user: String,
+    #[serde(flatten)]
+    pub change: ManualInput,
     /// The office (a configured location). Give this or `remote: true`.
     #[serde(default)]
     #[schemars(length(min = 1, max = 256))]
@@ -25,7 +25,18 @@ pub struct Input {
     /// The user is remote.
     #[serde(default)]
     pub remote: bool,
-    /// The day (YYYY-MM-DD). Default: today, in the zone of the location.
+    #[serde(flatten)]
+    pub config: ConfigInput,
+}
+
+/// What an administrator's set and clear share: who, which day, from when, by whom.
+#[derive(Debug, Deserialize, JsonSchema)]
+pub struct ManualInput {
+    /// The user (UPN, any case), who must be in the configuration's users.
+    #[schemars(length(min = 1, max = 1024))]
+    pub user: String,
+    /// The day (YYYY-MM-DD). Default: today, in the zone of the location (a clear:
+    /// of `settings.time_zone`).
     #[serde(default)]
     #[schemars(extend("format" = "date"))]
     pub date: Option<String>,
@@ -38,11 +49,9 @@ pub struct Input {
     #[serde(default = "default_set_by")]
     #[schemars(length(min = 1, max = 256))]
     pub set_by: String,
-    #[serde(flatten)]
-    pub config: ConfigInput,
 }
 
-pub(crate) fn default_set_by() -> String {
+fn default_set_by() -> String {
     "administrator".into()
 }
 
@@ -52,30 +61,22 @@ pub struct Output {
     pub changes: PresenceChanges,
 }
 
-/// What set and clear share: the user, the change, the day and the time it holds from.
-pub(crate) struct Change<'a> {
-    pub user: &'a str,
-    pub place: Option<Place>,
-    pub date: Option<&'a str>,
-    pub at: Option<&'a str>,
-    pub set_by: &'a str,
-}
-
-/// Record a manual change (set or clear).
+/// Record a manual change (set, or clear with no place).
 pub(crate) fn apply(
     ctx: &Context,
     action: &str,
     config: &ConfigInput,
-    change: Change<'_>,
+    input: &ManualInput,
+    place: Option<Place>,
 ) -> Result<Output> {
     let office = Office::open(ctx.state_dir.as_deref(), action)?;
     let config = office.config(config)?;
     let change = ManualChange {
-        user: change.user,
-        place: change.place,
-        date: parse_date(change.date, "/inputs/date")?,
-        at: now_or(parse_time(change.at, "/inputs/at")?),
-        set_by: change.set_by,
+        user: &input.user,
+        place,
+        date: parse_date(input.date.as_deref(), "/inputs/date")?,
+        at: now_or(parse_time(input.at.as_deref(), "/inputs/at")?),
+        set_by: &input.set_by,
     };
     let changes = office.set_manual(config, change)?;
     Ok(Output { changes })
@@ -119,13 +120,8 @@ impl Action for SetOfficePresence {
             ctx,
             Self::META.name,
             &input.config,
-            Change {
-                user: &input.user,
-                place: Some(place),
-                date: input.date.as_deref(),
-                at: input.at.as_deref(),
-                set_by: &input.set_by,
-            },
+            &input.change,
+            Some(place),
         )?;
         Ok(Reply::ok(body))
     }

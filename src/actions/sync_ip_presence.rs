@@ -8,10 +8,10 @@ use jiff::SignedDuration;
 use schemars::JsonSchema;
 use serde::Deserialize;
 
-use super::{Action, ActionMeta, Context, Reply, parse_time};
+use super::{Action, ActionMeta, Context, Reply};
 use crate::error::Result;
-use crate::office::{ConfigInput, Office, SyncOptions, SyncReport, now_or};
-use ip_presence::ProcessOptions;
+use crate::inputs::parse_time;
+use crate::office::{ConfigInput, Office, ProcessInput, SyncOptions, SyncReport};
 
 #[derive(Debug, Deserialize, JsonSchema)]
 #[schemars(deny_unknown_fields)]
@@ -27,24 +27,12 @@ pub struct Input {
     #[serde(default = "default_lookback")]
     #[schemars(range(min = 0, max = 10080))]
     pub lookback_minutes: u32,
-    /// "Now" for the late-arrival window and retention (RFC 3339). Default: the current
-    /// time. Give it to replay old sign-ins.
-    #[serde(default)]
-    #[schemars(extend("format" = "date-time"))]
-    pub now: Option<String>,
-    /// Sign-ins whose calendar day is more than this many days before today (UTC) no
-    /// longer change anything.
-    #[serde(default = "default_window")]
-    #[schemars(range(min = 0, max = 90))]
-    pub late_window_days: u16,
+    #[serde(flatten)]
+    pub process: ProcessInput,
 }
 
 fn default_lookback() -> u32 {
     30
-}
-
-fn default_window() -> u16 {
-    ProcessOptions::DEFAULT_LATE_WINDOW_DAYS
 }
 
 pub struct SyncIpPresence;
@@ -65,16 +53,13 @@ impl Action for SyncIpPresence {
     async fn run(ctx: &Context, input: Input) -> Result<Reply<SyncReport>> {
         let office = Office::open(ctx.state_dir.as_deref(), Self::META.name)?;
         let since = parse_time(input.since.as_deref(), "/inputs/since")?;
-        let now = now_or(parse_time(input.now.as_deref(), "/inputs/now")?);
+        let process = input.process.options()?;
         // Checked before any request: a bad configuration makes no network call.
         let config = office.config(&input.config)?;
         let options = SyncOptions {
             since,
             lookback: SignedDuration::from_mins(i64::from(input.lookback_minutes)),
-            process: ProcessOptions {
-                now,
-                late_window_days: input.late_window_days,
-            },
+            process,
             progress: false,
         };
         let (body, headers) = office.sync(ctx.graph()?, config, &options).await?;

@@ -14,9 +14,11 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::Value;
 
+use super::store::now_or;
 use crate::error::{Detail, Error, Result};
+use crate::inputs::parse_time;
 use crate::state::StateDb;
-use ip_presence::{ConfigError, IpRange, PresenceConfig, Settings, TrackedUser};
+use ip_presence::{ConfigError, IpRange, PresenceConfig, ProcessOptions, Settings, TrackedUser};
 
 /// Key of the presence configuration the last sync used, in the state database.
 pub const CONFIG_KEY: &str = "ip_presence.config";
@@ -108,6 +110,36 @@ impl ConfigInput {
                         .join("; ")
                 ),
             )
+        })
+    }
+}
+
+/// How sign-ins are processed: the inputs that `evaluate_ip_presence` and
+/// `sync_ip_presence` share.
+#[derive(Debug, Deserialize, JsonSchema)]
+pub struct ProcessInput {
+    /// "Now" for the late-arrival window and retention (RFC 3339). Default: the
+    /// current time. Give it to replay old sign-ins.
+    #[serde(default)]
+    #[schemars(extend("format" = "date-time"))]
+    pub now: Option<String>,
+    /// Sign-ins whose calendar day is more than this many days before today (UTC) no
+    /// longer change anything, and such days are forgotten.
+    #[serde(default = "default_late_window")]
+    #[schemars(range(min = 0, max = 90))]
+    pub late_window_days: u16,
+}
+
+fn default_late_window() -> u16 {
+    ProcessOptions::DEFAULT_LATE_WINDOW_DAYS
+}
+
+impl ProcessInput {
+    /// The engine's options (a bad `now` is refused at `/inputs/now`).
+    pub fn options(&self) -> Result<ProcessOptions> {
+        Ok(ProcessOptions {
+            now: now_or(parse_time(self.now.as_deref(), "/inputs/now")?),
+            late_window_days: self.late_window_days,
         })
     }
 }

@@ -27,11 +27,11 @@ use crate::error::Result;
 use crate::state::StateDb;
 use ip_presence::{PresenceConfig, PresenceStore};
 
-pub use config::ConfigInput;
+pub use config::{ConfigInput, ProcessInput};
 pub use evaluate::{EvaluateReport, SignInSource, evaluate};
 pub use manual::ManualChange;
 pub use report::{PresenceChanges, sign_in_of};
-pub use store::{now_or, parse_date, store_error};
+pub use store::{now_or, store_error};
 pub use sync::{CURSOR_KEY, PullSummary, SyncOptions, SyncReport};
 pub use who::{WhoIsWhere, WhoQuery};
 

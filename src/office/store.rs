@@ -42,16 +42,6 @@ pub fn store_error(e: PresenceError) -> Error {
     }
 }
 
-/// Parse a `YYYY-MM-DD` input.
-pub fn parse_date(value: Option<&str>, pointer: &str) -> Result<Option<Date>> {
-    value
-        .map(|s| {
-            s.parse::<Date>()
-                .map_err(|e| Error::invalid(pointer, format!("is not a date YYYY-MM-DD: {e}")))
-        })
-        .transpose()
-}
-
 /// "Now" for the engine: the input, else the clock.
 pub fn now_or(input: Option<Timestamp>) -> Timestamp {
     input.unwrap_or_else(Timestamp::now)
