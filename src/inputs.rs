@@ -31,3 +31,8 @@ pub fn parse_date(value: Option<&str>, pointer: &str) -> Result<Option<Date>> {
         })
         .transpose()
 }
+
+/// "Now" for the engine: the input, else the clock.
+pub fn now_or(input: Option<Timestamp>) -> Timestamp {
+    input.unwrap_or_else(Timestamp::now)
+}

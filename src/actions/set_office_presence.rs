@@ -9,8 +9,8 @@ use serde::{Deserialize, Serialize};
 
 use super::{Action, ActionMeta, Context, Reply};
 use crate::error::{Error, Result};
-use crate::inputs::{parse_date, parse_time};
-use crate::office::{ConfigInput, ManualChange, Office, PresenceChanges, now_or};
+use crate::inputs::{now_or, parse_date, parse_time};
+use crate::office::{ConfigInput, ManualChange, Office, PresenceChanges};
 use ip_presence::Place;
 
 #[derive(Debug, Deserialize, JsonSchema)]

@@ -14,9 +14,8 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::store::now_or;
 use crate::error::{Detail, Error, Result};
-use crate::inputs::parse_time;
+use crate::inputs::{now_or, parse_time};
 use crate::state::StateDb;
 use ip_presence::{ConfigError, IpRange, PresenceConfig, ProcessOptions, Settings, TrackedUser};
 

@@ -31,7 +31,7 @@ pub use config::{ConfigInput, ProcessInput};
 pub use evaluate::{EvaluateReport, SignInSource, evaluate};
 pub use manual::ManualChange;
 pub use report::{PresenceChanges, sign_in_of};
-pub use store::{now_or, store_error};
+pub use store::store_error;
 pub use sync::{CURSOR_KEY, PullSummary, SyncOptions, SyncReport};
 pub use who::{WhoIsWhere, WhoQuery};
 

@@ -42,11 +42,6 @@ pub fn store_error(e: PresenceError) -> Error {
     }
 }
 
-/// "Now" for the engine: the input, else the clock.
-pub fn now_or(input: Option<Timestamp>) -> Timestamp {
-    input.unwrap_or_else(Timestamp::now)
-}
-
 /// Today in the configuration's default zone.
 pub fn today(config: &PresenceConfig, now: Timestamp) -> Date {
     let tz = jiff::tz::TimeZone::get(&config.settings.time_zone).unwrap_or(jiff::tz::TimeZone::UTC);
