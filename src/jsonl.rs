@@ -1,14 +1,107 @@
-//! Output files that are all or nothing: JSON lines written to a partial file beside
-//! the target and renamed onto it only when complete, so a killed run leaves no half
-//! file at the target (used by `pull_sign_ins`'s `output_path`).
+//! Output files (`output_path` of `pull_sign_ins` and `get_user_photo`): where they
+//! may go ([`check_output_path`]), and writes that are all or nothing: JSON lines
+//! written to a partial file beside the target and renamed onto it only when
+//! complete, so a killed run leaves no half file at the target. Output files are
+//! created 0600, like the store: sign-ins and photos are personal data.
 
-use std::fs::File;
+use std::fs::{File, OpenOptions};
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
 use crate::error::{Error, Result};
+
+/// Refuse, before any request, an output path we must not replace: anything but
+/// a regular file or a name not yet taken in an existing directory (a directory,
+/// FIFO, device or socket, or a symbolic link to one of those or to nothing), and
+/// anything inside the state dir, whose store and token cache a rename would
+/// destroy. Links are resolved before the state dir is compared. (What is at the
+/// path can still change between this check and the final rename; the rename then
+/// replaces the new directory entry, and never writes into a device or FIFO.)
+pub fn check_output_path(target: &Path, state_dir: Option<&Path>, pointer: &str) -> Result<()> {
+    let bad = |m: String| Error::invalid(pointer, m);
+    let shown = target.display();
+    let Some(name) = target.file_name() else {
+        return Err(bad("must name a file".into()));
+    };
+    let dir = parent_dir(target);
+    let real_dir = dir
+        .canonicalize()
+        .ok()
+        .filter(|d| d.is_dir())
+        .ok_or_else(|| bad(format!("its directory {} does not exist", dir.display())))?;
+    let real = match std::fs::symlink_metadata(target) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => real_dir.join(name),
+        Err(e) => return Err(bad(format!("cannot inspect {shown}: {e}"))),
+        Ok(_) => {
+            let meta = std::fs::metadata(target)
+                .map_err(|_| bad(format!("{shown} is a symbolic link to nothing")))?;
+            if !meta.is_file() {
+                return Err(bad(format!(
+                    "{shown} is {}; only a regular file or a new name is replaced",
+                    describe(&meta.file_type())
+                )));
+            }
+            target
+                .canonicalize()
+                .map_err(|e| bad(format!("cannot inspect {shown}: {e}")))?
+        }
+    };
+    if let Some(state) = state_dir.and_then(|d| d.canonicalize().ok())
+        && (real.starts_with(&state) || real_dir.starts_with(&state))
+    {
+        return Err(bad(format!(
+            "{shown} is inside the state dir (--state-dir), which holds the token cache \
+             and the store; write output elsewhere"
+        )));
+    }
+    Ok(())
+}
+
+fn describe(kind: &std::fs::FileType) -> &'static str {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::FileTypeExt;
+        if kind.is_fifo() {
+            return "a FIFO";
+        }
+        if kind.is_char_device() {
+            return "a character device";
+        }
+        if kind.is_block_device() {
+            return "a block device";
+        }
+        if kind.is_socket() {
+            return "a socket";
+        }
+    }
+    if kind.is_dir() {
+        "a directory"
+    } else {
+        "not a regular file"
+    }
+}
+
+/// The directory a file path lives in (`.` for a bare name).
+pub fn parent_dir(path: &Path) -> &Path {
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    }
+}
+
+/// A new file readable and writable by its owner only.
+pub fn create_private(path: &Path) -> std::io::Result<File> {
+    let mut options = OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    options.open(path)
+}
 
 /// JSON lines written beside the target and renamed onto it only when complete.
 pub struct PartialFile {
@@ -37,7 +130,7 @@ impl PartialFile {
         let prefix = format!(".{name}.partial-");
         remove_stale_partials(&dir, &prefix);
         let tmp = dir.join(format!("{prefix}{}", std::process::id()));
-        let file = File::create(&tmp)
+        let file = create_private(&tmp)
             .map_err(|e| bad(format!("cannot create a file in {}: {e}", dir.display())))?;
         Ok(PartialFile {
             target: target.to_path_buf(),
@@ -147,5 +240,73 @@ mod tests {
             .err()
             .unwrap();
         assert_eq!(e.details[0].path, "/inputs/output_path");
+    }
+
+    #[test]
+    fn output_paths_that_must_not_be_replaced_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path().join("state");
+        std::fs::create_dir(&state).unwrap();
+        std::fs::write(state.join("presence.sqlite3"), "store").unwrap();
+        let out = dir.path().join("out");
+        std::fs::create_dir(&out).unwrap();
+        let check = |p: &Path| check_output_path(p, Some(&state), "/inputs/output_path");
+        // A new name and a regular file are fine.
+        check(&out.join("new.jsonl")).unwrap();
+        std::fs::write(out.join("old.jsonl"), "x").unwrap();
+        check(&out.join("old.jsonl")).unwrap();
+        let refused = |p: &Path, why: &str| {
+            let e = check(p)
+                .err()
+                .unwrap_or_else(|| panic!("{} accepted", p.display()));
+            assert_eq!(e.exit_code(), 2);
+            assert_eq!(e.details[0].path, "/inputs/output_path");
+            assert!(
+                e.details[0].message.contains(why),
+                "{}",
+                e.details[0].message
+            );
+        };
+        refused(&out, "a directory");
+        refused(Path::new("/dev/null"), "a character device");
+        refused(&state.join("presence.sqlite3"), "inside the state dir");
+        refused(&state.join("new.jsonl"), "inside the state dir");
+        refused(&out.join("missing/x.jsonl"), "does not exist");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::symlink;
+            symlink("/dev/null", out.join("null")).unwrap();
+            refused(&out.join("null"), "a character device");
+            symlink(state.join("presence.sqlite3"), out.join("store")).unwrap();
+            refused(&out.join("store"), "inside the state dir");
+            symlink(&state, out.join("state-link")).unwrap();
+            refused(&out.join("state-link/x.jsonl"), "inside the state dir");
+            symlink(out.join("nothing"), out.join("dangling")).unwrap();
+            refused(&out.join("dangling"), "to nothing");
+            let fifo = out.join("fifo");
+            let made = std::process::Command::new("mkfifo").arg(&fifo).status();
+            if made.is_ok_and(|s| s.success()) {
+                refused(&fifo, "a FIFO");
+            }
+        }
+        assert_eq!(
+            std::fs::read_to_string(state.join("presence.sqlite3")).unwrap(),
+            "store"
+        );
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn output_files_are_private() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("out.jsonl");
+        std::fs::write(&target, "old").unwrap();
+        std::fs::set_permissions(&target, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let mut f = PartialFile::create(&target, "/inputs/output_path").unwrap();
+        f.write(&json!({"id": "a"})).unwrap();
+        f.commit().unwrap();
+        let mode = std::fs::metadata(&target).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
     }
 }
