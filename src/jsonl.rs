@@ -4,11 +4,11 @@
 //! complete, so a killed run leaves no half file at the target. Output files are
 //! created 0600, like the store: sign-ins and photos are personal data.
 
-use std::fs::{File, OpenOptions};
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
+use tempfile::NamedTempFile;
 
 use crate::error::{Error, Result};
 
@@ -91,28 +91,29 @@ pub fn parent_dir(path: &Path) -> &Path {
     }
 }
 
-/// A new file readable and writable by its owner only.
-pub fn create_private(path: &Path) -> std::io::Result<File> {
-    let mut options = OpenOptions::new();
-    options.write(true).create_new(true);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600);
-    }
-    options.open(path)
+/// A temporary file in `dir` named `{prefix}{random}`, created with `O_CREAT|O_EXCL`
+/// (so never through a planted symbolic link, never over another file) and mode
+/// 0600: `tempfile::Builder::tempfile_in`, whose docs state both. Dropped
+/// unpersisted, it removes itself.
+pub fn private_temp_in(dir: &Path, prefix: &str) -> std::io::Result<NamedTempFile> {
+    tempfile::Builder::new()
+        .prefix(prefix)
+        .rand_bytes(12)
+        .tempfile_in(dir)
 }
 
 /// JSON lines written beside the target and renamed onto it only when complete.
 pub struct PartialFile {
     target: PathBuf,
-    tmp: PathBuf,
-    out: BufWriter<File>,
+    out: BufWriter<NamedTempFile>,
     pointer: &'static str,
 }
 
 impl PartialFile {
     /// Start writing `target`; errors point at `pointer` (the input that named it).
+    /// The partial file is `.{name}.partial-{pid}.{random}`: the pid lets a later
+    /// run remove what a killed one left, the random part makes the name
+    /// unguessable, so nobody can plant a link there first.
     pub fn create(target: &Path, pointer: &'static str) -> Result<Self> {
         let bad = |m: String| Error::invalid(pointer, m);
         let name = target
@@ -120,21 +121,16 @@ impl PartialFile {
             .ok_or_else(|| bad("names no file".into()))?
             .to_string_lossy()
             .into_owned();
-        let dir = match target.parent() {
-            Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-            _ => PathBuf::from("."),
-        };
+        let dir = parent_dir(target).to_path_buf();
         if target.is_dir() {
             return Err(bad(format!("{} is a directory", target.display())));
         }
         let prefix = format!(".{name}.partial-");
         remove_stale_partials(&dir, &prefix);
-        let tmp = dir.join(format!("{prefix}{}", std::process::id()));
-        let file = create_private(&tmp)
+        let file = private_temp_in(&dir, &format!("{prefix}{}.", std::process::id()))
             .map_err(|e| bad(format!("cannot create a file in {}: {e}", dir.display())))?;
         Ok(PartialFile {
             target: target.to_path_buf(),
-            tmp,
             out: BufWriter::with_capacity(256 * 1024, file),
             pointer,
         })
@@ -151,7 +147,7 @@ impl PartialFile {
     fn io_error(&self, e: std::io::Error) -> Error {
         Error::invalid(
             self.pointer,
-            format!("cannot write {}: {e}", self.tmp.display()),
+            format!("cannot write {}: {e}", self.out.get_ref().path().display()),
         )
     }
 
@@ -159,17 +155,16 @@ impl PartialFile {
     pub fn commit(self) -> Result<String> {
         let PartialFile {
             target,
-            tmp,
             out,
             pointer,
         } = self;
+        // On failure the temporary file is dropped, which removes it.
         let done = out
             .into_inner()
             .map_err(|e| e.into_error())
-            .and_then(|f| f.sync_all())
-            .and_then(|()| std::fs::rename(&tmp, &target));
+            .and_then(|f| f.as_file().sync_all().map(|()| f))
+            .and_then(|f| f.persist(&target).map(drop).map_err(|e| e.error));
         if let Err(e) = done {
-            let _ = std::fs::remove_file(&tmp);
             return Err(Error::invalid(
                 pointer,
                 format!("cannot complete {}: {e}", target.display()),
@@ -181,7 +176,6 @@ impl PartialFile {
     /// Give up: remove the partial file.
     pub fn abandon(self) {
         drop(self.out);
-        let _ = std::fs::remove_file(&self.tmp);
     }
 }
 
@@ -196,7 +190,12 @@ fn remove_stale_partials(dir: &Path, prefix: &str) {
     };
     for entry in entries.flatten() {
         let name = entry.file_name();
-        let Some(pid) = name.to_str().and_then(|n| n.strip_prefix(prefix)) else {
+        // `{pid}.{random}` (or `{pid}`, as runs before the random part wrote).
+        let Some(pid) = name
+            .to_str()
+            .and_then(|n| n.strip_prefix(prefix))
+            .and_then(|rest| rest.split('.').next())
+        else {
             continue;
         };
         if pid.parse::<u32>().is_ok() && !Path::new("/proc").join(pid).exists() {
@@ -215,10 +214,23 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let target = dir.path().join("out.jsonl");
         // A leftover of a killed run whose process is gone.
+        // Leftovers of killed runs whose process is gone, as older runs named them
+        // and as runs name them now.
         let stale = dir.path().join(".out.jsonl.partial-4000000000");
         std::fs::write(&stale, "{\"id\":").unwrap();
+        let stale_new = dir
+            .path()
+            .join(".out.jsonl.partial-4000000001.aZ3kQ9xW2mP1");
+        std::fs::write(&stale_new, "{\"id\":").unwrap();
+        // A live run's partial file (this process) is left alone.
+        let live = dir
+            .path()
+            .join(format!(".out.jsonl.partial-{}.live", std::process::id()));
+        std::fs::write(&live, "").unwrap();
         let mut f = PartialFile::create(&target, "/inputs/output_path").unwrap();
-        assert!(!stale.exists());
+        assert!(!stale.exists() && !stale_new.exists());
+        assert!(live.exists());
+        std::fs::remove_file(&live).unwrap();
         f.write(&json!({"id": "a"})).unwrap();
         f.write(&json!({"id": "b"})).unwrap();
         assert!(!target.exists());
@@ -308,5 +320,32 @@ mod tests {
         f.commit().unwrap();
         let mode = std::fs::metadata(&target).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o600);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_planted_link_at_the_partial_name_is_never_followed() {
+        // Issue 19, item 3: the partial file's name was `.{name}.partial-{pid}`, so a
+        // link planted there made the run write sign-ins into the link's target.
+        let dir = tempfile::tempdir().unwrap();
+        let victim = dir.path().join("victim");
+        std::fs::write(&victim, "precious").unwrap();
+        let target = dir.path().join("out.jsonl");
+        let planted = dir
+            .path()
+            .join(format!(".out.jsonl.partial-{}", std::process::id()));
+        std::os::unix::fs::symlink(&victim, &planted).unwrap();
+        let mut f = PartialFile::create(&target, "/inputs/output_path").unwrap();
+        f.write(&json!({"id": "a"})).unwrap();
+        f.commit().unwrap();
+        assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious");
+        assert_eq!(
+            std::fs::read_to_string(&target).unwrap(),
+            "{\"id\":\"a\"}\n"
+        );
+        assert!(
+            planted.is_symlink(),
+            "the planted link itself is left alone"
+        );
     }
 }

@@ -21,7 +21,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::graph::{
     ApiFamily, GraphClient, GraphPath, GraphRequest, GraphResponse, ResponseHeaders,
 };
-use crate::jsonl::{check_output_path, create_private, parent_dir};
+use crate::jsonl::{check_output_path, parent_dir, private_temp_in};
 
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -189,28 +189,20 @@ pub fn header(headers: &ResponseHeaders, name: &str) -> Option<String> {
         })
 }
 
-/// Write `bytes` to a temporary file in `path`'s directory, then rename it over `path`.
+/// Write `bytes` to a private temporary file with an unguessable name in
+/// `path`'s directory ([`private_temp_in`]), then rename it over `path`.
 pub fn write_atomically(path: &Path, bytes: &[u8], pointer: &str) -> Result<()> {
-    let dir = parent_dir(path);
     let name = path
         .file_name()
         .ok_or_else(|| Error::invalid(pointer, "must name a file"))?;
-    let tmp = dir.join(format!(
-        ".{}.{}.tmp",
-        name.to_string_lossy(),
-        uuid::Uuid::new_v4().simple()
-    ));
-    let written = (|| {
-        let mut f = create_private(&tmp)?;
+    let prefix = format!(".{}.", name.to_string_lossy());
+    // A temporary file not persisted removes itself when dropped.
+    let written = private_temp_in(parent_dir(path), &prefix).and_then(|mut f| {
         f.write_all(bytes)?;
-        f.sync_all()?;
-        drop(f);
-        std::fs::rename(&tmp, path)
-    })();
-    written.map_err(|e| {
-        let _ = std::fs::remove_file(&tmp);
-        Error::invalid(pointer, format!("cannot write the photo there: {e}"))
-    })
+        f.as_file().sync_all()?;
+        f.persist(path).map(drop).map_err(|e| e.error)
+    });
+    written.map_err(|e| Error::invalid(pointer, format!("cannot write the photo there: {e}")))
 }
 
 #[cfg(test)]

@@ -3,8 +3,9 @@
 //!
 //! One entry per (token URL, client id, scope, user) in `<state_dir>/tokens/`,
 //! the file named by a SHA-256 of that key (never of a secret alone), mode 0600
-//! in a 0700 directory. Writes go to a temporary file that is renamed over the
-//! entry, so a reader sees the old entry or the new one, never half of one.
+//! in a 0700 directory. Writes go to a temporary file (unguessable name, O_EXCL)
+//! that is renamed over the entry, so a reader sees the old entry or the new
+//! one, never half of one.
 //! A lock file per entry (`File::try_lock`) serialises processes that would
 //! otherwise all request a token at the same moment, and keeps a rotated
 //! refresh token from being lost between two processes.
@@ -226,7 +227,7 @@ impl CacheSlot {
             tracing::warn!("token cache: cannot create {}: {e}", self.dir_display());
             return None;
         }
-        let file = match open_private(&self.lock_path, false) {
+        let file = match open_private(&self.lock_path) {
             Ok(f) => f,
             Err(e) => {
                 tracing::warn!("token cache: cannot open lock file: {e}");
@@ -324,19 +325,13 @@ impl CacheSlot {
             scope: token.scope.clone(),
         };
         let bytes = serde_json::to_vec(&entry).map_err(std::io::Error::other)?;
-        let tmp =
-            self.path
-                .with_extension(format!("tmp.{}.{}", std::process::id(), fastrand::u32(..)));
-        let result = (|| {
-            let mut f = open_private(&tmp, true)?;
-            f.write_all(&bytes)?;
-            f.sync_all()?;
-            std::fs::rename(&tmp, &self.path)
-        })();
-        if result.is_err() {
-            let _ = std::fs::remove_file(&tmp);
-        }
-        result
+        // O_EXCL, an unguessable name, mode 0600 (tempfile docs, `NamedTempFile::new_in`);
+        // dropped unpersisted on an error, it removes itself.
+        let dir = self.path.parent().expect("slot paths have a parent");
+        let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
+        tmp.write_all(&bytes)?;
+        tmp.as_file().sync_all()?;
+        tmp.persist(&self.path).map(drop).map_err(|e| e.error)
     }
 
     /// Forget the entry (e.g. after Entra refused its refresh token).
@@ -346,14 +341,9 @@ impl CacheSlot {
 }
 
 /// Open a file readable and writable by its owner only.
-fn open_private(path: &Path, create_new: bool) -> std::io::Result<File> {
+fn open_private(path: &Path) -> std::io::Result<File> {
     let mut options = OpenOptions::new();
-    options.read(true).write(true);
-    if create_new {
-        options.create_new(true);
-    } else {
-        options.create(true).truncate(false);
-    }
+    options.read(true).write(true).create(true).truncate(false);
     #[cfg(unix)]
     {
         use std::os::unix::fs::OpenOptionsExt;
