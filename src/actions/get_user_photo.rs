@@ -21,6 +21,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::graph::{
     ApiFamily, GraphClient, GraphPath, GraphRequest, GraphResponse, ResponseHeaders,
 };
+use crate::jsonl::{check_output_path, parent_dir, private_temp_in};
 
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -31,8 +32,9 @@ pub struct Input {
     /// One of Graph's photo sizes; absent: the largest photo available.
     #[serde(default)]
     pub size: Option<PhotoSize>,
-    /// Write the photo to this file (replaced atomically) instead of returning it base64-encoded.
-    /// Its directory must exist.
+    /// Write the photo to this file (replaced atomically, mode 0600) instead of returning it
+    /// base64-encoded. Its directory must exist; it must be a regular file or a new name,
+    /// outside the state dir.
     #[serde(default)]
     #[schemars(length(min = 1, max = 4096))]
     pub output_path: Option<PathBuf>,
@@ -115,7 +117,7 @@ impl Action for GetUserPhoto {
 
     async fn run(ctx: &Context, input: Input) -> Result<Reply<Output>> {
         if let Some(path) = &input.output_path {
-            check_writable(path, "/inputs/output_path")?;
+            check_output_path(path, ctx.state_dir.as_deref(), "/inputs/output_path")?;
         }
         let graph = ctx.graph()?;
         let Some(response) = fetch_photo(graph, &input.id, input.size).await? else {
@@ -187,49 +189,20 @@ pub fn header(headers: &ResponseHeaders, name: &str) -> Option<String> {
         })
 }
 
-fn parent_dir(path: &Path) -> &Path {
-    match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    }
-}
-
-/// Refuse, before any request, a path we could not write to.
-pub fn check_writable(path: &Path, pointer: &str) -> Result<()> {
-    if path.file_name().is_none() || path.is_dir() {
-        return Err(Error::invalid(pointer, "must name a file, not a directory"));
-    }
-    if !parent_dir(path).is_dir() {
-        return Err(Error::invalid(pointer, "its directory does not exist"));
-    }
-    Ok(())
-}
-
-/// Write `bytes` to a temporary file in `path`'s directory, then rename it over `path`.
+/// Write `bytes` to a private temporary file with an unguessable name in
+/// `path`'s directory ([`private_temp_in`]), then rename it over `path`.
 pub fn write_atomically(path: &Path, bytes: &[u8], pointer: &str) -> Result<()> {
-    let dir = parent_dir(path);
     let name = path
         .file_name()
         .ok_or_else(|| Error::invalid(pointer, "must name a file"))?;
-    let tmp = dir.join(format!(
-        ".{}.{}.tmp",
-        name.to_string_lossy(),
-        uuid::Uuid::new_v4().simple()
-    ));
-    let written = (|| {
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&tmp)?;
+    let prefix = format!(".{}.", name.to_string_lossy());
+    // A temporary file not persisted removes itself when dropped.
+    let written = private_temp_in(parent_dir(path), &prefix).and_then(|mut f| {
         f.write_all(bytes)?;
-        f.sync_all()?;
-        drop(f);
-        std::fs::rename(&tmp, path)
-    })();
-    written.map_err(|e| {
-        let _ = std::fs::remove_file(&tmp);
-        Error::invalid(pointer, format!("cannot write the photo there: {e}"))
-    })
+        f.as_file().sync_all()?;
+        f.persist(path).map(drop).map_err(|e| e.error)
+    });
+    written.map_err(|e| Error::invalid(pointer, format!("cannot write the photo there: {e}")))
 }
 
 #[cfg(test)]
@@ -275,8 +248,8 @@ mod tests {
         write_atomically(&path, b"new", "/x").unwrap();
         assert_eq!(std::fs::read(&path).unwrap(), b"new");
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
-        assert!(check_writable(&dir.path().join("nope/p.jpg"), "/x").is_err());
-        assert!(check_writable(dir.path(), "/x").is_err());
+        assert!(check_output_path(&dir.path().join("nope/p.jpg"), None, "/x").is_err());
+        assert!(check_output_path(dir.path(), None, "/x").is_err());
     }
 
     #[test]

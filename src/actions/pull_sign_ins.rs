@@ -26,7 +26,7 @@ use serde_json::Value;
 use super::{Action, ActionMeta, Context, Reply};
 use crate::error::{Error, Result};
 use crate::inputs::parse_time;
-use crate::jsonl::PartialFile;
+use crate::jsonl::{PartialFile, check_output_path};
 use crate::signins::{self, KeptCursor, PullOptions, SignInCursor, Window, WindowKind};
 use crate::state::StateDb;
 
@@ -61,8 +61,9 @@ pub struct Input {
     #[serde(default)]
     #[schemars(range(min = 1))]
     pub max_records: Option<u64>,
-    /// Write the sign-ins as JSON lines to this file (replaced when the pull completes)
-    /// instead of returning them in `value`; memory then stays flat whatever the volume.
+    /// Write the sign-ins as JSON lines to this file (replaced when the pull completes, mode
+    /// 0600) instead of returning them in `value`; memory then stays flat whatever the volume.
+    /// It must be a regular file or a new name in an existing directory, outside the state dir.
     #[serde(default)]
     #[schemars(length(min = 1, max = 4096))]
     pub output_path: Option<String>,
@@ -139,6 +140,13 @@ impl Action for PullSignIns {
     };
 
     async fn run(ctx: &Context, input: Input) -> Result<Reply<Output>> {
+        if let Some(p) = &input.output_path {
+            check_output_path(
+                Path::new(p),
+                ctx.state_dir.as_deref(),
+                "/inputs/output_path",
+            )?;
+        }
         let graph = ctx.graph()?;
         let since = parse_time(input.since.as_deref(), "/inputs/since")?;
         let until = parse_time(input.until.as_deref(), "/inputs/until")?;

@@ -8,8 +8,9 @@
 //! secret (oauth2 has no private-key JWT support of its own).
 //!
 //! [`TokenProvider`] hands out bearer tokens: from memory, else from the disk
-//! cache (see [`super::cache`]), else from the token endpoint; for
-//! `refresh_token` assets it keeps the newest rotated refresh token.
+//! cache (see [`super::cache`]; an entry is used only by the credential that
+//! obtained it), else from the token endpoint; for `refresh_token` assets it
+//! keeps the newest rotated refresh token.
 
 use std::sync::Mutex as StdMutex;
 use std::time::Duration;
@@ -27,7 +28,7 @@ use serde::{Deserialize, Serialize};
 use url::Url;
 
 use super::assertion::AssertionSigner;
-use super::cache::{CacheSlot, CachedToken};
+use super::cache::{CacheSlot, CachedToken, CredentialKey};
 use crate::asset::{Asset, Flow};
 use crate::error::{Error, Result};
 use crate::http::describe_reqwest;
@@ -243,41 +244,31 @@ impl TokenProvider {
         http: reqwest::Client,
         state_dir: Option<&std::path::Path>,
     ) -> Result<Self> {
-        let (credential, user) = match &asset.flow {
-            Flow::ClientSecret { secret } => (Credential::Secret(secret.clone()), String::new()),
+        let credential = match &asset.flow {
+            Flow::ClientSecret { secret } => Credential::Secret(secret.clone()),
             Flow::ClientCertificate {
                 certificate_pem,
                 private_key_pem,
-            } => (
-                Credential::Certificate(AssertionSigner::from_pem(
-                    certificate_pem,
-                    private_key_pem,
-                )?),
-                String::new(),
-            ),
+            } => Credential::Certificate(AssertionSigner::from_pem(
+                certificate_pem,
+                private_key_pem,
+            )?),
             Flow::Password {
                 username,
                 password,
                 client_secret,
-            } => (
-                Credential::Password {
-                    username: username.clone(),
-                    password: password.clone(),
-                    client_secret: client_secret.clone(),
-                },
-                format!("user:{}", username.to_lowercase()),
-            ),
+            } => Credential::Password {
+                username: username.clone(),
+                password: password.clone(),
+                client_secret: client_secret.clone(),
+            },
             Flow::RefreshToken {
                 refresh_token,
                 client_secret,
-            } => (
-                Credential::Refresh {
-                    seed: refresh_token.clone(),
-                    client_secret: client_secret.clone(),
-                },
-                // The seed's fingerprint names the sign-in: a new seed in the asset starts afresh.
-                format!("refresh:{}", fingerprint(refresh_token.expose_secret())),
-            ),
+            } => Credential::Refresh {
+                seed: refresh_token.clone(),
+                client_secret: client_secret.clone(),
+            },
         };
         if matches!(credential, Credential::Refresh { .. }) && state_dir.is_none() {
             // Every answer rotates the refresh token and the old one dies: without a
@@ -290,16 +281,22 @@ impl TokenProvider {
                  where the platform gives no disk",
             ));
         }
-        let slot = state_dir.map(|dir| {
-            CacheSlot::new(
-                dir,
-                vec![
+        let slot = state_dir.and_then(|dir| match CredentialKey::open(dir) {
+            Ok(key) => {
+                let (user, credential) = cache_binding(&asset.flow, &key);
+                let name = vec![
                     asset.token_url.to_string(),
                     asset.client_id.clone(),
                     asset.scope.join(" "),
                     user,
-                ],
-            )
+                ];
+                Some(CacheSlot::new(dir, name, credential))
+            }
+            Err(e) => {
+                // Like any other cache failure: a token request per run beats no result.
+                tracing::warn!("token cache: cannot use the fingerprint key, going without: {e}");
+                None
+            }
         });
         Ok(TokenProvider {
             http,
@@ -563,10 +560,72 @@ impl TokenProvider {
     }
 }
 
-/// A short, non-reversible fingerprint of a secret, for cache keys only.
-fn fingerprint(secret: &str) -> String {
-    let d = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, secret.as_bytes());
-    d.as_ref()[..8].iter().map(|b| format!("{b:02x}")).collect()
+/// What names a cache entry's user, and the fingerprint of the credential the
+/// entry is bound to (see [`super::cache`]).
+///
+/// A `refresh_token` asset is bound to the refresh token it was given (the
+/// seed), not to the rotated one the cache keeps: the asset does not change
+/// when Entra rotates the token, so its fingerprint does not either, and the
+/// next run finds the rotated token it needs. A new seed in the asset is a new
+/// sign-in and gets an entry of its own. A changed client secret or password
+/// is a miss: Entra decides, not the cache.
+fn optional(s: &Option<SecretString>) -> [&[u8]; 2] {
+    match s {
+        Some(s) => [b"1", s.expose_secret().as_bytes()],
+        None => [b"0", b""],
+    }
+}
+
+fn cache_binding(flow: &Flow, key: &CredentialKey) -> (String, String) {
+    match flow {
+        Flow::ClientSecret { secret } => (
+            String::new(),
+            key.fingerprint(&[b"client_secret", secret.expose_secret().as_bytes()]),
+        ),
+        Flow::ClientCertificate {
+            certificate_pem,
+            private_key_pem,
+        } => (
+            String::new(),
+            key.fingerprint(&[
+                b"client_certificate",
+                certificate_pem.as_bytes(),
+                private_key_pem.expose_secret().as_bytes(),
+            ]),
+        ),
+        Flow::Password {
+            username,
+            password,
+            client_secret,
+        } => {
+            let [has, secret] = optional(client_secret);
+            (
+                format!("user:{}", username.to_lowercase()),
+                key.fingerprint(&[
+                    b"password",
+                    username.as_bytes(),
+                    password.expose_secret().as_bytes(),
+                    has,
+                    secret,
+                ]),
+            )
+        }
+        Flow::RefreshToken {
+            refresh_token,
+            client_secret,
+        } => {
+            let seed = refresh_token.expose_secret().as_bytes();
+            let [has, secret] = optional(client_secret);
+            (
+                // Keyed too: the entry's name part is stored in the entry.
+                format!(
+                    "refresh:{}",
+                    &key.fingerprint(&[b"refresh_token seed", seed])[..16]
+                ),
+                key.fingerprint(&[b"refresh_token", seed, has, secret]),
+            )
+        }
+    }
 }
 
 #[cfg(test)]

@@ -5,7 +5,10 @@ use base64::Engine;
 use graph_emulator::DELEGATED_USER;
 use serde_json::json;
 
-use crate::support::assertions::{assert_graph_error, assert_invalid, line, no_secret_in};
+use crate::support::assertions::{
+    assert_graph_error, assert_invalid, assert_output_path_refused, line, no_secret_in,
+    refused_output_paths,
+};
 use crate::support::emulator::EmulatorSetup;
 
 const SEAN: &str = "sean.o'brien@contoso.example";
@@ -392,6 +395,28 @@ fn get_user_photo_base64_file_and_none() {
             String::new()
         )]
     );
+}
+
+#[test]
+fn get_user_photo_refuses_output_paths_it_must_not_replace() {
+    let emu = EmulatorSetup::users(6).start();
+    let with = emu.user_id(3);
+    let scratch = tempfile::tempdir().unwrap();
+    for (path, why) in refused_output_paths(emu.state.path(), scratch.path()) {
+        let out = emu.run("get_user_photo", json!({"id": with, "output_path": path}));
+        assert_output_path_refused(&emu, &out, why);
+    }
+    let store = emu.state.path().join("presence.sqlite3");
+    assert_eq!(std::fs::read_to_string(store).unwrap(), "the store");
+    assert!(scratch.path().join("dir").is_dir());
+    // A regular file is replaced, and the photo is private.
+    let photo = scratch.path().join("photo.jpg");
+    std::fs::write(&photo, "old").unwrap();
+    let out = emu.run("get_user_photo", json!({"id": with, "output_path": photo}));
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&photo).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600);
 }
 
 #[test]

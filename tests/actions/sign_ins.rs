@@ -12,6 +12,7 @@ use jiff::{SignedDuration, Timestamp};
 use msgraph_connector::state::StateDb;
 use serde_json::{Value, json};
 
+use crate::support::assertions::{assert_output_path_refused, refused_output_paths};
 use crate::support::emulator::{self, Emulator, EmulatorSetup, T0};
 use crate::support::process::{self, Outcome};
 
@@ -234,6 +235,39 @@ fn throttling_storms_and_503s_mid_paging_lose_and_repeat_nothing() {
     assert!(
         n429 >= 3 && n503 >= 1,
         "faults were injected: {n429} x 429, {n503} x 503"
+    );
+}
+
+#[test]
+fn pull_sign_ins_refuses_output_paths_it_must_not_replace() {
+    let e = start(true);
+    e.emu
+        .add_sign_ins((0..5).map(|n| e.sign_in(n, at(n as i64), 0)).collect());
+    e.emu.set_clock(at(600));
+    let scratch = tempfile::tempdir().unwrap();
+    // A regular file is replaced with a private one (and the run makes the real stores).
+    let target = scratch.path().join("sign-ins.jsonl");
+    std::fs::write(&target, "old").unwrap();
+    let out = e.run(json!({"since": T0, "output_path": target}), None);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(std::fs::read_to_string(&target).unwrap().lines().count(), 5);
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&target).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600);
+
+    let store = e.emu.state.path().join("state.sqlite3");
+    let before = std::fs::read(&store).unwrap();
+    e.emu.clear_log();
+    let mut paths = refused_output_paths(e.emu.state.path(), scratch.path());
+    paths.push((store.clone(), "inside the state dir"));
+    for (path, why) in paths {
+        let out = e.run(json!({"since": T0, "output_path": path}), None);
+        assert_output_path_refused(&e.emu, &out, why);
+    }
+    assert_eq!(
+        std::fs::read(&store).unwrap(),
+        before,
+        "the store is untouched"
     );
 }
 

@@ -283,6 +283,119 @@ fn second_process_reuses_the_cached_token() {
     assert!(!other.path().join("tokens").exists());
 }
 
+/// `get_user` as the issue's probe ran it, secrets checked.
+fn get_user_run(emu: &Emulator, asset: &Value, dir: &Path) -> Outcome {
+    let out = process::run_action("get_user", asset, &json!({"id": USER_ID}), dir);
+    emu.assert_no_secrets(&out.stdout, Some(dir));
+    emu.assert_no_secrets(&out.stderr, Some(dir));
+    out
+}
+
+#[test]
+fn a_cached_token_serves_only_the_credential_that_obtained_it() {
+    // Issue 19, item 1: a good run, then a wrong secret on the same state dir.
+    // The entry's key (token URL, client id, scope, user) matches; the credential does not.
+    let emu = Emulator::start();
+    let dir = tempfile::tempdir().unwrap();
+    let good = emu.asset("client_credentials");
+    let out = get_user_run(&emu, &good, dir.path());
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let mut wrong = good.clone();
+    wrong["client_secret"] = json!("WRONG");
+    let out = get_user_run(&emu, &wrong, dir.path());
+    assert_eq!(out.code, 3, "served from the cache: {}", out.stdout);
+    assert_eq!(out.json()["error"]["code"], "AADSTS7000215");
+    assert_eq!(emu.token_requests(), 2, "the wrong secret went to Entra");
+    assert_eq!(
+        emu.graph_log().len(),
+        1,
+        "no Graph call with the cached token"
+    );
+    // The rightful credential still finds its entry.
+    let out = get_user_run(&emu, &good, dir.path());
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(emu.token_requests(), 2);
+
+    // A wrong password for the cached user: the same.
+    let good = emu.asset("password");
+    let out = get_user_run(&emu, &good, dir.path());
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let mut wrong = good.clone();
+    wrong["password"] = json!("wrong-password");
+    let out = get_user_run(&emu, &wrong, dir.path());
+    assert_eq!(out.code, 3, "served from the cache: {}", out.stdout);
+    assert_eq!(out.json()["error"]["code"], "AADSTS50126");
+    assert!(!out.stderr.contains("wrong-password"));
+    assert_eq!(emu.token_requests(), 4);
+
+    // No entry holds a secret, and the fingerprint key is private too.
+    let tokens = dir.path().join("tokens");
+    for e in std::fs::read_dir(&tokens).unwrap() {
+        let path = e.unwrap().path();
+        let bytes = std::fs::read(&path).unwrap();
+        let text = String::from_utf8_lossy(&bytes);
+        for secret in [
+            FULL_APP_SECRET,
+            DELEGATED_PASSWORD,
+            "WRONG",
+            "wrong-password",
+        ] {
+            assert!(!text.contains(secret), "{}", path.display());
+        }
+        #[cfg(unix)]
+        if path.extension().is_none_or(|x| x != "lock") {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600, "{}", path.display());
+        }
+    }
+    assert!(tokens.join("fingerprint.key").is_file());
+}
+
+#[test]
+fn a_refresh_token_entry_is_bound_to_its_seed_and_survives_rotation() {
+    // The entry keeps the rotated refresh token, which differs from the asset's
+    // seed after the first run; the binding is to the seed, so the next runs still
+    // find it. The emulator refuses a redeemed refresh token, so a run that fell
+    // back to the seed would fail.
+    let emu = Emulator::start();
+    let dir = tempfile::tempdir().unwrap();
+    let asset = emu.asset("refresh_token");
+    for _ in 0..2 {
+        let out = presence_run(&emu, &asset, dir.path(), &[]);
+        assert_eq!(out.code, 0, "{}", out.stderr);
+    }
+    assert_eq!(emu.token_requests(), 1, "two runs in a row: one refresh");
+    emu.advance_clock(Duration::from_secs(2 * 3600));
+    for _ in 0..2 {
+        let out = presence_run(&emu, &asset, dir.path(), &[]);
+        assert_eq!(out.code, 0, "{}", out.stderr);
+    }
+    assert_eq!(
+        emu.token_requests(),
+        2,
+        "the expired token: one refresh, rotated"
+    );
+
+    // Another client secret with the same seed gets neither token.
+    let mut wrong = asset.clone();
+    wrong["client_secret"] = json!("WRONG");
+    let out = presence_run(&emu, &wrong, dir.path(), &[]);
+    assert_eq!(out.code, 3, "served from the cache: {}", out.stdout);
+    assert_eq!(emu.token_requests(), 3);
+    let asked = emu.token_log()[2].token.clone().unwrap();
+    assert_eq!(asked.grant_type.as_deref(), Some("refresh_token"));
+
+    // And the rightful asset's chain is intact.
+    emu.advance_clock(Duration::from_secs(2 * 3600));
+    let out = presence_run(&emu, &asset, dir.path(), &[]);
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let statuses: Vec<u16> = emu.token_log().iter().map(|t| t.status).collect();
+    assert_eq!(statuses[..2], [200, 200]);
+    assert_eq!(statuses[3], 200);
+    assert_eq!(statuses.len(), 4);
+}
+
 #[test]
 fn concurrent_processes_share_one_token_request() {
     let emu = Emulator::start();

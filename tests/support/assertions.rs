@@ -85,3 +85,42 @@ pub fn no_secret_in(out: &Outcome, secret: &str) {
         out.stderr
     );
 }
+
+/// `output_path`s an action must refuse before any request (issue 19, item 2), made
+/// under `scratch`, with what each one is: a directory, a FIFO, a symbolic link to
+/// the FIFO, a dangling link, the store in `state_dir` (written here as a stand-in
+/// whose content must survive), a new name in `state_dir`, and a link to the store.
+/// No character device: the old code, run as root, would replace /dev/null itself.
+pub fn refused_output_paths(
+    state_dir: &std::path::Path,
+    scratch: &std::path::Path,
+) -> Vec<(std::path::PathBuf, &'static str)> {
+    use std::os::unix::fs::symlink;
+    let store = state_dir.join("presence.sqlite3");
+    if !store.exists() {
+        std::fs::write(&store, "the store").unwrap();
+    }
+    let fifo = scratch.join("fifo");
+    let made = std::process::Command::new("mkfifo").arg(&fifo).status();
+    assert!(made.is_ok_and(|s| s.success()), "mkfifo");
+    symlink(&fifo, scratch.join("to-fifo")).unwrap();
+    symlink(scratch.join("nothing"), scratch.join("dangling")).unwrap();
+    symlink(&store, scratch.join("to-store")).unwrap();
+    std::fs::create_dir(scratch.join("dir")).unwrap();
+    vec![
+        (scratch.join("dir"), "a directory"),
+        (fifo, "a FIFO"),
+        (scratch.join("to-fifo"), "a FIFO"),
+        (scratch.join("dangling"), "to nothing"),
+        (store, "inside the state dir"),
+        (state_dir.join("new.out"), "inside the state dir"),
+        (scratch.join("to-store"), "inside the state dir"),
+    ]
+}
+
+/// [`assert_invalid`] at `/inputs/output_path`, the message saying `why`.
+pub fn assert_output_path_refused(emu: &Emulator, out: &Outcome, why: &str) {
+    assert_invalid(emu, out, "/inputs/output_path");
+    let message = out.json()["error"]["details"][0]["message"].to_string();
+    assert!(message.contains(why), "{why}: {message}");
+}
