@@ -395,7 +395,7 @@ impl TokenProvider {
         tracing::info!(
             expires_in = lifetime,
             "got a new token from {}",
-            self.token_url.as_str()
+            crate::asset::url_for_display(&self.token_url)
         );
         if let Some(slot) = &self.slot {
             slot.store(&token);
