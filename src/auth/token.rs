@@ -281,6 +281,12 @@ impl TokenProvider {
                  where the platform gives no disk",
             ));
         }
+        if let Some(dir) = state_dir {
+            // Unlike other cache failures, an open token folder is not gone around:
+            // the tokens already in it would stay readable by others.
+            super::cache::tighten(dir)
+                .map_err(|e| Error::invalid("", format!("the token cache is not private: {e}")))?;
+        }
         let slot = state_dir.and_then(|dir| match CredentialKey::open(dir) {
             Ok(key) => {
                 let (user, credential) = cache_binding(&asset.flow, &key);
