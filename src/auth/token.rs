@@ -228,7 +228,7 @@ pub struct TokenProvider {
 impl std::fmt::Debug for TokenProvider {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("TokenProvider")
-            .field("token_url", &self.token_url.as_str())
+            .field("token_url", &crate::asset::url_for_display(&self.token_url))
             .field("client_id", &self.client_id)
             .field("scope", &self.scope)
             .field("cache", &self.slot.as_ref().map(|s| s.path().to_path_buf()))

@@ -49,7 +49,10 @@ struct Inner {
 impl std::fmt::Debug for GraphClient {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("GraphClient")
-            .field("graph_url", &self.inner.asset.graph_url.as_str())
+            .field(
+                "graph_url",
+                &crate::asset::url_for_display(&self.inner.asset.graph_url),
+            )
             .finish_non_exhaustive()
     }
 }
