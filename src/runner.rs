@@ -153,12 +153,24 @@ impl Envelope {
     }
 }
 
+/// Read a `--asset`/`--inputs`/`--state` file: a regular file of at most
+/// [`MAX_ENVELOPE_BYTES`]. A FIFO (whose open would block) or a device such as
+/// `/dev/zero` is refused before it is opened, and again on the opened file in
+/// case the path was swapped in between.
 fn read_json_file(path: &Path, pointer: &str) -> Result<Value> {
-    let file = std::fs::File::open(path)
-        .map_err(|e| Error::invalid(pointer, format!("cannot open {}: {e}", path.display())))?;
-    if let Ok(meta) = file.metadata()
-        && meta.len() > MAX_ENVELOPE_BYTES
-    {
+    let not_regular =
+        || Error::invalid(pointer, format!("{} is not a regular file", path.display()));
+    let cannot_open =
+        |e: std::io::Error| Error::invalid(pointer, format!("cannot open {}: {e}", path.display()));
+    if !std::fs::metadata(path).map_err(cannot_open)?.is_file() {
+        return Err(not_regular());
+    }
+    let file = std::fs::File::open(path).map_err(cannot_open)?;
+    let meta = file.metadata().map_err(cannot_open)?;
+    if !meta.is_file() {
+        return Err(not_regular());
+    }
+    if meta.len() > MAX_ENVELOPE_BYTES {
         return Err(too_large(pointer, &path.display().to_string()));
     }
     let bytes = read_limited(file, &path.display().to_string()).map_err(|e| e.under(pointer))?;

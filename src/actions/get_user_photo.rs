@@ -19,7 +19,7 @@ use serde_json::Value;
 use super::{Action, ActionMeta, Context, Reply};
 use crate::error::{Error, ErrorKind, Result};
 use crate::graph::{
-    ApiFamily, GraphClient, GraphPath, GraphRequest, GraphResponse, ResponseHeaders,
+    ApiFamily, GraphClient, GraphPath, GraphRequest, GraphResponse, MAX_PHOTO_BODY, ResponseHeaders,
 };
 use crate::jsonl::{check_output_path, parent_dir, private_temp_in};
 
@@ -153,7 +153,7 @@ pub fn photo_request(id: &str, size: Option<PhotoSize>) -> GraphRequest {
             .then(s.as_str())
             .then("$value"),
     };
-    GraphRequest::get(path, ApiFamily::Directory)
+    GraphRequest::get(path, ApiFamily::Directory).max_body(MAX_PHOTO_BODY)
 }
 
 /// The photo, or `None` when Graph says the user has none.

@@ -13,7 +13,7 @@ pub mod spec;
 
 use serde_json::Value;
 
-pub use profile::{Asset, Flow};
+pub use profile::{Asset, Flow, url_for_display};
 pub use spec::{ApiVersion, AssetSpec, AssetType, RateLimit, RateLimits};
 
 use crate::error::Result;

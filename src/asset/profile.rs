@@ -256,11 +256,17 @@ fn parse_endpoint(pointer: &str, raw: &str, problems: &mut Vec<Detail>) -> Optio
             return None;
         }
     }
-    if url.query().is_some() || url.fragment().is_some() || !url.username().is_empty() {
+    // A user name or password here would be sent nowhere useful, logged with the
+    // URL and kept in cache keys: refuse it, never echoing the value.
+    if !url.username().is_empty() || url.password().is_some() {
         problems.push(Detail::new(
             pointer,
-            "must not carry a query, fragment or credentials",
+            "must not carry credentials (user name or password); credentials go in their own fields",
         ));
+        return None;
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        problems.push(Detail::new(pointer, "must not carry a query or fragment"));
         return None;
     }
     if !url.path().ends_with('/') {
@@ -268,6 +274,12 @@ fn parse_endpoint(pointer: &str, raw: &str, problems: &mut Vec<Detail>) -> Optio
         url.set_path(&path);
     }
     Some(url)
+}
+
+/// A URL as it may be logged or shown: scheme, host, port and path, never the
+/// user name, password, query or fragment.
+pub fn url_for_display(url: &Url) -> String {
+    format!("{}{}", url.origin().ascii_serialization(), url.path())
 }
 
 /// Whether a URL's host is on this machine: 127.0.0.0/8, `::1` or `localhost`.
@@ -332,6 +344,44 @@ mod tests {
         let mut bad = base;
         bad["url"] = json!("http://graph.example.com");
         assert_eq!(spec(bad).unwrap_err().details[0].path, "/url");
+    }
+
+    /// Issue 19, item 6: `http://:pw@host` passed (only the user name was tested)
+    /// and the password was logged. Every URL field refuses credentials, unechoed.
+    #[test]
+    fn credentials_in_any_url_field_are_refused_unechoed() {
+        let cc = json!({"type":"client_credentials","tenant_id":"t","client_id":"c","client_secret":"s"});
+        let oauth = json!({"type":"oauth2_client_credentials","token_url":"https://login.example.com/token",
+                           "client_id":"c","client_secret":"s"});
+        for (base, field) in [
+            (&cc, "url"),
+            (&cc, "login_url"),
+            (&oauth, "url"),
+            (&oauth, "token_url"),
+        ] {
+            for userinfo in [":pw-Xy7q@", "user@", "user:pw-Xy7q@"] {
+                let mut v = base.clone();
+                v[field] = json!(format!("http://{userinfo}127.0.0.1:8080/x"));
+                let e = spec(v).unwrap_err();
+                assert_eq!(e.details.len(), 1, "{field} {userinfo}: {:?}", e.details);
+                assert_eq!(e.details[0].path, format!("/{field}"));
+                assert!(e.details[0].message.contains("credentials"));
+                let shown = format!("{e:?} {}", e.message);
+                assert!(
+                    !shown.contains("pw-Xy7q") && !shown.contains("user@"),
+                    "{shown}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn urls_are_displayed_without_userinfo() {
+        let u = Url::parse("https://u:pw@login.example.com:8443/t/token?q=1#f").unwrap();
+        assert_eq!(
+            url_for_display(&u),
+            "https://login.example.com:8443/t/token"
+        );
     }
 
     #[test]

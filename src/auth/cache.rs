@@ -148,6 +148,25 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// Make the state dir and `tokens/` owner-only (0700) and every file in
+/// `tokens/` 0600, where an older version or a person left them open; an error
+/// when that cannot be done (another user's folder, a sticky shared one).
+pub fn tighten(state_dir: &Path) -> std::io::Result<()> {
+    crate::owner_only::tighten_dir(state_dir)?;
+    let dir = tokens_dir(state_dir);
+    crate::owner_only::tighten_dir(&dir)?;
+    let Ok(entries) = std::fs::read_dir(&dir) else {
+        return Ok(());
+    };
+    for entry in entries.flatten() {
+        // Regular files only: a symbolic link planted here is not followed.
+        if entry.file_type().is_ok_and(|t| t.is_file()) {
+            crate::owner_only::tighten_file(&entry.path())?;
+        }
+    }
+    Ok(())
+}
+
 fn tokens_dir(state_dir: &Path) -> PathBuf {
     state_dir.join("tokens")
 }

@@ -228,7 +228,7 @@ pub struct TokenProvider {
 impl std::fmt::Debug for TokenProvider {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("TokenProvider")
-            .field("token_url", &self.token_url.as_str())
+            .field("token_url", &crate::asset::url_for_display(&self.token_url))
             .field("client_id", &self.client_id)
             .field("scope", &self.scope)
             .field("cache", &self.slot.as_ref().map(|s| s.path().to_path_buf()))
@@ -280,6 +280,12 @@ impl TokenProvider {
                  give a --state-dir and do not pass --no-token-cache, or use client credentials \
                  where the platform gives no disk",
             ));
+        }
+        if let Some(dir) = state_dir {
+            // Unlike other cache failures, an open token folder is not gone around:
+            // the tokens already in it would stay readable by others.
+            super::cache::tighten(dir)
+                .map_err(|e| Error::invalid("", format!("the token cache is not private: {e}")))?;
         }
         let slot = state_dir.and_then(|dir| match CredentialKey::open(dir) {
             Ok(key) => {
@@ -395,7 +401,7 @@ impl TokenProvider {
         tracing::info!(
             expires_in = lifetime,
             "got a new token from {}",
-            self.token_url.as_str()
+            crate::asset::url_for_display(&self.token_url)
         );
         if let Some(slot) = &self.slot {
             slot.store(&token);

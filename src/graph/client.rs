@@ -49,7 +49,10 @@ struct Inner {
 impl std::fmt::Debug for GraphClient {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("GraphClient")
-            .field("graph_url", &self.inner.asset.graph_url.as_str())
+            .field(
+                "graph_url",
+                &crate::asset::url_for_display(&self.inner.asset.graph_url),
+            )
             .finish_non_exhaustive()
     }
 }
@@ -62,6 +65,7 @@ pub(super) struct Prepared {
     pub(super) body: Option<Value>,
     pub(super) family: ApiFamily,
     pub(super) idempotent: bool,
+    pub(super) max_body: u64,
 }
 
 /// Why the last attempt failed, for the retry decision and the final error.
@@ -164,6 +168,7 @@ impl GraphClient {
             headers: request.headers,
             body: request.body,
             family: request.family,
+            max_body: request.max_body,
         })
     }
 
@@ -320,9 +325,24 @@ impl GraphClient {
             .get(reqwest::header::RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| retry::parse_retry_after(v, jiff::Timestamp::now()));
-        let body = match response.bytes().await {
+        let body = match read_capped(response, request.max_body).await {
             Ok(b) => b,
-            Err(e) => {
+            Err(BodyError::TooLarge) => {
+                // A hostile or broken server must not take the memory: stop reading.
+                return Err(AttemptError::Final(
+                    Error::graph(
+                        status,
+                        format!(
+                            "{} {}: Graph answered {status} with a body larger than {} MiB; not read",
+                            request.method.as_reqwest(),
+                            request.url.path(),
+                            request.max_body >> 20
+                        ),
+                    )
+                    .with_code("ResponseTooLarge"),
+                ));
+            }
+            Err(BodyError::Transport(e)) => {
                 return Err(AttemptError::Retry(Failure::Transport(describe_reqwest(
                     &e,
                 ))));
@@ -348,6 +368,30 @@ impl GraphClient {
         }
         Err(AttemptError::Final(error))
     }
+}
+
+enum BodyError {
+    TooLarge,
+    Transport(reqwest::Error),
+}
+
+/// The answer body, refused as soon as it is known to exceed `max` bytes (by its
+/// `Content-Length`, or while reading it): never more than `max` + one chunk in memory.
+async fn read_capped(
+    mut response: reqwest::Response,
+    max: u64,
+) -> std::result::Result<bytes::Bytes, BodyError> {
+    if response.content_length().is_some_and(|n| n > max) {
+        return Err(BodyError::TooLarge);
+    }
+    let mut body = bytes::BytesMut::new();
+    while let Some(chunk) = response.chunk().await.map_err(BodyError::Transport)? {
+        if (body.len() + chunk.len()) as u64 > max {
+            return Err(BodyError::TooLarge);
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body.freeze())
 }
 
 #[cfg(test)]

@@ -28,5 +28,5 @@ pub mod response;
 pub use client::{ClientOptions, GraphClient};
 pub use pages::{Collected, Page, Pages};
 pub use path::{GraphPath, odata_string};
-pub use request::{ApiFamily, GraphRequest, Method};
+pub use request::{ApiFamily, GraphRequest, MAX_JSON_BODY, MAX_PHOTO_BODY, Method};
 pub use response::{GraphResponse, ResponseHeaders, unreadable_body};

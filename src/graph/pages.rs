@@ -130,6 +130,7 @@ impl Pages {
                         headers: headers.clone(),
                         body: None,
                         family,
+                        max_body: super::request::MAX_JSON_BODY,
                     },
                     headers,
                 )

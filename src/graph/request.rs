@@ -31,7 +31,15 @@ pub struct GraphRequest {
     pub headers: Vec<(&'static str, String)>,
     pub body: Option<Value>,
     pub family: ApiFamily,
+    /// The largest answer body read; a larger one is refused (kind `graph`, code
+    /// `ResponseTooLarge`). [`MAX_JSON_BODY`] unless set with [`GraphRequest::max_body`].
+    pub max_body: u64,
 }
+
+/// The largest JSON answer read: 64 MiB (a Graph page is at most a few MiB).
+pub const MAX_JSON_BODY: u64 = 64 << 20;
+/// The largest photo read: 16 MiB (Graph's photos are at most a few MiB).
+pub const MAX_PHOTO_BODY: u64 = 16 << 20;
 
 impl std::fmt::Debug for GraphRequest {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -62,7 +70,13 @@ impl GraphRequest {
             headers: Vec::new(),
             body: None,
             family,
+            max_body: MAX_JSON_BODY,
         }
+    }
+    /// Read at most `bytes` of the answer (e.g. [`MAX_PHOTO_BODY`] for a photo).
+    pub fn max_body(mut self, bytes: u64) -> Self {
+        self.max_body = bytes;
+        self
     }
     pub fn get(path: GraphPath, family: ApiFamily) -> Self {
         GraphRequest::new(Method::Get, path, family)

@@ -24,8 +24,16 @@ pub fn require_state_dir(state_dir: Option<&Path>, action: &str) -> Result<PathB
 }
 
 /// Open the store under the state dir.
+/// A folder or store open to others that cannot be made owner-only is refused,
+/// exit 2, naming the folder.
 pub fn open_store(dir: &Path) -> Result<PresenceStore> {
-    PresenceStore::open(dir).map_err(store_error)
+    PresenceStore::open(dir).map_err(|e| match e {
+        PresenceError::Io(e) if e.kind() == std::io::ErrorKind::PermissionDenied => Error::invalid(
+            "",
+            format!("cannot open the presence store in {}: {e}", dir.display()),
+        ),
+        e => store_error(e),
+    })
 }
 
 /// A failure of the engine or store, as the contract's error.

@@ -78,6 +78,13 @@ impl StateDb {
                 .mode(0o600)
                 .open(path)?;
         }
+        // Folders and files made by an older version or by hand may be open to others.
+        crate::owner_only::tighten_dir(state_dir)?;
+        for suffix in ["", "-wal", "-shm"] {
+            let mut name = path.as_os_str().to_owned();
+            name.push(suffix);
+            crate::owner_only::tighten_file(Path::new(&name))?;
+        }
         #[cfg(not(unix))]
         std::fs::create_dir_all(state_dir)?;
         let conn = Connection::open(path)?;

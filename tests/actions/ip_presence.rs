@@ -774,3 +774,78 @@ fn set_and_clear_round_trip_and_retention() {
     assert!(!dates.contains(DAY), "{dates:?}");
     assert!(store.all_access_events().unwrap().is_empty());
 }
+
+/// Issue 19, item 5: a state dir left 0777 with a 0755 `tokens/` and 0644 stores
+/// and token entries stayed so. Every open makes them owner-only again.
+#[test]
+fn an_open_state_dir_is_made_owner_only_on_every_run() {
+    use std::os::unix::fs::PermissionsExt;
+    let p = start();
+    let dir = p.emu.state.path();
+    p.sync(json!({}));
+    let tokens = dir.join("tokens");
+    let files = |d: &std::path::Path| -> Vec<std::path::PathBuf> {
+        std::fs::read_dir(d)
+            .unwrap()
+            .flatten()
+            .filter(|e| e.file_type().unwrap().is_file())
+            .map(|e| e.path())
+            .collect()
+    };
+    let chmod = |path: &std::path::Path, mode: u32| {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap()
+    };
+    let mode =
+        |path: &std::path::Path| std::fs::metadata(path).unwrap().permissions().mode() & 0o7777;
+    let all_files: Vec<_> = files(dir).into_iter().chain(files(&tokens)).collect();
+    assert!(all_files.iter().any(|f| f.ends_with("presence.sqlite3")));
+    assert!(all_files.iter().any(|f| f.ends_with("state.sqlite3")));
+    assert!(
+        all_files
+            .iter()
+            .any(|f| f.extension().is_some_and(|x| x == "json"))
+    );
+    chmod(dir, 0o777);
+    chmod(&tokens, 0o755);
+    for f in &all_files {
+        chmod(f, 0o644);
+    }
+    p.sync(json!({}));
+    assert_eq!(mode(dir), 0o700);
+    assert_eq!(mode(&tokens), 0o700);
+    for f in files(dir).into_iter().chain(files(&tokens)) {
+        assert_eq!(mode(&f) & 0o077, 0, "{} is {:o}", f.display(), mode(&f));
+    }
+}
+
+/// A state dir that cannot be made owner-only (a shared, sticky folder such as
+/// /tmp) is refused, exit 2, before any request, and left as it was.
+#[test]
+fn a_shared_state_dir_is_refused_unchanged() {
+    use std::os::unix::fs::PermissionsExt;
+    let p = start();
+    let shared = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(shared.path(), std::fs::Permissions::from_mode(0o1777)).unwrap();
+    let envelope = json!({"asset": p.emu.asset("client_credentials"),
+                          "inputs": with(&p.config, json!({"since": at(-180).to_string(), "now": NOW}))});
+    for action in ["sync_ip_presence", "get_presence"] {
+        let mut envelope = envelope.clone();
+        if action == "get_presence" {
+            envelope["inputs"] = json!({"id": p.users[0].0.to_string()});
+        }
+        let out = process::run(
+            &["run", action],
+            envelope.to_string().as_bytes(),
+            shared.path(),
+        );
+        assert_eq!(out.code, 2, "{action}: {}\n{}", out.stdout, out.stderr);
+        assert!(out.stdout.contains("shared folder"), "{}", out.stdout);
+        assert!(p.emu.log().is_empty(), "{action} sent requests");
+        let mode = std::fs::metadata(shared.path())
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o7777;
+        assert_eq!(mode, 0o1777);
+    }
+}

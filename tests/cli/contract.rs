@@ -583,6 +583,83 @@ fn stdin_beyond_the_limit_is_refused_without_reading_it_all() {
     );
 }
 
+/// Issue 19, item 4: a FIFO hung the connector and `/dev/zero` was read until
+/// the kernel killed it. File inputs must be regular files: both are refused at
+/// once, exit 2 naming the pointer, before any connection.
+#[test]
+fn fifos_and_devices_as_file_inputs_are_refused_at_once() {
+    let server = ConnectionCounter::start();
+    let dir = state_dir();
+    let scratch = tempfile::tempdir().unwrap();
+    let fifo = scratch.path().join("fifo");
+    let made = std::process::Command::new("mkfifo").arg(&fifo).status();
+    assert!(made.is_ok_and(|s| s.success()), "mkfifo");
+    let asset_file = scratch.path().join("asset.json");
+    std::fs::write(&asset_file, server.asset().to_string()).unwrap();
+    let inputs_file = scratch.path().join("inputs.json");
+    std::fs::write(&inputs_file, json!({"id": "u"}).to_string()).unwrap();
+    let limit = std::time::Duration::from_secs(20);
+    let refused = |out: &process::Outcome, pointer: &str| {
+        assert_eq!(out.code, 2, "{}", out.stderr);
+        let e = &out.json()["error"];
+        assert_eq!(e["details"][0]["path"], pointer, "{e}");
+        assert!(
+            e["details"][0]["message"]
+                .as_str()
+                .unwrap()
+                .contains("not a regular file"),
+            "{e}"
+        );
+    };
+    for bad in [fifo.to_str().unwrap(), "/dev/zero"] {
+        for (flag, pointer) in [
+            ("--asset", "/asset"),
+            ("--inputs", "/inputs"),
+            ("--state", "/state"),
+        ] {
+            let (asset, inputs) = match flag {
+                "--asset" => (bad, inputs_file.to_str().unwrap()),
+                "--inputs" => (asset_file.to_str().unwrap(), bad),
+                _ => (asset_file.to_str().unwrap(), inputs_file.to_str().unwrap()),
+            };
+            let mut args = vec!["run", "pull_sign_ins", "--asset", asset, "--inputs", inputs];
+            if flag == "--state" {
+                args.extend(["--state", bad]);
+            }
+            let out = process::run_within(&args, b"", dir.path(), limit);
+            refused(&out, pointer);
+        }
+        let envelope = json!({"asset": server.asset(), "inputs": {"config_path": bad}});
+        for action in ["sync_ip_presence", "evaluate_ip_presence"] {
+            let mut envelope = envelope.clone();
+            if action == "evaluate_ip_presence" {
+                envelope["inputs"]["sign_ins"] = json!([]);
+            }
+            let out = process::run_within(
+                &["run", action],
+                envelope.to_string().as_bytes(),
+                dir.path(),
+                limit,
+            );
+            refused(&out, "/inputs/config_path");
+        }
+        let envelope = json!({"asset": server.asset(), "inputs": {
+            "sign_ins_path": bad, "ranges": [], "users": []}});
+        let out = process::run_within(
+            &["run", "evaluate_ip_presence"],
+            envelope.to_string().as_bytes(),
+            dir.path(),
+            limit,
+        );
+        assert_eq!(out.code, 2, "{}", out.stderr);
+        assert_eq!(
+            out.json()["error"]["details"][0]["path"],
+            "/inputs/sign_ins_path"
+        );
+    }
+    assert_eq!(server.connections(), 0);
+}
+
 #[test]
 fn asset_and_inputs_from_files_and_turbine_environment() {
     let server = ConnectionCounter::start();

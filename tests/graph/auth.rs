@@ -696,6 +696,36 @@ fn check_names_missing_permissions_and_fails_with_the_right_status() {
     emu.assert_no_secrets(&out.stderr, Some(dir.path()));
 }
 
+/// Issue 19, item 6: `http://:pw@host` in `login_url` was accepted, sent on and
+/// logged at INFO. Credentials in any URL field are refused before any request,
+/// and the value is never echoed, even at `-vvv`.
+#[test]
+fn credentials_in_url_fields_are_refused_and_never_echoed() {
+    let emu = Emulator::start();
+    let cc = emu.asset("client_credentials");
+    let oauth = emu.asset("oauth2_client_credentials");
+    for (base, field) in [(&cc, "url"), (&cc, "login_url"), (&oauth, "token_url")] {
+        for userinfo in [
+            ":url-pw-never-shown@",
+            "url-user-never-shown:url-pw-never-shown@",
+        ] {
+            let mut asset = base.clone();
+            let current = asset[field].as_str().unwrap().to_string();
+            asset[field] = json!(current.replacen("://", &format!("://{userinfo}"), 1));
+            let dir = tempfile::tempdir().unwrap();
+            let envelope = json!({"asset": asset, "inputs": {"id": USER_ID}}).to_string();
+            let out = process::run(
+                &["-vvv", "run", "get_presence"],
+                envelope.as_bytes(),
+                dir.path(),
+            );
+            crate::support::assertions::assert_invalid(&emu, &out, &format!("/asset/{field}"));
+            crate::support::assertions::no_secret_in(&out, "url-pw-never-shown");
+            crate::support::assertions::no_secret_in(&out, "url-user-never-shown");
+        }
+    }
+}
+
 #[test]
 fn the_proxy_carries_every_request_and_its_credentials_stay_secret() {
     // The fake plays the proxy: requests for an unreachable host arrive at it in absolute form.

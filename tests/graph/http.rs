@@ -476,3 +476,51 @@ async fn pacing_spreads_a_burst_over_the_window() {
         "paced, so never throttled"
     );
 }
+
+/// Issue 19, item 4: a hostile or broken server's 2 GiB body took `get_user` to
+/// 2.1 GB and `get_user_photo` to 4.9 GB. JSON answers are read up to 64 MiB and
+/// photos up to 16 MiB; one byte more is refused as kind `graph`, exit 4, code
+/// `ResponseTooLarge`, whether or not the server says its length.
+#[test]
+fn bodies_above_the_caps_are_refused_not_read() {
+    const MIB: usize = 1 << 20;
+    for streamed in [true, false] {
+        let fake = fake::Fake::start(move |seen, n| {
+            if seen.is_token() {
+                return fake::token_ok(&fake::app_token(n));
+            }
+            let (body, cap) = if seen.uri.ends_with("$value") {
+                (String::new(), 16 * MIB)
+            } else {
+                (json!({"id": USER_ID}).to_string(), 64 * MIB)
+            };
+            let reply = (200, vec![("content-type", "image/jpeg".to_string())], body);
+            let pad = cap + 1 - reply.2.len();
+            if streamed {
+                fake::padded_reply(reply, pad)
+            } else {
+                let (s, h, b) = reply;
+                (s, h, b + &" ".repeat(pad))
+            }
+        });
+        let dir = tempfile::tempdir().unwrap();
+        for action in ["get_user", "get_user_photo"] {
+            let out = process::run_action(
+                action,
+                &fake.asset("client_credentials"),
+                &json!({"id": USER_ID}),
+                dir.path(),
+            );
+            assert_eq!(out.code, 4, "{action} streamed={streamed}: {}", out.stderr);
+            let e = &out.json()["error"];
+            assert_eq!(e["kind"], "graph", "{e}");
+            assert_eq!(e["code"], "ResponseTooLarge", "{e}");
+            assert!(
+                e["message"].as_str().unwrap().contains("larger than"),
+                "{e}"
+            );
+        }
+        // Refused at once, not retried.
+        assert_eq!(fake.graph().len(), 2);
+    }
+}

@@ -8,7 +8,9 @@
 //! - play an HTTP proxy, receiving absolute-form requests for another host
 //!   and their `Proxy-Authorization` header (`graph/auth.rs`);
 //! - answer with an `@odata.nextLink` that points at a foreign host, and be
-//!   that foreign host, to prove a token never goes there (`graph/http.rs`).
+//!   that foreign host, to prove a token never goes there (`graph/http.rs`);
+//! - answer with a body far larger than Graph ever sends, streamed without a
+//!   `Content-Length` ([`padded_reply`]), to prove it is not read in full.
 //!
 //! Anything else belongs in the emulator; extend it there, with a test.
 
@@ -138,10 +140,37 @@ async fn answer(req: Request, log: &Mutex<Vec<Seen>>, handler: &Handler) -> Resp
     };
     let (status, headers, body) = handler(&seen, n);
     let mut response = Response::builder().status(status);
+    let mut padding = 0usize;
     for (k, v) in headers {
+        if k == PAD_HEADER {
+            padding = v.parse().unwrap();
+            continue;
+        }
         response = response.header(k, v);
     }
-    response.body(Body::from(body)).unwrap()
+    if padding == 0 {
+        return response.body(Body::from(body)).unwrap();
+    }
+    // The body, then `padding` spaces in 1 MiB chunks made as they are sent, chunked.
+    const CHUNK: usize = 1 << 20;
+    let spaces = bytes::Bytes::from(vec![b' '; CHUNK]);
+    let chunks = (0..padding.div_ceil(CHUNK)).map(move |i| {
+        let len = CHUNK.min(padding - i * CHUNK);
+        Ok::<_, std::io::Error>(spaces.slice(..len))
+    });
+    let stream =
+        futures_util::stream::iter(std::iter::once(Ok(bytes::Bytes::from(body))).chain(chunks));
+    response.body(Body::from_stream(stream)).unwrap()
+}
+
+/// Not sent: tells [`answer`] to stream that many spaces after the body.
+const PAD_HEADER: &str = "x-fake-stream-padding";
+
+/// `reply` with `padding` spaces streamed after its body, with no `Content-Length`.
+pub fn padded_reply(reply: Reply, padding: usize) -> Reply {
+    let (status, mut headers, body) = reply;
+    headers.push((PAD_HEADER, padding.to_string()));
+    (status, headers, body)
 }
 
 pub const SECRET: &str = "s3cr3t-VALUE-do-not-print";

@@ -70,3 +70,46 @@ pub fn run_action(action: &str, asset: &Value, inputs: &Value, state_dir: &Path)
     let envelope = serde_json::json!({ "asset": asset, "inputs": inputs });
     run(&["run", action], envelope.to_string().as_bytes(), state_dir)
 }
+
+/// [`run`], killing the connector and failing the test if it has not finished
+/// within `limit` (for inputs the old code hung on: a FIFO, /dev/zero).
+pub fn run_within(
+    args: &[&str],
+    stdin: &[u8],
+    state_dir: &Path,
+    limit: std::time::Duration,
+) -> Outcome {
+    let mut child = Command::new(BIN)
+        .arg("--state-dir")
+        .arg(state_dir)
+        .args(args)
+        .env_remove("INPUTS")
+        .env_remove("ASSET_KEYS")
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the connector binary starts");
+    {
+        let mut input = child.stdin.take().expect("stdin is piped");
+        let _ = input.write_all(stdin);
+    }
+    let deadline = std::time::Instant::now() + limit;
+    while child.try_wait().expect("wait for the connector").is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("msgraph-connector {args:?} did not finish within {limit:?}");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let out = child
+        .wait_with_output()
+        .expect("the connector binary finishes");
+    Outcome {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}

@@ -172,9 +172,10 @@ impl PresenceConfig {
     }
 
     /// Load and validate a configuration file: JSON if it ends in `.json`, YAML otherwise.
+    /// Only a regular file of at most [`MAX_CONFIG_BYTES`] is read (see [`read_config_file`]).
     pub fn from_path(path: &Path) -> Result<Self, Vec<ConfigError>> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| vec![ConfigError::new("", format!("{}: {e}", path.display()))])?;
+        let text = read_config_file(path)
+            .map_err(|m| vec![ConfigError::new("", format!("{}: {m}", path.display()))])?;
         let is_json = path
             .extension()
             .is_some_and(|e| e.eq_ignore_ascii_case("json"));
@@ -330,4 +331,38 @@ pub fn normalise_upn(upn: &str) -> String {
     } else {
         t.to_lowercase()
     }
+}
+
+/// The largest configuration file read: 16 MiB, far above any real one.
+pub const MAX_CONFIG_BYTES: u64 = 16 << 20;
+
+/// Read a configuration file. It must be a regular file: a FIFO would block the
+/// open and a device such as `/dev/zero` would be read forever, so both are
+/// refused before reading (checked by path, then again on the opened file in
+/// case it was swapped). More than [`MAX_CONFIG_BYTES`] is refused without
+/// reading the rest.
+fn read_config_file(path: &Path) -> Result<String, String> {
+    use std::io::Read;
+    let not_regular = || "is not a regular file".to_string();
+    let meta = std::fs::metadata(path).map_err(|e| format!("cannot read: {e}"))?;
+    if !meta.is_file() {
+        return Err(not_regular());
+    }
+    let file = std::fs::File::open(path).map_err(|e| format!("cannot read: {e}"))?;
+    let meta = file.metadata().map_err(|e| format!("cannot read: {e}"))?;
+    if !meta.is_file() {
+        return Err(not_regular());
+    }
+    let too_large = || format!("is larger than {} MiB", MAX_CONFIG_BYTES >> 20);
+    if meta.len() > MAX_CONFIG_BYTES {
+        return Err(too_large());
+    }
+    let mut bytes = Vec::new();
+    file.take(MAX_CONFIG_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| format!("cannot read: {e}"))?;
+    if bytes.len() as u64 > MAX_CONFIG_BYTES {
+        return Err(too_large());
+    }
+    String::from_utf8(bytes).map_err(|_| "is not UTF-8 text".to_string())
 }

@@ -102,8 +102,8 @@ mod store;
 pub use backend::{PresenceBackend, RangeRef, UserRef, id_hash};
 pub use calendar::{MAX_MS, MIN_MS, is_valid_ms, parse_timestamp_ms};
 pub use config::{
-    ConfigError, IpRange, PresenceConfig, PresenceMode, Settings, TrackedUser, normalise_upn,
-    parse_cidr,
+    ConfigError, IpRange, MAX_CONFIG_BYTES, PresenceConfig, PresenceMode, Settings, TrackedUser,
+    normalise_upn, parse_cidr,
 };
 pub use engine::PresenceEngine;
 pub use error::PresenceError;

@@ -134,6 +134,40 @@ fn configuration_loads_from_yaml_and_json_files() {
     assert!(PresenceConfig::from_path(&dir.path().join("missing.yaml")).is_err());
 }
 
+/// `from_path` on another thread, failing the test if it takes more than 10 s
+/// (the old code hung on a FIFO and read /dev/zero until it was killed).
+fn from_path_within_10s(path: std::path::PathBuf) -> Result<PresenceConfig, Vec<ConfigError>> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || tx.send(PresenceConfig::from_path(&path)));
+    rx.recv_timeout(std::time::Duration::from_secs(10))
+        .expect("from_path did not return within 10 s")
+}
+
+/// Issue 19, item 4: only a regular file of at most 16 MiB is read.
+#[test]
+fn config_files_must_be_regular_and_at_most_16_mib() {
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("fifo.yaml");
+    let made = std::process::Command::new("mkfifo").arg(&fifo).status();
+    assert!(made.is_ok_and(|s| s.success()), "mkfifo");
+    let big = dir.path().join("big.yaml");
+    std::fs::File::create(&big)
+        .unwrap()
+        .set_len(MAX_CONFIG_BYTES + 1)
+        .unwrap();
+    for (path, why) in [
+        (fifo, "is not a regular file"),
+        ("/dev/zero".into(), "is not a regular file"),
+        (dir.path().to_path_buf(), "is not a regular file"),
+        (big, "is larger than 16 MiB"),
+    ] {
+        let errs = from_path_within_10s(path.clone()).unwrap_err();
+        assert_eq!(errs.len(), 1, "{path:?}: {errs:?}");
+        assert_eq!(errs[0].pointer, "");
+        assert!(errs[0].message.contains(why), "{path:?}: {errs:?}");
+    }
+}
+
 #[test]
 fn the_schema_is_draft_2020_12() {
     let s = PresenceConfig::json_schema();

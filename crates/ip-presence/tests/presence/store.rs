@@ -302,3 +302,23 @@ fn the_store_is_readable_by_its_owner_only() {
     assert_eq!(mode(store.path()), 0o600);
     assert_eq!(mode(&state), 0o700);
 }
+
+/// Issue 19, item 5: an existing 0777 folder and 0644 store are made owner-only on open.
+#[cfg(unix)]
+#[test]
+fn opening_makes_an_open_folder_and_store_owner_only() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    drop(PresenceStore::open(&state).unwrap());
+    let store = state.join(PresenceStore::FILE_NAME);
+    let set = |p: &std::path::Path, m: u32| {
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(m)).unwrap()
+    };
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o7777;
+    set(&state, 0o777);
+    set(&store, 0o644);
+    drop(PresenceStore::open(&state).unwrap());
+    assert_eq!(mode(&state), 0o700);
+    assert_eq!(mode(&store), 0o600);
+}
