@@ -35,10 +35,11 @@ pub mod http;
 pub mod inputs;
 pub mod jsonl;
 pub mod office;
-pub mod owner_only;
 pub mod runner;
 pub mod schema;
 pub mod signins;
 pub mod state;
 
 pub use error::{Error, ErrorKind, Result};
+/// Owner-only files and folders, shared with the presence store (one rule, one place).
+pub use ip_presence::owner_only;

@@ -53,7 +53,7 @@ impl StateDb {
     /// Failures say which folder, since the usual cause is a state dir that cannot be written.
     pub fn open(state_dir: &Path) -> Result<Self> {
         let path = state_dir.join(Self::FILE_NAME);
-        Self::open_at(state_dir, &path).map_err(|e| {
+        Self::open_at(state_dir).map_err(|e| {
             Error::invalid(
                 "",
                 format!(
@@ -64,29 +64,8 @@ impl StateDb {
         })
     }
 
-    fn open_at(state_dir: &Path, path: &Path) -> std::result::Result<Self, OpenError> {
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
-            std::fs::DirBuilder::new()
-                .recursive(true)
-                .mode(0o700)
-                .create(state_dir)?;
-            std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .mode(0o600)
-                .open(path)?;
-        }
-        // Folders and files made by an older version or by hand may be open to others.
-        crate::owner_only::tighten_dir(state_dir)?;
-        for suffix in ["", "-wal", "-shm"] {
-            let mut name = path.as_os_str().to_owned();
-            name.push(suffix);
-            crate::owner_only::tighten_file(Path::new(&name))?;
-        }
-        #[cfg(not(unix))]
-        std::fs::create_dir_all(state_dir)?;
+    fn open_at(state_dir: &Path) -> std::result::Result<Self, OpenError> {
+        let path = &crate::owner_only::create_private(state_dir, Self::FILE_NAME)?;
         let conn = Connection::open(path)?;
         conn.busy_timeout(Duration::from_secs(10))?;
         conn.pragma_update(None, "journal_mode", "WAL")?;

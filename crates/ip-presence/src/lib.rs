@@ -10,7 +10,9 @@
 //!   ([`PresenceEngine`]: batches over a backend), `file` (files of sign-ins,
 //!   [`JsonLinesBackend`]);
 //! - the backends: `memory` ([`MemoryState`]; its JSON state; its two-thread file reader)
-//!   and `store` ([`PresenceStore`], SQLite).
+//!   and `store` ([`PresenceStore`], SQLite);
+//! - [`owner_only`]: state dir 0700 and files 0600, created and tightened (the connector
+//!   uses it too).
 //!
 //! Every sign-in records the public address the user came from. Where that address is in
 //! a configured office range the user is in that office; where it is in a range marked
@@ -95,6 +97,7 @@ mod error;
 mod file;
 mod memory;
 mod model;
+pub mod owner_only;
 mod ranges;
 mod signin;
 mod store;

@@ -162,28 +162,8 @@ impl PresenceStore {
     /// Open (or create) the store in `state_dir`, migrating it to [`SCHEMA_VERSION`].
     pub fn open(state_dir: &Path) -> Result<Self, PresenceError> {
         // Staff whereabouts and addresses: readable by the owner only, like the
-        // token cache. SQLite gives its -wal and -shm files the main file's mode.
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
-            std::fs::DirBuilder::new()
-                .recursive(true)
-                .mode(0o700)
-                .create(state_dir)?;
-            std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .mode(0o600)
-                .open(state_dir.join(Self::FILE_NAME))?;
-            // Folders and files made by an older version or by hand may be open to others.
-            tighten(state_dir, 0o700)?;
-            for name in ["", "-wal", "-shm"] {
-                tighten(&state_dir.join(format!("{}{name}", Self::FILE_NAME)), 0o600)?;
-            }
-        }
-        #[cfg(not(unix))]
-        std::fs::create_dir_all(state_dir)?;
-        let path = state_dir.join(Self::FILE_NAME);
+        // token cache.
+        let path = crate::owner_only::create_private(state_dir, Self::FILE_NAME)?;
         let conn = Connection::open(&path)?;
         conn.busy_timeout(Duration::from_secs(10))?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
@@ -783,40 +763,4 @@ impl PresenceBackend for PresenceStore {
     ) -> Result<Vec<Transition>, PresenceError> {
         self.load_events(user, date)
     }
-}
-
-/// Take group and other access away from `path` (a folder for 0700, a regular
-/// file for 0600) when it has any; a missing path is left alone. A folder with
-/// the sticky bit (`/tmp`) is shared by design: refused, never changed. What
-/// cannot be changed (another user's) is refused: state is owner-only.
-#[cfg(unix)]
-fn tighten(path: &Path, want: u32) -> std::io::Result<()> {
-    use std::os::unix::fs::PermissionsExt;
-    let meta = match std::fs::metadata(path) {
-        Ok(m) => m,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(e),
-    };
-    let is_dir = want == 0o700;
-    if (is_dir && !meta.is_dir()) || (!is_dir && !meta.is_file()) {
-        return Ok(());
-    }
-    let mode = meta.permissions().mode() & 0o7777;
-    if mode & 0o077 == 0 {
-        return Ok(());
-    }
-    let refuse = |why: String| {
-        std::io::Error::new(
-            std::io::ErrorKind::PermissionDenied,
-            format!(
-                "{} is open to other users (mode {mode:o}) and {why}; give a --state-dir of your own",
-                path.display()
-            ),
-        )
-    };
-    if is_dir && mode & 0o1000 != 0 {
-        return Err(refuse("is a shared folder (sticky bit)".into()));
-    }
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode & 0o700))
-        .map_err(|e| refuse(format!("cannot be made owner-only ({e})")))
 }

@@ -1,11 +1,41 @@
-//! Owner-only state on disk (issue 19, item 5): the state dir and `tokens/`
-//! 0700, the stores, token entries and keys 0600. New files are created so;
-//! these functions tighten what an older version, a careless `mkdir` or a
-//! restored backup left open, on every open. A folder or file we cannot tighten
-//! (another user's) is an error, never silently used.
+//! Owner-only state on disk (issue 19, item 5): a state dir 0700, the files in it
+//! 0600. New files are created so; [`tighten_dir`] and [`tighten_file`] tighten what
+//! an older version, a careless `mkdir` or a restored backup left open, on every
+//! open. A folder or file we cannot tighten (another user's) is an error, never
+//! silently used. [`create_private`] does all of it for an SQLite file.
+//!
+//! The presence store uses it, and so does the connector that hosts this crate (its
+//! state database and token cache), so that the rule lives in one place.
 
 use std::io;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+
+/// Create (if need be) `state_dir` 0700 and `state_dir/file_name` 0600, and tighten
+/// both, with SQLite's `-wal` and `-shm` companions, when they are open to others.
+/// SQLite gives the companions the main file's mode when it creates them.
+pub fn create_private(state_dir: &Path, file_name: &str) -> io::Result<PathBuf> {
+    let path = state_dir.join(file_name);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(state_dir)?;
+        std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .mode(0o600)
+            .open(&path)?;
+    }
+    #[cfg(not(unix))]
+    std::fs::create_dir_all(state_dir)?;
+    tighten_dir(state_dir)?;
+    for suffix in ["", "-wal", "-shm"] {
+        tighten_file(&state_dir.join(format!("{file_name}{suffix}")))?;
+    }
+    Ok(path)
+}
 
 /// Make the folder `dir` owner-only (0700) when group or others have any
 /// access. A missing folder is left for the caller to create. A folder with
