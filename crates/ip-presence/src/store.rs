@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use ipnet::IpNet;
 use jiff::civil::Date;
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::{Connection, params};
 use serde::{Deserialize, Serialize};
 
 use super::backend::{PresenceBackend, RangeRef, UserRef};
@@ -71,7 +71,8 @@ const MIGRATIONS: &[&str] = &[
         block TEXT NOT NULL, ip TEXT NOT NULL, user TEXT NOT NULL,
         events INTEGER NOT NULL, last_date TEXT NOT NULL,
         PRIMARY KEY (block, ip, user)) WITHOUT ROWID;
-    -- Small named values, such as the sign-in cursor of pull_sign_ins.
+    -- Named values of the first version (sign-in cursors, the kept configuration). Nothing
+    -- writes it any more: the connector's state.sqlite3 imports it once when it is created.
     CREATE TABLE kv (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
     "#,
 ];
@@ -217,23 +218,6 @@ impl PresenceStore {
         Ok(self
             .conn
             .query_row("SELECT version FROM schema_version", [], |r| r.get(0))?)
-    }
-
-    /// A named value (e.g. the sign-in cursor JSON of pull_sign_ins).
-    pub fn get_value(&self, key: &str) -> Result<Option<String>, PresenceError> {
-        Ok(self
-            .conn
-            .query_row("SELECT value FROM kv WHERE key = ?1", [key], |r| r.get(0))
-            .optional()?)
-    }
-
-    pub fn put_value(&self, key: &str, value: &str) -> Result<(), PresenceError> {
-        self.conn.execute(
-            "INSERT INTO kv (key, value) VALUES (?1, ?2)
-             ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-            params![key, value],
-        )?;
-        Ok(())
     }
 
     /// Who is where at the end of `date` (as far as known), optionally at one location.

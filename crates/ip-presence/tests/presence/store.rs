@@ -1,4 +1,4 @@
-//! The SQLite store: reopen, schema version, retention, queries, overrides, cursor.
+//! The SQLite store: reopen, schema version, retention, queries, overrides.
 
 use ip_presence::*;
 use jiff::Timestamp;
@@ -46,18 +46,11 @@ fn the_store_survives_reopen_and_records_its_schema_version() {
             .unwrap();
         assert_eq!(r.access_events.len(), 4);
         assert_eq!(r.presence_events.len(), 4);
-        s.put_value("sign_in_cursor", r#"{"since":"2024-05-07T12:00:00Z"}"#)
-            .unwrap();
     }
     let mut s = PresenceStore::open(dir.path()).unwrap();
     assert_eq!(s.schema_version().unwrap(), 1);
     assert_eq!(s.all_access_events().unwrap().len(), 4);
     assert_eq!(s.all_presence_events().unwrap().len(), 4);
-    assert_eq!(
-        s.get_value("sign_in_cursor").unwrap().as_deref(),
-        Some(r#"{"since":"2024-05-07T12:00:00Z"}"#)
-    );
-    assert_eq!(s.get_value("nothing").unwrap(), None);
     // Re-processing after reopen changes nothing.
     let r = e
         .process(&mut s, day(), &at("2024-05-07T18:00:00Z"))
