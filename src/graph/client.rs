@@ -381,15 +381,33 @@ async fn read_capped(
     mut response: reqwest::Response,
     max: u64,
 ) -> std::result::Result<bytes::Bytes, BodyError> {
-    if response.content_length().is_some_and(|n| n > max) {
+    let announced = response.content_length();
+    if announced.is_some_and(|n| n > max) {
         return Err(BodyError::TooLarge);
     }
-    let mut body = bytes::BytesMut::new();
-    while let Some(chunk) = response.chunk().await.map_err(BodyError::Transport)? {
-        if (body.len() + chunk.len()) as u64 > max {
+    let too_large = |len: usize| len as u64 > max;
+    // A body that arrives as one chunk is returned as it is, with no copy (as
+    // `Response::bytes` did); a longer one is gathered once into a buffer sized
+    // from `Content-Length` when the server sent it.
+    let Some(first) = response.chunk().await.map_err(BodyError::Transport)? else {
+        return Ok(bytes::Bytes::new());
+    };
+    if too_large(first.len()) {
+        return Err(BodyError::TooLarge);
+    }
+    let Some(second) = response.chunk().await.map_err(BodyError::Transport)? else {
+        return Ok(first);
+    };
+    let announced = announced.unwrap_or(0).min(max) as usize;
+    let mut body = bytes::BytesMut::with_capacity(announced.max(first.len() + second.len()));
+    body.extend_from_slice(&first);
+    let mut next = Some(second);
+    while let Some(chunk) = next {
+        if too_large(body.len() + chunk.len()) {
             return Err(BodyError::TooLarge);
         }
         body.extend_from_slice(&chunk);
+        next = response.chunk().await.map_err(BodyError::Transport)?;
     }
     Ok(body.freeze())
 }
