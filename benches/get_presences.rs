@@ -48,7 +48,7 @@ fn children_cpu() -> Duration {
 fn run(args: &[&str], stdin: &[u8]) -> (i32, Vec<u8>) {
     let mut child = Command::new(BIN)
         .args(args)
-        .env_remove("INPUTS")
+        .env_remove("ASSET_KEYS")
         .env_remove("RUST_LOG")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())

@@ -13,7 +13,7 @@ const BIN: &str = env!("CARGO_BIN_EXE_msgraph-connector");
 fn run(args: &[&str], stdin: &[u8]) {
     let mut child = Command::new(BIN)
         .args(args)
-        .env_remove("INPUTS")
+        .env_remove("ASSET_KEYS")
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
         .stderr(Stdio::null())

@@ -89,6 +89,22 @@ enum Command {
     /// sync_ip_presence over HTTP into a temporary store (or --state-dir when given) and
     /// prints who is in which office.
     Demo(DemoArgs),
+    /// Write a platform's connector package into DIR, generated from the action list.
+    ///
+    /// `export turbine DIR`: a Swimlane Turbine connector folder (connector.yaml, assets/*.yaml
+    /// with `schema: asset/1`, actions/*.yaml with `schema: action/1`, a Dockerfile that runs
+    /// this binary, a README listing every choice not backed by public documentation).
+    /// The output is the same bytes on every run. Prints {"written": [paths]}.
+    Export(ExportArgs),
+}
+
+#[derive(Debug, Args)]
+struct ExportArgs {
+    /// The platform.
+    #[arg(value_enum)]
+    platform: crate::export::Platform,
+    /// The folder to write (made when missing; files of the package in it are replaced).
+    dir: PathBuf,
 }
 
 #[derive(Debug, Args)]
@@ -160,6 +176,12 @@ struct SchemaArgs {
 struct RunArgs {
     /// The action to run (see the list below).
     action: String,
+    /// Speak Swimlane Turbine's protocol (also chosen when ASSET_KEYS is set): one flat
+    /// JSON object on stdin holding asset fields and inputs side by side, ASSET_KEYS
+    /// (comma-separated) naming the asset's keys, the result as one `::set-output {json}`
+    /// line on stdout and an error as one `::set-error {json}` line on stderr.
+    #[arg(long, conflicts_with_all = ["asset", "inputs", "state"])]
+    turbine: bool,
     #[command(flatten)]
     files: FileArgs,
 }
@@ -248,9 +270,22 @@ fn dispatch(command: Command, settings: &RunSettings, explicit_state_dir: Option
             ACTIONS.iter().map(|a| a.catalog_entry()).collect(),
         ))),
         Command::Schema(args) => runner::finish(schema(args)),
-        Command::Run(args) => runner::run(&args.action, &args.files.into(), settings),
+        Command::Run(args) => {
+            let files = &args.files;
+            let from_files =
+                files.asset.is_some() || files.inputs.is_some() || files.state.is_some();
+            if !from_files && crate::turbine::selected(args.turbine) {
+                crate::turbine::run(&args.action, settings)
+            } else {
+                runner::run(&args.action, &args.files.into(), settings)
+            }
+        }
         Command::Check(args) => runner::finish(check(args.files.into(), settings)),
         Command::Demo(args) => demo(args, explicit_state_dir),
+        Command::Export(args) => runner::finish(
+            crate::export::write(args.platform, &args.dir)
+                .map(|written| json!({ "written": written })),
+        ),
         Command::Emulator(args) => match serve_emulator(args) {
             Ok(()) => 0,
             Err(e) => {

@@ -13,8 +13,10 @@
 //!   small SQLite key-value database) and written through [`jsonl`];
 //! - [`actions`]: what users call, one file each, validated against their schemas:
 //!   input -> one call -> output;
-//! - [`runner`] (envelope in, result out) and [`cli`] on top; [`check`] and
-//!   [`demo`] are commands beside `run`.
+//! - [`runner`] (envelope in, result out) and [`cli`] on top; [`turbine`]
+//!   (Swimlane Turbine's flat-object protocol) feeds the runner's path; [`check`],
+//!   [`demo`] and [`export`] (platform packages from the action list) are commands
+//!   beside `run`.
 //!
 //! [`error`], [`schema`] and [`owner_only`] (state kept private on disk) serve
 //! every layer. Lower layers report JSON
@@ -29,6 +31,7 @@ pub mod check;
 pub mod cli;
 pub mod demo;
 pub mod error;
+pub mod export;
 pub mod fastpath;
 pub mod graph;
 pub mod http;
@@ -39,6 +42,7 @@ pub mod runner;
 pub mod schema;
 pub mod signins;
 pub mod state;
+pub mod turbine;
 
 pub use error::{Error, ErrorKind, Result};
 /// Owner-only files and folders, shared with the presence store (one rule, one place).

@@ -2,8 +2,9 @@
 //!
 //! Stages, each of which can only fail with `invalid_input` until the last:
 //! 1. read the envelope from stdin (or from `--asset`/`--inputs`/`--state`
-//!    files, or from Swimlane Turbine's `INPUTS` + `ASSET_KEYS` variables),
-//!    refusing more than [`MAX_ENVELOPE_BYTES`] without reading it all;
+//!    files), refusing more than [`MAX_ENVELOPE_BYTES`] without reading it all
+//!    (Swimlane Turbine's flat object is read by the `turbine` module, which
+//!    joins this path at stage 3 through [`execute`]);
 //! 2. parse JSON and check the envelope's shape (`asset`, `inputs`, `state`);
 //! 3. validate the inputs ([`ActionEntry::check_inputs`]) and parse the asset
 //!    ([`crate::asset::parse`]) against their JSON Schemas, so errors carry
@@ -64,8 +65,7 @@ impl std::fmt::Debug for Envelope {
 }
 
 impl Envelope {
-    /// Read the envelope from files when any is named, else from Turbine's
-    /// environment when `INPUTS` is set, else from `stdin`.
+    /// Read the envelope from files when any is named, else from `stdin`.
     pub fn read(source: &EnvelopeSource, stdin: impl Read) -> Result<Envelope> {
         if source.asset.is_some() || source.inputs.is_some() || source.state.is_some() {
             let file = |path: &Option<PathBuf>, pointer: &str| -> Result<Option<Value>> {
@@ -79,10 +79,6 @@ impl Envelope {
                     .unwrap_or_else(|| Value::Object(Map::new())),
                 state: file(&source.state, "/state")?,
             });
-        }
-        if let Ok(inputs) = std::env::var("INPUTS") {
-            let keys = std::env::var("ASSET_KEYS").unwrap_or_default();
-            return Envelope::from_turbine(&inputs, &keys);
         }
         let bytes = read_limited(stdin, "stdin")?;
         if bytes.iter().all(u8::is_ascii_whitespace) {
@@ -121,36 +117,6 @@ impl Envelope {
             state: top.remove("state").filter(|v| !v.is_null()),
         })
     }
-
-    /// Swimlane Turbine hands one object in `INPUTS`; the keys named in `ASSET_KEYS` are the asset.
-    pub fn from_turbine(inputs: &str, asset_keys: &str) -> Result<Envelope> {
-        let value: Value = parse_json(inputs.as_bytes(), "")?;
-        let Value::Object(all) = value else {
-            return Err(Error::invalid(
-                "",
-                "the INPUTS variable must hold a JSON object",
-            ));
-        };
-        let asset_keys: Vec<&str> = asset_keys
-            .split(',')
-            .map(str::trim)
-            .filter(|k| !k.is_empty())
-            .collect();
-        let (mut asset, mut rest) = (Map::new(), Map::new());
-        for (k, v) in all {
-            if asset_keys.contains(&k.as_str()) {
-                asset.insert(k, v);
-            } else {
-                rest.insert(k, v);
-            }
-        }
-        let state = rest.remove("state").filter(|v| !v.is_null());
-        Ok(Envelope {
-            asset: (!asset.is_empty()).then_some(Value::Object(asset)),
-            inputs: Value::Object(rest),
-            state,
-        })
-    }
 }
 
 /// Read a `--asset`/`--inputs`/`--state` file: a regular file of at most
@@ -178,7 +144,7 @@ fn read_json_file(path: &Path, pointer: &str) -> Result<Value> {
 }
 
 /// Read at most [`MAX_ENVELOPE_BYTES`]; one byte more is refused without reading the rest.
-fn read_limited(reader: impl Read, what: &str) -> Result<Vec<u8>> {
+pub(crate) fn read_limited(reader: impl Read, what: &str) -> Result<Vec<u8>> {
     let mut bytes = Vec::new();
     reader
         .take(MAX_ENVELOPE_BYTES + 1)
@@ -200,7 +166,7 @@ fn too_large(pointer: &str, what: &str) -> Error {
     )
 }
 
-fn parse_json(bytes: &[u8], pointer: &str) -> Result<Value> {
+pub(crate) fn parse_json(bytes: &[u8], pointer: &str) -> Result<Value> {
     serde_json::from_slice(bytes).map_err(|e| {
         let what = if std::str::from_utf8(bytes).is_err() {
             "is not valid UTF-8 JSON".to_string()
@@ -273,14 +239,7 @@ pub fn run(action_name: &str, source: &EnvelopeSource, settings: &RunSettings) -
     let outcome = (|| {
         let action = actions::find(action_name).ok_or_else(|| unknown_action(action_name))?;
         let envelope = Envelope::read(source, std::io::stdin().lock())?;
-        let (ctx, inputs) = prepare(action, envelope, settings)?;
-        // One thread: an action is one chain of requests, and worker threads only
-        // added wake-ups and per-thread heaps (a third of get_presences' CPU).
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .map_err(|e| Error::internal(format!("cannot start the async runtime: {e}")))?;
-        runtime.block_on(action.run(&ctx, inputs))
+        execute(action, envelope, settings)
     })();
     match outcome {
         Ok(result) => {
@@ -292,6 +251,23 @@ pub fn run(action_name: &str, source: &EnvelopeSource, settings: &RunSettings) -
             error.exit_code()
         }
     }
+}
+
+/// Validate, then run the handler: the one path from an envelope to a result,
+/// whichever protocol brought the envelope.
+pub fn execute(
+    action: &ActionEntry,
+    envelope: Envelope,
+    settings: &RunSettings,
+) -> Result<actions::Finished> {
+    let (ctx, inputs) = prepare(action, envelope, settings)?;
+    // One thread: an action is one chain of requests, and worker threads only
+    // added wake-ups and per-thread heaps (a third of get_presences' CPU).
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Error::internal(format!("cannot start the async runtime: {e}")))?;
+    runtime.block_on(action.run(&ctx, inputs))
 }
 
 /// Print a result or an error as the contract says and return the exit status.
@@ -380,7 +356,7 @@ fn write_line(
     let _ = out.flush();
 }
 
-fn unknown_action(name: &str) -> Error {
+pub(crate) fn unknown_action(name: &str) -> Error {
     let known: Vec<&str> = actions::ACTIONS.iter().map(|a| a.meta.name).collect();
     Error::invalid(
         "",
@@ -394,23 +370,11 @@ fn unknown_action(name: &str) -> Error {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
 
     #[test]
     fn unknown_envelope_fields_are_named() {
         let e = Envelope::parse(br#"{"asset":{},"inputs":{},"input":{}}"#).unwrap_err();
         assert_eq!(e.details[0].path, "/input");
-    }
-
-    #[test]
-    fn turbine_splits_asset_keys() {
-        let env = Envelope::from_turbine(
-            r#"{"client_id":"c","tenant_id":"t","id":"u"}"#,
-            "client_id, tenant_id",
-        )
-        .unwrap();
-        assert_eq!(env.asset.unwrap(), json!({"client_id":"c","tenant_id":"t"}));
-        assert_eq!(env.inputs, json!({"id":"u"}));
     }
 
     #[test]

@@ -15,6 +15,9 @@ use serde_json::Value;
 
 use crate::error::{Detail, Error, pointer_token};
 
+/// The JSON Schema dialect of every schema here.
+pub const DRAFT: &str = "https://json-schema.org/draft/2020-12/schema";
+
 /// The JSON Schema of a type, as a JSON value.
 pub fn of<T: JsonSchema>() -> Value {
     serde_json::to_value(schemars::schema_for!(T)).expect("schemas serialise")

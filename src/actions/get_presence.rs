@@ -9,6 +9,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+use super::http_style::{Grouped, HttpStyle, UserPath};
 use super::{Action, ActionMeta, Context, Reply};
 use crate::error::Result;
 use crate::fastpath::guid;
@@ -20,6 +21,20 @@ pub struct Input {
     /// The user's object id (GUID) or user principal name.
     #[schemars(length(min = 1, max = 1024))]
     pub id: String,
+}
+
+/// The same input in Swimlane's HTTP-style grouping: `GET /users/{id}/presence`.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct HttpInput {
+    pub path_parameters: UserPath,
+}
+
+impl Grouped for HttpInput {
+    const PLACES: &'static [(&'static str, &'static str)] = &[("/id", "/path_parameters/id")];
+    fn into_plain(self) -> Value {
+        serde_json::json!({ "id": self.path_parameters.id })
+    }
 }
 
 /// A user's presence as Graph reports it. Values are open sets: unknown strings pass through.
@@ -73,6 +88,7 @@ impl Action for GetPresence {
         needs_graph: true,
         incremental: false,
     };
+    const HTTP_STYLE: Option<HttpStyle> = Some(HttpStyle::of::<HttpInput>());
 
     async fn run(ctx: &Context, input: Input) -> Result<Reply<Presence>> {
         let graph = ctx.graph()?;

@@ -10,6 +10,7 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
+use super::http_style::{Grouped, HttpStyle, SelectList, UserPath};
 use super::{Action, ActionMeta, Context, Reply};
 use crate::error::{Detail, Error, Result};
 use crate::graph::{ApiFamily, GraphPath, GraphRequest};
@@ -26,6 +27,39 @@ pub struct Input {
     #[serde(default)]
     #[schemars(length(max = 100), inner(length(min = 1, max = 200)))]
     pub select: Vec<String>,
+}
+
+/// The same input in Swimlane's HTTP-style grouping: `GET /users/{id}?$select=...`.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct HttpInput {
+    pub path_parameters: UserPath,
+    #[serde(default)]
+    pub parameters: Option<HttpParameters>,
+}
+
+/// The query options of `GET /users/{id}`.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct HttpParameters {
+    /// Properties to return: `displayName,jobTitle` or a list.
+    #[serde(rename = "$select", default)]
+    pub select: Option<SelectList>,
+}
+
+impl Grouped for HttpInput {
+    const PLACES: &'static [(&'static str, &'static str)] = &[
+        ("/id", "/path_parameters/id"),
+        ("/select", "/parameters/$select"),
+    ];
+    fn into_plain(self) -> Value {
+        let select = self
+            .parameters
+            .and_then(|p| p.select)
+            .map(SelectList::names)
+            .unwrap_or_default();
+        serde_json::json!({ "id": self.path_parameters.id, "select": select })
+    }
 }
 
 /// The user object as Graph returns it: the selected properties (plus `@odata.context`).
@@ -45,6 +79,7 @@ impl Action for GetUser {
         needs_graph: true,
         incremental: false,
     };
+    const HTTP_STYLE: Option<HttpStyle> = Some(HttpStyle::of::<HttpInput>());
 
     async fn run(ctx: &Context, input: Input) -> Result<Reply<User>> {
         let request = user_request(&input)?;

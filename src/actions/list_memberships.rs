@@ -18,6 +18,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use super::http_style::{Grouped, HttpStyle, SelectList, UserPath};
 use super::{Action, ActionMeta, Context, Reply};
 use crate::error::{Error, Result};
 use crate::graph::{ApiFamily, GraphPath, GraphRequest, ResponseHeaders};
@@ -73,6 +74,83 @@ pub struct Input {
     pub next_link: Option<String>,
 }
 
+/// The same input in Swimlane's HTTP-style grouping: `GET /users/{id}/memberOf?$filter=...`.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct HttpInput {
+    pub path_parameters: UserPath,
+    #[serde(default)]
+    pub parameters: Option<HttpParameters>,
+    /// Accepted for playbooks that send it; the connector adds it itself whenever
+    /// Graph needs it (advanced queries).
+    #[serde(default)]
+    pub headers: Option<HttpHeaders>,
+}
+
+/// The OData query options of `memberOf`, under Graph's names.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct HttpParameters {
+    #[serde(rename = "$filter", default)]
+    #[schemars(length(min = 1, max = 4096))]
+    pub filter: Option<String>,
+    /// As Graph takes it (`"displayName:tier"`); unquoted text is quoted.
+    #[serde(rename = "$search", default)]
+    #[schemars(length(min = 1, max = 1024))]
+    pub search: Option<String>,
+    #[serde(rename = "$count", default)]
+    pub count: Option<bool>,
+    #[serde(rename = "$orderby", default)]
+    #[schemars(length(min = 1, max = 256))]
+    pub orderby: Option<String>,
+    #[serde(rename = "$select", default)]
+    pub select: Option<SelectList>,
+    #[serde(rename = "$top", default)]
+    #[schemars(range(min = 1, max = 999))]
+    pub top: Option<u32>,
+}
+
+/// Request headers a Swimlane playbook may send.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct HttpHeaders {
+    #[serde(rename = "ConsistencyLevel", default)]
+    #[schemars(regex(pattern = r"^eventual$"))]
+    pub consistency_level: Option<String>,
+}
+
+impl Grouped for HttpInput {
+    const PLACES: &'static [(&'static str, &'static str)] = &[
+        ("/id", "/path_parameters/id"),
+        ("/filter", "/parameters/$filter"),
+        ("/search", "/parameters/$search"),
+        ("/count", "/parameters/$count"),
+        ("/orderby", "/parameters/$orderby"),
+        ("/select", "/parameters/$select"),
+        ("/top", "/parameters/$top"),
+    ];
+    fn into_plain(self) -> Value {
+        let mut plain = serde_json::Map::new();
+        plain.insert("id".into(), self.path_parameters.id.into());
+        if let Some(p) = self.parameters {
+            let fields = [
+                ("filter", p.filter.map(Value::from)),
+                ("search", p.search.map(Value::from)),
+                ("count", p.count.map(Value::from)),
+                ("orderby", p.orderby.map(Value::from)),
+                ("select", p.select.map(|s| Value::from(s.names()))),
+                ("top", p.top.map(Value::from)),
+            ];
+            for (name, value) in fields {
+                if let Some(v) = value {
+                    plain.insert(name.into(), v);
+                }
+            }
+        }
+        Value::Object(plain)
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub enum MembershipType {
@@ -117,6 +195,7 @@ impl Action for ListMemberships {
         needs_graph: true,
         incremental: false,
     };
+    const HTTP_STYLE: Option<HttpStyle> = Some(HttpStyle::of::<HttpInput>());
 
     async fn run(ctx: &Context, input: Input) -> Result<Reply<Output>> {
         let mut pages = match &input.next_link {

@@ -18,6 +18,7 @@ pub mod get_presence;
 pub mod get_presences;
 pub mod get_user;
 pub mod get_user_photo;
+pub mod http_style;
 pub mod list_memberships;
 pub mod pull_sign_ins;
 pub mod set_office_presence;
@@ -36,6 +37,7 @@ use serde_json::{Map, Value};
 use crate::error::{Error, Result};
 use crate::graph::{GraphClient, GraphResponse, ResponseHeaders};
 use crate::schema;
+use http_style::HttpStyle;
 
 /// What the catalog says about an action.
 #[derive(Debug, Clone, Copy)]
@@ -80,6 +82,9 @@ pub trait Action {
     /// What goes into the result's `json_body`.
     type Output: Serialize + JsonSchema;
     const META: ActionMeta;
+    /// Swimlane's HTTP-style grouping of the same inputs (`path_parameters`,
+    /// `parameters`, `json_body`), accepted as an alternative shape when set.
+    const HTTP_STYLE: Option<HttpStyle> = None;
     fn run(ctx: &Context, input: Self::Input) -> impl Future<Output = Result<Reply<Self::Output>>>;
 }
 
@@ -242,6 +247,7 @@ pub struct ActionEntry {
     pub meta: ActionMeta,
     input_schema: fn() -> Value,
     output_schema: fn() -> Value,
+    http_style: Option<HttpStyle>,
     run: for<'a> fn(&'a Context, Value) -> RunFuture<'a>,
 }
 
@@ -251,13 +257,25 @@ impl ActionEntry {
             meta: A::META,
             input_schema: schema::of::<A::Input>,
             output_schema: schema::of::<ActionResult<A::Output>>,
+            http_style: A::HTTP_STYLE,
             run: run_erased::<A>,
         }
     }
 
     /// The input schema, titled with the action's name so a platform can show it.
+    /// With an HTTP-style shape it is `oneOf` [ours, Swimlane's grouping].
     pub fn input_schema(&self) -> Value {
-        self.titled((self.input_schema)(), "inputs")
+        let plain = (self.input_schema)();
+        let schema = match &self.http_style {
+            Some(style) => http_style::one_of(plain, style.schema()),
+            None => plain,
+        };
+        self.titled(schema, "inputs")
+    }
+
+    /// Whether the action also takes Swimlane's HTTP-style grouping of its inputs.
+    pub fn takes_http_style(&self) -> bool {
+        self.http_style.is_some()
     }
 
     /// The schema of the whole success object, `json_body` typed.
@@ -282,11 +300,18 @@ impl ActionEntry {
     /// Validate raw inputs against [`Self::input_schema`] (errors point under
     /// `/inputs`): the only way to get the [`CheckedInputs`] that [`Self::run`] takes.
     /// The schema is compiled here, once per call.
+    /// Inputs in Swimlane's HTTP-style grouping are checked against that shape and
+    /// normalised to ours first (see [`http_style`]).
     pub fn check_inputs(&self, inputs: Value) -> Result<CheckedInputs> {
-        schema::validate(&self.input_schema(), &inputs).map_err(|e| e.under("/inputs"))?;
+        let check_plain = |v: &Value| schema::validate(&(self.input_schema)(), v);
+        let value = match &self.http_style {
+            Some(style) if HttpStyle::applies(&inputs) => style.normalise(&inputs, check_plain),
+            _ => check_plain(&inputs).map(|()| inputs),
+        }
+        .map_err(|e| e.under("/inputs"))?;
         Ok(CheckedInputs {
             action: self.meta.name,
-            value: inputs,
+            value,
         })
     }
 

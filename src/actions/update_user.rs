@@ -24,6 +24,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::Value;
 
 use super::get_user::is_extension_property;
+use super::http_style::{Grouped, HttpStyle, UserPath};
 use super::{Action, ActionMeta, Context, Reply};
 use crate::error::{Error, Result, pointer_token};
 use crate::graph::{ApiFamily, GraphPath, GraphRequest, Method};
@@ -36,6 +37,27 @@ pub struct Input {
     pub id: String,
     /// The properties to change, with Graph's names; `null` clears an optional text property.
     pub properties: UserChanges,
+}
+
+/// The same input in Swimlane's HTTP-style grouping: `PATCH /users/{id}` with the
+/// changes as the JSON body.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct HttpInput {
+    pub path_parameters: UserPath,
+    /// The properties to change, with Graph's names (the PATCH body).
+    #[schemars(with = "UserChanges")]
+    pub json_body: Value,
+}
+
+impl Grouped for HttpInput {
+    const PLACES: &'static [(&'static str, &'static str)] = &[
+        ("/id", "/path_parameters/id"),
+        ("/properties", "/json_body"),
+    ];
+    fn into_plain(self) -> Value {
+        serde_json::json!({ "id": self.path_parameters.id, "properties": self.json_body })
+    }
 }
 
 /// `Some(None)` for an explicit `null`, `None` when absent.
@@ -322,6 +344,7 @@ impl Action for UpdateUser {
         needs_graph: true,
         incremental: false,
     };
+    const HTTP_STYLE: Option<HttpStyle> = Some(HttpStyle::of::<HttpInput>());
 
     async fn run(ctx: &Context, input: Input) -> Result<Reply<()>> {
         let request = update_request(&input)?;

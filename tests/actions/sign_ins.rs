@@ -298,7 +298,7 @@ fn a_run_killed_while_writing_output_leaves_no_file_and_the_rerun_loses_nothing(
         .arg("--state-dir")
         .arg(e.emu.state.path())
         .args(["run", "pull_sign_ins"])
-        .env_remove("INPUTS")
+        .env_remove("ASSET_KEYS")
         .env_remove("RUST_LOG")
         .stdin(Stdio::piped())
         .stdout(Stdio::null())

@@ -108,8 +108,12 @@ fn every_schema_prints_and_is_draft_2020_12() {
         jsonschema::draft202012::new(&schema)
             .unwrap_or_else(|e| panic!("{target}: schema does not compile: {e}"));
         if !output && target != "asset" {
-            assert_eq!(
-                schema["additionalProperties"], false,
+            // An action taking Swimlane's HTTP-style grouping has `oneOf` [ours, grouped]:
+            // each alternative must be closed.
+            let closed = |s: &Value| s["additionalProperties"] == false;
+            let alternatives = schema["oneOf"].as_array().cloned().unwrap_or_default();
+            assert!(
+                closed(&schema) || (!alternatives.is_empty() && alternatives.iter().all(closed)),
                 "{target} inputs must refuse unknown fields"
             );
         }
@@ -547,7 +551,7 @@ fn stdin_beyond_the_limit_is_refused_without_reading_it_all() {
             "run",
             "get_presence",
         ])
-        .env_remove("INPUTS")
+        .env_remove("ASSET_KEYS")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -683,23 +687,24 @@ fn asset_and_inputs_from_files_and_turbine_environment() {
     assert_eq!(out.code, 2, "{}", out.stderr);
     assert_eq!(out.json()["error"]["details"][0]["path"], "/inputs/id");
 
-    // Swimlane Turbine: one object in INPUTS, the asset's keys named in ASSET_KEYS.
+    // Swimlane Turbine: one flat object on stdin, the asset's keys named in ASSET_KEYS,
+    // the error as one `::set-error` line on stderr.
     let mut all = server.asset();
     all["id"] = json!(["not", "a", "string"]);
     let out = process::run_env(
         &["run", "get_presence"],
-        b"",
+        all.to_string().as_bytes(),
         dir.path(),
-        &[
-            ("INPUTS", &all.to_string()),
-            (
-                "ASSET_KEYS",
-                "type,tenant_id,client_id,client_secret,url,login_url",
-            ),
-        ],
+        &[(
+            "ASSET_KEYS",
+            "type,tenant_id,client_id,client_secret,url,login_url",
+        )],
     );
     assert_eq!(out.code, 2, "{}", out.stderr);
-    assert_eq!(out.json()["error"]["details"][0]["path"], "/inputs/id");
+    assert_eq!(out.stdout, "");
+    let line = out.stderr.trim().strip_prefix("::set-error ").unwrap();
+    let error: Value = serde_json::from_str(line).unwrap();
+    assert_eq!(error["error"]["details"][0]["path"], "/inputs/id");
     assert_eq!(server.connections(), 0);
 }
 

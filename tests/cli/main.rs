@@ -7,6 +7,7 @@ mod contract;
 mod demo;
 mod examples;
 mod fuzz;
+mod turbine;
 
 #[path = "../support/mod.rs"]
 pub mod support;
