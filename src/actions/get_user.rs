@@ -35,11 +35,11 @@ pub struct Input {
 pub struct HttpInput {
     pub path_parameters: UserPath,
     #[serde(default)]
-    pub parameters: Option<HttpParameters>,
+    pub parameters: HttpParameters,
 }
 
 /// The query options of `GET /users/{id}`.
-#[derive(Debug, Deserialize, JsonSchema)]
+#[derive(Debug, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct HttpParameters {
     /// Properties to return: `displayName,jobTitle` or a list.
@@ -55,7 +55,7 @@ impl Grouped for HttpInput {
     fn into_plain(self) -> Value {
         let select = self
             .parameters
-            .and_then(|p| p.select)
+            .select
             .map(SelectList::names)
             .unwrap_or_default();
         serde_json::json!({ "id": self.path_parameters.id, "select": select })

@@ -80,15 +80,15 @@ pub struct Input {
 pub struct HttpInput {
     pub path_parameters: UserPath,
     #[serde(default)]
-    pub parameters: Option<HttpParameters>,
+    pub parameters: HttpParameters,
     /// Accepted for playbooks that send it; the connector adds it itself whenever
     /// Graph needs it (advanced queries).
     #[serde(default)]
-    pub headers: Option<HttpHeaders>,
+    pub headers: HttpHeaders,
 }
 
 /// The OData query options of `memberOf`, under Graph's names.
-#[derive(Debug, Deserialize, JsonSchema)]
+#[derive(Debug, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct HttpParameters {
     #[serde(rename = "$filter", default)]
@@ -111,7 +111,7 @@ pub struct HttpParameters {
 }
 
 /// Request headers a Swimlane playbook may send.
-#[derive(Debug, Deserialize, JsonSchema)]
+#[derive(Debug, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct HttpHeaders {
     #[serde(rename = "ConsistencyLevel", default)]
@@ -132,19 +132,18 @@ impl Grouped for HttpInput {
     fn into_plain(self) -> Value {
         let mut plain = serde_json::Map::new();
         plain.insert("id".into(), self.path_parameters.id.into());
-        if let Some(p) = self.parameters {
-            let fields = [
-                ("filter", p.filter.map(Value::from)),
-                ("search", p.search.map(Value::from)),
-                ("count", p.count.map(Value::from)),
-                ("orderby", p.orderby.map(Value::from)),
-                ("select", p.select.map(|s| Value::from(s.names()))),
-                ("top", p.top.map(Value::from)),
-            ];
-            for (name, value) in fields {
-                if let Some(v) = value {
-                    plain.insert(name.into(), v);
-                }
+        let p = self.parameters;
+        let fields = [
+            ("filter", p.filter.map(Value::from)),
+            ("search", p.search.map(Value::from)),
+            ("count", p.count.map(Value::from)),
+            ("orderby", p.orderby.map(Value::from)),
+            ("select", p.select.map(|s| Value::from(s.names()))),
+            ("top", p.top.map(Value::from)),
+        ];
+        for (name, value) in fields {
+            if let Some(v) = value {
+                plain.insert(name.into(), v);
             }
         }
         Value::Object(plain)

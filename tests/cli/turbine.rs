@@ -110,7 +110,7 @@ fn turbine_bad_input_is_one_set_error_line_and_no_request() {
 #[test]
 fn turbine_incremental_state_round_trips_through_inputs_and_output() {
     let emu = Emulator::start();
-    let (all, keys) = flat(&emu, json!({"max_items": 5}));
+    let (all, keys) = flat(&emu, json!({"max_records": 5}));
     let first = output(&turbine(
         &emu,
         "pull_sign_ins",
