@@ -394,6 +394,53 @@ mod tests {
     }
 
     #[test]
+    fn http_style_schemas_take_either_shape_and_refuse_a_mix() {
+        let shapes = [
+            (
+                "get_presence",
+                json!({"id": "a@b.c"}),
+                json!({"path_parameters": {"id": "a@b.c"}}),
+            ),
+            (
+                "get_user",
+                json!({"id": "a@b.c", "select": ["jobTitle"]}),
+                json!({"path_parameters": {"id": "a@b.c"}, "parameters": {"$select": "jobTitle"}}),
+            ),
+            (
+                "list_memberships",
+                json!({"id": "a@b.c", "top": 5}),
+                json!({"path_parameters": {"id": "a@b.c"}, "parameters": {"$top": 5}, "headers": {"ConsistencyLevel": "eventual"}}),
+            ),
+            (
+                "update_user",
+                json!({"id": "a@b.c", "properties": {"jobTitle": "x"}}),
+                json!({"path_parameters": {"id": "a@b.c"}, "json_body": {"jobTitle": "x"}}),
+            ),
+        ];
+        for (name, ours, grouped) in shapes {
+            let action = find(name).unwrap();
+            assert!(action.takes_http_style());
+            let schema = jsonschema::draft202012::new(&action.input_schema()).unwrap();
+            assert!(
+                schema.is_valid(&ours) && schema.is_valid(&grouped),
+                "{name}"
+            );
+            let mut mix = grouped.clone();
+            mix["id"] = json!("a@b.c");
+            assert!(!schema.is_valid(&mix), "{name}");
+            // Both shapes reach the handler as the same typed input.
+            let a = action.check_inputs(ours).ok().unwrap().value;
+            let b = action.check_inputs(grouped).ok().unwrap().value;
+            let a: Value = serde_json::from_value(a).unwrap();
+            for (k, v) in b.as_object().unwrap() {
+                assert_eq!(a.get(k), Some(v), "{name}: {k}");
+            }
+            assert!(action.check_inputs(mix).is_err(), "{name}");
+        }
+        assert!(!find("get_presences").unwrap().takes_http_style());
+    }
+
+    #[test]
     fn inputs_checked_for_one_action_do_not_run_another() {
         let (checked_for, inputs) = ACTIONS
             .iter()
