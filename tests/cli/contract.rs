@@ -719,9 +719,13 @@ fn readme_names_every_action_and_both_commands() {
         );
     }
     assert!(readme.contains("cargo run --release -- demo"));
+    // README's test command is what CI runs, and it includes `cargo test --locked`.
     let ci = repo_file(".ci/run");
+    let script = repo_file("scripts/test");
     assert!(
-        readme.contains("cargo test --locked") && ci.contains("cargo test --locked"),
-        "README and .ci/run disagree on the test command"
+        readme.contains("bash scripts/test")
+            && ci.contains("\nbash scripts/test")
+            && script.contains("cargo test --locked"),
+        "README, .ci/run and scripts/test disagree on the test command"
     );
 }
