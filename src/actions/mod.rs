@@ -36,6 +36,7 @@ use serde_json::{Map, Value};
 use crate::error::{Error, Result};
 use crate::graph::{GraphClient, GraphResponse, ResponseHeaders};
 use crate::schema;
+pub use crate::users::{DirectoryRole, RoleScope};
 
 /// What the catalog says about an action.
 #[derive(Debug, Clone, Copy)]
@@ -80,6 +81,9 @@ pub trait Action {
     /// What goes into the result's `json_body`.
     type Output: Serialize + JsonSchema;
     const META: ActionMeta;
+    /// Entra directory roles needed beyond [`ActionMeta::permissions`] (on the app's
+    /// service principal), each with when; most actions need none.
+    const DIRECTORY_ROLES: &'static [DirectoryRole] = &[];
     fn run(ctx: &Context, input: Self::Input) -> impl Future<Output = Result<Reply<Self::Output>>>;
 }
 
@@ -240,6 +244,7 @@ pub struct CheckedInputs {
 /// An action with its types erased, as the registry holds it.
 pub struct ActionEntry {
     pub meta: ActionMeta,
+    pub directory_roles: &'static [DirectoryRole],
     input_schema: fn() -> Value,
     output_schema: fn() -> Value,
     run: for<'a> fn(&'a Context, Value) -> RunFuture<'a>,
@@ -249,6 +254,7 @@ impl ActionEntry {
     pub const fn of<A: Action + 'static>() -> Self {
         ActionEntry {
             meta: A::META,
+            directory_roles: A::DIRECTORY_ROLES,
             input_schema: schema::of::<A::Input>,
             output_schema: schema::of::<ActionResult<A::Output>>,
             run: run_erased::<A>,
@@ -309,6 +315,7 @@ impl ActionEntry {
             "description": self.meta.description,
             "permissions": self.meta.permission_names(),
             "requires": self.meta.permissions,
+            "directory_roles": self.directory_roles,
             "changes_data": self.meta.changes_data,
             "incremental": self.meta.incremental,
         })
