@@ -13,6 +13,11 @@
 //! `Directory.Read.All` includes `User.Read.All`). `missing` names, for each
 //! entry not met, its least privileged alternative: what to consent.
 //!
+//! Directory roles an action needs on the app's service principal (`update_user`
+//! setting passwords or changing an admin's sensitive properties) are not in the
+//! token's `roles` claim, so they cannot be judged here: each action line lists
+//! them under `directory_roles`, for the administrator to verify in Entra.
+//!
 //! A 403 on the cheap read still proves that Graph accepted the token (only
 //! that read is not permitted), so it is reported, not failed. `successful`
 //! is true when the token and the read worked and no action misses anything.
@@ -56,7 +61,12 @@ pub async fn check(asset: Asset, options: ClientOptions) -> Result<(Value, u16)>
         .filter(|a| a.meta.needs_graph)
         .map(|a| {
             let missing = missing_permissions(a.meta.permissions, &permissions);
-            json!({"name": a.meta.name, "ok": missing.is_empty(), "missing": missing})
+            let mut line =
+                json!({"name": a.meta.name, "ok": missing.is_empty(), "missing": missing});
+            if !a.directory_roles.is_empty() && !delegated {
+                line["directory_roles"] = json!(a.directory_roles);
+            }
+            line
         })
         .collect();
     let all_ok = actions.iter().all(|a| a["ok"] == true);
@@ -118,6 +128,23 @@ mod tests {
 
     fn g(list: &[&str]) -> Vec<String> {
         list.iter().map(|s| s.to_string()).collect()
+    }
+
+    /// Issue 11, item 4: app-only user reads need User.Read.All; an app holding only
+    /// User.ReadBasic.All was passed by check and refused by Graph.
+    #[test]
+    fn user_reads_are_not_met_by_read_basic() {
+        for action in ["get_user", "get_presence", "get_presences"] {
+            let a = crate::actions::find(action).unwrap();
+            assert_eq!(
+                missing_permissions(
+                    a.meta.permissions,
+                    &g(&["User.ReadBasic.All", "Presence.Read.All"])
+                ),
+                ["User.Read.All"],
+                "{action}"
+            );
+        }
     }
 
     #[test]

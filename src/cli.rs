@@ -76,6 +76,8 @@ enum Command {
     /// The token is always fetched fresh (proving the credential) and then cached.
     /// An action is ok when the token holds any of its listed permissions (or a broader
     /// one, e.g. Directory.Read.All for User.Read.All); else `missing` names the first.
+    /// Entra roles an action needs on the app's service principal are not in the token:
+    /// app-only, its line lists them under `directory_roles` to verify in Entra.
     /// `successful` is false when an action misses a permission (exit 0: the check ran);
     /// token failures exit 3, Graph errors 4, network 5. A 403 on the cheap read is
     /// reported in `graph` (the token was accepted), not failed.

@@ -10,7 +10,8 @@
 //! - use cases over Graph and local state: [`signins`] (incremental sign-in
 //!   reading: cursor, windows, the pull), [`office`] (IP-based office presence:
 //!   configuration, sync, manual changes, who is where), kept in [`state`] (a
-//!   small SQLite key-value database) and written through [`jsonl`];
+//!   small SQLite key-value database) and written through [`jsonl`]; [`users`]
+//!   (changing a user, and naming the directory role a refusal lacks);
 //! - [`actions`]: what users call, one file each, validated against their schemas:
 //!   input -> one call -> output;
 //! - [`runner`] (envelope in, result out) and [`cli`] on top; [`turbine`]
@@ -43,6 +44,7 @@ pub mod schema;
 pub mod signins;
 pub mod state;
 pub mod turbine;
+pub mod users;
 
 pub use error::{Error, ErrorKind, Result};
 /// Owner-only files and folders, shared with the presence store (one rule, one place).

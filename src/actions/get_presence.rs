@@ -82,7 +82,9 @@ impl Action for GetPresence {
         description: "Get one user's presence (availability, activity, out-of-office, status message) by object id or UPN.",
         permissions: &[
             &["Presence.Read.All"],
-            &["User.ReadBasic.All", "User.Read.All"],
+            // UPNs are resolved with GET /users?$filter=...: app-only that needs
+            // User.Read.All (https://learn.microsoft.com/graph/api/user-list#permissions).
+            &["User.Read.All"],
         ],
         changes_data: false,
         needs_graph: true,

@@ -76,7 +76,9 @@ impl Action for GetPresences {
         description: "Get the presence of up to 100,000 users (object ids and/or UPNs) in batches of 650, concurrently; users Graph does not know are listed under not_found.",
         permissions: &[
             &["Presence.Read.All"],
-            &["User.ReadBasic.All", "User.Read.All"],
+            // UPN resolution, GET /users?$filter=...: User.Read.All app-only
+            // (https://learn.microsoft.com/graph/api/user-list#permissions).
+            &["User.Read.All"],
         ],
         changes_data: false,
         needs_graph: true,

@@ -1,8 +1,8 @@
 //! `get_user`: one user's profile.
 //!
-//! Graph: `GET /users/{id or UPN}?$select=...` (User.Read.All; User.ReadBasic.All
-//! is enough for the basic fields). Without `$select` Graph returns only its
-//! default properties. The select list is checked against the v1.0 user
+//! Graph: `GET /users/{id or UPN}?$select=...` (User.Read.All for applications;
+//! User.ReadBasic.All serves only delegated tokens, with the basic fields). Without
+//! `$select` Graph returns only its default properties. The select list is checked against the v1.0 user
 //! properties before any request, so a typo is exit 2 with the pointer of the
 //! bad entry instead of a Graph 400 after a token round trip.
 
@@ -74,7 +74,9 @@ impl Action for GetUser {
         name: "get_user",
         title: "Get user",
         description: "Get one user's profile by object id or UPN, with the properties named in select (checked against the Graph user properties).",
-        permissions: &[&["User.ReadBasic.All", "User.Read.All"]],
+        // App-only: User.Read.All is the least privileged; User.ReadBasic.All is not
+        // accepted (https://learn.microsoft.com/graph/api/user-get#permissions).
+        permissions: &[&["User.Read.All"]],
         changes_data: false,
         needs_graph: true,
         incremental: false,
@@ -151,7 +153,10 @@ pub fn is_extension_property(name: &str) -> bool {
 }
 
 /// Properties of the v1.0 `user` resource that `$select` accepts (relationships
-/// such as `manager` need `$expand` and are not listed).
+/// such as `manager` need `$expand` and are not listed). The authority is Microsoft's
+/// published metadata (`schemas/v1.0-Prod.csdl` of microsoftgraph/msgraph-metadata):
+/// `scripts/user-properties.py` extracts the list into
+/// `data/graph-user-properties.v1.0.json`, and a test keeps this list equal to it.
 pub const USER_PROPERTIES: &[&str] = &[
     "aboutMe",
     "accountEnabled",
@@ -170,6 +175,7 @@ pub const USER_PROPERTIES: &[&str] = &[
     "customSecurityAttributes",
     "deletedDateTime",
     "department",
+    "deviceEnrollmentLimit",
     "displayName",
     "employeeHireDate",
     "employeeId",
@@ -183,6 +189,7 @@ pub const USER_PROPERTIES: &[&str] = &[
     "hireDate",
     "id",
     "identities",
+    "identityParentId",
     "imAddresses",
     "interests",
     "isManagementRestricted",
@@ -291,6 +298,25 @@ mod tests {
         assert!(!is_extension_property(
             "extension_0123456789abcdef0123456789abcdef_"
         ));
+    }
+
+    /// Regenerate the file with `python3 scripts/user-properties.py v1.0-Prod.csdl`
+    /// (see the script) when Microsoft publishes new properties, then update the list.
+    #[test]
+    fn user_properties_match_the_published_metadata() {
+        let file: Value =
+            serde_json::from_str(include_str!("../../data/graph-user-properties.v1.0.json"))
+                .unwrap();
+        let mut published: Vec<&str> = file["properties"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p.as_str().unwrap())
+            .collect();
+        let mut ours = USER_PROPERTIES.to_vec();
+        published.sort_unstable();
+        ours.sort_unstable();
+        assert_eq!(ours, published, "USER_PROPERTIES drifted from the metadata");
     }
 
     #[test]

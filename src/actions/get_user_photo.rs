@@ -2,8 +2,8 @@
 //!
 //! Graph: `GET /users/{id}/photo/$value` (the largest available), or
 //! `GET /users/{id}/photos/{size}/$value` for one of Graph's fixed sizes
-//! (ProfilePhoto.Read.All, or User.Read.All). A user without a photo is answered 404 `ImageNotFound`;
-//! that is an answer, not a failure: `json_body.has_photo` is `false`.
+//! (ProfilePhoto.Read.All, or User.Read.All). A user without a photo is answered
+//! 404 with one of four codes ([`NO_PHOTO_CODES`]); that is an answer, not a failure: `json_body.has_photo` is `false`.
 //!
 //! The bytes go to `output_path` (written to a temporary file beside it, then
 //! renamed, so a reader never sees half a photo) or come back base64-encoded.
@@ -81,7 +81,8 @@ impl PhotoSize {
 
 #[derive(Debug, Default, Serialize, JsonSchema)]
 pub struct Output {
-    /// `false` when the user has no photo (Graph's 404 `ImageNotFound`).
+    /// `false` when the user has no photo (Graph's 404 `ImageNotFound`,
+    /// `ErrorItemNotFound`, `ErrorEntityNotFound` or `GetUserPhoto`).
     pub has_photo: bool,
     /// e.g. `image/jpeg`.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -169,12 +170,26 @@ pub async fn fetch_photo(
     }
 }
 
-/// Graph's "this user has no photo": 404 `ImageNotFound`. A 404 for the user
-/// itself (`Request_ResourceNotFound`) stays an error.
+/// The codes of Graph's 404 for a user without a photo. All four are seen in real
+/// tenants, depending on the mailbox and profile store behind the user: `ImageNotFound`,
+/// `ErrorItemNotFound` ("The photo wasn't found."), `ErrorEntityNotFound`,
+/// `GetUserPhoto` (collected in issue 11 from public msgraph SDK and docs threads;
+/// Microsoft documents none of them on the profilePhoto page).
+pub const NO_PHOTO_CODES: [&str; 4] = [
+    "ImageNotFound",
+    "ErrorItemNotFound",
+    "ErrorEntityNotFound",
+    "GetUserPhoto",
+];
+
+/// Graph's "this user has no photo": a 404 with one of [`NO_PHOTO_CODES`]. A 404
+/// for the user itself (`Request_ResourceNotFound`) stays an error.
 pub fn is_no_photo(e: &Error) -> bool {
     e.kind == ErrorKind::Graph
         && e.status_code == Some(404)
-        && e.code.as_deref() == Some("ImageNotFound")
+        && e.code
+            .as_deref()
+            .is_some_and(|c| NO_PHOTO_CODES.iter().any(|n| n.eq_ignore_ascii_case(c)))
 }
 
 /// A response header by name, case-insensitively.
@@ -231,9 +246,15 @@ mod tests {
     }
 
     #[test]
-    fn only_image_not_found_means_no_photo() {
-        assert!(is_no_photo(
-            &Error::graph(404, "x").with_code("ImageNotFound")
+    fn the_four_no_photo_codes_mean_no_photo() {
+        for code in NO_PHOTO_CODES {
+            assert!(
+                is_no_photo(&Error::graph(404, "x").with_code(code)),
+                "{code}"
+            );
+        }
+        assert!(!is_no_photo(
+            &Error::graph(403, "x").with_code("ImageNotFound")
         ));
         assert!(!is_no_photo(
             &Error::graph(404, "x").with_code("Request_ResourceNotFound")

@@ -228,6 +228,10 @@ impl Action for ListMemberships {
             next_link: None,
             count: None,
         };
+        let cast = match &input.next_link {
+            Some(link) => cast_of_link(link),
+            None => input.object_type.map(MembershipType::cast),
+        };
         let mut headers = ResponseHeaders::new();
         let mut first = true;
         while let Some(page) = pages.next_page().await? {
@@ -235,7 +239,11 @@ impl Action for ListMemberships {
                 out.count = page.count;
                 first = false;
             }
-            out.value.extend(page.items);
+            let mut items = page.items;
+            if let Some(cast) = cast {
+                typed(&mut items, cast);
+            }
+            out.value.extend(items);
             headers = page.headers;
             if limit.is_some_and(|l| out.value.len() >= l) {
                 out.next_link = page.next_link;
@@ -244,6 +252,34 @@ impl Action for ListMemberships {
         }
         Ok(Reply::ok(out).with_headers(headers))
     }
+}
+
+/// Items of a cast come without `@odata.type` (the cast's `@odata.context` names
+/// their type: the "OData cast" examples of
+/// https://learn.microsoft.com/graph/api/user-list-memberof). Every item we return
+/// carries it, so a playbook tells kinds apart the same way with or without `type`.
+fn typed(items: &mut [Value], cast: &str) {
+    for item in items {
+        if let Value::Object(m) = item
+            && !m.contains_key("@odata.type")
+        {
+            m.insert("@odata.type".into(), Value::String(format!("#{cast}")));
+        }
+    }
+}
+
+/// The cast a `memberOf` nextLink lists (`.../memberOf/microsoft.graph.group?...`).
+fn cast_of_link(link: &str) -> Option<&'static str> {
+    let path = link.split('?').next().unwrap_or(link).to_ascii_lowercase();
+    let last = path.rsplit('/').next()?;
+    [
+        MembershipType::Group,
+        MembershipType::DirectoryRole,
+        MembershipType::AdministrativeUnit,
+    ]
+    .into_iter()
+    .map(MembershipType::cast)
+    .find(|c| c.eq_ignore_ascii_case(last))
 }
 
 /// Whether the options make an advanced query (header and `$count=true` needed).
@@ -332,6 +368,26 @@ mod tests {
             .iter()
             .map(|(k, v)| (k.as_str(), v.as_str()))
             .collect()
+    }
+
+    #[test]
+    fn cast_items_get_their_type_back() {
+        let mut items = vec![
+            serde_json::json!({"id": "g1"}),
+            serde_json::json!({"@odata.type": "#microsoft.graph.group", "id": "g2"}),
+        ];
+        typed(&mut items, "microsoft.graph.group");
+        assert_eq!(items[0]["@odata.type"], "#microsoft.graph.group");
+        assert_eq!(
+            cast_of_link(
+                "https://g/v1.0/users/u/memberOf/microsoft.graph.directoryRole?$count=true&$skiptoken=x"
+            ),
+            Some("microsoft.graph.directoryRole")
+        );
+        assert_eq!(
+            cast_of_link("https://g/v1.0/users/u/memberOf?$skiptoken=x"),
+            None
+        );
     }
 
     #[test]

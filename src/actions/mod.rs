@@ -38,6 +38,7 @@ use crate::error::{Error, Result};
 use crate::graph::{GraphClient, GraphResponse, ResponseHeaders};
 use crate::schema;
 use http_style::HttpStyle;
+pub use crate::users::{DirectoryRole, RoleScope};
 
 /// What the catalog says about an action.
 #[derive(Debug, Clone, Copy)]
@@ -85,6 +86,9 @@ pub trait Action {
     /// Swimlane's HTTP-style grouping of the same inputs (`path_parameters`,
     /// `parameters`, `json_body`), accepted as an alternative shape when set.
     const HTTP_STYLE: Option<HttpStyle> = None;
+    /// Entra directory roles needed beyond [`ActionMeta::permissions`] (on the app's
+    /// service principal), each with when; most actions need none.
+    const DIRECTORY_ROLES: &'static [DirectoryRole] = &[];
     fn run(ctx: &Context, input: Self::Input) -> impl Future<Output = Result<Reply<Self::Output>>>;
 }
 
@@ -245,6 +249,7 @@ pub struct CheckedInputs {
 /// An action with its types erased, as the registry holds it.
 pub struct ActionEntry {
     pub meta: ActionMeta,
+    pub directory_roles: &'static [DirectoryRole],
     input_schema: fn() -> Value,
     output_schema: fn() -> Value,
     http_style: Option<HttpStyle>,
@@ -255,6 +260,7 @@ impl ActionEntry {
     pub const fn of<A: Action + 'static>() -> Self {
         ActionEntry {
             meta: A::META,
+            directory_roles: A::DIRECTORY_ROLES,
             input_schema: schema::of::<A::Input>,
             output_schema: schema::of::<ActionResult<A::Output>>,
             http_style: A::HTTP_STYLE,
@@ -334,6 +340,7 @@ impl ActionEntry {
             "description": self.meta.description,
             "permissions": self.meta.permission_names(),
             "requires": self.meta.permissions,
+            "directory_roles": self.directory_roles,
             "changes_data": self.meta.changes_data,
             "incremental": self.meta.incremental,
         })

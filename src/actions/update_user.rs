@@ -1,10 +1,11 @@
 //! `update_user`: change properties of one user.
 //!
 //! Graph: `PATCH /users/{id or UPN}` with only the properties to change
-//! (User.ReadWrite.All; changing `passwordProfile` needs more,
-//! User-PasswordProfile.ReadWrite.All, and is otherwise answered 403
-//! `Authorization_RequestDenied` otherwise). Success is `204 No Content` with an
-//! empty body, so `json_body` is `null`.
+//! (User.ReadWrite.All; `passwordProfile`, and the sensitive properties of a user
+//! who holds an admin role, also need a directory role on the app's service
+//! principal: see [`crate::users`], which sends the change and explains a 403
+//! `Authorization_RequestDenied` by naming the missing role). Success is
+//! `204 No Content` with an empty body, so `json_body` is `null`.
 //!
 //! The properties are a typed subset of the v1.0 user: those an app-only token
 //! may change and a playbook has reason to (account, names, job and org fields,
@@ -25,7 +26,7 @@ use serde_json::Value;
 
 use super::get_user::is_extension_property;
 use super::http_style::{Grouped, HttpStyle, UserPath};
-use super::{Action, ActionMeta, Context, Reply};
+use super::{Action, ActionMeta, Context, DirectoryRole, Reply};
 use crate::error::{Error, Result, pointer_token};
 use crate::graph::{ApiFamily, GraphPath, GraphRequest, Method};
 
@@ -335,6 +336,7 @@ impl Action for UpdateUser {
     type Input = Input;
     /// Graph answers 204 with no body: `json_body` is `null`.
     type Output = ();
+    const DIRECTORY_ROLES: &'static [DirectoryRole] = crate::users::UPDATE_ROLES;
     const META: ActionMeta = ActionMeta {
         name: "update_user",
         title: "Update user",
@@ -348,7 +350,8 @@ impl Action for UpdateUser {
 
     async fn run(ctx: &Context, input: Input) -> Result<Reply<()>> {
         let request = update_request(&input)?;
-        let response = ctx.graph()?.send(request).await?;
+        let body = request.body.unwrap_or(Value::Null);
+        let response = crate::users::update(ctx.graph()?, &input.id, body).await?;
         Ok(Reply::from_response(&response, ()))
     }
 }

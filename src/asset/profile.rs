@@ -80,11 +80,13 @@ impl AssetSpec {
         let graph_url = parse_endpoint(
             "/url",
             self.url.as_deref().unwrap_or(DEFAULT_GRAPH_URL),
+            Trailing::Slash,
             &mut problems,
         );
         let login_url = parse_endpoint(
             "/login_url",
             self.login_url.as_deref().unwrap_or(DEFAULT_LOGIN_URL),
+            Trailing::Slash,
             &mut problems,
         );
 
@@ -119,7 +121,10 @@ impl AssetSpec {
 
         let token_url = match (t, self.token_url.as_deref()) {
             (AssetType::Oauth2ClientCredentials, Some(u)) => {
-                parse_endpoint("/token_url", u, &mut problems)
+                // Used exactly as given, also as the client assertion's `aud`: Entra's token
+                // endpoint is `.../oauth2/v2.0/token` and answers `.../token/` with 404
+                // (https://learn.microsoft.com/entra/identity-platform/v2-oauth2-client-creds-grant-flow).
+                parse_endpoint("/token_url", u, Trailing::AsGiven, &mut problems)
             }
             (AssetType::Oauth2ClientCredentials, None) => {
                 missing("token_url", &mut problems);
@@ -228,9 +233,23 @@ fn default_scope(graph_url: &Url, t: AssetType) -> Vec<String> {
     scope
 }
 
-/// Parse a service URL: `https://`, or `http://` only on loopback. Normalised
-/// to end with `/` so that joining relative paths keeps any path prefix.
-fn parse_endpoint(pointer: &str, raw: &str, problems: &mut Vec<Detail>) -> Option<Url> {
+/// What [`parse_endpoint`] does with the end of the path.
+#[derive(Clone, Copy, PartialEq)]
+enum Trailing {
+    /// A base URL that relative paths are joined to: made to end with `/`, so that
+    /// joining keeps any path prefix.
+    Slash,
+    /// An endpoint used as it is (the token URL): never changed.
+    AsGiven,
+}
+
+/// Parse a service URL: `https://`, or `http://` only on loopback.
+fn parse_endpoint(
+    pointer: &str,
+    raw: &str,
+    trailing: Trailing,
+    problems: &mut Vec<Detail>,
+) -> Option<Url> {
     let mut url = match Url::parse(raw) {
         Ok(u) => u,
         Err(e) => {
@@ -269,7 +288,7 @@ fn parse_endpoint(pointer: &str, raw: &str, problems: &mut Vec<Detail>) -> Optio
         problems.push(Detail::new(pointer, "must not carry a query or fragment"));
         return None;
     }
-    if !url.path().ends_with('/') {
+    if trailing == Trailing::Slash && !url.path().ends_with('/') {
         let path = format!("{}/", url.path());
         url.set_path(&path);
     }
@@ -328,6 +347,26 @@ mod tests {
         let e = spec(json!({"type":"password","client_id":"c"})).unwrap_err();
         let paths: Vec<_> = e.details.iter().map(|d| d.path.as_str()).collect();
         assert_eq!(paths, ["/tenant_id", "/username", "/password"]);
+    }
+
+    /// Issue 11, item 1: `.../token` became `.../token/`, which Entra answers 404.
+    #[test]
+    fn token_url_is_used_exactly_as_given() {
+        let a = spec(
+            json!({"type":"oauth2_client_credentials","client_id":"c","client_secret":"s",
+            "token_url":"https://login.microsoftonline.com/contoso.example/oauth2/v2.0/token"}),
+        )
+        .unwrap();
+        assert_eq!(
+            a.token_url.as_str(),
+            "https://login.microsoftonline.com/contoso.example/oauth2/v2.0/token"
+        );
+        let a = spec(
+            json!({"type":"oauth2_client_credentials","client_id":"c","client_secret":"s",
+            "token_url":"https://idp.example.com/token/"}),
+        )
+        .unwrap();
+        assert_eq!(a.token_url.as_str(), "https://idp.example.com/token/");
     }
 
     #[test]

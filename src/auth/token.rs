@@ -423,22 +423,37 @@ impl TokenProvider {
         let mut budget = RetryBudget::new(self.max_attempts, self.max_retry_time);
         loop {
             let attempt = budget.start_attempt();
-            match self.request(refresh).await {
-                // The token endpoint's Retry-After is not read (yet): backoff only.
-                Err(e) if e.kind == crate::error::ErrorKind::Network => match budget.decide(None) {
-                    Decision::GiveUp(_) => return Err(e),
-                    Decision::Wait { wait, .. } => {
-                        tracing::warn!(attempt, "retrying the token request: {}", e.message);
-                        tokio::time::sleep(wait).await;
+            let retry_after = StdMutex::new(None);
+            match self.request(refresh, &retry_after).await {
+                // Entra's throttling and outage answers (429, 503) may name a
+                // Retry-After, honoured as Graph's is; without one, backoff.
+                Err(e) if e.kind == crate::error::ErrorKind::Network => {
+                    let named = *retry_after.lock().unwrap_or_else(|p| p.into_inner());
+                    match budget.decide(named) {
+                        Decision::GiveUp(_) => return Err(e),
+                        Decision::Wait { wait, source } => {
+                            tracing::warn!(
+                                attempt,
+                                "retrying the token request in {:.3}s ({}): {}",
+                                wait.as_secs_f64(),
+                                source.as_str(),
+                                e.message
+                            );
+                            tokio::time::sleep(wait).await;
+                        }
                     }
-                },
+                }
                 other => return other,
             }
         }
     }
 
-    /// One request to the token endpoint.
-    async fn request(&self, refresh: Option<&SecretString>) -> Result<EntraTokenResponse> {
+    /// One request to the token endpoint; a `Retry-After` of the answer goes to `retry_after`.
+    async fn request(
+        &self,
+        refresh: Option<&SecretString>,
+        retry_after: &StdMutex<Option<Duration>>,
+    ) -> Result<EntraTokenResponse> {
         let mut client: OauthClient = oauth2::Client::new(ClientId::new(self.client_id.clone()))
             .set_auth_type(AuthType::RequestBody)
             .set_token_uri(TokenUrl::from_url(self.token_url.clone()));
@@ -466,6 +481,11 @@ impl TokenProvider {
                 let response = self.http.execute(request).await?;
                 let code = response.status();
                 *status.lock().unwrap_or_else(|p| p.into_inner()) = Some(code.as_u16());
+                *retry_after.lock().unwrap_or_else(|p| p.into_inner()) = response
+                    .headers()
+                    .get(reqwest::header::RETRY_AFTER)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| crate::http::retry::parse_retry_after(v, jiff::Timestamp::now()));
                 let mut builder = oauth2::http::Response::builder().status(code.as_u16());
                 for (name, value) in response.headers() {
                     builder = builder.header(name.as_str(), value.as_bytes());

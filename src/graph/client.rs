@@ -4,7 +4,7 @@
 //! host always the asset's Graph host), then loops: pacing (a slot of the
 //! family's window), auth (the bearer token), one attempt on the wire, and on
 //! failure the [`RetryBudget`]'s decision: wait for `Retry-After` or backoff,
-//! or give up. A 401 `InvalidAuthenticationToken` gets one fresh token and one
+//! or give up. Retries carry `Retry-Attempt: n`, as Microsoft's SDKs send it. A 401 `InvalidAuthenticationToken` gets one fresh token and one
 //! retry that does not count as an attempt.
 
 use std::sync::Arc;
@@ -213,7 +213,7 @@ impl GraphClient {
         loop {
             limiter.acquire().await;
             let attempt = budget.start_attempt();
-            let failure = match self.attempt(request, &token).await {
+            let failure = match self.attempt(request, &token, attempt).await {
                 Ok(response) => return Ok(response),
                 Err(AttemptError::Final(e)) => return Err(e),
                 Err(AttemptError::ExpiredToken(e)) => {
@@ -284,11 +284,13 @@ impl GraphClient {
         }
     }
 
-    /// One attempt on the wire.
+    /// One attempt on the wire; `attempt` counts from 1, and every later one is a
+    /// retry that says so in [`retry::RETRY_ATTEMPT_HEADER`].
     async fn attempt(
         &self,
         request: &Prepared,
         token: &SecretString,
+        attempt: u32,
     ) -> std::result::Result<GraphResponse, AttemptError> {
         let client_request_id = uuid::Uuid::new_v4().to_string();
         let mut builder = self
@@ -300,6 +302,9 @@ impl GraphClient {
             .header(reqwest::header::ACCEPT, "application/json");
         for (name, value) in &request.headers {
             builder = builder.header(*name, value);
+        }
+        if attempt > 1 {
+            builder = builder.header(retry::RETRY_ATTEMPT_HEADER, (attempt - 1).to_string());
         }
         if let Some(body) = &request.body {
             builder = builder.json(body);
@@ -359,7 +364,7 @@ impl GraphClient {
         if status == 401 && error.code.as_deref() == Some("InvalidAuthenticationToken") {
             return Err(AttemptError::ExpiredToken(error));
         }
-        if retry::is_retryable_status(status) {
+        if retry::is_retryable_answer(status, error.code.as_deref(), request.idempotent) {
             return Err(AttemptError::Retry(Failure::Status {
                 status,
                 retry_after,

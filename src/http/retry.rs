@@ -52,6 +52,27 @@ pub fn is_retryable_status(status: u16) -> bool {
     matches!(status, 429 | 503 | 504)
 }
 
+/// Whether a Graph answer is worth another try: [`is_retryable_status`], and for a
+/// request that may be repeated (`idempotent`) also 509 (bandwidth limit exceeded)
+/// and 409 `Directory_ConcurrencyViolation`, whose message says "Please wait briefly
+/// and retry". Neither is in Microsoft's SDK design list of retried statuses
+/// (https://github.com/microsoftgraph/msgraph-sdk-design/blob/master/middleware/RetryHandler.md
+/// names 429, 503, 504); the directory answers them under load and for concurrent
+/// writes to one object (public threads, e.g. hashicorp/vault-plugin-secrets-azure and
+/// nais/azureator retry the 409). No Microsoft page lists 509 for Graph: that rule has
+/// no source beyond issue 11 of this project.
+pub fn is_retryable_answer(status: u16, code: Option<&str>, idempotent: bool) -> bool {
+    is_retryable_status(status)
+        || (idempotent
+            && (status == 509 || (status == 409 && code == Some("Directory_ConcurrencyViolation"))))
+}
+
+/// The header every retry carries, as Microsoft's SDKs send it: `Retry-Attempt`, the
+/// number of the retry (1 for the first), "for diagnostics and determining the
+/// effectiveness of the retry handler"
+/// (https://github.com/microsoftgraph/msgraph-sdk-design/blob/master/middleware/RetryHandler.md).
+pub const RETRY_ATTEMPT_HEADER: &str = "Retry-Attempt";
+
 /// The wait after [`backoff`] runs out (it never does: it has no maximum of times).
 const LAST_BACKOFF: Duration = Duration::from_secs(30);
 
@@ -217,6 +238,18 @@ mod tests {
             )
         );
         assert_eq!(RetryBudget::new(0, Duration::ZERO).max_attempts(), 1);
+    }
+
+    #[test]
+    fn conflicts_and_509_are_retried_only_when_repeatable() {
+        let cv = Some("Directory_ConcurrencyViolation");
+        assert!(is_retryable_answer(409, cv, true));
+        assert!(!is_retryable_answer(409, cv, false));
+        assert!(!is_retryable_answer(409, Some("Request_BadRequest"), true));
+        assert!(is_retryable_answer(509, None, true));
+        assert!(!is_retryable_answer(509, None, false));
+        assert!(is_retryable_answer(429, None, false));
+        assert!(!is_retryable_answer(400, None, true));
     }
 
     #[test]

@@ -69,10 +69,15 @@ pub fn explain_forbidden(e: Error) -> Error {
     if e.kind != ErrorKind::Graph || e.status_code != Some(403) {
         return e;
     }
+    // The licence code has two causes: a tenant without P1/P2, or (a known issue, seen
+    // intermittently in licensed tenants) an app without Directory.Read.All
+    // (https://learn.microsoft.com/graph/api/signin-list, https://learn.microsoft.com/graph/known-issues).
     let hint = if e.code.as_deref() == Some("Authentication_RequestFromNonPremiumTenantOrB2CTenant")
     {
-        "reading sign-in logs needs a tenant with Microsoft Entra ID P1 or P2 \
-         (a free or B2C tenant cannot): license the tenant, or pull sign-ins from a tenant that has it"
+        "one of two causes: the tenant has no Microsoft Entra ID P1 or P2 licence \
+         (a free or B2C tenant cannot read sign-in logs: license it), or the app lacks the \
+         application permission Directory.Read.All (Graph gives this same error then, \
+         even in a licensed tenant: grant it with admin consent, beside AuditLog.Read.All)"
     } else {
         "reading sign-in logs needs the application permissions AuditLog.Read.All and \
          Directory.Read.All with admin consent"

@@ -310,6 +310,11 @@ fn forbidden_explains_licence_or_permission() {
         .with_code("Authentication_RequestFromNonPremiumTenantOrB2CTenant"),
     );
     assert!(e.message.contains("Entra ID P1 or P2"));
+    assert!(
+        e.message.contains("Directory.Read.All"),
+        "the known issue's cause is named too: {}",
+        e.message
+    );
     assert_eq!(
         e.code.as_deref(),
         Some("Authentication_RequestFromNonPremiumTenantOrB2CTenant")

@@ -400,6 +400,15 @@ fn action_pages_match_the_code_and_their_examples_fit_the_schemas() {
             a.meta.permission_names(),
             "{path}: permissions differ from the code"
         );
+        let roles: Vec<&str> = page["directory_roles"]
+            .as_array()
+            .map(|r| r.iter().map(|x| x["role"].as_str().unwrap()).collect())
+            .unwrap_or_default();
+        let code_roles: Vec<&str> = a.directory_roles.iter().map(|r| r.role).collect();
+        assert_eq!(
+            roles, code_roles,
+            "{path}: directory_roles differ from the code"
+        );
         assert!(
             page["graph"].as_array().is_some_and(|g| !g.is_empty()) || !a.meta.needs_graph,
             "{path}: graph calls"

@@ -430,8 +430,9 @@ fn concurrent_processes_share_one_token_request() {
 
 #[test]
 fn refresh_token_rotates_across_three_runs() {
-    // The emulator refuses a refresh token once redeemed (AADSTS70008), so three
-    // good runs prove each one kept the refresh token the previous one received.
+    // Entra keeps a redeemed refresh token valid, so success alone proves nothing:
+    // the log's serials prove each run redeemed the newest one, the one the
+    // previous run received (issue 11, item 12).
     let emu = Emulator::start();
     let dir = tempfile::tempdir().unwrap();
     let asset = emu.asset("refresh_token");
@@ -450,6 +451,15 @@ fn refresh_token_rotates_across_three_runs() {
         assert_eq!(asked.grant_type.as_deref(), Some("refresh_token"));
         assert_eq!(asked.client_id.as_deref(), Some(FULL_APP_CLIENT_ID));
     }
+    let serials: Vec<_> = tokens
+        .iter()
+        .map(|t| t.token.as_ref().unwrap().refresh_token_serial)
+        .collect();
+    assert_eq!(
+        serials,
+        [Some(1), Some(2), Some(3)],
+        "each run redeems the newest refresh token"
+    );
     let statuses: Vec<u16> = emu.graph_log().iter().map(|g| g.status).collect();
     assert_eq!(statuses, [200, 401, 200, 401, 200]);
 }
@@ -520,6 +530,7 @@ fn client_certificate_sends_a_signed_assertion() {
             }),
             public_client: false,
             permissions: vec!["Presence.Read.All".into()],
+            directory_roles: Vec::new(),
         })
     });
     let mut asset = emu.asset("client_credentials");
@@ -677,10 +688,11 @@ fn check_names_missing_permissions_and_fails_with_the_right_status() {
     assert_eq!(body["graph"]["status"], 200);
     let presence = action(body, "get_presence");
     assert_eq!(presence["ok"], false);
-    // User.Read reads only the signed-in user: presence and other users are both missing.
+    // User.Read reads only the signed-in user: presence and other users are both missing
+    // (the catalog names application permissions: User.Read.All for users, issue 11).
     assert_eq!(
         presence["missing"],
-        json!(["Presence.Read.All", "User.ReadBasic.All"])
+        json!(["Presence.Read.All", "User.Read.All"])
     );
 
     let mut bad = emu.asset("client_credentials");

@@ -3,6 +3,7 @@
 //! secrets staying secret).
 
 mod auth;
+mod fidelity;
 mod http;
 
 #[path = "../support/mod.rs"]

@@ -62,6 +62,7 @@ fn app(
         certificate: None,
         public_client: false,
         permissions: permissions.iter().map(|&p| p.into()).collect(),
+        directory_roles: Vec::new(),
     }
 }
 

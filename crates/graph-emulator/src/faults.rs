@@ -416,7 +416,10 @@ impl ThrottleState {
         cost: u32,
         now: Timestamp,
     ) -> Result<Option<f64>, Throttled> {
-        let scope = format!("Tenant_Application/ReadWrite/{tenant}/{app}");
+        // `<Scope>/<Limit>/<ApplicationId>/<TenantId|UserId|ResourceId>`, the documented
+        // order (identity and access service limits,
+        // https://learn.microsoft.com/graph/throttling-limits#identity-and-access-service-limits).
+        let scope = format!("Tenant_Application/ReadWrite/{app}/{tenant}");
         let limit = match family {
             Family::Presence => config.presence,
             Family::SignIns => config.audit_logs,

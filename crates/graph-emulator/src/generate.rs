@@ -10,7 +10,8 @@
 //! within minutes, about 3% only 15-25 minutes later.
 //!
 //! Fixed names every generated tenant has (the constants below): the app
-//! [`FULL_APP_CLIENT_ID`] / [`FULL_APP_SECRET`] with every permission, the app
+//! [`FULL_APP_CLIENT_ID`] / [`FULL_APP_SECRET`] with every permission (its service
+//! principal holding Privileged Authentication Administrator), the app
 //! [`READ_APP_CLIENT_ID`] / [`READ_APP_SECRET`] with only `User.Read.All`,
 //! [`DELEGATED_USER`] (password [`DELEGATED_PASSWORD`], member of every group, role
 //! and unit), [`MFA_USER`] (same password, MFA required), `sean.o'brien@contoso.example`
@@ -703,6 +704,8 @@ impl Tenant {
                 certificate: None,
                 public_client: false,
                 permissions: all_permissions.iter().map(|p| text(p)).collect(),
+                // "Every permission": a role that may change any user's sensitive properties.
+                directory_roles: vec![text("Privileged Authentication Administrator")],
             },
             AppRegistration {
                 client_id: Uuid::try_parse(READ_APP_CLIENT_ID).expect("constant uuid"),
@@ -712,6 +715,7 @@ impl Tenant {
                 certificate: None,
                 public_client: false,
                 permissions: vec![text("User.Read.All")],
+                directory_roles: Vec::new(),
             },
         ];
         let mut delegated_users = Vec::new();

@@ -74,6 +74,7 @@ pub use generate::{
     GenerateSpec, MFA_USER, READ_APP_CLIENT_ID, READ_APP_SECRET, TENANT_ID,
 };
 pub use log::{LogEntry, RequestLog, TokenRequest};
+pub use routes::{NO_PHOTO_CODES, no_photo_answer};
 pub use running::RunningEmulator;
 pub use tenant::{
     AppCertificate, AppRegistration, DelegatedUser, DirectoryObject, Office, Photo, Presence,
@@ -97,8 +98,10 @@ pub struct EmulatorConfig {
     pub request_log_path: Option<PathBuf>,
     /// Start with the virtual clock frozen at this instant (default: real time).
     pub clock: Option<Timestamp>,
-    /// Allow a refresh token to be redeemed more than once (default false: the old
-    /// one is invalid once a new one has been issued).
+    /// Allow a refresh token to be redeemed more than once. Default true, as Entra
+    /// does: "refresh tokens aren't revoked when used to acquire new access tokens"
+    /// (https://learn.microsoft.com/entra/identity-platform/refresh-tokens); each
+    /// answer still carries a new one. `false` makes each single-use (AADSTS70008).
     pub refresh_token_reuse: bool,
     /// Refresh tokens unused this long are refused with AADSTS700082 (default 90 days).
     pub refresh_token_max_inactive: Duration,
@@ -115,7 +118,7 @@ impl EmulatorConfig {
             faults: FaultPlan::none(),
             request_log_path: None,
             clock: None,
-            refresh_token_reuse: false,
+            refresh_token_reuse: true,
             refresh_token_max_inactive: Duration::from_secs(90 * 24 * 3600),
             skiptoken_ttl: Duration::from_secs(3600),
         }

@@ -32,6 +32,9 @@ pub struct LogEntry {
     pub client_request_id: Option<String>,
     pub content_type: Option<String>,
     pub user_agent: Option<String>,
+    /// The `Retry-Attempt` header (Microsoft's SDKs number their retries with it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retry_attempt: Option<String>,
     /// Emulator request id (`request-id` header of the answer).
     pub request_id: String,
     /// Injected fault (`429`, `drop`, `slow:2000ms`, `truncate`, `throttled`), if any.
@@ -60,6 +63,11 @@ pub struct TokenRequest {
     /// Claims of the `client_assertion`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub assertion_claims: Option<serde_json::Value>,
+    /// Which refresh token a `refresh_token` grant presented, by issue order (1 is
+    /// the first the emulator issued), never the token: tests prove with it that a
+    /// client redeems the newest one it was given.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub refresh_token_serial: Option<u64>,
 }
 
 /// Cloneable handle on the in-process request log.

@@ -127,6 +127,8 @@ pub(crate) struct RefreshGrant {
     pub upn: String,
     pub scope: String,
     pub issued: Timestamp,
+    /// Issue order, from 1: the request log names a redeemed token by it.
+    pub serial: u64,
 }
 
 /// Settings fixed at start.
@@ -168,7 +170,9 @@ impl Shared {
             Uuid::new_v4().simple(),
             Uuid::new_v4().simple()
         );
-        self.refresh.lock().expect("refresh lock").insert(
+        let mut table = self.refresh.lock().expect("refresh lock");
+        let serial = table.len() as u64 + 1;
+        table.insert(
             token.clone(),
             (
                 RefreshGrant {
@@ -176,6 +180,7 @@ impl Shared {
                     upn: upn.to_string(),
                     scope: scope.to_string(),
                     issued: now,
+                    serial,
                 },
                 false,
             ),

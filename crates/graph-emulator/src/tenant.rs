@@ -162,7 +162,8 @@ pub struct User {
     /// `extensionAttribute1` .. `extensionAttribute15`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub on_premises_extension_attributes: Option<BTreeMap<String, Option<String>>>,
-    /// Profile photo; none means `/photo` answers 404 `ImageNotFound`.
+    /// Profile photo; none means `/photo` answers 404 with one of the four "no photo"
+    /// codes (`ImageNotFound`, ...), fixed per user by its id.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub photo: Option<Photo>,
     /// Teams presence; none means `PresenceUnknown`.
@@ -253,9 +254,14 @@ pub struct AppRegistration {
     #[serde(default)]
     pub public_client: bool,
     /// Granted permissions, e.g. `Presence.Read.All`: `roles` in app-only tokens,
-    /// `scp` in delegated ones. `User-PasswordProfile.ReadWrite.All` allows `passwordProfile`.
+    /// `scp` in delegated ones. (`User-PasswordProfile.ReadWrite.All` is delegated-only.)
     #[serde(default)]
     pub permissions: Vec<Text>,
+    /// Entra directory roles held by the app's service principal, by name, e.g.
+    /// `User Administrator`: app-only `passwordProfile` changes need one, and
+    /// sensitive changes to a user holding a directory role need a higher one.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub directory_roles: Vec<Text>,
 }
 
 /// A certificate credential: the thumbprint the client sends (`x5t#S256` or `x5t`)

@@ -116,6 +116,11 @@ fn status_code_name(s: StatusCode) -> &'static str {
         503 => "serviceNotAvailable",
         504 => "gatewayTimeout",
         500 => "generalException",
+        // The directory's answer to concurrent writes to one object (seen in public
+        // threads; no Microsoft page lists it): "wait briefly and retry".
+        409 => "Directory_ConcurrencyViolation",
+        // No source gives Graph's code for 509; the status is what clients act on.
+        509 => "BandwidthLimitExceeded",
         _ => "UnknownError",
     }
 }
@@ -125,6 +130,10 @@ fn status_message(s: StatusCode) -> &'static str {
         429 => "Too many requests.",
         503 => "The service is temporarily unavailable. Please retry later.",
         504 => "The gateway timed out.",
+        409 => {
+            "Error due to concurrent requests being made to the tenant. Please wait briefly and retry."
+        }
+        509 => "Bandwidth limit exceeded.",
         _ => "An error occurred.",
     }
 }

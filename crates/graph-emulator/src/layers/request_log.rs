@@ -52,6 +52,7 @@ pub(crate) async fn request_log(
         client_request_id: header_str(headers, "client-request-id"),
         content_type: header_str(headers, "content-type"),
         user_agent: header_str(headers, "user-agent"),
+        retry_attempt: header_str(headers, "retry-attempt"),
         request_id,
         fault: None,
         micros: 0,

@@ -288,12 +288,20 @@ pub(crate) fn member_of(
         .skip(offset)
         .take(top)
         .map(|(k, o)| {
-            let full = object_json(*k, o);
+            let mut full = object_json(*k, o);
+            // Items of a cast carry no `@odata.type`: the cast's `@odata.context`
+            // names their type (the "OData cast" examples of
+            // https://learn.microsoft.com/graph/api/user-list-memberof).
+            if cast_kind.is_some() {
+                full.remove("@odata.type");
+            }
             match &select {
                 None => Value::Object(full),
                 Some(sel) => {
                     let mut m = Map::new();
-                    m.insert("@odata.type".into(), full["@odata.type"].clone());
+                    if let Some(t) = full.get("@odata.type") {
+                        m.insert("@odata.type".into(), t.clone());
+                    }
                     for s in sel {
                         m.insert(s.to_string(), full.get(*s).cloned().unwrap_or(Value::Null));
                     }
@@ -302,8 +310,14 @@ pub(crate) fn member_of(
             }
         })
         .collect();
+    let context_tail = match cast_kind {
+        None => "directoryObjects",
+        Some(Kind::Group) => "groups",
+        Some(Kind::Role) => "directoryRoles",
+        Some(Kind::Unit) => "administrativeUnits",
+    };
     let page = ListPage {
-        context: context(shared, "directoryObjects"),
+        context: context(shared, context_tail),
         count: count.then_some(items.len()),
         next: (offset + top < items.len()).then_some(offset + top),
         value: page,

@@ -19,12 +19,14 @@ mod sign_ins;
 pub(crate) mod token;
 mod users;
 
+pub use photo::{NO_PHOTO_CODES, no_photo_answer};
+
 use std::sync::Arc;
 
 use axum::extract::{Request, State};
 use axum::http::Method;
 use axum::http::request::Parts;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 
 use crate::access_token::Caller;
 use crate::faults::Family;
@@ -33,7 +35,7 @@ use crate::request::{self, Ctx, GraphTarget};
 use crate::state::Shared;
 use common::GResult;
 
-/// The handler behind every layer: the token endpoint, a Graph route, or Graph's 400
+/// The handler behind every layer: the token endpoint, a Graph route, or a 404
 /// for a path the emulator does not serve.
 pub(crate) async fn serve(State(shared): State<Arc<Shared>>, req: Request) -> Response {
     let family = request::family(req.extensions(), req.uri());
@@ -45,7 +47,8 @@ pub(crate) async fn serve(State(shared): State<Arc<Shared>>, req: Request) -> Re
         .unwrap_or_default();
     match family {
         Family::Token => {
-            let summary = token::summarize(&parts, &body);
+            let mut summary = token::summarize(&parts, &body);
+            summary.refresh_token_serial = token::refresh_serial(&shared, &body);
             let mut resp = token::handle(&shared, &ctx, &parts, parts.uri.path(), &body);
             resp.extensions_mut().insert(summary);
             resp
@@ -53,8 +56,15 @@ pub(crate) async fn serve(State(shared): State<Arc<Shared>>, req: Request) -> Re
         Family::Unknown => {
             let path = parts.uri.path();
             tracing::warn!(method = %parts.method, path = %path, "emulator: request for a route it does not serve");
-            let segment = path.rsplit('/').next().unwrap_or("");
-            GraphError::unknown_segment(segment).render(&ctx)
+            if path.starts_with("/v1.0/") || path.starts_with("/beta/") {
+                // A Graph resource the emulator does not serve: Graph's 400.
+                let segment = path.rsplit('/').next().unwrap_or("");
+                return GraphError::unknown_segment(segment).render(&ctx);
+            }
+            // Anything else: 404, as Entra answers any path it does not serve
+            // (`.../oauth2/v2.0/token/` included, so a client that alters its token
+            // URL fails here as in production). Entra's 404 page has no stable body.
+            axum::http::StatusCode::NOT_FOUND.into_response()
         }
         _ => {
             let (Some(target), Some(caller)) = (

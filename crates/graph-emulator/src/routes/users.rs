@@ -16,7 +16,12 @@ use crate::odata::{self, Query, Tok};
 use crate::state::Shared;
 use crate::tenant::User;
 
-/// What lets an app read users; the first four also read every property.
+/// What lets a caller read users; the first four also read every property.
+/// `User.ReadBasic.All` counts only in delegated tokens: for applications the get-user
+/// and list-users pages name `User.Read.All` the least privileged permission, and
+/// app-only reads with `User.ReadBasic.All` alone are refused 403
+/// (https://learn.microsoft.com/graph/api/user-get#permissions,
+/// https://learn.microsoft.com/graph/api/user-list#permissions).
 const READ_USERS: &[&str] = &[
     "User.Read.All",
     "User.ReadWrite.All",
@@ -25,6 +30,16 @@ const READ_USERS: &[&str] = &[
     "User.ReadBasic.All",
 ];
 
+/// [`READ_USERS`] as the caller may use it: without `User.ReadBasic.All` app-only.
+fn require_read_users(caller: &Caller) -> Result<(), GraphError> {
+    let usable = if caller.user.is_some() {
+        READ_USERS
+    } else {
+        &READ_USERS[..4]
+    };
+    require(caller, usable)
+}
+
 /// How a user property may be written.
 #[derive(Clone, Copy, PartialEq)]
 enum Write {
@@ -32,8 +47,77 @@ enum Write {
     ReadOnly,
     /// Only with a delegated token.
     DelegatedOnly,
-    /// Needs `User-PasswordProfile.ReadWrite.All` (or delegated Directory.AccessAsUser.All).
+    /// App-only: a directory role on the app's service principal ([`role_refusal`]);
+    /// delegated: `User-PasswordProfile.ReadWrite.All` or `Directory.AccessAsUser.All`.
     Password,
+}
+
+/// Properties Entra calls sensitive: changing them for a user who holds an admin role
+/// needs a higher privileged role than changing them for other users
+/// (https://learn.microsoft.com/graph/api/user-update#permissions, "Who can perform
+/// sensitive actions" in
+/// https://learn.microsoft.com/entra/identity/role-based-access-control/privileged-roles-permissions).
+const SENSITIVE: &[&str] = &[
+    "accountEnabled",
+    "businessPhones",
+    "mobilePhone",
+    "otherMails",
+    "passwordProfile",
+    "userPrincipalName",
+];
+
+/// Roles that let an app change any user's sensitive properties, admins included.
+const PRIVILEGED_ROLES: &[&str] = &[
+    "Privileged Authentication Administrator",
+    "Global Administrator",
+];
+
+/// Roles that let an app set the password of a user who holds no admin role: "at least
+/// User Administrator" (https://learn.microsoft.com/graph/api/user-update#permissions).
+const PASSWORD_ROLES: &[&str] = &[
+    "User Administrator",
+    "Privileged Authentication Administrator",
+    "Global Administrator",
+];
+
+/// Graph's 403 when an app-only PATCH of `changed` on `target` needs a directory role the
+/// app's service principal lacks. The emulator counts any directory role of the target
+/// as an admin role; Entra's table decides per pair of roles (a User Administrator may
+/// reset a Helpdesk Administrator's password), a refinement not modelled here.
+fn role_refusal(
+    dir: &crate::state::Directory,
+    caller: &Caller,
+    target: &User,
+    changed: &[&str],
+) -> Result<(), GraphError> {
+    let app_roles: Vec<&str> = Uuid::try_parse(&caller.app_id)
+        .ok()
+        .and_then(|id| dir.app(id))
+        .map(|a| a.directory_roles.iter().map(|r| r.as_ref()).collect())
+        .unwrap_or_default();
+    let holds = |roles: &[&str]| {
+        app_roles
+            .iter()
+            .any(|r| roles.iter().any(|q| q.eq_ignore_ascii_case(r)))
+    };
+    let target_is_admin = dir
+        .member_of
+        .get(&target.id)
+        .is_some_and(|m| m.iter().any(|(k, _)| *k == crate::state::Kind::Role));
+    let sensitive = changed.iter().any(|c| SENSITIVE.contains(c));
+    let password = changed.contains(&"passwordProfile");
+    let allowed = if target_is_admin && sensitive {
+        holds(PRIVILEGED_ROLES)
+    } else if password {
+        holds(PASSWORD_ROLES)
+    } else {
+        true
+    };
+    if allowed {
+        Ok(())
+    } else {
+        Err(GraphError::denied())
+    }
 }
 
 const USER_PROPS: &[(&str, Write)] = &[
@@ -52,6 +136,8 @@ const USER_PROPS: &[(&str, Write)] = &[
     ("creationType", Write::ReadOnly),
     ("deletedDateTime", Write::ReadOnly),
     ("department", Write::Yes),
+    // In v1.0-Prod.csdl (msgraph-metadata); not among the update-user page's writable properties.
+    ("deviceEnrollmentLimit", Write::ReadOnly),
     ("displayName", Write::Yes),
     ("employeeHireDate", Write::Yes),
     ("employeeId", Write::Yes),
@@ -63,6 +149,7 @@ const USER_PROPS: &[(&str, Write)] = &[
     ("hireDate", Write::DelegatedOnly),
     ("id", Write::ReadOnly),
     ("identities", Write::Yes),
+    ("identityParentId", Write::ReadOnly),
     ("imAddresses", Write::ReadOnly),
     ("interests", Write::DelegatedOnly),
     ("isResourceAccount", Write::ReadOnly),
@@ -202,7 +289,7 @@ fn select_context(select: &[&str], query: &Query) -> String {
 
 /// `GET /users/{id | upn}`: only `$select`; `User.ReadBasic.All` sees the basic properties.
 pub(crate) fn get_user(shared: &Shared, caller: &Caller, key: &str, query: &Query) -> GResult {
-    require(caller, READ_USERS)?;
+    require_read_users(caller)?;
     let select = single_user_select(query)?;
     let dir = shared.dir.read().expect("dir lock");
     let i = resolve_user(&dir, key)?;
@@ -346,7 +433,7 @@ pub(crate) fn list_users(
     parts: &Parts,
     query: &Query,
 ) -> GResult {
-    require(caller, READ_USERS)?;
+    require_read_users(caller)?;
     allow_options(
         query,
         &["$select", "$filter", "$top", "$skiptoken", "$count"],
@@ -484,11 +571,14 @@ pub(crate) fn patch_user(shared: &Shared, caller: &Caller, key: &str, body: &[u8
                     ),
                 ));
             }
+            // Delegated only: User-PasswordProfile.ReadWrite.All is not an application
+            // permission (https://learn.microsoft.com/graph/permissions-reference).
             Write::Password
-                if !caller.has_any(&[
-                    "User-PasswordProfile.ReadWrite.All",
-                    "Directory.AccessAsUser.All",
-                ]) =>
+                if delegated
+                    && !caller.has_any(&[
+                        "User-PasswordProfile.ReadWrite.All",
+                        "Directory.AccessAsUser.All",
+                    ]) =>
             {
                 return Err(GraphError::denied());
             }
@@ -498,6 +588,10 @@ pub(crate) fn patch_user(shared: &Shared, caller: &Caller, key: &str, body: &[u8
         canon_changes.push((canon, value));
     }
     let user = &dir.tenant.users[i];
+    if !delegated {
+        let changed: Vec<&str> = canon_changes.iter().map(|(c, _)| *c).collect();
+        role_refusal(&dir, caller, user, &changed)?;
+    }
     let mut v = match serde_json::to_value(user) {
         Ok(Value::Object(m)) => m,
         _ => Map::new(),

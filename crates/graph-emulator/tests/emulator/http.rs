@@ -3,6 +3,7 @@
 
 mod auth;
 mod faults;
+mod fidelity;
 mod lifecycle;
 mod log;
 mod member_of;

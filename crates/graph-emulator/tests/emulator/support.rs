@@ -20,6 +20,28 @@ pub const FIXTURE: &str = concat!(
     "/../../tests/fixtures/tenant.yaml"
 );
 
+/// An app registration with a client secret, `permissions` and the directory roles its
+/// service principal holds.
+pub fn app(
+    (id, secret): (&str, &str),
+    permissions: &[&str],
+    directory_roles: &[&str],
+) -> graph_emulator::AppRegistration {
+    graph_emulator::AppRegistration {
+        client_id: id.parse().unwrap(),
+        display_name: format!("app {id}").into(),
+        client_secret: Some(secret.to_string().into()),
+        client_secret_expired: false,
+        certificate: None,
+        public_client: false,
+        permissions: permissions.iter().map(|p| p.to_string().into()).collect(),
+        directory_roles: directory_roles
+            .iter()
+            .map(|r| r.to_string().into())
+            .collect(),
+    }
+}
+
 pub fn fixture() -> Tenant {
     Tenant::load(FIXTURE).unwrap()
 }

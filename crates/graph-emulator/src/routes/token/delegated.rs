@@ -1,7 +1,7 @@
 //! What the delegated grants (`password`, `refresh_token`) share: the account
-//! checks of the signed-in user, redeeming a refresh token (one use unless
-//! `refresh_token_reuse`, expiry after `refresh_token_max_inactive`), and the answer
-//! with access token, scope and a new refresh token.
+//! checks of the signed-in user, redeeming a refresh token (reusable, as Entra's
+//! are, unless `refresh_token_reuse` is off; expiry after `refresh_token_max_inactive`
+//! without use), and the answer with access token, scope and a new refresh token.
 
 use jiff::Timestamp;
 use serde_json::{Value, json};

@@ -85,6 +85,15 @@ fn not_over_common() -> TokenError {
     )
 }
 
+/// The issue order of the refresh token a request presents, if the emulator issued it.
+pub(crate) fn refresh_serial(shared: &Shared, body: &[u8]) -> Option<u64> {
+    let token = url::form_urlencoded::parse(body)
+        .find(|(k, _)| k == "refresh_token")
+        .map(|(_, v)| v.into_owned())?;
+    let table = shared.refresh.lock().expect("refresh lock");
+    table.get(&token).map(|(grant, _)| grant.serial)
+}
+
 /// Handle one token request.
 pub(crate) fn handle(
     shared: &Shared,

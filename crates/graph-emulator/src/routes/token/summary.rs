@@ -50,5 +50,6 @@ pub(crate) fn summarize(parts: &Parts, body: &[u8]) -> TokenRequest {
         client_auth: client_auth.join(","),
         assertion_header,
         assertion_claims,
+        refresh_token_serial: None,
     }
 }

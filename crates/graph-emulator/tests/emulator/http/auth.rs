@@ -75,7 +75,10 @@ async fn request_ids_are_echoed_and_unknown_routes_fail_loudly() {
     let (s, b) = json_of(t.get(&token, "/v1.0/groups/whatever").await).await;
     assert_eq!(s, 400, "{b}");
     let (s, _) = json_of(t.get(&token, "/v2.0/users").await).await;
-    assert_eq!(s, 400);
+    assert_eq!(
+        s, 404,
+        "a path the emulator does not serve is 404, as Entra's are"
+    );
     let log = t.emu.request_log().snapshot();
     assert!(
         log.iter()

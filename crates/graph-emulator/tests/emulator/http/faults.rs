@@ -42,6 +42,16 @@ async fn throttling_answers_429_with_fractional_retry_after_and_headers() {
     ] {
         assert!(r.headers().contains_key(h), "{h}");
     }
+    // `<Scope>/<Limit>/<ApplicationId>/<TenantId>`, the documented order (issue 11, item 12).
+    assert_eq!(
+        r.headers()["x-ms-throttle-scope"],
+        format!(
+            "Tenant_Application/ReadWrite/{}/{}",
+            FULL.0,
+            fixture().tenant_id
+        )
+        .as_str()
+    );
     let (s, b) = json_of(r).await;
     assert_graph_error(s, &b, 429, "TooManyRequests");
     // Other families are not affected.

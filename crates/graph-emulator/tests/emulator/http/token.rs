@@ -189,7 +189,7 @@ async fn password_grant_rules() {
 }
 
 #[tokio::test]
-async fn refresh_tokens_rotate_and_the_old_one_dies() {
+async fn refresh_tokens_rotate_and_the_old_one_stays_valid() {
     let t = start(fixture()).await;
     let asset = t.emu.asset_json("refresh_token").unwrap();
     let first = asset["refresh_token"].as_str().unwrap().to_string();
@@ -220,10 +220,25 @@ async fn refresh_tokens_rotate_and_the_old_one_dies() {
     assert_eq!(s, 200, "{b}");
     let second = b["refresh_token"].as_str().unwrap().to_string();
     assert_ne!(first, second);
-    let (s, b) = redeem(first).await;
-    assert_aadsts(s, &b, 400, "invalid_grant", 70008);
+    // Entra does not revoke a refresh token on use
+    // (https://learn.microsoft.com/entra/identity-platform/refresh-tokens).
+    let (s, b) = redeem(first.clone()).await;
+    assert_eq!(s, 200, "a redeemed refresh token still works: {b}");
+    assert_ne!(b["refresh_token"].as_str().unwrap(), second);
     let (s, b) = redeem(second).await;
     assert_eq!(s, 200, "{b}");
+    let serials: Vec<_> = t
+        .emu
+        .request_log()
+        .family("token")
+        .iter()
+        .map(|e| e.token.as_ref().unwrap().refresh_token_serial)
+        .collect();
+    assert_eq!(
+        serials,
+        [Some(1), Some(1), Some(2)],
+        "the log names which one, by issue order"
+    );
     let (s, b) = redeem("garbage".into()).await;
     assert_aadsts(s, &b, 400, "invalid_grant", 9002313);
     // Inactive for more than 90 days.
@@ -236,6 +251,49 @@ async fn refresh_tokens_rotate_and_the_old_one_dies() {
     t.emu.advance_clock(Duration::from_secs(91 * 24 * 3600));
     let (s, b) = redeem(fresh).await;
     assert_aadsts(s, &b, 400, "invalid_grant", 700082);
+}
+
+#[tokio::test]
+async fn single_use_refresh_tokens_when_asked() {
+    let t = crate::support::start_with(fixture(), |c| c.refresh_token_reuse = false).await;
+    let asset = t.emu.asset_json("refresh_token").unwrap();
+    let url = format!(
+        "{}/{}/oauth2/v2.0/token",
+        asset["login_url"].as_str().unwrap(),
+        asset["tenant_id"].as_str().unwrap()
+    );
+    let form = [
+        ("grant_type", "refresh_token"),
+        ("client_id", FULL.0),
+        ("client_secret", FULL.1),
+        ("refresh_token", asset["refresh_token"].as_str().unwrap()),
+    ];
+    let (s, b) = json_of(t.http.post(&url).form(&form).send().await.unwrap()).await;
+    assert_eq!(s, 200, "{b}");
+    let (s, b) = json_of(t.http.post(&url).form(&form).send().await.unwrap()).await;
+    assert_aadsts(s, &b, 400, "invalid_grant", 70008);
+}
+
+/// Issue 11, item 1: Entra answers 404 on a path it does not serve, the token URL
+/// with a trailing slash among them.
+#[tokio::test]
+async fn token_url_with_a_trailing_slash_is_not_found() {
+    let t = start(fixture()).await;
+    let form = [
+        ("grant_type", "client_credentials"),
+        ("client_id", FULL.0),
+        ("client_secret", FULL.1),
+        ("scope", "https://graph.microsoft.com/.default"),
+    ];
+    for path in [
+        "/0f0e0d0c-0b0a-4900-8800-000000000001/oauth2/v2.0/token/",
+        "/0f0e0d0c-0b0a-4900-8800-000000000001/oauth2/token",
+        "/nothing/here",
+    ] {
+        let r = t.http.post(t.url(path)).form(&form).send().await.unwrap();
+        assert_eq!(r.status().as_u16(), 404, "{path}");
+    }
+    assert_eq!(t.emu.token_requests(), 0);
 }
 
 fn pem(der: &[u8]) -> String {
@@ -272,6 +330,7 @@ async fn client_assertion_is_verified() {
         }),
         public_client: false,
         permissions: vec!["User.Read.All".into()],
+        directory_roles: Vec::new(),
     });
     let t = start(tenant).await;
     let sign = |header: Value, claims: Value| {
