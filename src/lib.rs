@@ -39,6 +39,7 @@ pub mod runner;
 pub mod schema;
 pub mod signins;
 pub mod state;
+pub mod status;
 
 pub use error::{Error, ErrorKind, Result};
 /// Owner-only files and folders, shared with the presence store (one rule, one place).
