@@ -18,7 +18,7 @@ use serde_json::json;
 
 use super::get_presence::resolve_user_id;
 use super::{Action, ActionMeta, Context, Reply};
-use crate::error::{Error, ErrorKind, Result};
+use crate::error::{ErrorKind, Result};
 use crate::graph::{ApiFamily, GraphClient, GraphPath, GraphRequest};
 
 /// The most users one call takes (Graph publishes no limit; the emulator takes 60).
@@ -69,12 +69,9 @@ pub(super) async fn set_risk(
 ) -> Result<Reply<Output>> {
     let mut user_ids: Vec<String> = Vec::with_capacity(ids.len());
     for (i, id) in ids.iter().enumerate() {
-        let resolved = resolve_user_id(graph, id).await.map_err(|e| {
-            if e.kind == ErrorKind::Graph && e.status_code == Some(404) {
-                Error::invalid(format!("/inputs/ids/{i}"), "no such user").with_status(404)
-            } else {
-                e
-            }
+        let resolved = resolve_user_id(graph, id).await.map_err(|mut e| {
+            e.message = format!("/inputs/ids/{i}: {}", e.message);
+            e
         })?;
         if !user_ids.contains(&resolved) {
             user_ids.push(resolved);

@@ -358,7 +358,18 @@ pub async fn user_status(graph: &GraphClient, q: &StatusQuery<'_>) -> Result<Vec
                 );
             }
             (Part::Privileged, Ok(r)) => {
-                w.status.privileged = Some(privileged(graph, &r).await?);
+                if roles_hidden(&granted) {
+                    w.status.unavailable.push(Unavailable {
+                        part: Part::Privileged,
+                        reason: Reason::PermissionMissing,
+                        needs: Some("Directory.Read.All".into()),
+                        message: "the app holds GroupMember.Read.All but not Directory.Read.All: memberOf then lists groups only, so directory roles cannot be told".into(),
+                        status_code: None,
+                        code: None,
+                    });
+                } else {
+                    w.status.privileged = Some(privileged(graph, &r).await?);
+                }
             }
             (Part::Risk, Err(e)) if is_not_found(&e) => {
                 // No record: never at risk (or gone; settled below).
@@ -440,6 +451,18 @@ async fn granted_permissions(graph: &GraphClient) -> Vec<String> {
             .unwrap_or_default(),
         Err(_) => Vec::new(),
     }
+}
+
+/// Whether memberOf hides directory roles from this token: GroupMember.Read.All
+/// alone lists groups only (the memberOf page's permission notes; the emulator does
+/// the same). An unreadable token is given the benefit of the doubt.
+fn roles_hidden(granted: &[String]) -> bool {
+    let has = |p: &str| granted.iter().any(|g| g.eq_ignore_ascii_case(p));
+    !granted.is_empty()
+        && has("GroupMember.Read.All")
+        && !["Directory.Read.All", "Directory.ReadWrite.All", "GroupMember.ReadWrite.All"]
+            .iter()
+            .any(|p| has(p))
 }
 
 /// What would enable a part.

@@ -9,6 +9,8 @@ mod presence;
 mod sign_ins;
 mod sign_ins_bench;
 mod sign_ins_state;
+mod user_status;
+mod containment;
 
 #[path = "../support/mod.rs"]
 pub mod support;

@@ -3,6 +3,7 @@
 //! secrets staying secret).
 
 mod auth;
+mod batch;
 mod http;
 
 #[path = "../support/mod.rs"]
