@@ -257,7 +257,7 @@ pub async fn user_status(graph: &GraphClient, q: &StatusQuery<'_>) -> Result<Vec
                     part,
                     &e,
                     &granted,
-                    Needs::permission(&["User.Read.All"]),
+                    Needs::permission(&[&["User.Read.All"]]),
                 ));
             }
         }
@@ -381,18 +381,25 @@ pub async fn user_status(graph: &GraphClient, q: &StatusQuery<'_>) -> Result<Vec
             (_, Err(e)) if is_not_found(&e) => w.deleted = true,
             (part, Err(e)) => {
                 let needs = match part {
+                    // signInActivity: AuditLog.Read.All and a user read permission
+                    // (the user-list page's signInActivity example).
                     Part::SignInActivity => Needs {
-                        permissions: &["AuditLog.Read.All"],
+                        permissions: &[
+                            &["AuditLog.Read.All"],
+                            &["User.Read.All", "User.ReadWrite.All", "Directory.Read.All"],
+                        ],
                         licence: Some("Microsoft Entra ID P1 or P2"),
+                        licence_by_elimination: false,
                     },
                     Part::Risk => Needs {
-                        permissions: &[
+                        permissions: &[&[
                             "IdentityRiskyUser.Read.All",
                             "IdentityRiskyUser.ReadWrite.All",
-                        ],
+                        ]],
                         licence: Some("Microsoft Entra ID P2"),
+                        licence_by_elimination: true,
                     },
-                    _ => Needs::permission(&["Directory.Read.All"]),
+                    _ => Needs::permission(&[&["Directory.Read.All"]]),
                 };
                 w.status
                     .unavailable
@@ -409,7 +416,7 @@ pub async fn user_status(graph: &GraphClient, q: &StatusQuery<'_>) -> Result<Vec
                     Part::Presence,
                     &e,
                     &granted,
-                    Needs::permission(&["Presence.Read.All"]),
+                    Needs::permission(&[&["Presence.Read.All"]]),
                 ));
             }
         }
@@ -460,23 +467,31 @@ fn roles_hidden(granted: &[String]) -> bool {
     let has = |p: &str| granted.iter().any(|g| g.eq_ignore_ascii_case(p));
     !granted.is_empty()
         && has("GroupMember.Read.All")
-        && !["Directory.Read.All", "Directory.ReadWrite.All", "GroupMember.ReadWrite.All"]
-            .iter()
-            .any(|p| has(p))
+        && ![
+            "Directory.Read.All",
+            "Directory.ReadWrite.All",
+            "GroupMember.ReadWrite.All",
+        ]
+        .iter()
+        .any(|p| has(p))
 }
 
 /// What would enable a part.
 struct Needs {
-    /// Any of these (least privilege first).
-    permissions: &'static [&'static str],
+    /// Every group is needed; any permission of a group will do (least privilege first).
+    permissions: &'static [&'static [&'static str]],
     licence: Option<&'static str>,
+    /// Graph refuses a missing licence with the same 403 as a missing permission
+    /// (riskyUsers), so a token holding the permissions means the licence is missing.
+    licence_by_elimination: bool,
 }
 
 impl Needs {
-    fn permission(permissions: &'static [&'static str]) -> Needs {
+    fn permission(permissions: &'static [&'static [&'static str]]) -> Needs {
         Needs {
             permissions,
             licence: None,
+            licence_by_elimination: false,
         }
     }
 }
@@ -494,22 +509,32 @@ fn unavailable(part: Part, e: &Error, granted: &[String], needs: Needs) -> Unava
     if e.kind != ErrorKind::Graph || e.status_code != Some(403) {
         return u;
     }
-    let has_permission = needs
+    let held = |group: &[&str]| {
+        group
+            .iter()
+            .any(|p| granted.iter().any(|g| g.eq_ignore_ascii_case(p)))
+    };
+    let lacking: Vec<String> = needs
         .permissions
         .iter()
-        .any(|p| granted.iter().any(|g| g.eq_ignore_ascii_case(p)));
+        .filter(|g| !held(g))
+        .map(|g| g.join(" or "))
+        .collect();
     // Sign-in activity's refusal for the licence has a code of its own (graph-facts.md);
     // riskyUsers answers a bare 403 either way, so the token decides.
     let licence_code =
         e.code.as_deref() == Some("Authentication_RequestFromNonPremiumTenantOrB2CTenant");
+    let by_elimination = needs.licence_by_elimination && !granted.is_empty() && lacking.is_empty();
     if let Some(licence) = needs.licence
-        && (licence_code || has_permission)
+        && (licence_code || by_elimination)
     {
         u.reason = Reason::LicenceMissing;
         u.needs = Some(licence.to_string());
     } else {
         u.reason = Reason::PermissionMissing;
-        u.needs = Some(needs.permissions.join(" or "));
+        // What the token lacks; every requirement when the token is not readable.
+        let all: Vec<String> = needs.permissions.iter().map(|g| g.join(" or ")).collect();
+        u.needs = Some(if lacking.is_empty() { all } else { lacking }.join(" and "));
     }
     u
 }
@@ -685,7 +710,7 @@ fn finish(mut w: Work, parts: &[Part], recent_days: i64, now: Timestamp) -> User
     if !s.summary.found {
         s.account = None;
         s.office_presence = None;
-        s.unavailable.retain(|u| u.reason != Reason::NotFound);
+        s.unavailable.clear();
         for &part in parts {
             s.unavailable.push(Unavailable {
                 part,

@@ -5,7 +5,7 @@
 use graph_emulator::{FULL_APP_CLIENT_ID, GenerateSpec, ThrottleConfig};
 use serde_json::{Value, json};
 
-use crate::support::assertions::assert_graph_error;
+use crate::support::assertions::{assert_graph_error, decode};
 use crate::support::emulator::{Emulator, EmulatorSetup};
 
 const RISKY: usize = 5;
@@ -37,7 +37,7 @@ fn without(setup: EmulatorSetup, perms: &'static [&'static str]) -> Emulator {
 fn lines(emu: &Emulator) -> Vec<String> {
     emu.graph_log()
         .iter()
-        .map(|e| format!("{} {} {}", e.method, e.path, e.status))
+        .map(|e| format!("{} {} {}", e.method, decode(&e.path), e.status))
         .collect()
 }
 
@@ -54,14 +54,29 @@ fn risk_of(emu: &Emulator, i: usize) -> Value {
 fn revoke_moves_the_sessions_start_and_says_what_it_does_not_do() {
     let emu = setup().start();
     let upn = emu.upn(2);
-    assert!(emu.user(&upn).unwrap().extra.get("signInSessionsValidFromDateTime").is_none());
+    assert!(
+        emu.user(&upn)
+            .unwrap()
+            .extra
+            .get("signInSessionsValidFromDateTime")
+            .is_none()
+    );
     let out = emu.run("revoke_sign_in_sessions", json!({"id": upn}));
     assert_eq!(out.code, 0, "{}", out.stderr);
     let body = &out.json()["json_body"];
     assert_eq!(body["revoked"], true);
     let notes = body["notes"].to_string();
-    assert!(notes.contains("few minutes") && notes.contains("guest"), "{notes}");
-    assert!(emu.user(&upn).unwrap().extra.get("signInSessionsValidFromDateTime").is_some());
+    assert!(
+        notes.contains("few minutes") && notes.contains("guest"),
+        "{notes}"
+    );
+    assert!(
+        emu.user(&upn)
+            .unwrap()
+            .extra
+            .get("signInSessionsValidFromDateTime")
+            .is_some()
+    );
     assert_eq!(
         lines(&emu),
         [format!("POST /v1.0/users/{upn}/revokeSignInSessions 200")]
@@ -71,7 +86,11 @@ fn revoke_moves_the_sessions_start_and_says_what_it_does_not_do() {
 #[test]
 fn revoke_without_its_permission_is_refused() {
     let emu = setup().start();
-    let out = emu.run_as(&emu.read_only_asset(), "revoke_sign_in_sessions", json!({"id": emu.upn(2)}));
+    let out = emu.run_as(
+        &emu.read_only_asset(),
+        "revoke_sign_in_sessions",
+        json!({"id": emu.upn(2)}),
+    );
     assert_graph_error(&out, 403, "Authorization_RequestDenied");
     // User.ReadWrite.All is not enough: the page lists only User.RevokeSessions.All.
     let emu = without(setup(), &["User.RevokeSessions.All"]);
@@ -88,10 +107,13 @@ fn disable_user_then_revoke_reports_each_step() {
     let body = &out.json()["json_body"];
     assert_eq!(body["disabled"], true);
     assert_eq!(body["sessions_revoked"], true);
-    assert_eq!(body["steps"], json!([
-        {"step": "disable", "status_code": 204},
-        {"step": "revoke_sessions", "status_code": 200}
-    ]));
+    assert_eq!(
+        body["steps"],
+        json!([
+            {"step": "disable", "status_code": 204},
+            {"step": "revoke_sessions", "status_code": 200}
+        ])
+    );
     let user = emu.user(&id).unwrap();
     assert!(!user.account_enabled);
     assert!(user.extra.get("signInSessionsValidFromDateTime").is_some());
@@ -115,25 +137,42 @@ fn disable_user_then_revoke_reports_each_step() {
 fn disable_user_refusals_are_graphs_and_say_what_was_done() {
     // No write permission: nothing changes, Graph's refusal as it is.
     let emu = setup().start();
-    let out = emu.run_as(&emu.read_only_asset(), "disable_user", json!({"id": emu.upn(4), "revoke_sessions": true}));
+    let out = emu.run_as(
+        &emu.read_only_asset(),
+        "disable_user",
+        json!({"id": emu.upn(4), "revoke_sessions": true}),
+    );
     assert_graph_error(&out, 403, "Authorization_RequestDenied");
     assert!(emu.user(&emu.upn(4)).unwrap().account_enabled);
 
     // Disabled, then the revocation refused: exit 4, and the message says the account is disabled.
     let emu = without(setup(), &["User.RevokeSessions.All"]);
-    let out = emu.run("disable_user", json!({"id": emu.upn(4), "revoke_sessions": true}));
+    let out = emu.run(
+        "disable_user",
+        json!({"id": emu.upn(4), "revoke_sessions": true}),
+    );
     assert_graph_error(&out, 403, "Authorization_RequestDenied");
-    assert!(out.stdout.contains("the account is disabled"), "{}", out.stdout);
+    assert!(
+        out.stdout.contains("the account is disabled"),
+        "{}",
+        out.stdout
+    );
     assert!(!emu.user(&emu.upn(4)).unwrap().account_enabled);
 
-    let out = emu.run("disable_user", json!({"id": "00000000-0000-4000-8000-00000000dead"}));
+    let out = emu.run(
+        "disable_user",
+        json!({"id": "00000000-0000-4000-8000-00000000dead"}),
+    );
     assert_graph_error(&out, 404, "Request_ResourceNotFound");
 }
 
 #[test]
 fn confirm_compromised_then_dismiss() {
     let emu = setup().start();
-    let out = emu.run("confirm_compromised", json!({"ids": [emu.upn(2), emu.user_id(2), emu.user_id(3)]}));
+    let out = emu.run(
+        "confirm_compromised",
+        json!({"ids": [emu.upn(2), emu.user_id(2), emu.user_id(3)]}),
+    );
     assert_eq!(out.code, 0, "{}", out.stderr);
     let body = &out.json()["json_body"];
     assert_eq!(body["user_ids"], json!([emu.user_id(2), emu.user_id(3)]));
@@ -142,7 +181,10 @@ fn confirm_compromised_then_dismiss() {
     assert_eq!(risk_of(&emu, 2)["riskState"], "confirmedCompromised");
     assert_eq!(risk_of(&emu, 2)["riskLevel"], "high");
 
-    let out = emu.run("dismiss_risky_user", json!({"ids": [emu.user_id(2), emu.user_id(RISKY)]}));
+    let out = emu.run(
+        "dismiss_risky_user",
+        json!({"ids": [emu.user_id(2), emu.user_id(RISKY)]}),
+    );
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert_eq!(risk_of(&emu, 2)["riskLevel"], "none");
     assert_eq!(risk_of(&emu, RISKY)["riskState"], "dismissed");
@@ -166,13 +208,20 @@ fn risk_verdicts_are_refused_without_p2_or_the_write_permission() {
     let emu = setup().configure(|c| c.tenant.premium_p2 = false).start();
     let out = emu.run("confirm_compromised", json!({"ids": [emu.user_id(2)]}));
     assert_graph_error(&out, 403, "Forbidden");
-    assert!(out.stdout.contains("Microsoft Entra ID P2"), "{}", out.stdout);
+    assert!(
+        out.stdout.contains("Microsoft Entra ID P2"),
+        "{}",
+        out.stdout
+    );
 
     let emu = without(setup(), &["IdentityRiskyUser.ReadWrite.All"]);
     let out = emu.run("dismiss_risky_user", json!({"ids": [emu.user_id(RISKY)]}));
     assert_graph_error(&out, 403, "Authorization_RequestDenied");
 
-    let out = emu.run("confirm_compromised", json!({"ids": [emu.upn(1), "nobody@contoso.example"]}));
+    let out = emu.run(
+        "confirm_compromised",
+        json!({"ids": [emu.upn(1), "nobody@contoso.example"]}),
+    );
     assert_graph_error(&out, 404, "Request_ResourceNotFound");
     assert!(out.stdout.contains("/inputs/ids/1"), "{}", out.stdout);
     let many: Vec<String> = (0..61).map(|i| format!("u{i}@x")).collect();

@@ -3,6 +3,7 @@
 //!
 //! `sign_ins_bench` holds whole-job benchmarks, ignored by default (see its doc).
 
+mod containment;
 mod directory;
 mod ip_presence;
 mod presence;
@@ -10,7 +11,6 @@ mod sign_ins;
 mod sign_ins_bench;
 mod sign_ins_state;
 mod user_status;
-mod containment;
 
 #[path = "../support/mod.rs"]
 pub mod support;

@@ -3,7 +3,9 @@
 //! inside a batch, a user deleted between the two rounds, and the request count
 //! for 1,000 users from the request log.
 
-use graph_emulator::{FULL_APP_CLIENT_ID, Family, FaultKind, GenerateSpec, LogEntry, ThrottleConfig};
+use graph_emulator::{
+    FULL_APP_CLIENT_ID, Family, FaultKind, GenerateSpec, LogEntry, ThrottleConfig,
+};
 use serde_json::{Value, json};
 
 use crate::support::emulator::{Emulator, EmulatorSetup};
@@ -39,7 +41,8 @@ fn without(perms: &[&str]) -> Emulator {
                 .iter_mut()
                 .find(|a| a.client_id.to_string() == FULL_APP_CLIENT_ID)
                 .unwrap();
-            app.permissions.retain(|p| !perms.iter().any(|x| x.as_str() == &**p));
+            app.permissions
+                .retain(|p| !perms.iter().any(|x| x.as_str() == &**p));
         })
         .start()
 }
@@ -80,21 +83,41 @@ fn wire(log: &[LogEntry]) -> Vec<&LogEntry> {
 #[test]
 fn fully_permitted_app_gets_every_part_in_three_requests() {
     let emu = setup().start();
-    let ids = vec![emu.user_id(RISKY), emu.upn(ADMIN), MISSING.to_string(), emu.upn(ADMIN).to_uppercase()];
+    let ids = vec![
+        emu.user_id(RISKY),
+        emu.upn(ADMIN),
+        MISSING.to_string(),
+        emu.upn(ADMIN).to_uppercase(),
+    ];
     let users = status(&emu, ids);
-    assert_eq!(users.len(), 3, "a repeated input is reported once: {users:?}");
+    assert_eq!(
+        users.len(),
+        3,
+        "a repeated input is reported once: {users:?}"
+    );
 
     let risky = &users[0];
     assert_eq!(risky["id"], emu.user_id(RISKY));
     assert_eq!(risky["account"]["accountEnabled"], true);
-    assert!(risky["account"].get("signInSessionsValidFromDateTime").is_some());
-    assert!(risky["sign_in_activity"].get("lastSignInDateTime").is_some());
+    assert!(
+        risky["account"]
+            .get("signInSessionsValidFromDateTime")
+            .is_some()
+    );
+    assert!(
+        risky["sign_in_activity"]
+            .get("lastSignInDateTime")
+            .is_some()
+    );
     assert!(risky["presence"]["availability"].is_string());
     assert_eq!(risky["risk"]["riskState"], "atRisk");
     assert_eq!(risky["summary"]["risky"], true);
     assert_eq!(risky["summary"]["enabled"], true);
     // Only office presence is missing: no IP presence configuration in the state dir.
-    assert_eq!(unavailable(risky), [pair("office_presence", "not_configured")]);
+    assert_eq!(
+        unavailable(risky),
+        [pair("office_presence", "not_configured")]
+    );
 
     let admin = &users[1];
     assert_eq!(admin["input"], emu.upn(ADMIN));
@@ -106,7 +129,10 @@ fn fully_permitted_app_gets_every_part_in_three_requests() {
         admin["privileged"]["directory_roles"][0]["displayName"],
         emu.tenant.directory_roles[0].display_name.as_ref()
     );
-    assert!(admin["summary"]["days_since_last_sign_in"].is_i64() || admin["sign_in_activity"]["lastSignInDateTime"].is_null());
+    assert!(
+        admin["summary"]["days_since_last_sign_in"].is_i64()
+            || admin["sign_in_activity"]["lastSignInDateTime"].is_null()
+    );
 
     let missing = &users[2];
     assert_eq!(missing["summary"]["found"], false);
@@ -116,7 +142,10 @@ fn fully_permitted_app_gets_every_part_in_three_requests() {
 
     // Round 1 (accounts), round 2 (the other parts) and one presence call.
     let log = emu.log();
-    let mut on_wire: Vec<String> = wire(&log).iter().map(|e| format!("{} {}", e.method, e.path)).collect();
+    let mut on_wire: Vec<String> = wire(&log)
+        .iter()
+        .map(|e| format!("{} {}", e.method, e.path))
+        .collect();
     on_wire.sort();
     assert_eq!(
         on_wire,
@@ -127,26 +156,46 @@ fn fully_permitted_app_gets_every_part_in_three_requests() {
         ]
     );
     let items: Vec<_> = log.iter().filter(|e| e.batch.is_some()).collect();
-    assert_eq!(items.len(), 3 + 3 * 2, "3 accounts, then 3 parts of 2 users");
-    assert!(items.iter().any(|e| e.path == format!("/v1.0/identityProtection/riskyUsers/{}", emu.user_id(RISKY))));
+    assert_eq!(
+        items.len(),
+        3 + 3 * 2,
+        "3 accounts, then 3 parts of 2 users"
+    );
+    assert!(
+        items.iter().any(
+            |e| e.path == format!("/v1.0/identityProtection/riskyUsers/{}", emu.user_id(RISKY))
+        )
+    );
 }
 
 #[test]
 fn a_missing_permission_takes_out_its_part_only() {
     // (removed, the parts then unavailable, what the first needs)
     let cases: [(&[&str], &[&str], &str); 5] = [
-        (&["AuditLog.Read.All"], &["sign_in_activity"], "AuditLog.Read.All"),
         (
-            &["IdentityRiskyUser.Read.All", "IdentityRiskyUser.ReadWrite.All"],
+            &["AuditLog.Read.All"],
+            &["sign_in_activity"],
+            "AuditLog.Read.All",
+        ),
+        (
+            &[
+                "IdentityRiskyUser.Read.All",
+                "IdentityRiskyUser.ReadWrite.All",
+            ],
             &["risk"],
             "IdentityRiskyUser.Read.All or IdentityRiskyUser.ReadWrite.All",
         ),
         (&["Presence.Read.All"], &["presence"], "Presence.Read.All"),
-        (&["Directory.Read.All", "GroupMember.Read.All"], &["privileged"], "Directory.Read.All"),
-        // Directory.Read.All also reads users; GroupMember.Read.All alone shows no roles.
+        (
+            &["Directory.Read.All", "GroupMember.Read.All"],
+            &["privileged"],
+            "Directory.Read.All",
+        ),
+        // Directory.Read.All also reads users; signInActivity needs a user read
+        // permission too; GroupMember.Read.All alone shows no roles.
         (
             &["User.Read.All", "User.ReadWrite.All", "Directory.Read.All"],
-            &["account", "privileged"],
+            &["account", "sign_in_activity", "privileged"],
             "User.Read.All",
         ),
     ];
@@ -160,13 +209,28 @@ fn a_missing_permission_takes_out_its_part_only() {
             .iter()
             .filter(|x| x["part"] != "office_presence")
             .collect();
-        let names: Vec<&str> = missing.iter().map(|x| x["part"].as_str().unwrap()).collect();
+        let names: Vec<&str> = missing
+            .iter()
+            .map(|x| x["part"].as_str().unwrap())
+            .collect();
         assert_eq!(names, parts, "without {removed:?}: {}", u["unavailable"]);
-        assert!(missing.iter().all(|x| x["reason"] == "permission_missing"), "{missing:?}");
+        assert!(
+            missing.iter().all(|x| x["reason"] == "permission_missing"),
+            "{missing:?}"
+        );
         assert_eq!(missing[0]["needs"], needs);
-        for other in ["account", "sign_in_activity", "presence", "risk", "privileged"] {
+        for other in [
+            "account",
+            "sign_in_activity",
+            "presence",
+            "risk",
+            "privileged",
+        ] {
             if !parts.contains(&other) {
-                assert!(u[other].is_object(), "without {removed:?}, {other} is still there: {u}");
+                assert!(
+                    u[other].is_object(),
+                    "without {removed:?}, {other} is still there: {u}"
+                );
             } else {
                 assert!(u.get(other).is_none(), "without {removed:?}: {u}");
             }
@@ -178,18 +242,31 @@ fn a_missing_permission_takes_out_its_part_only() {
 fn a_p1_tenant_has_no_risk_and_a_free_tenant_no_sign_in_activity() {
     let emu = setup().configure(|c| c.tenant.premium_p2 = false).start();
     let u = &status(&emu, vec![emu.upn(RISKY)])[0];
-    let risk: Vec<_> = u["unavailable"].as_array().unwrap().iter().filter(|x| x["part"] == "risk").collect();
+    let risk: Vec<_> = u["unavailable"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|x| x["part"] == "risk")
+        .collect();
     assert_eq!(risk.len(), 1, "{u}");
     assert_eq!(risk[0]["reason"], "licence_missing");
     assert_eq!(risk[0]["needs"], "Microsoft Entra ID P2");
-    assert!(u["sign_in_activity"].is_object() && u["account"].is_object() && u["presence"].is_object());
+    assert!(
+        u["sign_in_activity"].is_object() && u["account"].is_object() && u["presence"].is_object()
+    );
     assert!(u["summary"]["risky"].is_null());
 
     let emu = setup().premium(false).start();
     let u = &status(&emu, vec![emu.upn(RISKY)])[0];
     let parts = unavailable(u);
-    assert!(parts.contains(&pair("sign_in_activity", "licence_missing")), "{parts:?}");
-    assert!(parts.contains(&pair("risk", "licence_missing")), "{parts:?}");
+    assert!(
+        parts.contains(&pair("sign_in_activity", "licence_missing")),
+        "{parts:?}"
+    );
+    assert!(
+        parts.contains(&pair("risk", "licence_missing")),
+        "{parts:?}"
+    );
     assert!(u["summary"]["signed_in_recently"].is_null());
     assert!(u["account"].is_object());
 }
@@ -213,7 +290,10 @@ fn a_throttled_batch_item_is_retried_after_its_retry_after() {
     assert_eq!(risk.len(), 2, "throttled, then answered");
     assert_eq!(risk[0].status, 429);
     assert_eq!(risk[1].status, 200);
-    assert_ne!(risk[0].batch, risk[1].batch, "the retry went in a batch of its own");
+    assert_ne!(
+        risk[0].batch, risk[1].batch,
+        "the retry went in a batch of its own"
+    );
     assert_eq!(wire(&log).iter().filter(|e| e.family == "batch").count(), 3);
 }
 
@@ -229,7 +309,12 @@ fn a_user_deleted_between_resolution_and_read_is_not_found() {
     let parts = unavailable(u);
     assert_eq!(parts.len(), 6, "{parts:?}");
     assert!(parts.iter().all(|(_, r)| r == "not_found"));
-    assert!(u["unavailable"][0]["message"].as_str().unwrap().contains("deleted"));
+    assert!(
+        u["unavailable"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("deleted")
+    );
     assert_eq!(users[1]["summary"]["found"], true);
     assert!(users[1]["risk"].is_object());
 }
