@@ -453,10 +453,11 @@ mod tests {
         let mut items = get(2);
         items[0] = items[0].clone().after(1);
         assert!(pack(&items).is_err());
-        let mut chain = get(21);
-        for i in 1..21 {
-            chain[i] = chain[i].clone().after(i - 1);
-        }
+        let chain: Vec<BatchItem> = get(21)
+            .into_iter()
+            .enumerate()
+            .map(|(i, item)| if i == 0 { item } else { item.after(i - 1) })
+            .collect();
         assert!(pack(&chain).is_err());
     }
 
