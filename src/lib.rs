@@ -43,6 +43,7 @@ pub mod runner;
 pub mod schema;
 pub mod signins;
 pub mod state;
+pub mod status;
 pub mod turbine;
 pub mod users;
 

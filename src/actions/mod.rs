@@ -12,15 +12,20 @@
 //! and a line in `manifest.yaml` (the tests tell you if you forget).
 
 pub mod clear_office_presence;
+pub mod confirm_compromised;
+pub mod disable_user;
+pub mod dismiss_risky_user;
 pub mod evaluate_ip_presence;
 pub mod get_office_presence;
 pub mod get_presence;
 pub mod get_presences;
 pub mod get_user;
 pub mod get_user_photo;
+pub mod get_user_status;
 pub mod http_style;
 pub mod list_memberships;
 pub mod pull_sign_ins;
+pub mod revoke_sign_in_sessions;
 pub mod set_office_presence;
 pub mod sync_ip_presence;
 pub mod update_user;
@@ -37,8 +42,8 @@ use serde_json::{Map, Value};
 use crate::error::{Error, Result};
 use crate::graph::{GraphClient, GraphResponse, ResponseHeaders};
 use crate::schema;
-use http_style::HttpStyle;
 pub use crate::users::{DirectoryRole, RoleScope};
+use http_style::HttpStyle;
 
 /// What the catalog says about an action.
 #[derive(Debug, Clone, Copy)]
@@ -370,6 +375,11 @@ pub static ACTIONS: &[ActionEntry] = &[
     ActionEntry::of::<list_memberships::ListMemberships>(),
     ActionEntry::of::<update_user::UpdateUser>(),
     ActionEntry::of::<get_user_photo::GetUserPhoto>(),
+    ActionEntry::of::<get_user_status::GetUserStatus>(),
+    ActionEntry::of::<revoke_sign_in_sessions::RevokeSignInSessions>(),
+    ActionEntry::of::<disable_user::DisableUser>(),
+    ActionEntry::of::<confirm_compromised::ConfirmCompromised>(),
+    ActionEntry::of::<dismiss_risky_user::DismissRiskyUser>(),
     ActionEntry::of::<pull_sign_ins::PullSignIns>(),
     ActionEntry::of::<evaluate_ip_presence::EvaluateIpPresence>(),
     ActionEntry::of::<sync_ip_presence::SyncIpPresence>(),

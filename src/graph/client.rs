@@ -194,8 +194,17 @@ impl GraphClient {
         Ok(())
     }
 
-    /// The retry loop around one request.
+    /// The retry loop around one request, paced by its family's limiter.
     pub(super) async fn execute(&self, request: &Prepared) -> Result<GraphResponse> {
+        self.execute_paced(request, true).await
+    }
+
+    /// The retry loop; `paced: false` for a `$batch`, whose items were paced one by one.
+    pub(super) async fn execute_paced(
+        &self,
+        request: &Prepared,
+        paced: bool,
+    ) -> Result<GraphResponse> {
         let asset = &self.inner.asset;
         let limiter = pacing::limiter(
             asset.token_url.as_str(),
@@ -211,7 +220,9 @@ impl GraphClient {
         let mut renewed_token = false;
         let mut token = self.inner.tokens.token().await?;
         loop {
-            limiter.acquire().await;
+            if paced {
+                limiter.acquire().await;
+            }
             let attempt = budget.start_attempt();
             let failure = match self.attempt(request, &token, attempt).await {
                 Ok(response) => return Ok(response),

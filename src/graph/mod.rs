@@ -14,10 +14,14 @@
 //! 4. the request itself ([`request`] out, [`response`] back), with a
 //!    `client-request-id` GUID and our User-Agent.
 //!
+//! [`batch`] sends many requests as JSON batches (20 a `POST /$batch`), each
+//! item paced, retried and answered as a single request would be.
+//!
 //! [`path`] builds paths from untrusted values and [`pages`] follows
 //! `@odata.nextLink`. Refusals of bad input point relative to what this layer
 //! was given; the caller places them in the envelope.
 
+pub mod batch;
 pub mod client;
 pub mod pacing;
 pub mod pages;
@@ -25,6 +29,7 @@ pub mod path;
 pub mod request;
 pub mod response;
 
+pub use batch::{BatchItem, MAX_BATCH};
 pub use client::{ClientOptions, GraphClient};
 pub use pages::{Collected, Page, Pages};
 pub use path::{GraphPath, odata_string};

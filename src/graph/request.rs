@@ -112,6 +112,14 @@ impl GraphRequest {
 }
 
 impl Method {
+    /// The method's name as Graph's JSON batching writes it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Method::Get => "GET",
+            Method::Post => "POST",
+            Method::Patch => "PATCH",
+        }
+    }
     pub(super) fn as_reqwest(self) -> reqwest::Method {
         match self {
             Method::Get => reqwest::Method::GET,

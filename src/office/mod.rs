@@ -6,7 +6,8 @@
 //! - [`Office`]: the state dir's presence store and state database, opened once per
 //!   run, with the use cases as methods: [`Office::sync`] (pull sign-ins, apply the
 //!   rules, keep the result), [`Office::set_manual`] (an administrator's change) and
-//!   [`Office::who_is_where`] (who is where, occupancy, one user's days);
+//!   [`Office::who_is_where`] (who is where, occupancy, one user's days) and
+//!   [`Office::today`] (given users' status today, for `get_user_status`);
 //! - [`evaluate()`]: the stateless evaluation, state in and out as JSON;
 //! - [`report`]: the output types, converted from the engine's.
 //!
@@ -19,6 +20,7 @@ mod manual;
 pub mod report;
 mod store;
 mod sync;
+mod today;
 mod who;
 
 use std::path::{Path, PathBuf};
@@ -33,6 +35,7 @@ pub use manual::ManualChange;
 pub use report::{PresenceChanges, sign_in_of};
 pub use store::store_error;
 pub use sync::{CURSOR_KEY, PullSummary, SyncOptions, SyncReport};
+pub use today::Today;
 pub use who::{WhoIsWhere, WhoQuery};
 
 /// The presence state under a state dir: the engine's store and our state database.

@@ -73,6 +73,9 @@ pub const UPDATE_ROLES: &[DirectoryRole] = &[
     },
 ];
 
+/// The one of [`UPDATE_ROLES`] that disabling a user can need (`accountEnabled` is sensitive).
+pub const DISABLE_ROLES: &[DirectoryRole] = &[UPDATE_ROLES[1]];
+
 /// `PATCH /users/{id}` with `changes` (an object of Graph property names); a 403
 /// `Authorization_RequestDenied` comes back explained ([`explain_refusal`]).
 pub async fn update(graph: &GraphClient, id: &str, changes: Value) -> Result<GraphResponse> {

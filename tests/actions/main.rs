@@ -3,6 +3,7 @@
 //!
 //! `sign_ins_bench` holds whole-job benchmarks, ignored by default (see its doc).
 
+mod containment;
 mod directory;
 mod fidelity;
 mod ip_presence;
@@ -10,6 +11,7 @@ mod presence;
 mod sign_ins;
 mod sign_ins_bench;
 mod sign_ins_state;
+mod user_status;
 
 #[path = "../support/mod.rs"]
 pub mod support;

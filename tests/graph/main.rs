@@ -3,6 +3,7 @@
 //! secrets staying secret).
 
 mod auth;
+mod batch;
 mod fidelity;
 mod http;
 

@@ -8,7 +8,9 @@
 //! ```
 //!
 //! Families: `token`, `presence`, `users`, `memberof`, `photo`, `signins`,
-//! `organization`, and `all` (every family but `token`). Keys: `429`, `503`, `504`,
+//! `organization`, `identity` (riskyUsers), `batch` (the `$batch` POST itself; its
+//! items draw the faults of their own families, status faults only), and `all`
+//! (every family but `token`). Keys: `429`, `503`, `504`,
 //! `drop` (close the connection without an answer), `slow` (answer after `delay_ms`,
 //! default 2000), `truncate` (send half the body then cut the connection): each a
 //! share between 0 and 1; `retry_after` (seconds, may be fractional, or `none`;
@@ -35,12 +37,16 @@ pub enum Family {
     Photo,
     SignIns,
     Organization,
+    /// `identityProtection/riskyUsers` and its actions (counted in the directory bucket).
+    Identity,
+    /// `POST /$batch` itself; each of its items is faulted and throttled as its own family.
+    Batch,
     /// A route the emulator does not serve.
     Unknown,
 }
 
 impl Family {
-    pub const ALL: [Family; 7] = [
+    pub const ALL: [Family; 9] = [
         Family::Token,
         Family::Presence,
         Family::Users,
@@ -48,6 +54,8 @@ impl Family {
         Family::Photo,
         Family::SignIns,
         Family::Organization,
+        Family::Identity,
+        Family::Batch,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -59,6 +67,8 @@ impl Family {
             Family::Photo => "photo",
             Family::SignIns => "signins",
             Family::Organization => "organization",
+            Family::Identity => "identity",
+            Family::Batch => "batch",
             Family::Unknown => "unknown",
         }
     }
@@ -423,7 +433,11 @@ impl ThrottleState {
         let limit = match family {
             Family::Presence => config.presence,
             Family::SignIns => config.audit_logs,
-            Family::Users | Family::MemberOf | Family::Photo | Family::Organization => {
+            Family::Users
+            | Family::MemberOf
+            | Family::Photo
+            | Family::Organization
+            | Family::Identity => {
                 let Some(bucket) = config.directory else {
                     return Ok(None);
                 };
@@ -445,7 +459,9 @@ impl ThrottleState {
                 *level -= cost;
                 return Ok(Some(1.0 - *level / cap));
             }
-            Family::Token | Family::Unknown => None,
+            // A batch is not throttled as a whole: each item is, as its own family
+            // (https://learn.microsoft.com/en-us/graph/json-batching, "Throttling and batching").
+            Family::Token | Family::Batch | Family::Unknown => None,
         };
         let Some(limit) = limit else {
             return Ok(None);

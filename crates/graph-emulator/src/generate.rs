@@ -30,8 +30,8 @@ use jiff::{SignedDuration, Timestamp};
 use uuid::Uuid;
 
 use crate::tenant::{
-    AppRegistration, DelegatedUser, DirectoryObject, Office, Photo, Presence, SignIn, Tenant, Text,
-    User,
+    AppRegistration, DelegatedUser, DirectoryObject, Office, Photo, Presence, RiskyUser, SignIn,
+    Tenant, Text, User,
 };
 
 /// Tenant id of every generated tenant.
@@ -684,6 +684,20 @@ impl Tenant {
             sign_ins.sort_unstable_by_key(|a| (a.created_date_time, a.id));
         }
 
+        // Risky users: every 37th user from the 6th, levels in turn; no RNG draw, so the
+        // rest of a seeded tenant stays as it was.
+        let risky_users: Vec<RiskyUser> = users
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| i % 37 == 5)
+            .map(|(i, u)| RiskyUser {
+                id: u.id,
+                risk_level: text(["low", "medium", "high"][(i / 37) % 3]),
+                risk_state: text("atRisk"),
+                risk_detail: text("none"),
+                risk_last_updated_date_time: Some(day_start[0]),
+            })
+            .collect();
         let all_permissions = [
             "Presence.Read.All",
             "User.Read.All",
@@ -694,6 +708,9 @@ impl Tenant {
             "Organization.Read.All",
             "ProfilePhoto.Read.All",
             "User-PasswordProfile.ReadWrite.All",
+            "User.RevokeSessions.All",
+            "IdentityRiskyUser.Read.All",
+            "IdentityRiskyUser.ReadWrite.All",
         ];
         let apps = vec![
             AppRegistration {
@@ -744,6 +761,8 @@ impl Tenant {
             display_name: text("Contoso Emulated"),
             domain: text(DOMAIN),
             premium: true,
+            premium_p2: true,
+            risky_users,
             offices,
             users,
             groups,

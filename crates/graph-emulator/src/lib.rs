@@ -20,7 +20,9 @@
 //! Runtime knobs for tests: [`RunningEmulator::set_faults`], [`RunningEmulator::fail_next`],
 //! [`RunningEmulator::set_throttle`], [`RunningEmulator::set_clock`] /
 //! [`RunningEmulator::advance_clock`] (the virtual "now" used for token expiry, throttling
-//! windows and sign-in visibility), [`RunningEmulator::add_sign_ins`] and the [`RequestLog`].
+//! windows and sign-in visibility), [`RunningEmulator::add_sign_ins`],
+//! [`RunningEmulator::delete_user`] / [`RunningEmulator::delete_user_at_batch`] and the
+//! [`RequestLog`].
 //!
 //! # Module map
 //!
@@ -78,7 +80,7 @@ pub use routes::{NO_PHOTO_CODES, no_photo_answer};
 pub use running::RunningEmulator;
 pub use tenant::{
     AppCertificate, AppRegistration, DelegatedUser, DirectoryObject, Office, Photo, Presence,
-    SignIn, Tenant, Text, User,
+    RiskyUser, SignIn, Tenant, Text, User,
 };
 
 use listener::{Conn, FaultListener};
@@ -276,5 +278,7 @@ fn build_shared(addr: SocketAddr, config: EmulatorConfig) -> Result<Shared, Emul
             refresh_token_max_inactive: config.refresh_token_max_inactive,
             skiptoken_ttl: config.skiptoken_ttl,
         },
+        batches: Default::default(),
+        scheduled_deletions: Default::default(),
     })
 }

@@ -44,6 +44,10 @@ pub struct LogEntry {
     /// Token requests the emulator read (not those cut short by a fault): what was asked.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub token: Option<TokenRequest>,
+    /// An item of a JSON batch: the `request-id` of the `$batch` request that carried it
+    /// (items are logged after their batch's own line; `None` for a request on the wire).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub batch: Option<String>,
 }
 
 /// The credential-free part of a token request.

@@ -28,7 +28,11 @@ pub(crate) fn classify(path: &str) -> Family {
     let Some(rest) = rest else {
         return Family::Unknown;
     };
-    if rest.starts_with("communications/getpresencesbyuserid") {
+    if rest == "$batch" {
+        Family::Batch
+    } else if rest.starts_with("identityprotection/") {
+        Family::Identity
+    } else if rest.starts_with("communications/getpresencesbyuserid") {
         Family::Presence
     } else if rest.starts_with("auditlogs/signins") {
         Family::SignIns

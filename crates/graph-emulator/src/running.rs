@@ -209,6 +209,21 @@ impl RunningEmulator {
     }
 
     /// Add sign-in records (visible from their `visible_at`).
+    /// Delete a user now; `false` when there is no such user.
+    pub fn delete_user(&self, id: Uuid) -> bool {
+        self.shared.dir.write().expect("dir lock").delete_user(id)
+    }
+
+    /// Delete a user as the `n`-th `$batch` request from the start arrives (before it is
+    /// answered): a user deleted between a client's first reads and its later ones.
+    pub fn delete_user_at_batch(&self, id: Uuid, n: u64) {
+        self.shared
+            .scheduled_deletions
+            .lock()
+            .expect("deletions lock")
+            .push((n, id));
+    }
+
     pub fn add_sign_ins(&self, sign_ins: Vec<SignIn>) {
         self.shared
             .dir

@@ -4,6 +4,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::AtomicU64;
+
 use std::sync::{Mutex, RwLock};
 use std::time::Duration;
 
@@ -114,6 +115,17 @@ impl Directory {
         self.user_index(key).map(|i| &self.tenant.users[i])
     }
 
+    /// Remove a user (and so every answer about them becomes 404).
+    pub fn delete_user(&mut self, id: Uuid) -> bool {
+        let before = self.tenant.users.len();
+        self.tenant.users.retain(|u| u.id != id);
+        let gone = self.tenant.users.len() != before;
+        if gone {
+            self.reindex();
+        }
+        gone
+    }
+
     pub fn add_sign_ins(&mut self, more: Vec<SignIn>) {
         self.sign_ins.extend(more);
         self.sign_ins.sort_by_key(|a| (a.created_date_time, a.id));
@@ -154,9 +166,34 @@ pub(crate) struct Shared {
     pub pages: PageTokens,
     pub base_url: String,
     pub settings: Settings,
+    /// `$batch` requests so far (for scheduled deletions).
+    pub batches: AtomicU64,
+    /// Users to delete as the n-th `$batch` arrives: (n, object id).
+    pub scheduled_deletions: Mutex<Vec<(u64, Uuid)>>,
 }
 
 impl Shared {
+    /// Delete the users scheduled for the `n`-th batch (a test's "deleted between
+    /// resolution and read").
+    pub fn apply_scheduled_deletions(&self, n: u64) {
+        let due: Vec<Uuid> = {
+            let mut s = self.scheduled_deletions.lock().expect("deletions lock");
+            let due = s
+                .iter()
+                .filter(|(at, _)| *at == n)
+                .map(|(_, id)| *id)
+                .collect();
+            s.retain(|(at, _)| *at != n);
+            due
+        };
+        if !due.is_empty() {
+            let mut dir = self.dir.write().expect("dir lock");
+            for id in due {
+                dir.delete_user(id);
+            }
+        }
+    }
+
     /// Issue a refresh token for `upn` and `client_id`, not yet redeemed.
     pub fn issue_refresh_token(
         &self,

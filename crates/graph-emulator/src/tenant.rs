@@ -9,7 +9,8 @@
 //! tenant_id: 6f1d2c3b-0000-4000-8000-00000000c0de
 //! display_name: Contoso Test
 //! domain: contoso.example
-//! premium: true                # false: /auditLogs/signIns answers 403
+//! premium: true                # false (no P1): /auditLogs/signIns and signInActivity answer 403
+//! premium_p2: true             # false (P1 only): identityProtection/riskyUsers answers 403
 //! offices:
 //!   - { name: Berlin, time_zone: Europe/Berlin, cidrs: [198.51.100.0/25, "2001:db8:100::/48"] }
 //! users:
@@ -28,6 +29,8 @@
 //! sign_ins:
 //!   - { id: ..., createdDateTime: 2025-06-02T08:01:02Z, visible_at: 2025-06-02T08:20:00Z,
 //!       userId: 9a1f..., appId: ..., appDisplayName: Microsoft Teams, ipAddress: 198.51.100.7 }
+//! risky_users:
+//!   - { id: 9a1f..., riskLevel: high, riskState: atRisk, riskDetail: none }
 //! faults: "signins:429=0.1"      # optional, same syntax as `--faults`
 //! ```
 //!
@@ -70,9 +73,13 @@ pub struct Tenant {
     pub display_name: Text,
     /// Default verified domain, e.g. `contoso.example`.
     pub domain: Text,
-    /// Entra ID P1/P2 tenant: sign-in logs are readable. Default true.
+    /// Entra ID P1/P2 tenant: sign-in logs and users' `signInActivity` are readable. Default true.
     #[serde(default = "yes")]
     pub premium: bool,
+    /// Entra ID P2 as well: Identity Protection (`riskyUsers`) is readable. Default true;
+    /// only counts with `premium` (P2 includes P1).
+    #[serde(default = "yes")]
+    pub premium_p2: bool,
     /// Office catalogue: where sign-in addresses come from (used by `demo` to build IP ranges).
     #[serde(default)]
     pub offices: Vec<Office>,
@@ -93,6 +100,9 @@ pub struct Tenant {
     /// Sign-in log records, any order.
     #[serde(default)]
     pub sign_ins: Vec<SignIn>,
+    /// Identity Protection's risky users (users never at risk are not listed).
+    #[serde(default)]
+    pub risky_users: Vec<RiskyUser>,
     /// Fault specification applied at start (same syntax as `FaultPlan::parse`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub faults: Option<String>,
@@ -172,6 +182,31 @@ pub struct User {
     /// Other Graph user properties (set by fixture or by `PATCH`).
     #[serde(flatten, default)]
     pub extra: BTreeMap<String, serde_json::Value>,
+}
+
+/// A user Identity Protection has a risk record for (Graph's `riskyUser`; the user's
+/// name and UPN are taken from the user when served).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RiskyUser {
+    /// The user's object id.
+    #[serde(with = "guid")]
+    #[schemars(with = "String")]
+    pub id: Uuid,
+    /// `none`, `low`, `medium`, `high`, `hidden`.
+    pub risk_level: Text,
+    /// `none`, `atRisk`, `confirmedCompromised`, `dismissed`, `remediated`, `confirmedSafe`.
+    pub risk_state: Text,
+    /// e.g. `none`, `adminConfirmedUserCompromised`, `adminDismissedAllRiskForUser`.
+    #[serde(default = "risk_detail_none")]
+    pub risk_detail: Text,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Option<String>")]
+    pub risk_last_updated_date_time: Option<Timestamp>,
+}
+
+fn risk_detail_none() -> Text {
+    Cow::Borrowed("none")
 }
 
 /// A profile photo (JPEG bytes, base64).

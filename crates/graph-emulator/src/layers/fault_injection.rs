@@ -82,8 +82,8 @@ pub(crate) async fn inject_faults(
     resp
 }
 
-/// The answer of an injected status fault.
-fn status_answer(
+/// The answer of an injected status fault (also used for batch items).
+pub(crate) fn status_answer(
     shared: &Shared,
     ctx: &Ctx,
     family: Family,

@@ -57,6 +57,7 @@ pub(crate) async fn request_log(
         fault: None,
         micros: 0,
         token: None,
+        batch: None,
     };
     req.extensions_mut().insert(family);
     req.extensions_mut().insert(ctx.clone());

@@ -4,12 +4,15 @@
 //! caller and the request, returning an answer or a [`GraphError`].
 //!
 //! - [`token`]: the Entra ID token endpoint.
+//! - [`identity`]: Identity Protection's risky users and `revokeSignInSessions`
+//!   (and `signInActivity`, which [`users`] asks it for).
 //! - [`organization`], [`presence`], [`users`] (and `/me`), [`photo`], [`member_of`],
 //!   [`sign_ins`]: the Graph resources, `/v1.0` and `/beta` alike.
 //! - [`common`] and [`paging`]: what the resource routes share. Resource routes never
 //!   use each other.
 
 mod common;
+mod identity;
 mod member_of;
 mod organization;
 mod paging;
@@ -34,6 +37,8 @@ use crate::http_error::GraphError;
 use crate::request::{self, Ctx, GraphTarget};
 use crate::state::Shared;
 use common::GResult;
+/// Graph's JSON answer, for the batch layer's own answer.
+pub(crate) use common::json_response as json_answer;
 
 /// The handler behind every layer: the token endpoint, a Graph route, or a 404
 /// for a path the emulator does not serve.
@@ -114,6 +119,25 @@ fn graph(
         ["users"] if get => users::list_users(shared, caller, parts, query),
         ["users", _] if get => users::get_user(shared, caller, seg[1], query),
         ["users", _] if m == Method::PATCH => users::patch_user(shared, caller, seg[1], body),
+        ["users", _, "revokesigninsessions"] if m == Method::POST => {
+            identity::revoke_sessions(shared, caller, seg[1])
+        }
+        ["identityprotection", "riskyusers"] if get => identity::risky_users(shared, caller),
+        ["identityprotection", "riskyusers", "confirmcompromised"] if m == Method::POST => {
+            identity::set_risk(
+                shared,
+                caller,
+                body,
+                identity::RiskChange::ConfirmCompromised,
+            )
+        }
+        ["identityprotection", "riskyusers", "dismiss"] if m == Method::POST => {
+            identity::set_risk(shared, caller, body, identity::RiskChange::Dismiss)
+        }
+        ["identityprotection", "riskyusers", _] if get => {
+            identity::risky_user(shared, caller, seg[2])
+        }
+        ["identityprotection", ..] => Err(GraphError::method_not_allowed()),
         ["users", _, "presence"] if get => presence::presence(shared, caller, seg[1]),
         ["users", _, "memberof"] if get => {
             member_of::member_of(shared, caller, parts, seg[1], None, query)

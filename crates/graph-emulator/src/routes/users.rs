@@ -182,6 +182,7 @@ const USER_PROPS: &[(&str, Write)] = &[
     ("schools", Write::DelegatedOnly),
     ("securityIdentifier", Write::ReadOnly),
     ("showInAddressList", Write::Yes),
+    ("signInActivity", Write::ReadOnly),
     ("signInSessionsValidFromDateTime", Write::ReadOnly),
     ("skills", Write::DelegatedOnly),
     ("state", Write::Yes),
@@ -295,6 +296,13 @@ pub(crate) fn get_user(shared: &Shared, caller: &Caller, key: &str, query: &Quer
     let i = resolve_user(&dir, key)?;
     let basic = !caller.has_any(&READ_USERS[..4]);
     let user = &dir.tenant.users[i];
+    if select.contains(&"signInActivity") {
+        // Its own permission and licence rules (see `identity`).
+        let activity = super::identity::sign_in_activity(&dir, caller, user, shared.clock.now())?;
+        let mut user = user.clone();
+        user.extra.insert("signInActivity".into(), activity);
+        return Ok(user_entity(shared, &user, &select, query, basic));
+    }
     Ok(user_entity(shared, user, &select, query, basic))
 }
 
