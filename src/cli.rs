@@ -89,6 +89,37 @@ enum Command {
     /// sync_ip_presence over HTTP into a temporary store (or --state-dir when given) and
     /// prints who is in which office.
     Demo(DemoArgs),
+    /// Write an installable package for a SOAR platform, generated from the action list.
+    #[command(after_help = EXPORT_HELP)]
+    Export(ExportArgs),
+}
+
+const EXPORT_HELP: &str = "\
+Each package is the platform's metadata plus a thin Python wrapper that pipes the
+envelope to msgraph-connector on stdin (secrets never in argv or the environment)
+and maps the result back. The wrapper finds the binary in $MSGRAPH_CONNECTOR,
+beside itself (--bundle), or on PATH. Output is deterministic.
+
+Examples:
+  msgraph-connector export xsoar out/xsoar            # pack: pack_metadata.json, Integrations/...
+  msgraph-connector export splunk-soar out/splunk --bundle
+  msgraph-connector export stackstorm out/msgraph_connector
+
+Each package's README.md says how to install it and which permissions each action needs.";
+
+#[derive(Debug, Args)]
+struct ExportArgs {
+    /// The platform.
+    #[arg(value_enum)]
+    platform: crate::export::Platform,
+    /// Where to write the package (created; must be empty unless --force).
+    dir: PathBuf,
+    /// Copy this msgraph-connector binary into the package, beside the wrapper.
+    #[arg(long)]
+    bundle: bool,
+    /// Write into a non-empty DIR, replacing files of the same names.
+    #[arg(long)]
+    force: bool,
 }
 
 #[derive(Debug, Args)]
@@ -251,6 +282,7 @@ fn dispatch(command: Command, settings: &RunSettings, explicit_state_dir: Option
         Command::Run(args) => runner::run(&args.action, &args.files.into(), settings),
         Command::Check(args) => runner::finish(check(args.files.into(), settings)),
         Command::Demo(args) => demo(args, explicit_state_dir),
+        Command::Export(args) => runner::finish(export(args)),
         Command::Emulator(args) => match serve_emulator(args) {
             Ok(()) => 0,
             Err(e) => {
@@ -333,6 +365,19 @@ fn check(source: EnvelopeSource, settings: &RunSettings) -> Result<Value> {
         "response_headers": {},
         "json_body": body,
     }))
+}
+
+fn export(args: ExportArgs) -> Result<Value> {
+    let binary =
+        if args.bundle {
+            Some(std::env::current_exe().map_err(|e| {
+                Error::internal(format!("cannot find this binary to bundle it: {e}"))
+            })?)
+        } else {
+            None
+        };
+    let written = crate::export::write(args.platform, &args.dir, binary.as_deref(), args.force)?;
+    Ok(json!({ "platform": args.platform, "dir": args.dir, "written": written }))
 }
 
 fn demo(args: DemoArgs, state_dir: Option<PathBuf>) -> i32 {

@@ -29,6 +29,7 @@ pub mod check;
 pub mod cli;
 pub mod demo;
 pub mod error;
+pub mod export;
 pub mod fastpath;
 pub mod graph;
 pub mod http;
