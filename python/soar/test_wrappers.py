@@ -200,3 +200,15 @@ def test_splunk_numbers_and_text_lists_are_coerced(exports):
     assert m.coerce_inputs(kinds, {"ids": "a, b,,c"}) == {"ids": ["a", "b", "c"]}
     kinds = m.ACTIONS["list_memberships"]["inputs"]
     assert m.coerce_inputs(kinds, {"top": 5.0, "count": False}) == {"top": 5, "count": False}
+
+
+def test_the_wrapper_finds_the_binary_bundled_beside_it(binary, emulator, home, tmp_path, monkeypatch):
+    out = tmp_path / "pack"
+    subprocess.run([binary, "export", "xsoar", str(out), "--bundle"], check=True, capture_output=True)
+    monkeypatch.delenv("MSGRAPH_CONNECTOR")
+    monkeypatch.setenv("PATH", "/usr/bin:/bin")  # not on PATH either
+    [entry] = Xsoar({"xsoar": out}).run("msgraph-get-presence", xsoar_params(emulator), {"id": "adele.vance@contoso.example"})
+    assert entry["Type"] == 1, entry
+    monkeypatch.setattr("os.path.isfile", lambda p: False)  # nowhere: a clear error, not a crash
+    [entry] = Xsoar({"xsoar": out}).run("msgraph-get-presence", xsoar_params(emulator), {"id": "x"})
+    assert entry["Type"] == 4 and "not found beside the wrapper or on PATH" in entry["Contents"]

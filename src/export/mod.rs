@@ -96,7 +96,11 @@ pub fn write(
         written.push(rel.clone());
     }
     if let Some(binary) = binary {
-        let rel = format!("{}/{BINARY}", package.binary_dir);
+        let rel = if package.binary_dir.is_empty() {
+            BINARY.to_string()
+        } else {
+            format!("{}/{BINARY}", package.binary_dir)
+        };
         let path = dir.join(&rel);
         create_parent(&path)?;
         std::fs::copy(binary, &path).map_err(|e| {

@@ -41,6 +41,9 @@ pub fn build() -> Result<Package> {
     };
     p.add("pack_metadata.json", super::json_text(&pack_metadata())?);
     p.add("README.md", readme());
+    // demisto-sdk validate (PA128) wants both in every pack; ours have nothing to ignore.
+    p.add(".pack-ignore", "");
+    p.add(".secrets-ignore", "");
     p.add(format!("{dir}/{NAME}.yml"), super::yaml(&integration())?);
     p.add(format!("{dir}/{NAME}.py"), wrapper());
     p.add(format!("{dir}/{NAME}_description.md"), description());
