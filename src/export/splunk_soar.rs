@@ -53,16 +53,16 @@ fn data_type(field: &Field) -> &'static str {
 /// A default as the parameter's data type holds it.
 fn default_value(field: &Field) -> Option<Value> {
     let d = field.default.as_ref()?;
-    match (d, &field.kind) {
-        (Value::Array(items), _) if items.is_empty() => None,
-        (Value::Array(items), _) => Some(Value::String(
+    match d {
+        Value::Array(items) if items.is_empty() => None,
+        Value::Array(items) => Some(Value::String(
             items
                 .iter()
-                .map(|i| i.as_str().map(String::from).unwrap_or(i.to_string()))
+                .map(|i| i.as_str().map_or_else(|| i.to_string(), String::from))
                 .collect::<Vec<_>>()
                 .join(","),
         )),
-        (Value::Object(_), _) => Some(Value::String(d.to_string())),
+        Value::Object(_) => Some(Value::String(d.to_string())),
         _ => Some(d.clone()),
     }
 }

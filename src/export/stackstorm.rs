@@ -116,11 +116,9 @@ pub fn lower(schema: &Value) -> Value {
                 if let Some(t) = rest[0].get("type") {
                     map.entry("type").or_insert(t.clone());
                 }
-            } else if let [one] = rest.as_slice() {
-                if let Value::Object(inner) = one {
-                    for (k, v) in inner {
-                        map.entry(k.clone()).or_insert(v.clone());
-                    }
+            } else if let [Value::Object(inner)] = rest.as_slice() {
+                for (k, v) in inner {
+                    map.entry(k.clone()).or_insert(v.clone());
                 }
             } else if !rest.is_empty() {
                 map.insert(key.into(), Value::Array(rest));
@@ -240,8 +238,8 @@ fn pack() -> Value {
 
 fn config_schema() -> Value {
     let mut out = Map::new();
+    let asset = crate::asset::AssetSpec::schema();
     for (name, field, required) in config_fields() {
-        let asset = crate::asset::AssetSpec::schema();
         let raw = asset
             .pointer(&format!("/properties/{name}"))
             .cloned()

@@ -154,7 +154,7 @@ fn default_text(v: &Value) -> Option<String> {
         Value::Array(items) if items.iter().all(|i| !i.is_object() && !i.is_array()) => Some(
             items
                 .iter()
-                .map(|i| i.as_str().map(String::from).unwrap_or(i.to_string()))
+                .map(|i| i.as_str().map_or_else(|| i.to_string(), String::from))
                 .collect::<Vec<_>>()
                 .join(","),
         ),
@@ -183,11 +183,7 @@ fn argument(name: &str, field: &Field, required: bool) -> Value {
     }
     let choices: Vec<String> = match &field.kind {
         Kind::Boolean => vec!["true".into(), "false".into()],
-        Kind::Array(items) => items
-            .choices
-            .iter()
-            .filter_map(|c| default_text(c))
-            .collect(),
+        Kind::Array(items) => items.choices.iter().filter_map(default_text).collect(),
         _ => field.choices.iter().filter_map(default_text).collect(),
     };
     if !choices.is_empty() {
