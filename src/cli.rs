@@ -91,22 +91,41 @@ enum Command {
     /// sync_ip_presence over HTTP into a temporary store (or --state-dir when given) and
     /// prints who is in which office.
     Demo(DemoArgs),
-    /// Write a platform's connector package into DIR, generated from the action list.
-    ///
-    /// `export turbine DIR`: a Swimlane Turbine connector folder (connector.yaml, assets/*.yaml
-    /// with `schema: asset/1`, actions/*.yaml with `schema: action/1`, a Dockerfile that runs
-    /// this binary, a README listing every choice not backed by public documentation).
-    /// The output is the same bytes on every run. Prints {"written": [paths]}.
+    /// Write an installable package for a SOAR platform, generated from the action list.
+    #[command(after_help = EXPORT_HELP)]
     Export(ExportArgs),
 }
+
+const EXPORT_HELP: &str = "\
+turbine: a Swimlane Turbine connector folder (connector.yaml, assets/*.yaml with
+`schema: asset/1`, actions/*.yaml with `schema: action/1`, a Dockerfile that runs this
+binary, a README listing every choice not backed by public documentation).
+The others: the platform's metadata plus a thin Python wrapper that pipes the
+envelope to msgraph-connector on stdin (secrets never in argv or the environment)
+and maps the result back. The wrapper finds the binary in $MSGRAPH_CONNECTOR,
+beside itself (--bundle), or on PATH. Output is deterministic.
+
+Examples:
+  msgraph-connector export turbine out/turbine          # Swimlane Turbine connector folder (no Python)
+  msgraph-connector export xsoar out/xsoar            # pack: pack_metadata.json, Integrations/...
+  msgraph-connector export splunk-soar out/splunk --bundle
+  msgraph-connector export stackstorm out/msgraph_connector
+
+Each package's README.md says how to install it and which permissions each action needs.";
 
 #[derive(Debug, Args)]
 struct ExportArgs {
     /// The platform.
     #[arg(value_enum)]
     platform: crate::export::Platform,
-    /// The folder to write (made when missing; files of the package in it are replaced).
+    /// Where to write the package (created; must be empty unless --force).
     dir: PathBuf,
+    /// Copy this msgraph-connector binary into the package, beside the wrapper.
+    #[arg(long)]
+    bundle: bool,
+    /// Write into a non-empty DIR, replacing files of the same names.
+    #[arg(long)]
+    force: bool,
 }
 
 #[derive(Debug, Args)]
@@ -284,10 +303,7 @@ fn dispatch(command: Command, settings: &RunSettings, explicit_state_dir: Option
         }
         Command::Check(args) => runner::finish(check(args.files.into(), settings)),
         Command::Demo(args) => demo(args, explicit_state_dir),
-        Command::Export(args) => runner::finish(
-            crate::export::write(args.platform, &args.dir)
-                .map(|written| json!({ "written": written })),
-        ),
+        Command::Export(args) => runner::finish(export(args)),
         Command::Emulator(args) => match serve_emulator(args) {
             Ok(()) => 0,
             Err(e) => {
@@ -370,6 +386,19 @@ fn check(source: EnvelopeSource, settings: &RunSettings) -> Result<Value> {
         "response_headers": {},
         "json_body": body,
     }))
+}
+
+fn export(args: ExportArgs) -> Result<Value> {
+    let binary =
+        if args.bundle {
+            Some(std::env::current_exe().map_err(|e| {
+                Error::internal(format!("cannot find this binary to bundle it: {e}"))
+            })?)
+        } else {
+            None
+        };
+    let written = crate::export::write(args.platform, &args.dir, binary.as_deref(), args.force)?;
+    Ok(json!({ "platform": args.platform, "dir": args.dir, "written": written }))
 }
 
 fn demo(args: DemoArgs, state_dir: Option<PathBuf>) -> i32 {

@@ -6,6 +6,7 @@
 mod contract;
 mod demo;
 mod examples;
+mod export;
 mod fuzz;
 mod turbine;
 

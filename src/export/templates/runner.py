@@ -1,0 +1,130 @@
+import json
+import os
+import shutil
+import subprocess
+
+BINARY = "msgraph-connector"
+
+
+class ConnectorError(Exception):
+    """The connector's error object ({"kind", "message", ...}), or the wrapper's own refusal."""
+
+    def __init__(self, error):
+        self.error = error
+        super().__init__(error.get("message") or "msgraph-connector failed")
+
+
+def find_binary():
+    """$MSGRAPH_CONNECTOR, else the binary bundled beside this file, else PATH."""
+    here = os.path.dirname(os.path.abspath(__file__)) if "__file__" in globals() else ""
+    candidates = [os.environ.get("MSGRAPH_CONNECTOR"), here and os.path.join(here, BINARY), shutil.which(BINARY)]
+    for candidate in candidates:
+        if candidate and os.path.isfile(candidate) and os.access(candidate, os.X_OK):
+            return candidate
+    raise ConnectorError({"kind": "internal", "message": BINARY + " not found beside the wrapper or on PATH"})
+
+
+def child_env():
+    # Secrets reach the binary only on stdin. Its environment is built, not inherited:
+    # a platform's environment can hold credentials (proxy URLs with passwords, tokens).
+    keep = ("PATH", "HOME", "LANG", "LC_ALL", "TZ", "TMPDIR", "XDG_STATE_HOME")
+    return {name: os.environ[name] for name in keep if name in os.environ}
+
+
+def run_connector(command, envelope, state_dir=None):
+    """Run `msgraph-connector COMMAND` with ENVELOPE on stdin; its result object, or ConnectorError."""
+    argv = [find_binary()]
+    if state_dir:
+        argv += ["--state-dir", state_dir]
+    argv += command
+    proc = subprocess.run(
+        argv,
+        input=json.dumps(envelope).encode(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=child_env(),
+        check=False,
+    )
+    try:
+        result = json.loads(proc.stdout)
+    except ValueError:
+        tail = proc.stderr.decode(errors="replace").strip()[-500:]
+        raise ConnectorError({"kind": "internal", "message": "%s exited %d without a result: %s" % (BINARY, proc.returncode, tail)})
+    if proc.returncode != 0 or not isinstance(result, dict) or "error" in result:
+        error = result.get("error") if isinstance(result, dict) else None
+        raise ConnectorError(error or {"kind": "internal", "message": "%s exited %d" % (BINARY, proc.returncode)})
+    return result
+
+
+def refuse(name, why):
+    pointer = "/inputs/" + name
+    return ConnectorError({"kind": "invalid_input", "message": "invalid input at %s: %s" % (pointer, why), "details": [{"path": pointer, "message": why}]})
+
+
+def coerce(kind, value, name):
+    """A platform's argument value (often text: "true", "5", "a,b", JSON) as our schema type."""
+    if kind.startswith("array:"):
+        item = kind[len("array:"):]
+        if isinstance(value, str):
+            text = value.strip()
+            if text.startswith("["):
+                try:
+                    value = json.loads(text)
+                except ValueError as e:
+                    raise refuse(name, "is not a JSON array: %s" % e)
+            else:
+                value = [part.strip() for part in text.split(",") if part.strip()]
+        if not isinstance(value, list):
+            value = [value]
+        return [coerce(item, v, "%s/%d" % (name, i)) for i, v in enumerate(value)]
+    if kind == "json":
+        if isinstance(value, str):
+            try:
+                return json.loads(value)
+            except ValueError as e:
+                raise refuse(name, "is not JSON: %s" % e)
+        return value
+    if kind == "boolean":
+        if isinstance(value, bool):
+            return value
+        text = str(value).strip().lower()
+        if text in ("true", "yes", "1"):
+            return True
+        if text in ("false", "no", "0"):
+            return False
+        raise refuse(name, "must be true or false")
+    if kind == "integer":
+        if isinstance(value, bool):
+            raise refuse(name, "must be a whole number")
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        try:
+            return int(str(value).strip())
+        except ValueError:
+            raise refuse(name, "must be a whole number")
+    if kind == "number":
+        try:
+            return float(value) if not isinstance(value, (int, float)) or isinstance(value, bool) else value
+        except ValueError:
+            raise refuse(name, "must be a number")
+    return value if isinstance(value, str) else str(value)
+
+
+def coerce_inputs(kinds, args):
+    """Our inputs from a platform's arguments: unset ones (None, "") left out, the rest coerced."""
+    inputs = {}
+    for name, value in sorted((args or {}).items()):
+        if value is None or (isinstance(value, str) and value.strip() == ""):
+            continue
+        if name not in kinds:
+            raise refuse(name, "is not an input of this action")
+        inputs[name] = coerce(kinds[name], value, name)
+    return inputs
+
+
+def truthy(value):
+    return value is True or str(value).strip().lower() in ("true", "yes", "1")
+
+
+def without_empty(fields):
+    return {k: v for k, v in fields.items() if v is not None and v != ""}
