@@ -16,8 +16,8 @@
 //! - [`runner`] (envelope in, result out) and [`cli`] on top; [`check`] and
 //!   [`demo`] are commands beside `run`.
 //!
-//! [`error`], [`schema`] and [`owner_only`] (state kept private on disk) serve
-//! every layer. Lower layers report JSON
+//! [`error`], [`schema`], [`redact`] (server text scrubbed of secrets) and
+//! [`owner_only`] (state kept private on disk) serve every layer. Lower layers report JSON
 //! pointers relative to what they were given; the runner and the action entry
 //! point place them in the envelope. The IP presence engine and the fake
 //! tenant are crates of their own (`ip-presence`, `graph-emulator`).
@@ -35,6 +35,7 @@ pub mod http;
 pub mod inputs;
 pub mod jsonl;
 pub mod office;
+pub mod redact;
 pub mod runner;
 pub mod schema;
 pub mod signins;

@@ -282,8 +282,10 @@ impl ActionEntry {
     /// Validate raw inputs against [`Self::input_schema`] (errors point under
     /// `/inputs`): the only way to get the [`CheckedInputs`] that [`Self::run`] takes.
     /// The schema is compiled here, once per call.
-    pub fn check_inputs(&self, inputs: Value) -> Result<CheckedInputs> {
-        schema::validate(&self.input_schema(), &inputs).map_err(|e| e.under("/inputs"))?;
+    pub fn check_inputs(&self, mut inputs: Value) -> Result<CheckedInputs> {
+        let input_schema = self.input_schema();
+        schema::validate(&input_schema, &inputs).map_err(|e| e.under("/inputs"))?;
+        schema::integers_as_integers(&input_schema, &mut inputs);
         Ok(CheckedInputs {
             action: self.meta.name,
             value: inputs,

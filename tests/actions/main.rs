@@ -4,6 +4,7 @@
 //! `sign_ins_bench` holds whole-job benchmarks, ignored by default (see its doc).
 
 mod directory;
+mod hardening;
 mod ip_presence;
 mod presence;
 mod sign_ins;
