@@ -40,12 +40,10 @@ fn check_offset(s: &str) -> std::result::Result<(), String> {
         (a.is_ascii_digit() && b.is_ascii_digit()).then(|| (a - b'0') * 10 + (b - b'0'))
     };
     match tail {
-        [sign, h1, h2, b':', m1, m2] if matches!(sign, b'+' | b'-') => {
-            match (digits(*h1, *h2), digits(*m1, *m2)) {
-                (Some(h), Some(m)) if h <= 23 && m <= 59 => Ok(()),
-                _ => Err("has an offset out of range: RFC 3339 allows -23:59 to +23:59".into()),
-            }
-        }
+        [b'+' | b'-', h1, h2, b':', m1, m2] => match (digits(*h1, *h2), digits(*m1, *m2)) {
+            (Some(h), Some(m)) if h <= 23 && m <= 59 => Ok(()),
+            _ => Err("has an offset out of range: RFC 3339 allows -23:59 to +23:59".into()),
+        },
         _ => Err("must end in Z or an offset +HH:MM (RFC 3339)".into()),
     }
 }

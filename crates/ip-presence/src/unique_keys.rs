@@ -172,7 +172,12 @@ pub fn yaml_nesting_exceeds(text: &str, max: usize) -> bool {
                 None => match c {
                     '"' | '\'' if matches!(prev, ' ' | '[' | '{' | ',' | ':') => quote = Some(c),
                     '#' if prev == ' ' || prev == '\t' => break,
-                    '[' | '{' => flow += 1,
+                    '[' | '{' => {
+                        flow += 1;
+                        if flow > max {
+                            return true;
+                        }
+                    }
                     ']' | '}' => flow = flow.saturating_sub(1),
                     '-' | '?' | ':' if prev == ' ' || prev == '-' || prev == '?' => depth += 1,
                     _ => {}
