@@ -138,8 +138,16 @@ impl PartialFile {
         }
         let prefix = format!(".{name}.partial-");
         remove_stale_partials(&dir, &prefix);
-        let file = private_temp_in(&dir, &format!("{prefix}{}.", std::process::id()))
-            .map_err(|e| Error::local(format!("cannot create a file in {}: {e}", dir.display())))?;
+        let file =
+            private_temp_in(&dir, &format!("{prefix}{}.", std::process::id())).map_err(|e| {
+                let message = format!("cannot create a file in {}: {e}", dir.display());
+                // A folder that is not there is the caller's mistake; one we cannot write is ours.
+                if e.kind() == std::io::ErrorKind::NotFound {
+                    bad(message)
+                } else {
+                    Error::local(message)
+                }
+            })?;
         Ok(PartialFile {
             target: target.to_path_buf(),
             out: BufWriter::with_capacity(256 * 1024, file),

@@ -10,7 +10,8 @@
 //!
 //! A lease lasts [`LEASE_TTL`] and a thread of the holder renews it every
 //! [`RENEW_EVERY`] while the run lives; a holder killed with `kill -9` stops renewing and
-//! its lease is free [`LEASE_TTL`] later at most. A run that finds the lease held waits,
+//! its lease is free [`LEASE_TTL`] later at most, or at once when its process is seen
+//! to be gone on this machine (the holder id names the pid; Linux `/proc`). A run that finds the lease held waits,
 //! polling, up to the caller's bound, then gives up ([`Acquired::HeldBy`]); the action
 //! says so in a successful result and changes nothing. Before a run keeps its new cursor
 //! it checks that it still holds the lease ([`CursorLease::still_held`]): one that
@@ -78,6 +79,31 @@ pub trait LeaseStore {
     fn renew(&self, key: &str, holder: &str, now_ms: i64, ttl: Duration) -> Result<bool>;
     /// Give the lease up, if `holder` still holds it.
     fn release(&self, key: &str, holder: &str) -> Result<()>;
+    /// Take the lease from `dead`, a holder known to be gone, if it still holds it.
+    fn take_over(
+        &self,
+        key: &str,
+        dead: &str,
+        holder: &str,
+        now_ms: i64,
+        ttl: Duration,
+    ) -> Result<bool>;
+}
+
+/// Whether the holder named `holder` ran on this machine and is gone: a run killed
+/// with `kill -9` need not block the cursor for the whole TTL. Linux only (`/proc`);
+/// elsewhere, and for a pid that was reused, the TTL decides.
+fn holder_is_gone(holder: &str) -> bool {
+    let pid = holder
+        .strip_prefix("pid ")
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|p| p.parse::<u32>().ok());
+    match pid {
+        Some(pid) if Path::new("/proc/self").exists() => {
+            !Path::new(&format!("/proc/{pid}")).exists()
+        }
+        _ => false,
+    }
 }
 
 fn ttl_ms(ttl: Duration) -> i64 {
@@ -161,6 +187,30 @@ impl LeaseStore for StateDb {
             .map(drop)
             .map_err(|e| self.failed("release the cursor lease in", e))
     }
+
+    fn take_over(
+        &self,
+        key: &str,
+        dead: &str,
+        holder: &str,
+        now_ms: i64,
+        ttl: Duration,
+    ) -> Result<bool> {
+        self.conn
+            .execute(
+                "UPDATE cursor_lease SET holder = ?3, acquired_at_ms = ?4, expires_at_ms = ?5
+                 WHERE key = ?1 AND holder = ?2",
+                params![
+                    key,
+                    dead,
+                    holder,
+                    now_ms,
+                    now_ms.saturating_add(ttl_ms(ttl))
+                ],
+            )
+            .map(|n| n == 1)
+            .map_err(|e| self.failed("take over the cursor lease in", e))
+    }
 }
 
 /// Milliseconds since the Unix epoch, by this machine's clock.
@@ -209,6 +259,15 @@ impl CursorLease {
             match db.try_acquire(key, &holder, now_ms(), LEASE_TTL)? {
                 Acquired::Taken => break,
                 Acquired::HeldBy(h) => {
+                    if holder_is_gone(&h.holder)
+                        && db.take_over(key, &h.holder, &holder, now_ms(), LEASE_TTL)?
+                    {
+                        tracing::info!(
+                            dead = h.holder,
+                            "took over the lease of a run that is gone"
+                        );
+                        break;
+                    }
                     if std::time::Instant::now() >= deadline {
                         return Ok(LeaseOutcome::Busy(h));
                     }
