@@ -9,6 +9,7 @@
 //! | `auth`          | 3    | the token endpoint refused (AADSTS code in `code`)          |
 //! | `graph`         | 4    | Graph answered with an error status after retries           |
 //! | `network`       | 5    | no answer: connect/TLS failure, timeout, retries exhausted  |
+//! | `local`         | 6    | a local file or the state store cannot be read or written   |
 //! | `internal`      | 1    | a defect of ours                                            |
 //!
 //! Metadata (HTTP status, service code, request id, JSON-pointer details) is
@@ -27,6 +28,11 @@ pub enum ErrorKind {
     Auth,
     Graph,
     Network,
+    /// This machine's files: a state store that cannot be opened, is corrupt, foreign
+    /// (a newer schema) or locked past the busy timeout; an output folder that cannot
+    /// be written. Not the caller's input, not the service: a person must look at the
+    /// named file or folder.
+    Local,
     Internal,
 }
 
@@ -39,6 +45,7 @@ impl ErrorKind {
             ErrorKind::Auth => 3,
             ErrorKind::Graph => 4,
             ErrorKind::Network => 5,
+            ErrorKind::Local => 6,
         }
     }
 
@@ -48,6 +55,7 @@ impl ErrorKind {
             ErrorKind::Auth => "auth",
             ErrorKind::Graph => "graph",
             ErrorKind::Network => "network",
+            ErrorKind::Local => "local",
             ErrorKind::Internal => "internal",
         }
     }
@@ -127,6 +135,11 @@ impl Error {
 
     pub fn network(message: impl Into<String>) -> Self {
         Error::new(ErrorKind::Network, message)
+    }
+
+    /// A local file or the state store failed; `message` names the file or folder.
+    pub fn local(message: impl Into<String>) -> Self {
+        Error::new(ErrorKind::Local, message)
     }
 
     pub fn internal(message: impl Into<String>) -> Self {
@@ -231,6 +244,7 @@ mod tests {
         assert_eq!(Error::auth("x").exit_code(), 3);
         assert_eq!(Error::graph(404, "x").exit_code(), 4);
         assert_eq!(Error::network("x").exit_code(), 5);
+        assert_eq!(Error::local("x").exit_code(), 6);
         assert_eq!(Error::internal("x").exit_code(), 1);
     }
 

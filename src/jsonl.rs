@@ -56,7 +56,18 @@ pub fn check_output_path(target: &Path, state_dir: Option<&Path>, pointer: &str)
              and the store; write output elsewhere"
         )));
     }
-    Ok(())
+    // Can we write there at all? Asked by creating (and at once dropping, which
+    // removes it) the very kind of temporary file the write will use, so the answer
+    // holds for root, ACLs and read-only mounts alike, where `access(2)` may not.
+    // Asked now, before any request: a failed write must not cost a Graph call.
+    private_temp_in(&real_dir, ".msgraph-connector-probe.")
+        .map(drop)
+        .map_err(|e| {
+            Error::local(format!(
+                "cannot write output in {}: {e}",
+                real_dir.display()
+            ))
+        })
 }
 
 fn describe(kind: &std::fs::FileType) -> &'static str {
@@ -127,8 +138,16 @@ impl PartialFile {
         }
         let prefix = format!(".{name}.partial-");
         remove_stale_partials(&dir, &prefix);
-        let file = private_temp_in(&dir, &format!("{prefix}{}.", std::process::id()))
-            .map_err(|e| bad(format!("cannot create a file in {}: {e}", dir.display())))?;
+        let file =
+            private_temp_in(&dir, &format!("{prefix}{}.", std::process::id())).map_err(|e| {
+                let message = format!("cannot create a file in {}: {e}", dir.display());
+                // A folder that is not there is the caller's mistake; one we cannot write is ours.
+                if e.kind() == std::io::ErrorKind::NotFound {
+                    bad(message)
+                } else {
+                    Error::local(message)
+                }
+            })?;
         Ok(PartialFile {
             target: target.to_path_buf(),
             out: BufWriter::with_capacity(256 * 1024, file),
@@ -145,10 +164,11 @@ impl PartialFile {
     }
 
     fn io_error(&self, e: std::io::Error) -> Error {
-        Error::invalid(
-            self.pointer,
-            format!("cannot write {}: {e}", self.out.get_ref().path().display()),
-        )
+        Error::local(format!(
+            "cannot write {} (for {}): {e}",
+            self.out.get_ref().path().display(),
+            self.pointer
+        ))
     }
 
     /// Flush, sync and rename onto the target; the path written.
@@ -165,10 +185,10 @@ impl PartialFile {
             .and_then(|f| f.as_file().sync_all().map(|()| f))
             .and_then(|f| f.persist(&target).map(drop).map_err(|e| e.error));
         if let Err(e) = done {
-            return Err(Error::invalid(
-                pointer,
-                format!("cannot complete {}: {e}", target.display()),
-            ));
+            return Err(Error::local(format!(
+                "cannot complete {} (for {pointer}): {e}",
+                target.display()
+            )));
         }
         Ok(target.display().to_string())
     }

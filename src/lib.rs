@@ -19,8 +19,8 @@
 //!   [`demo`] and [`export`] (platform packages from the action list) are commands
 //!   beside `run`.
 //!
-//! [`error`], [`schema`] and [`owner_only`] (state kept private on disk) serve
-//! every layer. Lower layers report JSON
+//! [`error`], [`schema`], [`redact`] (server text scrubbed of secrets) and
+//! [`owner_only`] (state kept private on disk) serve every layer. Lower layers report JSON
 //! pointers relative to what they were given; the runner and the action entry
 //! point place them in the envelope. The IP presence engine and the fake
 //! tenant are crates of their own (`ip-presence`, `graph-emulator`).
@@ -39,6 +39,7 @@ pub mod http;
 pub mod inputs;
 pub mod jsonl;
 pub mod office;
+pub mod redact;
 pub mod runner;
 pub mod schema;
 pub mod signins;

@@ -166,15 +166,26 @@ fn too_large(pointer: &str, what: &str) -> Error {
     )
 }
 
+/// Parse JSON whose objects repeat no key: `{"client_id": "a", "client_id": "b"}` would
+/// otherwise mean `b` silently (RFC 8259 §4: behaviour with duplicates is
+/// "unpredictable"), so it is refused at the repeated key's pointer.
 pub(crate) fn parse_json(bytes: &[u8], pointer: &str) -> Result<Value> {
-    serde_json::from_slice(bytes).map_err(|e| {
-        let what = if std::str::from_utf8(bytes).is_err() {
-            "is not valid UTF-8 JSON".to_string()
-        } else {
-            "is not valid JSON".to_string()
-        };
-        // serde_json's message names the place, never the content.
-        Error::invalid(pointer, format!("{what}: {e}"))
+    use ip_presence::unique_keys::{Refusal, json_from_slice};
+    json_from_slice(bytes).map_err(|r| match r {
+        Refusal::Duplicate(at) => Error::invalid(
+            format!("{pointer}{at}"),
+            "repeats a key of its object; each key may appear once",
+        ),
+        Refusal::Parse(e) => {
+            let what = if std::str::from_utf8(bytes).is_err() {
+                "is not valid UTF-8 JSON".to_string()
+            } else {
+                "is not valid JSON".to_string()
+            };
+            // serde_json's message names the place, never the content.
+            Error::invalid(pointer, format!("{what}: {e}"))
+        }
+        Refusal::TooDeep => Error::invalid(pointer, "is nested too deeply"),
     })
 }
 

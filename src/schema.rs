@@ -59,6 +59,80 @@ pub fn validate(schema: &Value, instance: &Value) -> Result<(), Error> {
 
 /// A serde error after schema validation passed: a rule the schema cannot say,
 /// at the root of the instance (serde names the place in its message).
+/// Write the numbers that `schema` types as `integer` and that have a zero fraction
+/// (`1.0`) as integers (`1`). JSON Schema counts `1.0` as an integer (draft 2020-12,
+/// validation §6.1.1: "any number with a zero fractional part";
+/// https://json-schema.org/draft/2020-12/json-schema-validation#section-6.1.1), so it
+/// passes the check, but serde refuses it for a `u32` with a message that names no
+/// field. Made after the check, this keeps the two in agreement; nothing else changes.
+pub fn integers_as_integers(schema: &Value, value: &mut Value) {
+    normalise(schema, schema, value, 0);
+}
+
+fn normalise(root: &Value, schema: &Value, value: &mut Value, depth: usize) {
+    // Our schemas are shallow; the bound only keeps a hostile `$ref` loop finite.
+    if depth > 64 {
+        return;
+    }
+    let Some(schema) = schema.as_object() else {
+        return;
+    };
+    if let Some(target) = schema
+        .get("$ref")
+        .and_then(Value::as_str)
+        .and_then(|r| r.strip_prefix('#'))
+        .and_then(|p| root.pointer(p))
+    {
+        normalise(root, target, value, depth + 1);
+    }
+    for branches in ["allOf", "anyOf", "oneOf"] {
+        for branch in schema
+            .get(branches)
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            normalise(root, branch, value, depth + 1);
+        }
+    }
+    match value {
+        Value::Number(n) if n.is_f64() => {
+            let says_integer = match schema.get("type") {
+                Some(Value::String(t)) => t == "integer",
+                Some(Value::Array(ts)) => ts.iter().any(|t| t == "integer"),
+                _ => false,
+            };
+            if let Some(f) = n.as_f64()
+                && says_integer
+                && f.fract() == 0.0
+            {
+                if f >= 0.0 && f <= u64::MAX as f64 {
+                    *value = Value::from(f as u64);
+                } else if f >= i64::MIN as f64 && f < 0.0 {
+                    *value = Value::from(f as i64);
+                }
+            }
+        }
+        Value::Object(map) => {
+            if let Some(props) = schema.get("properties").and_then(Value::as_object) {
+                for (k, v) in map.iter_mut() {
+                    if let Some(sub) = props.get(k) {
+                        normalise(root, sub, v, depth + 1);
+                    }
+                }
+            }
+        }
+        Value::Array(items) => {
+            if let Some(sub) = schema.get("items") {
+                for v in items {
+                    normalise(root, sub, v, depth + 1);
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
 pub fn deserialize_error(e: &serde_json::Error) -> Error {
     Error::invalid("", e.to_string())
 }

@@ -26,6 +26,9 @@ pub struct Input {
     /// Only this user (UPN, any case): their statuses and presence events from `from` to `to`.
     #[serde(default)]
     #[schemars(length(min = 1, max = 1024))]
+    /// No control characters (CR, LF, NUL, ...): they have no place in an id,
+    /// a UPN or a filter, and could split a request or a log line.
+    #[schemars(extend("pattern" = "^[^\\u0000-\\u001F\\u007F]*$"))]
     pub user: Option<String>,
     /// First day of the occupancy range (YYYY-MM-DD). Default: six days before `to`.
     #[serde(default)]

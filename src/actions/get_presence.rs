@@ -20,6 +20,9 @@ use crate::graph::{ApiFamily, GraphClient, GraphPath, GraphRequest};
 pub struct Input {
     /// The user's object id (GUID) or user principal name.
     #[schemars(length(min = 1, max = 1024))]
+    /// No control characters (CR, LF, NUL, ...): they have no place in an id,
+    /// a UPN or a filter, and could split a request or a log line.
+    #[schemars(extend("pattern" = "^[^\\u0000-\\u001F\\u007F]*$"))]
     pub id: String,
 }
 

@@ -48,7 +48,10 @@ const CONCURRENCY: usize = 4;
 pub struct Input {
     /// Object ids (GUIDs) and/or user principal names, in the order the answer should keep.
     /// Duplicates are fetched once.
-    #[schemars(length(min = 1, max = 100000), inner(length(min = 1, max = 1024)))]
+    /// No control characters (CR, LF, NUL, ...) in an id or UPN.
+    #[schemars(length(min = 1, max = 100000))]
+    #[schemars(extend("items" = {"type": "string", "minLength": 1, "maxLength": 1024,
+                                 "pattern": "^[^\\u0000-\\u001F\\u007F]*$"}))]
     pub ids: Vec<String>,
 }
 

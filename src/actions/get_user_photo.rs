@@ -28,6 +28,9 @@ use crate::jsonl::{check_output_path, parent_dir, private_temp_in};
 pub struct Input {
     /// The user's object id (GUID) or user principal name.
     #[schemars(length(min = 1, max = 1024))]
+    /// No control characters (CR, LF, NUL, ...): they have no place in an id,
+    /// a UPN or a filter, and could split a request or a log line.
+    #[schemars(extend("pattern" = "^[^\\u0000-\\u001F\\u007F]*$"))]
     pub id: String,
     /// One of Graph's photo sizes; absent: the largest photo available.
     #[serde(default)]
@@ -217,7 +220,12 @@ pub fn write_atomically(path: &Path, bytes: &[u8], pointer: &str) -> Result<()> 
         f.as_file().sync_all()?;
         f.persist(path).map(drop).map_err(|e| e.error)
     });
-    written.map_err(|e| Error::invalid(pointer, format!("cannot write the photo there: {e}")))
+    written.map_err(|e| {
+        Error::local(format!(
+            "cannot write the photo to {} (for {pointer}): {e}",
+            path.display()
+        ))
+    })
 }
 
 #[cfg(test)]

@@ -31,15 +31,24 @@ pub const MAX_TOP: u32 = 999;
 pub struct Input {
     /// The user's object id (GUID) or user principal name.
     #[schemars(length(min = 1, max = 1024))]
+    /// No control characters (CR, LF, NUL, ...): they have no place in an id,
+    /// a UPN or a filter, and could split a request or a log line.
+    #[schemars(extend("pattern" = "^[^\\u0000-\\u001F\\u007F]*$"))]
     pub id: String,
     /// OData `$filter`, e.g. `startswith(displayName,'tier')` (adds `ConsistencyLevel: eventual`).
     #[serde(default)]
     #[schemars(length(min = 1, max = 4096))]
+    /// No control characters (CR, LF, NUL, ...): they have no place in an id,
+    /// a UPN or a filter, and could split a request or a log line.
+    #[schemars(extend("pattern" = "^[^\\u0000-\\u001F\\u007F]*$"))]
     pub filter: Option<String>,
     /// `$search` as `property:value`, e.g. `displayName:tier`; quoted for Graph. A value
     /// that already starts with `"` (e.g. `"displayName:a" OR "mail:b"`) is sent as it is.
     #[serde(default)]
     #[schemars(length(min = 1, max = 1024))]
+    /// No control characters (CR, LF, NUL, ...): they have no place in an id,
+    /// a UPN or a filter, and could split a request or a log line.
+    #[schemars(extend("pattern" = "^[^\\u0000-\\u001F\\u007F]*$"))]
     pub search: Option<String>,
     /// Ask Graph for `@odata.count`, the number of matching objects.
     #[serde(default)]

@@ -312,14 +312,17 @@ impl ActionEntry {
     /// `/inputs`): the only way to get the [`CheckedInputs`] that [`Self::run`] takes.
     /// The schema is compiled here, once per call.
     /// Inputs in Swimlane's HTTP-style grouping are checked against that shape and
-    /// normalised to ours first (see [`http_style`]).
+    /// normalised to ours first (see [`http_style`]). A whole number written `1.0`
+    /// where the schema says integer is made `1` (JSON Schema counts it an integer).
     pub fn check_inputs(&self, inputs: Value) -> Result<CheckedInputs> {
-        let check_plain = |v: &Value| schema::validate(&(self.input_schema)(), v);
-        let value = match &self.http_style {
+        let plain = (self.input_schema)();
+        let check_plain = |v: &Value| schema::validate(&plain, v);
+        let mut value = match &self.http_style {
             Some(style) if HttpStyle::applies(&inputs) => style.normalise(&inputs, check_plain),
             _ => check_plain(&inputs).map(|()| inputs),
         }
         .map_err(|e| e.under("/inputs"))?;
+        schema::integers_as_integers(&plain, &mut value);
         Ok(CheckedInputs {
             action: self.meta.name,
             value,

@@ -13,10 +13,13 @@
 //! so a killed run leaves no half file and no moved cursor; its rerun delivers the
 //! same records again. (A crash between the rename and the store write does that too:
 //! the one window where a record can come twice, inherent to a file and a cursor kept
-//! apart.)
+//! apart.) With a state dir, one run at a time uses a kept cursor: a run takes the
+//! cursor's lease ([`crate::state::lease`]) before reading it, and a second run waits up
+//! to `lease_wait_seconds`, then ends successfully with `skipped` and nothing changed.
 
 use std::io::IsTerminal;
 use std::path::Path;
+use std::time::Duration;
 
 use jiff::{SignedDuration, Timestamp};
 use schemars::JsonSchema;
@@ -28,7 +31,7 @@ use crate::error::{Error, Result};
 use crate::inputs::parse_time;
 use crate::jsonl::{PartialFile, check_output_path};
 use crate::signins::{self, KeptCursor, PullOptions, SignInCursor, Window, WindowKind};
-use crate::state::StateDb;
+use crate::state::{CursorLease, LeaseOutcome, StateDb};
 
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -52,6 +55,9 @@ pub struct Input {
     /// (use since/until). Part of the state: a state is refused with a different filter.
     #[serde(default)]
     #[schemars(length(min = 1, max = 4096))]
+    /// No control characters (CR, LF, NUL, ...): they have no place in an id,
+    /// a UPN or a filter, and could split a request or a log line.
+    #[schemars(extend("pattern" = "^[^\\u0000-\\u001F\\u007F]*$"))]
     pub filter: Option<String>,
     /// Page size (Graph's $top), at most 1000.
     #[serde(default = "default_top")]
@@ -67,9 +73,21 @@ pub struct Input {
     #[serde(default)]
     #[schemars(length(min = 1, max = 4096))]
     pub output_path: Option<String>,
+    /// With a state dir: how long to wait while another run pulls with the same cursor
+    /// (same tenant, app and filter) before ending without reading anything, successfully,
+    /// with `skipped` saying why. One run at a time per cursor delivers each sign-in once.
+    #[serde(default = "default_lease_wait")]
+    #[schemars(range(min = 0, max = 3600))]
+    pub lease_wait_seconds: u32,
 }
 
 fn default_lookback() -> u32 {
+    30
+}
+
+/// Half a minute: a scheduler's five-minute runs overlap only when one is slow, and the
+/// later one should then step aside rather than wait for long.
+pub fn default_lease_wait() -> u32 {
     30
 }
 
@@ -122,6 +140,10 @@ pub struct Output {
     /// The newest createdDateTime ever delivered (the state's cursor).
     pub cursor: Option<String>,
     pub windows: Vec<WindowRead>,
+    /// Present when the run read nothing because another run held the cursor's lease
+    /// past `lease_wait_seconds` (`lease held by another run: ...`); nothing changed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub skipped: Option<String>,
 }
 
 pub struct PullSignIns;
@@ -156,6 +178,17 @@ impl Action for PullSignIns {
         }
         let db = ctx.state_dir.as_deref().map(StateDb::open).transpose()?;
         let key = signins::cursor_key(graph.asset(), filter);
+        // One run at a time per kept cursor, taken before the cursor is read.
+        let wait = Duration::from_secs(input.lease_wait_seconds.into());
+        let lease = match &db {
+            Some(db) => match CursorLease::acquire(db, &key, wait).await? {
+                LeaseOutcome::Held(lease) => Some(lease),
+                LeaseOutcome::Busy(holder) => {
+                    return skipped(ctx, &input, holder.skipped(wait));
+                }
+            },
+            None => None,
+        };
         let kept = db.as_ref().map(|db| KeptCursor { db, key: &key });
         let cursor = start_cursor(ctx.state.as_ref(), kept.as_ref(), filter, since, until)?;
         cursor
@@ -175,6 +208,11 @@ impl Action for PullSignIns {
         };
         let pulled =
             signins::pull(graph, cursor, filter, &options, |record| sink.push(record)).await;
+        // A run overtaken while it stalled delivers nothing: the other run does.
+        let pulled = match (pulled, &lease, &db) {
+            (Ok(o), Some(lease), Some(db)) => lease.still_held(db).map(|()| o),
+            (pulled, ..) => pulled,
+        };
         let outcome = match pulled {
             Ok(o) => o,
             Err(e) => {
@@ -202,11 +240,41 @@ impl Action for PullSignIns {
             truncated: outcome.stats.truncated,
             cursor: outcome.cursor.cursor.map(|c| c.to_string()),
             windows: outcome.windows.iter().map(WindowRead::from).collect(),
+            skipped: None,
         };
+        drop(lease);
         Ok(Reply::ok(body)
             .with_headers(outcome.headers)
             .with_state(state))
     }
+}
+
+/// Another run holds the cursor: a success that reads and changes nothing, so a
+/// scheduler's overlapping run is not reported as a failure. The envelope's state, if
+/// any, goes back unchanged; an `output_path` is emptied, so that nobody reads the
+/// previous run's sign-ins from it again as if they were new.
+fn skipped(ctx: &Context, input: &Input, why: String) -> Result<Reply<Output>> {
+    tracing::info!("{why}");
+    let output_path = match &input.output_path {
+        Some(p) => Some(PartialFile::create(Path::new(p), "/inputs/output_path")?.commit()?),
+        None => None,
+    };
+    let body = Output {
+        value: output_path.is_none().then(Vec::new),
+        output_path,
+        records: 0,
+        pages: 0,
+        duplicates_dropped: 0,
+        truncated: false,
+        cursor: None,
+        windows: Vec::new(),
+        skipped: Some(why),
+    };
+    let reply = Reply::ok(body);
+    Ok(match &ctx.state {
+        Some(state) => reply.with_state(state.clone()),
+        None => reply,
+    })
 }
 
 /// The cursor to start from: the envelope's state, else the kept one, else a fresh one.

@@ -34,6 +34,9 @@ pub struct Input {
 pub struct ManualInput {
     /// The user (UPN, any case), who must be in the configuration's users.
     #[schemars(length(min = 1, max = 1024))]
+    /// No control characters (CR, LF, NUL, ...): they have no place in an id,
+    /// a UPN or a filter, and could split a request or a log line.
+    #[schemars(extend("pattern" = "^[^\\u0000-\\u001F\\u007F]*$"))]
     pub user: String,
     /// The day (YYYY-MM-DD). Default: today, in the zone of the location (a clear:
     /// of `settings.time_zone`).

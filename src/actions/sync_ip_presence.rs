@@ -29,6 +29,11 @@ pub struct Input {
     pub lookback_minutes: u32,
     #[serde(flatten)]
     pub process: ProcessInput,
+    /// How long to wait while another sync on this state dir runs before ending without
+    /// reading anything, successfully, with `skipped` saying why.
+    #[serde(default = "super::pull_sign_ins::default_lease_wait")]
+    #[schemars(range(min = 0, max = 3600))]
+    pub lease_wait_seconds: u32,
 }
 
 fn default_lookback() -> u32 {
@@ -61,6 +66,7 @@ impl Action for SyncIpPresence {
             lookback: SignedDuration::from_mins(i64::from(input.lookback_minutes)),
             process,
             progress: false,
+            lease_wait: std::time::Duration::from_secs(input.lease_wait_seconds.into()),
         };
         let (body, headers) = office.sync(ctx.graph()?, config, &options).await?;
         Ok(Reply::ok(body).with_headers(headers))

@@ -10,7 +10,7 @@
 use std::net::IpAddr;
 use std::time::Duration;
 
-use secrecy::SecretString;
+use secrecy::{ExposeSecret, SecretString};
 use url::Url;
 
 use super::spec::{
@@ -188,6 +188,9 @@ impl AssetSpec {
                     client_secret: self.client_secret,
                 }),
         };
+        if let Some(proxy) = &self.http_proxy {
+            check_proxy(proxy.expose_secret(), &mut problems);
+        }
         if self.client_id.trim().is_empty() {
             problems.push(Detail::new("/client_id", "must not be empty"));
         }
@@ -202,6 +205,7 @@ impl AssetSpec {
 
         match (graph_url, token_url, flow) {
             (Some(graph_url), Some(token_url), Some(flow)) if problems.is_empty() => {
+                remember_secrets(&flow, self.http_proxy.as_ref());
                 let scope = self.scope.unwrap_or_else(|| default_scope(&graph_url, t));
                 Ok(Asset {
                     asset_type: t,
@@ -224,6 +228,46 @@ impl AssetSpec {
     }
 }
 
+/// The asset's secrets, known from now on to [`crate::redact`], so that server text
+/// echoing one of them is scrubbed before it reaches an error or a log line.
+fn remember_secrets(flow: &Flow, proxy: Option<&SecretString>) {
+    use crate::redact::remember;
+    let mut secrets: Vec<&SecretString> = Vec::new();
+    match flow {
+        Flow::ClientSecret { secret } => secrets.push(secret),
+        Flow::ClientCertificate {
+            private_key_pem, ..
+        } => secrets.push(private_key_pem),
+        Flow::Password {
+            password,
+            client_secret,
+            ..
+        } => secrets.extend(
+            [Some(password), client_secret.as_ref()]
+                .into_iter()
+                .flatten(),
+        ),
+        Flow::RefreshToken {
+            refresh_token,
+            client_secret,
+        } => secrets.extend(
+            [Some(refresh_token), client_secret.as_ref()]
+                .into_iter()
+                .flatten(),
+        ),
+    }
+    for s in secrets {
+        remember(s.expose_secret());
+    }
+    // A proxy's password, not its URL (whose host is no secret).
+    if let Some(password) = proxy
+        .and_then(|p| Url::parse(p.expose_secret()).ok())
+        .and_then(|u| u.password().map(str::to_string))
+    {
+        remember(&password);
+    }
+}
+
 fn default_scope(graph_url: &Url, t: AssetType) -> Vec<String> {
     let resource = graph_url.as_str().trim_end_matches('/');
     let mut scope = vec![format!("{resource}/.default")];
@@ -231,6 +275,33 @@ fn default_scope(graph_url: &Url, t: AssetType) -> Vec<String> {
         scope.push("offline_access".to_string());
     }
     scope
+}
+
+/// A proxy URL we can use: `http://` or `https://` (a CONNECT tunnel either way).
+/// Anything else is refused here, before any request, never echoing the value (it may
+/// hold credentials): reqwest speaks SOCKS only with its `socks` feature, which this
+/// build leaves out, and would fail every request at run time (reqwest's Cargo
+/// features, https://docs.rs/crate/reqwest/latest/features, and
+/// https://github.com/seanmonstar/reqwest/discussions/1720); an `ftp://` or
+/// `gopher://` proxy was silently ignored (issue 19, item 10).
+fn check_proxy(raw: &str, problems: &mut Vec<Detail>) {
+    const HINT: &str = "use an http:// or https:// proxy, e.g. http://proxy.corp:3128";
+    match Url::parse(raw) {
+        Err(_) => problems.push(Detail::new("/http_proxy", format!("is not a URL; {HINT}"))),
+        Ok(u) if !matches!(u.scheme(), "http" | "https") => {
+            // The scheme is not echoed: `user:pw@host` parses with the user as scheme.
+            let what = if u.scheme().starts_with("socks") {
+                "SOCKS proxies are not supported by this build"
+            } else {
+                "this proxy scheme is not supported"
+            };
+            problems.push(Detail::new("/http_proxy", format!("{what}; {HINT}")));
+        }
+        Ok(u) if u.host_str().is_none_or(str::is_empty) => {
+            problems.push(Detail::new("/http_proxy", format!("names no host; {HINT}")))
+        }
+        Ok(_) => {}
+    }
 }
 
 /// What [`parse_endpoint`] does with the end of the path.
@@ -340,6 +411,31 @@ mod tests {
             a.scope,
             vec!["https://graph.microsoft.com/.default", "offline_access"]
         );
+    }
+
+    #[test]
+    fn only_http_and_https_proxies_are_accepted() {
+        let base = json!({"type":"client_credentials","tenant_id":"t","client_id":"c","client_secret":"s"});
+        for good in ["http://proxy.corp:3128", "https://u:p@proxy.corp"] {
+            let mut a = base.clone();
+            a["http_proxy"] = json!(good);
+            assert!(spec(a).is_ok(), "{good}");
+        }
+        for bad in [
+            "socks5://pw-secret@127.0.0.1:1080",
+            "socks5h://127.0.0.1:1080",
+            "ftp://proxy.corp",
+            "gopher://proxy.corp",
+            "proxy.corp:3128",
+            "http://",
+        ] {
+            let mut a = base.clone();
+            a["http_proxy"] = json!(bad);
+            let e = spec(a).unwrap_err();
+            assert_eq!(e.exit_code(), 2, "{bad}");
+            assert_eq!(e.details[0].path, "/http_proxy", "{bad}");
+            assert!(!e.message.contains("pw-secret"), "{}", e.message);
+        }
     }
 
     #[test]

@@ -169,12 +169,16 @@ pub fn entra_error_to_error(e: &EntraError, status: Option<u16>) -> Error {
         Some(hint) => format!("token request refused: {hint} ({detail})"),
         None => format!("token request refused: {detail}"),
     };
-    let mut err = Error::auth(message).with_code(code.unwrap_or_else(|| e.error.clone()));
+    // Entra's text is the server's: one that echoes the form body would hand back
+    // the secret (issue 19, item 7), so every field taken from it is scrubbed.
+    use crate::redact::scrub;
+    let code = code.unwrap_or_else(|| e.error.clone());
+    let mut err = Error::auth(scrub(&message)).with_code(scrub(&code));
     if let Some(s) = status {
         err = err.with_status(s);
     }
     if let Some(id) = e.trace_id.as_deref().or(e.correlation_id.as_deref()) {
-        err = err.with_request_id(id);
+        err = err.with_request_id(scrub(id));
     }
     err
 }
@@ -353,6 +357,9 @@ impl TokenProvider {
             None => None,
         };
         let stored = self.slot.as_ref().and_then(CacheSlot::load);
+        if let Some(t) = &stored {
+            remember_token(t);
+        }
         if let Some(t) = stored.as_ref().filter(|t| usable(t)) {
             tracing::debug!("using the cached token");
             *current = Some(t.clone());
@@ -398,6 +405,7 @@ impl TokenProvider {
                 .scopes()
                 .map(|s| s.iter().map(|x| x.as_str()).collect::<Vec<_>>().join(" ")),
         };
+        remember_token(&token);
         tracing::info!(
             expires_in = lifetime,
             "got a new token from {}",
@@ -505,6 +513,7 @@ impl TokenProvider {
             }
             Credential::Certificate(signer) => {
                 let assertion = signer.assertion(&self.client_id, self.token_url.as_str())?;
+                crate::redact::remember(assertion.expose_secret());
                 client
                     .exchange_client_credentials()
                     .add_scopes(scopes)
@@ -556,7 +565,9 @@ impl TokenProvider {
                 Some(s) if s == 429 || s >= 500 => {
                     let mut err = entra_error_to_error(&entra, status);
                     err.kind = crate::error::ErrorKind::Network;
-                    err.message = format!("the token endpoint at {host} answered {s}: {entra}");
+                    err.message = crate::redact::scrub(&format!(
+                        "the token endpoint at {host} answered {s}: {entra}"
+                    ));
                     err
                 }
                 _ => entra_error_to_error(&entra, status),
@@ -583,6 +594,14 @@ impl TokenProvider {
                 ))),
             },
         }
+    }
+}
+
+/// Know a token's secrets, so server text that echoes them is scrubbed ([`crate::redact`]).
+fn remember_token(t: &CachedToken) {
+    crate::redact::remember(t.access_token.expose_secret());
+    if let Some(r) = &t.refresh_token {
+        crate::redact::remember(r.expose_secret());
     }
 }
 

@@ -1,6 +1,14 @@
 //! Paging: reading a collection page by page, following `@odata.nextLink`
 //! verbatim and only ever to the asset's Graph host, and resuming from a link
 //! an earlier run returned ([`GraphClient::pages_from_link`]).
+//!
+//! A link to a page already read in this walk would loop forever (a broken or
+//! hostile server; Graph's links always move on, and the emulator's too). Every
+//! URL read is remembered, and a `nextLink` back to one of them stops the walk
+//! with kind `graph`, code `NextLinkLoop` (issue 19). The message names the
+//! link by its path and page number only: its query carries opaque tokens.
+
+use std::collections::HashSet;
 
 use serde_json::{Map, Value};
 use url::Url;
@@ -27,6 +35,7 @@ impl GraphClient {
         Pages {
             client: self.clone(),
             next: Some(PageSource::First(request)),
+            seen: HashSet::new(),
         }
     }
 
@@ -58,6 +67,7 @@ impl GraphClient {
         Ok(Pages {
             client: self.clone(),
             next: Some(PageSource::Link(next_link.to_string(), family, headers)),
+            seen: HashSet::new(),
         })
     }
 }
@@ -72,6 +82,8 @@ enum PageSource {
 pub struct Pages {
     client: GraphClient,
     next: Option<PageSource>,
+    /// Every URL read so far, to refuse a `nextLink` back to one of them.
+    seen: HashSet<String>,
 }
 
 /// What [`Pages::collect`] gathered.
@@ -136,6 +148,18 @@ impl Pages {
                 )
             }
         };
+        if !self.seen.insert(prepared.url.as_str().to_string()) {
+            return Err(Error::graph(
+                200,
+                format!(
+                    "Graph's @odata.nextLink after page {} points back at a page already read \
+                     ({}, query not shown); stopping instead of looping",
+                    self.seen.len(),
+                    prepared.url.path()
+                ),
+            )
+            .with_code("NextLinkLoop"));
+        }
         let family = prepared.family;
         let response = self.client.execute(&prepared).await?;
         let mut body: Map<String, Value> = match serde_json::from_slice(&response.body) {

@@ -40,8 +40,10 @@ impl GraphResponse {
 /// A 2xx answer whose body is not what Graph sends (a proxy's or captive
 /// portal's HTML page, a cut body): the service's fault, not ours, so kind
 /// `graph` with code `UnreadableBody` rather than `internal`.
+/// The message may quote the body (serde names the value it could not read), so it
+/// is scrubbed of secrets ([`crate::redact`]).
 pub fn unreadable_body(status: u16, message: impl Into<String>) -> Error {
-    Error::graph(status, message).with_code("UnreadableBody")
+    Error::graph(status, crate::redact::scrub(&message.into())).with_code("UnreadableBody")
 }
 
 /// The response headers a result keeps.
@@ -110,12 +112,15 @@ pub(super) fn graph_error(status: u16, headers: &ResponseHeaders, body: &[u8], u
         ),
         _ => format!("Graph answered {status} {reason} for {}", url.path()),
     };
-    let mut err = Error::graph(status, message);
+    // Everything below is server text: a front end that echoes the request would
+    // hand back our bearer token (issue 19, item 7).
+    use crate::redact::scrub;
+    let mut err = Error::graph(status, scrub(&message));
     if let Some(code) = parsed.and_then(|p| p.code) {
-        err = err.with_code(code);
+        err = err.with_code(scrub(&code));
     }
     if let Some(id) = request_id {
-        err = err.with_request_id(id);
+        err = err.with_request_id(scrub(&id));
     }
     err
 }

@@ -67,7 +67,7 @@ impl Office {
                 change.date,
                 change.set_by,
             )
-            .map_err(store_error)?;
+            .map_err(|e| self.store_failed(e))?;
         Ok((&report).into())
     }
 }

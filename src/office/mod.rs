@@ -25,9 +25,9 @@ mod who;
 
 use std::path::{Path, PathBuf};
 
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::state::StateDb;
-use ip_presence::{PresenceConfig, PresenceStore};
+use ip_presence::{PresenceConfig, PresenceError, PresenceStore};
 
 pub use config::{ConfigInput, ProcessInput};
 pub use evaluate::{EvaluateReport, SignInSource, evaluate};
@@ -59,5 +59,10 @@ impl Office {
 
     fn store(&self) -> Result<PresenceStore> {
         store::open_store(&self.dir)
+    }
+
+    /// A failure of the engine or of this state dir's store, naming the store's file.
+    fn store_failed(&self, e: PresenceError) -> Error {
+        store::store_error_in(&self.dir, e)
     }
 }

@@ -25,18 +25,34 @@ pub fn require_state_dir(state_dir: Option<&Path>, action: &str) -> Result<PathB
 
 /// Open the store under the state dir.
 /// A folder or store open to others that cannot be made owner-only is refused,
-/// exit 2, naming the folder.
+/// exit 2, naming the folder; a store that cannot be opened otherwise (corrupt,
+/// foreign, locked) is `local`, exit 6, naming it too.
 pub fn open_store(dir: &Path) -> Result<PresenceStore> {
     PresenceStore::open(dir).map_err(|e| match e {
         PresenceError::Io(e) if e.kind() == std::io::ErrorKind::PermissionDenied => Error::invalid(
             "",
             format!("cannot open the presence store in {}: {e}", dir.display()),
         ),
-        e => store_error(e),
+        e => store_error_in(dir, e),
     })
 }
 
-/// A failure of the engine or store, as the contract's error.
+/// [`store_error`], with a failure of the store file itself (SQLite, I/O, schema)
+/// naming the file under `dir`.
+pub fn store_error_in(dir: &Path, e: PresenceError) -> Error {
+    match e {
+        PresenceError::Store(_) | PresenceError::Schema(_) | PresenceError::Io(_) => {
+            Error::local(format!(
+                "cannot use the presence store {}: {e}",
+                dir.join(PresenceStore::FILE_NAME).display()
+            ))
+        }
+        e => store_error(e),
+    }
+}
+
+/// A failure of the engine or store, as the contract's error. The store's own
+/// failures are `local` (exit 6); [`store_error_in`] names the file.
 pub fn store_error(e: PresenceError) -> Error {
     match e {
         PresenceError::Config(errors) => config_errors(errors, "/inputs"),
@@ -45,6 +61,9 @@ pub fn store_error(e: PresenceError) -> Error {
         PresenceError::State(m) => Error::invalid("/state", m),
         PresenceError::StateAt { pointer, message } => {
             Error::invalid(format!("/state{pointer}"), message)
+        }
+        e @ (PresenceError::Store(_) | PresenceError::Schema(_) | PresenceError::Io(_)) => {
+            Error::local(e.to_string())
         }
         other => Error::internal(other.to_string()),
     }

@@ -13,6 +13,12 @@
 //! A crash before 3 leaves the old cursor: the next run pulls the same sign-ins again and
 //! the engine discards them as duplicates (their ids are kept for the late-arrival
 //! window), so nothing is counted twice and nothing is lost.
+//!
+//! One sync at a time per state dir: a run takes the cursor's lease
+//! ([`crate::state::lease`]) before reading the cursor; another waits up to its bound,
+//! then reports `skipped` having changed nothing.
+
+use std::time::Duration;
 
 use jiff::{SignedDuration, Timestamp};
 use schemars::JsonSchema;
@@ -25,6 +31,7 @@ use super::store::store_error;
 use crate::error::Result;
 use crate::graph::{GraphClient, ResponseHeaders};
 use crate::signins::{self, KeptCursor, PullOptions, SignInCursor};
+use crate::state::{CursorLease, LeaseOutcome};
 use ip_presence::{PresenceBackend, PresenceConfig, PresenceEngine, ProcessOptions, SignIn};
 
 /// Key of the sync's sign-in cursor in the state database.
@@ -38,10 +45,12 @@ pub struct SyncOptions {
     pub lookback: SignedDuration,
     pub process: ProcessOptions,
     pub progress: bool,
+    /// How long to wait while another run holds the cursor's lease.
+    pub lease_wait: Duration,
 }
 
 /// What the pull read.
-#[derive(Debug, Clone, Serialize, JsonSchema)]
+#[derive(Debug, Clone, Default, Serialize, JsonSchema)]
 pub struct PullSummary {
     /// New sign-ins read from Graph.
     pub records: u64,
@@ -64,6 +73,23 @@ pub struct SyncReport {
     pub changes: PresenceChanges,
     /// Suggested ranges for addresses in no range (with `settings.auto_create`), largest first.
     pub discovery: Vec<DiscoveryOut>,
+    /// Present when the sync read nothing because another run held the cursor's lease
+    /// past `lease_wait_seconds` (`lease held by another run: ...`); nothing changed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub skipped: Option<String>,
+}
+
+impl SyncReport {
+    /// Another run holds the cursor: nothing read, nothing changed, and why.
+    fn skipped(why: String) -> Self {
+        SyncReport {
+            sign_ins: PullSummary::default(),
+            counts: CountsOut::default(),
+            changes: PresenceChanges::default(),
+            discovery: Vec::new(),
+            skipped: Some(why),
+        }
+    }
 }
 
 impl Office {
@@ -77,6 +103,15 @@ impl Office {
         let engine = PresenceEngine::new(config).map_err(|e| store_error(e.into()))?;
         let mut store = self.store()?;
         let db = &self.db;
+        // One sync at a time per state dir, taken before the cursor is read.
+        let lease = match CursorLease::acquire(db, CURSOR_KEY, options.lease_wait).await? {
+            LeaseOutcome::Held(lease) => lease,
+            LeaseOutcome::Busy(holder) => {
+                let why = holder.skipped(options.lease_wait);
+                tracing::info!("{why}");
+                return Ok((SyncReport::skipped(why), ResponseHeaders::new()));
+            }
+        };
         let kept = KeptCursor {
             db,
             key: CURSOR_KEY,
@@ -101,13 +136,15 @@ impl Office {
             Ok(())
         })
         .await?;
+        // Overtaken while it stalled: the other run does the work; keep nothing.
+        lease.still_held(db)?;
         // One transaction; the cursor moves only once it is committed.
         let report = engine
             .process(&mut store, batch, &options.process)
-            .map_err(store_error)?;
+            .map_err(|e| self.store_failed(e))?;
         keep_config(db, engine.config())?;
         kept.keep(&outcome.cursor)?;
-        let discovery = store.discovery().map_err(store_error)?;
+        let discovery = store.discovery().map_err(|e| self.store_failed(e))?;
         let body = SyncReport {
             sign_ins: PullSummary {
                 records: outcome.stats.records,
@@ -118,7 +155,9 @@ impl Office {
             counts: (&report.counts).into(),
             changes: (&report).into(),
             discovery: discovery.iter().map(Into::into).collect(),
+            skipped: None,
         };
+        drop(lease);
         Ok((body, outcome.headers))
     }
 }

@@ -118,8 +118,10 @@ impl Office {
         }
         let who = store
             .who_is_where(&engine, date, location, query.full_view)
-            .map_err(store_error)?;
-        let occupancy = store.occupancy(from, to, location).map_err(store_error)?;
+            .map_err(|e| self.store_failed(e))?;
+        let occupancy = store
+            .occupancy(from, to, location)
+            .map_err(|e| self.store_failed(e))?;
         let user = match query.user {
             None => None,
             Some(upn) => {
@@ -127,7 +129,9 @@ impl Office {
                     Error::invalid("/inputs/user", "is not a tracked user of the configuration")
                 })?;
                 let hidden = mode != PresenceMode::TrackAndDisplay && !query.full_view;
-                let p = store.user_presence(upn, from, to).map_err(store_error)?;
+                let p = store
+                    .user_presence(upn, from, to)
+                    .map_err(|e| self.store_failed(e))?;
                 Some(UserReport {
                     user: p.user,
                     hidden,

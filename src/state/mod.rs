@@ -5,7 +5,8 @@
 //! It holds named values: the sign-in cursors of `pull_sign_ins` (one per tenant, app
 //! and filter) and of `sync_ip_presence`, and the presence configuration the last sync
 //! ran with. One table, `kv (key, value)`, behind versioned migrations; each write is one
-//! SQLite statement, so a value is the old one or the new one, never half.
+//! SQLite statement, so a value is the old one or the new one, never half. A second
+//! table, `cursor_lease`, lets one run at a time use a cursor ([`lease`]).
 //!
 //! The first version of the connector kept these values in a `kv` table of the presence
 //! store. A database created by this version imports them from there once, in the
@@ -21,15 +22,33 @@ use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
 use crate::error::{Error, Result};
 
+pub mod lease;
+
+pub use lease::{CursorLease, LeaseOutcome, LeaseStore};
+
 /// The schema version this build reads and writes.
-pub const SCHEMA_VERSION: u32 = 1;
+pub const SCHEMA_VERSION: u32 = 2;
+
+/// How long a statement waits for another process's write lock before failing.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Migration `n` takes the schema from version `n` to `n + 1`.
-const MIGRATIONS: &[&str] = &["
+const MIGRATIONS: &[&str] = &[
+    "
     CREATE TABLE schema_version (version INTEGER NOT NULL);
     INSERT INTO schema_version (version) VALUES (0);
     CREATE TABLE kv (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
-"];
+",
+    // Cursor leases ([`lease`]): one run at a time per cursor key.
+    "
+    CREATE TABLE cursor_lease (
+        key TEXT PRIMARY KEY,
+        holder TEXT NOT NULL,
+        acquired_at_ms INTEGER NOT NULL,
+        expires_at_ms INTEGER NOT NULL
+    ) WITHOUT ROWID;
+",
+];
 
 /// Where the first version kept these values (the presence store's file and table).
 const V1_PRESENCE_STORE: &str = "presence.sqlite3";
@@ -54,20 +73,25 @@ impl StateDb {
     pub fn open(state_dir: &Path) -> Result<Self> {
         let path = state_dir.join(Self::FILE_NAME);
         Self::open_at(state_dir).map_err(|e| {
-            Error::invalid(
-                "",
-                format!(
-                    "cannot open the state database {}: {e} (give a writable --state-dir)",
-                    path.display()
-                ),
-            )
+            let message = format!(
+                "cannot open the state database {}: {e} (give a writable --state-dir)",
+                path.display()
+            );
+            // A state dir that cannot be made private (another user's, a sticky /tmp) is
+            // the caller's choice, refused before anything: invalid input. Anything else
+            // (unopenable, corrupt, foreign or locked file) is this machine's: `local`.
+            if e.refused {
+                Error::invalid("", message)
+            } else {
+                Error::local(message)
+            }
         })
     }
 
     fn open_at(state_dir: &Path) -> std::result::Result<Self, OpenError> {
         let path = &crate::owner_only::create_private(state_dir, Self::FILE_NAME)?;
         let conn = Connection::open(path)?;
-        conn.busy_timeout(Duration::from_secs(10))?;
+        conn.busy_timeout(BUSY_TIMEOUT)?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         let mut db = StateDb {
@@ -97,7 +121,7 @@ impl StateDb {
             0
         };
         if version > SCHEMA_VERSION {
-            return Err(OpenError(format!(
+            return Err(OpenError::new(format!(
                 "its schema version {version} is newer than this program's {SCHEMA_VERSION}"
             )));
         }
@@ -135,7 +159,7 @@ impl StateDb {
     }
 
     fn failed(&self, what: &str, e: rusqlite::Error) -> Error {
-        Error::internal(format!("cannot {what} {}: {e}", self.path.display()))
+        Error::local(format!("cannot {what} {}: {e}", self.path.display()))
     }
 }
 
@@ -164,25 +188,41 @@ fn import_v1_values(
     Ok(())
 }
 
-/// Why the database could not be opened (said inside [`StateDb::open`]'s error).
+/// Why the database could not be opened (said inside [`StateDb::open`]'s error);
+/// `refused` when the folder could not be made owner-only.
 #[derive(Debug)]
-struct OpenError(String);
+struct OpenError {
+    message: String,
+    refused: bool,
+}
+
+impl OpenError {
+    fn new(message: String) -> Self {
+        OpenError {
+            message,
+            refused: false,
+        }
+    }
+}
 
 impl std::fmt::Display for OpenError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
+        f.write_str(&self.message)
     }
 }
 
 impl From<rusqlite::Error> for OpenError {
     fn from(e: rusqlite::Error) -> Self {
-        OpenError(e.to_string())
+        OpenError::new(e.to_string())
     }
 }
 
 impl From<std::io::Error> for OpenError {
     fn from(e: std::io::Error) -> Self {
-        OpenError(e.to_string())
+        OpenError {
+            refused: e.kind() == std::io::ErrorKind::PermissionDenied,
+            message: e.to_string(),
+        }
     }
 }
 
@@ -241,7 +281,7 @@ mod tests {
         conn.execute("UPDATE schema_version SET version = 99", [])
             .unwrap();
         let e = StateDb::open(dir.path()).unwrap_err();
-        assert_eq!(e.exit_code(), 2);
+        assert_eq!(e.exit_code(), 6, "a foreign store is a local failure");
         assert!(e.message.contains("newer"), "{}", e.message);
         assert!(e.message.contains(StateDb::FILE_NAME), "{}", e.message);
     }

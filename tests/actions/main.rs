@@ -6,6 +6,7 @@
 mod containment;
 mod directory;
 mod fidelity;
+mod hardening;
 mod ip_presence;
 mod presence;
 mod sign_ins;

@@ -489,3 +489,111 @@ fn forbidden_explains_the_licence_and_the_permissions() {
         "{msg}"
     );
 }
+
+/// Concurrent runs on one state dir (a scheduler that overlaps, or several workers)
+/// take turns on the kept cursor: every sign-in is delivered exactly once in total.
+#[test]
+fn concurrent_pulls_on_one_state_dir_deliver_each_sign_in_once_in_total() {
+    let e = start(true);
+    let made: Vec<SignIn> = (0..300).map(|n| e.sign_in(n, at(n as i64), 0)).collect();
+    e.emu.add_sign_ins(made.clone());
+    e.emu.set_clock(at(2000));
+    let envelope = json!({"asset": e.emu.asset("client_credentials"),
+                          "inputs": {"since": T0, "top": 50, "lease_wait_seconds": 120}})
+    .to_string();
+    let outs: Vec<Outcome> = std::thread::scope(|s| {
+        let runs: Vec<_> = (0..5)
+            .map(|_| {
+                s.spawn(|| {
+                    process::run(
+                        &["run", "pull_sign_ins"],
+                        envelope.as_bytes(),
+                        e.emu.state.path(),
+                    )
+                })
+            })
+            .collect();
+        runs.into_iter().map(|r| r.join().unwrap()).collect()
+    });
+    let mut delivered = Vec::new();
+    for out in &outs {
+        assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+        let v = out.json();
+        assert!(v["json_body"].get("skipped").is_none(), "waited: {v}");
+        delivered.extend(
+            v["json_body"]["value"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|r| r["id"].as_str().unwrap().to_string()),
+        );
+    }
+    assert_exactly_once(&made, &delivered);
+}
+
+/// A run that finds the cursor's lease held past `lease_wait_seconds` ends with exit 0,
+/// `skipped`, no request and no change; a lease whose holder died (not renewed, expired)
+/// is taken over by the next run.
+#[test]
+fn a_held_lease_skips_cleanly_and_an_expired_one_is_taken_over() {
+    let e = start(true);
+    let made: Vec<SignIn> = (0..20)
+        .map(|n| e.sign_in(n, at(n as i64 * 10), 0))
+        .collect();
+    e.emu.add_sign_ins(made[..10].to_vec());
+    e.emu.set_clock(at(1000));
+    let (a, _) = e.pull(json!({"since": T0}), None);
+    e.emu.add_sign_ins(made[10..].to_vec());
+    let before = kept_cursors(&e);
+    let db = StateDb::open(e.emu.state.path()).unwrap();
+    let conn = rusqlite::Connection::open(db.path()).unwrap();
+    let key: String = conn
+        .query_row(
+            "SELECT key FROM kv WHERE key LIKE 'pull_sign_ins.cursor.%'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    let in_an_hour = Timestamp::now().as_millisecond() + 3_600_000;
+    conn.execute(
+        "INSERT INTO cursor_lease VALUES (?1, 'pid 1 run other', 0, ?2)",
+        rusqlite::params![key, in_an_hour],
+    )
+    .unwrap();
+    let requests = e.sign_in_requests().len();
+    let output = tempfile::tempdir().unwrap();
+    let file = output.path().join("out.jsonl");
+    std::fs::write(&file, "{\"id\": \"from the previous run\"}\n").unwrap();
+    let started = Instant::now();
+    let out = e.run(
+        json!({"lease_wait_seconds": 1, "output_path": file.to_str().unwrap()}),
+        None,
+    );
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    assert!(started.elapsed() >= Duration::from_secs(1), "it waited");
+    let body = &out.json()["json_body"];
+    let skipped = body["skipped"].as_str().unwrap();
+    assert!(
+        skipped.starts_with("lease held by another run"),
+        "{skipped}"
+    );
+    assert!(skipped.contains("pid 1 run other"), "{skipped}");
+    assert_eq!(body["records"], 0);
+    assert_eq!(e.sign_in_requests().len(), requests, "no request");
+    assert_eq!(kept_cursors(&e), before, "no state change");
+    assert_eq!(
+        std::fs::read_to_string(&file).unwrap(),
+        "",
+        "no stale records"
+    );
+
+    // The holder was killed: its lease is not renewed and runs out.
+    conn.execute("UPDATE cursor_lease SET expires_at_ms = 0", [])
+        .unwrap();
+    let (b, _) = e.pull(json!({}), None);
+    assert_exactly_once(&made, &[a, b].concat());
+    let leases: i64 = conn
+        .query_row("SELECT count(*) FROM cursor_lease", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(leases, 0, "released at the end of the run");
+}

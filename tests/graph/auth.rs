@@ -830,3 +830,91 @@ fn refresh_token_without_a_cache_is_refused_before_it_is_burnt() {
     assert_eq!(emu.token_requests(), 0);
     emu.assert_no_secrets(&out.stdout, Some(dir.path()));
 }
+
+/// A token endpoint or Graph front end that echoes the request (its form body, its
+/// `Authorization` header) must not put the secret or the bearer token into our error
+/// message, its fields or the log: server text is scrubbed before it reaches them.
+#[test]
+fn server_text_that_echoes_the_request_is_scrubbed() {
+    // Echoing token endpoint: a refusal (exit 3), then failures that are retried and logged.
+    for status in [400u16, 503] {
+        let fake = fake::Fake::start(move |seen, _| {
+            fake::json_reply(
+                status,
+                json!({"error": "invalid_client",
+                       "error_description": format!("AADSTS7000215: bad client. You sent: {}", seen.body),
+                       "trace_id": format!("client_secret={}", fake::SECRET)}),
+            )
+        });
+        let mut asset = fake.asset("client_credentials");
+        asset["max_attempts"] = json!(2);
+        let envelope = json!({"asset": asset, "inputs": {"id": USER_ID}}).to_string();
+        let dir = tempfile::tempdir().unwrap();
+        let out = process::run(
+            &["-vv", "run", "get_presence"],
+            envelope.as_bytes(),
+            dir.path(),
+        );
+        assert_eq!(
+            out.code,
+            if status == 400 { 3 } else { 5 },
+            "{}",
+            out.stdout
+        );
+        assert!(!fake.tokens().is_empty());
+        for text in [&out.stdout, &out.stderr] {
+            fake::assert_no_secrets(&fake, text);
+            let encoded: String =
+                url::form_urlencoded::byte_serialize(fake::SECRET.as_bytes()).collect();
+            assert!(!text.contains(&encoded), "{text}");
+        }
+        assert!(out.stdout.contains("[REDACTED]"), "{}", out.stdout);
+        // The rest of the server's words survive.
+        assert!(
+            out.stdout.contains("grant_type=client_credentials"),
+            "{}",
+            out.stdout
+        );
+    }
+
+    // Echoing Graph: the bearer token comes back in the error message, code and request id.
+    let fake = fake::Fake::start(|seen, n| {
+        if seen.is_token() {
+            return fake::token_ok(&fake::app_token(n));
+        }
+        let auth = seen
+            .headers
+            .get("authorization")
+            .cloned()
+            .unwrap_or_default();
+        let token = auth.strip_prefix("Bearer ").unwrap_or_default().to_string();
+        (
+            400,
+            vec![
+                ("content-type", "application/json".to_string()),
+                ("request-id", format!("rid-{token}")),
+            ],
+            json!({"error": {"code": format!("Echo{token}"),
+                             "message": format!("You sent Authorization: {auth}; token {token}")}})
+            .to_string(),
+        )
+    });
+    let envelope =
+        json!({"asset": fake.asset("client_credentials"), "inputs": {"id": USER_ID}}).to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let out = process::run(
+        &["-vv", "run", "get_presence"],
+        envelope.as_bytes(),
+        dir.path(),
+    );
+    assert_eq!(out.code, 4, "{}", out.stdout);
+    assert_eq!(fake.graph().len(), 1);
+    fake::assert_no_secrets(&fake, &out.stdout);
+    fake::assert_no_secrets(&fake, &out.stderr);
+    assert!(
+        out.stdout
+            .contains("You sent Authorization: Bearer [REDACTED]"),
+        "{}",
+        out.stdout
+    );
+}

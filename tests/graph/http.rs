@@ -524,3 +524,53 @@ fn bodies_above_the_caps_are_refused_not_read() {
         assert_eq!(fake.graph().len(), 2);
     }
 }
+
+/// A `nextLink` back to a page already read (a broken or hostile server: the emulator's
+/// links always move on, so a fake plays it) stops the walk with kind `graph`, exit 4,
+/// code `NextLinkLoop`, after one repeat, not after thousands of requests. Both actions
+/// that page (and the sign-in pull's windows) go through the one paging layer.
+#[test]
+fn a_next_link_back_to_a_read_page_stops_with_next_link_loop() {
+    let fake = fake::Fake::start(move |seen, n| {
+        if seen.is_token() {
+            return fake::token_ok(&fake::app_token(n));
+        }
+        // Page 1 links to page 2, and page 2 links to itself, for ever.
+        let path = seen.uri.split('?').next().unwrap_or_default().to_string();
+        fake::json_reply(
+            200,
+            json!({"value": [],
+                   "@odata.nextLink": format!("http://{}{path}?$skiptoken=LOOP-TOKEN",
+                                             seen.headers["host"])}),
+        )
+    });
+    let dir = tempfile::tempdir().unwrap();
+    for (action, inputs) in [
+        ("list_memberships", json!({"id": fake::USER_ID})),
+        ("pull_sign_ins", json!({"since": "2026-03-01T00:00:00Z"})),
+    ] {
+        let before = fake.graph().len();
+        let envelope = json!({"asset": fake.asset("client_credentials"), "inputs": inputs});
+        let out = process::run_within(
+            &["run", action],
+            envelope.to_string().as_bytes(),
+            dir.path(),
+            Duration::from_secs(60),
+        );
+        assert_eq!(out.code, 4, "{action}: {}\n{}", out.stdout, out.stderr);
+        let e = &out.json()["error"];
+        assert_eq!(e["kind"], "graph", "{e}");
+        assert_eq!(e["code"], "NextLinkLoop", "{e}");
+        let message = e["message"].as_str().unwrap();
+        assert!(message.contains("already read"), "{message}");
+        assert!(
+            !message.contains("LOOP-TOKEN"),
+            "the query is not shown: {message}"
+        );
+        assert_eq!(
+            fake.graph().len() - before,
+            2,
+            "{action}: page 1, page 2; page 2 once more is refused before it is sent"
+        );
+    }
+}

@@ -173,19 +173,80 @@ impl PresenceConfig {
 
     /// Load and validate a configuration file: JSON if it ends in `.json`, YAML otherwise.
     /// Only a regular file of at most [`MAX_CONFIG_BYTES`] is read (see [`read_config_file`]).
+    ///
+    /// Whatever file was named, its content is not echoed unless it is shaped like a
+    /// presence configuration (an object with only `ranges`, `users`, `settings`): a
+    /// parse failure says where (line, column), a foreign document only that it is not
+    /// one, so a mistaken or malicious `config_path` cannot read out another file's keys.
+    /// Duplicate keys are refused naming their pointer, and YAML nested deeper than
+    /// [`crate::unique_keys::MAX_YAML_DEPTH`] before it is parsed.
     pub fn from_path(path: &Path) -> Result<Self, Vec<ConfigError>> {
+        use crate::unique_keys::{self, Refusal};
+        let shown = path.display();
+        let not_config = |why: String| {
+            vec![ConfigError::new(
+                "",
+                format!("is not a presence configuration: {why}"),
+            )]
+        };
         let text = read_config_file(path)
-            .map_err(|m| vec![ConfigError::new("", format!("{}: {m}", path.display()))])?;
+            .map_err(|m| vec![ConfigError::new("", format!("{shown}: {m}"))])?;
         let is_json = path
             .extension()
             .is_some_and(|e| e.eq_ignore_ascii_case("json"));
-        let value: serde_json::Value = if is_json {
-            serde_json::from_str(&text)
-                .map_err(|e| vec![ConfigError::new("", format!("{}: {e}", path.display()))])?
+        let parsed = if is_json {
+            unique_keys::json_from_slice(text.as_bytes()).map_err(|r| match r {
+                Refusal::Parse(e) => Refusal::Parse(format!(
+                    "not valid JSON (line {}, column {})",
+                    e.line(),
+                    e.column()
+                )),
+                Refusal::Duplicate(p) => Refusal::Duplicate(p),
+                Refusal::TooDeep => Refusal::TooDeep,
+            })
         } else {
-            serde_norway::from_str(&text)
-                .map_err(|e| vec![ConfigError::new("", format!("{}: {e}", path.display()))])?
+            unique_keys::yaml_from_str(&text).map_err(|r| match r {
+                Refusal::Parse(e) => Refusal::Parse(match e.location() {
+                    Some(l) => format!("not valid YAML (line {}, column {})", l.line(), l.column()),
+                    None => "not valid YAML".to_string(),
+                }),
+                Refusal::Duplicate(p) => Refusal::Duplicate(p),
+                Refusal::TooDeep => Refusal::TooDeep,
+            })
         };
+        let value = match parsed {
+            Ok(v) => v,
+            Err(Refusal::Parse(why)) => return Err(not_config(why)),
+            Err(Refusal::TooDeep) => {
+                return Err(not_config(format!(
+                    "nested more than {} levels deep",
+                    unique_keys::MAX_YAML_DEPTH
+                )));
+            }
+            Err(Refusal::Duplicate(pointer)) => {
+                let is_shaped = pointer
+                    .split('/')
+                    .nth(1)
+                    .is_some_and(|top| matches!(top, "ranges" | "users" | "settings"));
+                return Err(if is_shaped {
+                    vec![ConfigError::new(
+                        pointer,
+                        "this key appears twice in one object (the last would silently win)",
+                    )]
+                } else {
+                    not_config("a key appears twice in one object".to_string())
+                });
+            }
+        };
+        let shaped = value.as_object().is_some_and(|top| {
+            top.keys()
+                .all(|k| matches!(k.as_str(), "ranges" | "users" | "settings"))
+        });
+        if !shaped {
+            return Err(not_config(
+                "its top level must be an object with only ranges, users and settings".to_string(),
+            ));
+        }
         Self::from_value(value)
     }
 

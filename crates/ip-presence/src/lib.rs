@@ -101,6 +101,7 @@ pub mod owner_only;
 mod ranges;
 mod signin;
 mod store;
+pub mod unique_keys;
 
 pub use backend::{PresenceBackend, RangeRef, UserRef, id_hash};
 pub use calendar::{MAX_MS, MIN_MS, is_valid_ms, parse_timestamp_ms};

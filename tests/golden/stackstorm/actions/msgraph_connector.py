@@ -261,6 +261,7 @@ ACTIONS = {
         "incremental": True,
         "inputs": {
             "filter": "string",
+            "lease_wait_seconds": "integer",
             "lookback_minutes": "integer",
             "max_records": "integer",
             "output_path": "string",
@@ -298,6 +299,7 @@ ACTIONS = {
         "inputs": {
             "config_path": "string",
             "late_window_days": "integer",
+            "lease_wait_seconds": "integer",
             "lookback_minutes": "integer",
             "now": "string",
             "ranges": "json",

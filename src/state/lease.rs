@@ -1,0 +1,450 @@
+//! Cursor leases: one run at a time reads with a given sign-in cursor.
+//!
+//! Two `pull_sign_ins` (or `sync_ip_presence`) runs on one state dir would each load the
+//! same kept cursor and each deliver everything after it (issue 19, item 8). Before a run
+//! loads its cursor it takes the cursor's lease: a row `(key, holder, acquired_at,
+//! expires_at)` in `state.sqlite3`, keyed by the cursor's own key (one per tenant and
+//! token URL, client id and filter for `pull_sign_ins`; the sync's one cursor). Taking it
+//! is one SQLite statement (an upsert that only replaces a row that has expired or is
+//! ours), so two runs cannot both win.
+//!
+//! A lease lasts [`LEASE_TTL`] and a thread of the holder renews it every
+//! [`RENEW_EVERY`] while the run lives; a holder killed with `kill -9` stops renewing and
+//! its lease is free [`LEASE_TTL`] later at most, or at once when its process is seen
+//! to be gone on this machine (the holder id names the pid; Linux `/proc`). A run that finds the lease held waits,
+//! polling, up to the caller's bound, then gives up ([`Acquired::HeldBy`]); the action
+//! says so in a successful result and changes nothing. Before a run keeps its new cursor
+//! it checks that it still holds the lease ([`CursorLease::still_held`]): one that
+//! stalled past the TTL and was overtaken keeps nothing.
+//!
+//! [`LeaseStore`] is what a store must offer for this, so a shared store (PostgreSQL,
+//! issue 17) can give the same guarantee across machines with the same three calls.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use rusqlite::{Connection, OptionalExtension, params};
+
+use super::StateDb;
+use crate::error::{Error, Result};
+
+/// How long a lease holds without renewal: how long a killed run blocks the cursor.
+pub const LEASE_TTL: Duration = Duration::from_secs(60);
+/// How often a live holder renews its lease.
+pub const RENEW_EVERY: Duration = Duration::from_secs(15);
+/// How often a waiting run asks again.
+const POLL_EVERY: Duration = Duration::from_millis(200);
+
+/// Who holds a lease, as a waiting run is told.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Holder {
+    pub holder: String,
+    /// Milliseconds since the Unix epoch.
+    pub expires_at_ms: i64,
+}
+
+impl Holder {
+    /// What a run that gave up waiting says in its result.
+    pub fn skipped(&self, waited: Duration) -> String {
+        let until = jiff::Timestamp::from_millisecond(self.expires_at_ms)
+            .map(|t| t.to_string())
+            .unwrap_or_else(|_| self.expires_at_ms.to_string());
+        format!(
+            "lease held by another run: the sign-in cursor is in use by {} (lease until {until}, \
+             renewed while it runs); waited {} s; nothing was read or changed",
+            self.holder,
+            waited.as_secs()
+        )
+    }
+}
+
+/// The answer to one attempt at a lease.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Acquired {
+    Taken,
+    HeldBy(Holder),
+}
+
+/// A store that can lease cursors. Times are milliseconds since the Unix epoch, given
+/// by the caller so that every store judges expiry by the same clock.
+pub trait LeaseStore {
+    /// Take the lease on `key` for `holder` until `now_ms + ttl` if nobody holds it, its
+    /// holder's time is up, or `holder` holds it already; else say who holds it.
+    fn try_acquire(&self, key: &str, holder: &str, now_ms: i64, ttl: Duration) -> Result<Acquired>;
+    /// Extend `holder`'s lease on `key` to `now_ms + ttl`; `false` when it is not theirs
+    /// any more.
+    fn renew(&self, key: &str, holder: &str, now_ms: i64, ttl: Duration) -> Result<bool>;
+    /// Give the lease up, if `holder` still holds it.
+    fn release(&self, key: &str, holder: &str) -> Result<()>;
+    /// Take the lease from `dead`, a holder known to be gone, if it still holds it.
+    fn take_over(
+        &self,
+        key: &str,
+        dead: &str,
+        holder: &str,
+        now_ms: i64,
+        ttl: Duration,
+    ) -> Result<bool>;
+}
+
+/// Whether the holder named `holder` ran on this machine and is gone: a run killed
+/// with `kill -9` need not block the cursor for the whole TTL. Linux only (`/proc`);
+/// elsewhere, and for a pid that was reused, the TTL decides.
+fn holder_is_gone(holder: &str) -> bool {
+    let pid = holder
+        .strip_prefix("pid ")
+        .and_then(|rest| rest.split(' ').next())
+        .and_then(|p| p.parse::<u32>().ok());
+    match pid {
+        Some(pid) if Path::new("/proc/self").exists() => {
+            !Path::new(&format!("/proc/{pid}")).exists()
+        }
+        _ => false,
+    }
+}
+
+fn ttl_ms(ttl: Duration) -> i64 {
+    i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX)
+}
+
+fn try_acquire_on(
+    conn: &Connection,
+    key: &str,
+    holder: &str,
+    now_ms: i64,
+    ttl: Duration,
+) -> rusqlite::Result<Acquired> {
+    // One statement: the row is inserted, or replaced only where the WHERE allows.
+    let changed = conn.execute(
+        "INSERT INTO cursor_lease (key, holder, acquired_at_ms, expires_at_ms)
+         VALUES (?1, ?2, ?3, ?4)
+         ON CONFLICT (key) DO UPDATE SET
+             holder = excluded.holder,
+             acquired_at_ms = excluded.acquired_at_ms,
+             expires_at_ms = excluded.expires_at_ms
+         WHERE cursor_lease.expires_at_ms <= ?3 OR cursor_lease.holder = excluded.holder",
+        params![key, holder, now_ms, now_ms.saturating_add(ttl_ms(ttl))],
+    )?;
+    if changed == 1 {
+        return Ok(Acquired::Taken);
+    }
+    let held = conn
+        .query_row(
+            "SELECT holder, expires_at_ms FROM cursor_lease WHERE key = ?1",
+            [key],
+            |r| {
+                Ok(Holder {
+                    holder: r.get(0)?,
+                    expires_at_ms: r.get(1)?,
+                })
+            },
+        )
+        .optional()?;
+    Ok(match held {
+        Some(h) => Acquired::HeldBy(h),
+        // Released between the two statements: try again next poll.
+        None => Acquired::HeldBy(Holder {
+            holder: "another run".into(),
+            expires_at_ms: now_ms,
+        }),
+    })
+}
+
+fn renew_on(
+    conn: &Connection,
+    key: &str,
+    holder: &str,
+    now_ms: i64,
+    ttl: Duration,
+) -> rusqlite::Result<bool> {
+    conn.execute(
+        "UPDATE cursor_lease SET expires_at_ms = ?3 WHERE key = ?1 AND holder = ?2",
+        params![key, holder, now_ms.saturating_add(ttl_ms(ttl))],
+    )
+    .map(|n| n == 1)
+}
+
+impl LeaseStore for StateDb {
+    fn try_acquire(&self, key: &str, holder: &str, now_ms: i64, ttl: Duration) -> Result<Acquired> {
+        try_acquire_on(&self.conn, key, holder, now_ms, ttl)
+            .map_err(|e| self.failed("take the cursor lease in", e))
+    }
+
+    fn renew(&self, key: &str, holder: &str, now_ms: i64, ttl: Duration) -> Result<bool> {
+        renew_on(&self.conn, key, holder, now_ms, ttl)
+            .map_err(|e| self.failed("renew the cursor lease in", e))
+    }
+
+    fn release(&self, key: &str, holder: &str) -> Result<()> {
+        self.conn
+            .execute(
+                "DELETE FROM cursor_lease WHERE key = ?1 AND holder = ?2",
+                params![key, holder],
+            )
+            .map(drop)
+            .map_err(|e| self.failed("release the cursor lease in", e))
+    }
+
+    fn take_over(
+        &self,
+        key: &str,
+        dead: &str,
+        holder: &str,
+        now_ms: i64,
+        ttl: Duration,
+    ) -> Result<bool> {
+        self.conn
+            .execute(
+                "UPDATE cursor_lease SET holder = ?3, acquired_at_ms = ?4, expires_at_ms = ?5
+                 WHERE key = ?1 AND holder = ?2",
+                params![
+                    key,
+                    dead,
+                    holder,
+                    now_ms,
+                    now_ms.saturating_add(ttl_ms(ttl))
+                ],
+            )
+            .map(|n| n == 1)
+            .map_err(|e| self.failed("take over the cursor lease in", e))
+    }
+}
+
+/// Milliseconds since the Unix epoch, by this machine's clock.
+pub fn now_ms() -> i64 {
+    jiff::Timestamp::now().as_millisecond()
+}
+
+/// A held lease on one cursor of a [`StateDb`]: renewed by a thread of its own (on its
+/// own connection) while it lives, released when dropped.
+pub struct CursorLease {
+    key: String,
+    holder: String,
+    path: PathBuf,
+    lost: Arc<AtomicBool>,
+    stop: Option<mpsc::Sender<()>>,
+    renewer: Option<std::thread::JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for CursorLease {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CursorLease")
+            .field("key", &self.key)
+            .field("holder", &self.holder)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What [`CursorLease::acquire`] got.
+#[derive(Debug)]
+pub enum LeaseOutcome {
+    Held(CursorLease),
+    /// Still held by another run after waiting: what to tell the caller.
+    Busy(Holder),
+}
+
+impl CursorLease {
+    /// Take the lease on `key`, waiting up to `wait` while another run holds it.
+    pub async fn acquire(db: &StateDb, key: &str, wait: Duration) -> Result<LeaseOutcome> {
+        let holder = format!(
+            "pid {} run {}",
+            std::process::id(),
+            &uuid::Uuid::new_v4().simple().to_string()[..12]
+        );
+        let deadline = std::time::Instant::now() + wait;
+        loop {
+            match db.try_acquire(key, &holder, now_ms(), LEASE_TTL)? {
+                Acquired::Taken => break,
+                Acquired::HeldBy(h) => {
+                    if holder_is_gone(&h.holder)
+                        && db.take_over(key, &h.holder, &holder, now_ms(), LEASE_TTL)?
+                    {
+                        tracing::info!(
+                            dead = h.holder,
+                            "took over the lease of a run that is gone"
+                        );
+                        break;
+                    }
+                    if std::time::Instant::now() >= deadline {
+                        return Ok(LeaseOutcome::Busy(h));
+                    }
+                    tokio::time::sleep(POLL_EVERY).await;
+                }
+            }
+        }
+        tracing::debug!(key, holder, "took the cursor lease");
+        let lost = Arc::new(AtomicBool::new(false));
+        let (stop, stopped) = mpsc::channel::<()>();
+        let renewer = {
+            let (path, key, holder, lost) = (
+                db.path.clone(),
+                key.to_string(),
+                holder.clone(),
+                lost.clone(),
+            );
+            std::thread::Builder::new()
+                .name("cursor-lease".into())
+                .spawn(move || renew_until_stopped(&path, &key, &holder, &lost, &stopped))
+                .map_err(|e| Error::local(format!("cannot start the lease renewal: {e}")))?
+        };
+        Ok(LeaseOutcome::Held(CursorLease {
+            key: key.to_string(),
+            holder,
+            path: db.path.clone(),
+            lost,
+            stop: Some(stop),
+            renewer: Some(renewer),
+        }))
+    }
+
+    /// Before keeping a new cursor: is the lease still ours? A run that stalled past
+    /// [`LEASE_TTL`] may have been overtaken, and must keep nothing.
+    pub fn still_held(&self, db: &StateDb) -> Result<()> {
+        let ours = !self.lost.load(Ordering::SeqCst)
+            && db.renew(&self.key, &self.holder, now_ms(), LEASE_TTL)?;
+        if ours {
+            Ok(())
+        } else {
+            self.lost.store(true, Ordering::SeqCst);
+            Err(Error::local(format!(
+                "this run lost the sign-in cursor's lease in {} (it stalled for more than {} s \
+                 and another run took over); the cursor was not kept, the next run reads again",
+                self.path.display(),
+                LEASE_TTL.as_secs()
+            )))
+        }
+    }
+}
+
+impl Drop for CursorLease {
+    fn drop(&mut self) {
+        drop(self.stop.take());
+        if let Some(t) = self.renewer.take() {
+            let _ = t.join();
+        }
+        if !self.lost.load(Ordering::SeqCst)
+            && let Ok(conn) = open_conn(&self.path)
+        {
+            let _ = conn.execute(
+                "DELETE FROM cursor_lease WHERE key = ?1 AND holder = ?2",
+                params![self.key, self.holder],
+            );
+        }
+    }
+}
+
+fn open_conn(path: &Path) -> rusqlite::Result<Connection> {
+    let conn = Connection::open_with_flags(
+        path,
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    conn.busy_timeout(super::BUSY_TIMEOUT)?;
+    Ok(conn)
+}
+
+fn renew_until_stopped(
+    path: &Path,
+    key: &str,
+    holder: &str,
+    lost: &AtomicBool,
+    stopped: &mpsc::Receiver<()>,
+) {
+    let Ok(conn) = open_conn(path) else {
+        // Without renewal the lease still holds for its TTL; `still_held` says the rest.
+        return;
+    };
+    while let Err(mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(RENEW_EVERY) {
+        match renew_on(&conn, key, holder, now_ms(), LEASE_TTL) {
+            Ok(true) => {}
+            Ok(false) => {
+                lost.store(true, Ordering::SeqCst);
+                return;
+            }
+            // Busy past the timeout: try again next time; the TTL leaves room.
+            Err(e) => tracing::warn!("cannot renew the cursor lease: {e}"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_holder_at_a_time_until_expiry() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = StateDb::open(dir.path()).unwrap();
+        let ttl = Duration::from_secs(60);
+        assert_eq!(
+            db.try_acquire("k", "a", 1_000, ttl).unwrap(),
+            Acquired::Taken
+        );
+        // Another holder is refused while it lasts, and told who holds it.
+        let held = db.try_acquire("k", "b", 2_000, ttl).unwrap();
+        assert_eq!(
+            held,
+            Acquired::HeldBy(Holder {
+                holder: "a".into(),
+                expires_at_ms: 61_000
+            })
+        );
+        // Another key is another lease.
+        assert_eq!(
+            db.try_acquire("k2", "b", 2_000, ttl).unwrap(),
+            Acquired::Taken
+        );
+        // The holder renews; a killed holder's lease expires and is taken over.
+        assert!(db.renew("k", "a", 30_000, ttl).unwrap());
+        assert!(matches!(
+            db.try_acquire("k", "b", 61_000, ttl).unwrap(),
+            Acquired::HeldBy(_)
+        ));
+        assert_eq!(
+            db.try_acquire("k", "b", 90_000, ttl).unwrap(),
+            Acquired::Taken
+        );
+        assert!(!db.renew("k", "a", 90_001, ttl).unwrap(), "a lost it");
+        // Release frees it at once, and only the holder's release counts.
+        db.release("k", "a").unwrap();
+        assert!(matches!(
+            db.try_acquire("k", "c", 90_002, ttl).unwrap(),
+            Acquired::HeldBy(_)
+        ));
+        db.release("k", "b").unwrap();
+        assert_eq!(
+            db.try_acquire("k", "c", 90_003, ttl).unwrap(),
+            Acquired::Taken
+        );
+    }
+
+    #[tokio::test]
+    async fn a_lease_is_released_on_drop_and_waited_for_with_a_bound() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = StateDb::open(dir.path()).unwrap();
+        let first = match CursorLease::acquire(&db, "k", Duration::ZERO)
+            .await
+            .unwrap()
+        {
+            LeaseOutcome::Held(l) => l,
+            LeaseOutcome::Busy(h) => panic!("busy: {h:?}"),
+        };
+        let other = StateDb::open(dir.path()).unwrap();
+        let started = std::time::Instant::now();
+        let busy = CursorLease::acquire(&other, "k", Duration::from_millis(500))
+            .await
+            .unwrap();
+        assert!(matches!(busy, LeaseOutcome::Busy(_)), "{busy:?}");
+        assert!(started.elapsed() >= Duration::from_millis(500));
+        first.still_held(&db).unwrap();
+        drop(first);
+        assert!(matches!(
+            CursorLease::acquire(&other, "k", Duration::ZERO)
+                .await
+                .unwrap(),
+            LeaseOutcome::Held(_)
+        ));
+    }
+}
