@@ -284,6 +284,12 @@ impl ActionEntry {
         self.titled(schema, "inputs")
     }
 
+    /// The input schema in our own shape only (no HTTP-style alternative), for
+    /// platforms that build a form or argument list from its properties.
+    pub fn own_input_schema(&self) -> Value {
+        self.titled((self.input_schema)(), "inputs")
+    }
+
     /// Whether the action also takes Swimlane's HTTP-style grouping of its inputs.
     pub fn takes_http_style(&self) -> bool {
         self.http_style.is_some()

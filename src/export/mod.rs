@@ -451,7 +451,8 @@ pub fn json_body(action: &ActionEntry) -> Field {
 
 /// An action's inputs: (name, field, required), in schema order.
 pub fn inputs(action: &ActionEntry) -> Vec<(String, Field, bool)> {
-    let schema = action.input_schema();
+    // Our shape: XSOAR and Splunk SOAR arguments are our fields (Swimlane's grouping is Turbine's).
+    let schema = action.own_input_schema();
     match Field::of(&schema, &schema).kind {
         Kind::Object(props) => props,
         _ => Vec::new(),

@@ -260,7 +260,7 @@ fn config_schema() -> Value {
 }
 
 fn action_meta(a: &crate::actions::ActionEntry) -> Value {
-    let input = inline_refs(&a.input_schema());
+    let input = inline_refs(&a.own_input_schema());
     let lowered = lower(&input);
     let mut params = lowered
         .get("properties")

@@ -219,7 +219,9 @@ ACTIONS = {
     },
     "get_presence": {
         "incremental": False,
-        "inputs": {},
+        "inputs": {
+            "id": "string",
+        },
         "needs_graph": True,
     },
     "get_presences": {
@@ -231,7 +233,10 @@ ACTIONS = {
     },
     "get_user": {
         "incremental": False,
-        "inputs": {},
+        "inputs": {
+            "id": "string",
+            "select": "array:string",
+        },
         "needs_graph": True,
     },
     "get_user_photo": {
@@ -254,7 +259,18 @@ ACTIONS = {
     },
     "list_memberships": {
         "incremental": False,
-        "inputs": {},
+        "inputs": {
+            "count": "boolean",
+            "filter": "string",
+            "id": "string",
+            "max_items": "integer",
+            "next_link": "string",
+            "orderby": "string",
+            "search": "string",
+            "select": "array:string",
+            "top": "integer",
+            "type": "string",
+        },
         "needs_graph": True,
     },
     "pull_sign_ins": {
@@ -311,7 +327,10 @@ ACTIONS = {
     },
     "update_user": {
         "incremental": False,
-        "inputs": {},
+        "inputs": {
+            "id": "string",
+            "properties": "json",
+        },
         "needs_graph": True,
     },
 }
