@@ -333,7 +333,11 @@ fn evaluate_output_path_holds_exactly_the_events_returned_inline() {
     config["settings"]["auto_create"] = json!(true);
     let all = mixed_sign_ins(200, 21);
     let file = dir.path().join("sign-ins.jsonl");
-    std::fs::write(&file, all.iter().map(|v| format!("{v}\n")).collect::<String>()).unwrap();
+    std::fs::write(
+        &file,
+        all.iter().map(|v| format!("{v}\n")).collect::<String>(),
+    )
+    .unwrap();
     let inline = run(
         "evaluate_ip_presence",
         &with(&config, json!({"sign_ins_path": file, "now": NOW})),
@@ -353,13 +357,21 @@ fn evaluate_output_path_holds_exactly_the_events_returned_inline() {
     let (i, s) = (&inline["json_body"], &streamed["json_body"]);
     assert_eq!(s["counts"], i["counts"]);
     assert_eq!(streamed["state"], inline["state"]);
-    for key in ["access_events", "presence_events", "superseded_events", "statuses"] {
+    for key in [
+        "access_events",
+        "presence_events",
+        "superseded_events",
+        "statuses",
+    ] {
         assert!(s.get(key).is_none(), "{key} is in the file, not the result");
     }
     let text = std::fs::read_to_string(&target).unwrap();
     assert_eq!(lines_of(&text, "access"), sorted(&i["access_events"]));
     assert_eq!(lines_of(&text, "presence"), sorted(&i["presence_events"]));
-    assert_eq!(lines_of(&text, "superseded"), sorted(&i["superseded_events"]));
+    assert_eq!(
+        lines_of(&text, "superseded"),
+        sorted(&i["superseded_events"])
+    );
     assert_eq!(lines_of(&text, "status"), sorted(&i["statuses"]));
     assert_eq!(lines_of(&text, "discovery"), sorted(&i["discovery"]));
     assert!(!lines_of(&text, "presence").is_empty() && !lines_of(&text, "discovery").is_empty());
@@ -399,7 +411,10 @@ fn evaluate_refuses_a_large_file_without_output_path_and_bad_outputs_before_any_
     );
     assert_eq!(out.code, 2, "{}", out.stdout);
     let e = out.json();
-    assert_eq!(e["error"]["details"][0]["path"], "/inputs/output_path", "{e}");
+    assert_eq!(
+        e["error"]["details"][0]["path"], "/inputs/output_path",
+        "{e}"
+    );
     assert!(out.stdout.contains("64 MiB"), "{}", out.stdout);
 
     // Inside the state dir, where a rename could destroy the store: refused.
@@ -414,7 +429,10 @@ fn evaluate_refuses_a_large_file_without_output_path_and_bad_outputs_before_any_
         dir.path(),
     );
     assert_eq!(out.code, 2, "{}", out.stdout);
-    assert_eq!(out.json()["error"]["details"][0]["path"], "/inputs/output_path");
+    assert_eq!(
+        out.json()["error"]["details"][0]["path"],
+        "/inputs/output_path"
+    );
     assert!(!inside.exists());
 
     // A replay is of a file.

@@ -131,11 +131,11 @@ pub use config::{
 pub use engine::PresenceEngine;
 pub use error::PresenceError;
 pub use file::JsonLinesBackend;
-pub use memory::{DISCOVERY_KEYS, MemoryState, REPLAY_BLOCK};
+pub use memory::{DISCOVERY_KEYS, MemoryState};
 pub use model::{
     AccessEvent, BatchReport, Counts, DayChange, Discarded, DiscoveryBlock, EventSink, EventSource,
-    Override, Place, PresenceEvent, ProcessOptions, TimelineItem, Transition, UserDayStatus, diff,
-    transitions,
+    Override, Place, PresenceEvent, ProcessOptions, REPLAY_BLOCK, TimelineItem, Transition,
+    UserDayStatus, diff, transitions,
 };
 pub use ranges::{IpRangeTable, RangeMatch, canonical_ip, suggested_block};
 pub use signin::{

@@ -254,7 +254,7 @@ pub struct BatchReport {
 
 /// Where a batch's events go as they are found, so a large batch never holds them all:
 /// the connector's `output_path` writes each as a line. [`BatchReport`] is the sink that
-/// collects them (and [`crate::PresenceEngine::process`] sorts them). No order is promised:
+/// collects them (and the engine's `process` sorts them). No order is promised:
 /// access events come as the sign-ins are read (from two threads, in chunks), the day's
 /// presence events, superseded events and status as each day is recomputed.
 pub trait EventSink: Send {
@@ -281,7 +281,7 @@ impl EventSink for BatchReport {
 }
 
 impl BatchReport {
-    /// Sort every list (the order [`crate::PresenceEngine::process`] promises).
+    /// Sort every list (the order the engine's `process` promises).
     pub fn sort(&mut self) {
         self.access_events.sort_unstable();
         self.presence_events.sort_unstable();
@@ -289,6 +289,11 @@ impl BatchReport {
         self.statuses.sort_unstable();
     }
 }
+
+/// A replay reads this much of a file before it settles the days it has left behind:
+/// ~80,000 sign-ins, hours to days of an organisation's; memory holds the late-arrival
+/// window plus one block.
+pub const REPLAY_BLOCK: u64 = 64 << 20;
 
 /// Options of one run.
 #[derive(Debug, Clone, Copy)]
@@ -301,9 +306,9 @@ pub struct ProcessOptions {
     /// Read a file of sign-ins as a replay of the past (see the crate doc, "Replay"): the
     /// late-arrival window runs from the day the reading has reached instead of from
     /// `now`, and each day is reported and forgotten once the reading is past its window.
-    /// Only [`crate::PresenceEngine::process_file`] and its `_to` form read it.
+    /// Only the engine's `process_file` and its `_to` form read it.
     pub replay: bool,
-    /// The bytes a replay reads before it settles days ([`crate::REPLAY_BLOCK`] unless a
+    /// The bytes a replay reads before it settles days ([`REPLAY_BLOCK`] unless a
     /// test wants many blocks from a small file).
     pub replay_block: u64,
 }
@@ -315,7 +320,7 @@ impl ProcessOptions {
             now,
             late_window_days: Self::DEFAULT_LATE_WINDOW_DAYS,
             replay: false,
-            replay_block: crate::REPLAY_BLOCK,
+            replay_block: REPLAY_BLOCK,
         }
     }
     pub fn today(&self) -> Date {

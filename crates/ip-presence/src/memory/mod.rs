@@ -24,8 +24,6 @@ mod day;
 mod json;
 mod shards;
 
-pub use shards::REPLAY_BLOCK;
-
 /// Engine state in memory: per user and calendar day the seen sign-in ids, the logged
 /// addresses and every observation (all of them: a late sign-in can fall between any two).
 /// Everything one sign-in touches sits in one user's book, which keeps processing fast.

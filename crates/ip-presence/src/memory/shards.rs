@@ -287,7 +287,7 @@ impl JsonLinesBackend for MemoryState {
     /// Both threads read, classify and apply their half of the file straight into the
     /// shared books. New access events are kept as indices and handed to the sink (under
     /// a lock) a chunk at a time. A replay ([`ProcessOptions::replay`]) does this a block
-    /// of [`REPLAY_BLOCK`] bytes at a time, and after each block settles the days the
+    /// of [`ProcessOptions::replay_block`] bytes at a time, and after each block settles the days the
     /// reading has left behind ([`Replay`]).
     fn apply_json_lines(
         &mut self,
@@ -345,10 +345,6 @@ impl JsonLinesBackend for MemoryState {
         Ok(counts)
     }
 }
-
-/// A replay reads this much of a file before it settles the days left behind: ~80,000
-/// sign-ins, a few hours to days of an organisation's; memory holds the window plus this.
-pub const REPLAY_BLOCK: u64 = 64 << 20;
 
 /// Where a replay has got to. Files come oldest first (an export, a sorted file) or newest
 /// first (Graph lists sign-ins newest first, so `pull_sign_ins` writes them so): the
