@@ -14,7 +14,8 @@ use serde_json::Value;
 
 use super::{Action, ActionMeta, Context, Reply};
 use crate::error::{Error, Result};
-use crate::office::{self, ConfigInput, EvaluateReport, ProcessInput, SignInSource};
+use crate::jsonl::{PartialFile, check_output_path};
+use crate::office::{self, ConfigInput, EvaluateReport, Output, ProcessInput, SignInSource};
 
 #[derive(Debug, Deserialize, JsonSchema)]
 #[schemars(deny_unknown_fields)]
@@ -28,6 +29,24 @@ pub struct Input {
     #[serde(default)]
     #[schemars(length(min = 1, max = 4096))]
     pub sign_ins_path: Option<String>,
+    /// Write the events to this file instead of the result, as JSON lines (one event a
+    /// line, tagged by `kind`: access, presence, superseded, status, discovery), each as
+    /// it is found, so memory does not grow with them; the result then holds the counts
+    /// and the file's path and size. Written beside the target and renamed onto it when
+    /// complete, mode 0600; never inside the state dir. Required for a sign_ins_path
+    /// over 64 MiB.
+    #[serde(default)]
+    #[schemars(length(min = 1, max = 4096))]
+    pub output_path: Option<String>,
+    /// Read sign_ins_path as a replay of the past (a backfill): the late-arrival window
+    /// runs from the day the reading has reached, not from `now`, so a month needs only
+    /// the default window; each day is reported and forgotten once the reading is
+    /// late_window_days past it, so memory and the returned state depend on the people
+    /// and the window, not on the days in the file. The file must be in the order Graph
+    /// delivered it, oldest first or newest first (pull_sign_ins writes newest first); a
+    /// sign-in more than late_window_days behind the furthest day read is too late.
+    #[serde(default)]
+    pub replay: bool,
     #[serde(flatten)]
     pub config: ConfigInput,
     #[serde(flatten)]
@@ -51,7 +70,16 @@ impl Action for EvaluateIpPresence {
 
     async fn run(ctx: &Context, input: Input) -> Result<Reply<EvaluateReport>> {
         let config = input.config.require()?;
-        let options = input.process.options()?;
+        let mut options = input.process.options()?;
+        if input.replay {
+            if input.sign_ins_path.is_none() {
+                return Err(Error::invalid(
+                    "/inputs/replay",
+                    "replays a sign_ins_path; inline sign_ins are one batch",
+                ));
+            }
+            options.replay = true;
+        }
         let sign_ins = match (&input.sign_ins, &input.sign_ins_path) {
             (Some(_), Some(_)) => {
                 return Err(Error::invalid(
@@ -68,7 +96,23 @@ impl Action for EvaluateIpPresence {
                 ));
             }
         };
-        let (body, state) = office::evaluate(config, sign_ins, ctx.state.as_ref(), &options)?;
+        // Where the events go is settled before any work: a bad output_path, or a large
+        // file without one, is refused first.
+        let output = match &input.output_path {
+            Some(p) => {
+                let target = Path::new(p);
+                check_output_path(target, ctx.state_dir.as_deref(), "/inputs/output_path")?;
+                Output::File(PartialFile::create(target, "/inputs/output_path")?)
+            }
+            None => {
+                if let SignInSource::File(path) = sign_ins {
+                    office::check_inline_size(path)?;
+                }
+                Output::Inline
+            }
+        };
+        let (body, state) =
+            office::evaluate(config, sign_ins, ctx.state.as_ref(), &options, output)?;
         Ok(Reply::ok(body).with_state(state))
     }
 }

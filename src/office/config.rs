@@ -137,8 +137,8 @@ impl ProcessInput {
     /// The engine's options (a bad `now` is refused at `/inputs/now`).
     pub fn options(&self) -> Result<ProcessOptions> {
         Ok(ProcessOptions {
-            now: now_or(parse_time(self.now.as_deref(), "/inputs/now")?),
             late_window_days: self.late_window_days,
+            ..ProcessOptions::at(now_or(parse_time(self.now.as_deref(), "/inputs/now")?))
         })
     }
 }

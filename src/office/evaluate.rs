@@ -3,6 +3,14 @@
 //! the observations, manual changes; the discovery counts) carried in and out as
 //! `MemoryState` JSON (see [`ip_presence`]), so two runs with the state in between give
 //! what one run with all the sign-ins gives, in whatever order the sign-ins came.
+//!
+//! Where the events go: with an output file ([`Output::File`]) each is written as one
+//! JSON line the moment the engine finds it ([`EventLines`]), so memory does not grow with
+//! the events and stdout carries only counts and the file's name and size. Without one,
+//! they are collected and returned inline, unless there are more than [`INLINE_EVENTS`]:
+//! then they go to a new private file in the system's temporary directory, which the
+//! result names. A `sign_ins_path` over [`INLINE_INPUT_BYTES`] predicts such a result, so
+//! it is refused before any work unless an output file is given.
 
 use std::path::Path;
 
@@ -10,14 +18,32 @@ use schemars::JsonSchema;
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-use super::report::{AccessEventOut, CountsOut, DiscoveryOut, PresenceChanges, sign_in_of};
+use super::report::{
+    AccessEventOut, CountsOut, DiscoveryOut, PresenceEventOut, StatusOut, sign_in_of,
+};
 use super::store::store_error;
 use crate::error::{Error, Result};
+use crate::jsonl::PartialFile;
 use ip_presence::{
-    MemoryState, PresenceBackend, PresenceConfig, PresenceEngine, PresenceError, ProcessOptions,
+    AccessEvent, BatchReport, Counts, DiscoveryBlock, EventSink, MemoryState, PresenceBackend,
+    PresenceConfig, PresenceEngine, PresenceError, PresenceEvent, ProcessOptions, UserDayStatus,
 };
 
+/// A `sign_ins_path` larger than this needs `output_path`: at the ~800 bytes a Graph
+/// sign-in takes as a JSON line this is ~80,000 sign-ins, whose events approach
+/// [`INLINE_EVENTS`]; a month of an organisation's sign-ins (1 GB) would print 200 MB.
+pub const INLINE_INPUT_BYTES: u64 = 64 << 20;
+
+/// At most this many events (access, presence, superseded, statuses together) are
+/// returned inline (about 15 MB of JSON); more go to a file the result names.
+pub const INLINE_EVENTS: usize = 100_000;
+
+/// At most this many discovery blocks are returned inline (the largest first); the rest
+/// are counted in `discovery_more` (and all of them are in an output file).
+pub const INLINE_DISCOVERY: usize = 100;
+
 /// Where the sign-ins come from.
+#[derive(Clone, Copy)]
 pub enum SignInSource<'a> {
     /// Graph `signIn` objects (only the five fields the rules use are read).
     Inline(&'a [Map<String, Value>]),
@@ -25,18 +51,169 @@ pub enum SignInSource<'a> {
     File(&'a Path),
 }
 
+/// Where the events go.
+pub enum Output {
+    /// Returned in the result (or, when too many, in a temporary file it names).
+    Inline,
+    /// Written to this file (`output_path`, already checked), renamed into place when done.
+    File(PartialFile),
+}
+
 /// What one evaluation found.
 #[derive(Debug, Serialize, JsonSchema)]
 pub struct EvaluateReport {
     /// What became of the sign-ins, and why some changed nothing.
     pub counts: CountsOut,
-    /// New IP access events (user, address, date), at most one per user, address and day.
-    pub access_events: Vec<AccessEventOut>,
-    #[serde(flatten)]
-    pub changes: PresenceChanges,
-    /// Suggested ranges for addresses in no range (with `settings.auto_create`), largest first,
-    /// over everything the state remembers.
+    /// New IP access events (user, address, date), at most one per user, address and day
+    /// (absent when the events went to a file: see `output`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub access_events: Option<Vec<AccessEventOut>>,
+    /// Presence events that now hold and did not before, by user, date and time (absent
+    /// when the events went to a file).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub presence_events: Option<Vec<PresenceEventOut>>,
+    /// Events reported earlier that late sign-ins have replaced (drop them).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub superseded_events: Option<Vec<PresenceEventOut>>,
+    /// The resulting status of every user-day the run touched.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub statuses: Option<Vec<StatusOut>>,
+    /// Suggested ranges for addresses in no range (with `settings.auto_create`), largest
+    /// first, over everything the state remembers: at most 100 (the rest in
+    /// `discovery_more`).
     pub discovery: Vec<DiscoveryOut>,
+    /// Discovery blocks left out of `discovery` (present only when some were).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub discovery_more: Option<DiscoveryMore>,
+    /// The file the events were written to (with `output_path`, or when there were too
+    /// many to return inline).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub output: Option<OutputFile>,
+}
+
+/// Discovery blocks not listed inline.
+#[derive(Debug, Clone, Serialize, JsonSchema)]
+pub struct DiscoveryMore {
+    pub blocks: u64,
+    /// Sign-ins seen from them.
+    pub events: u64,
+}
+
+/// A file of events, one JSON object a line, each tagged by `kind`: `access`,
+/// `presence`, `superseded`, `status` or `discovery` (fields as in the inline lists).
+#[derive(Debug, Clone, Serialize, JsonSchema)]
+pub struct OutputFile {
+    pub path: String,
+    pub bytes: u64,
+    /// Lines of each kind.
+    pub lines: LineCounts,
+}
+
+/// Lines of an output file, by kind.
+#[derive(Debug, Clone, Default, Serialize, JsonSchema)]
+pub struct LineCounts {
+    pub access: u64,
+    pub presence: u64,
+    pub superseded: u64,
+    pub status: u64,
+    pub discovery: u64,
+}
+
+/// One line of an output file.
+#[derive(Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+enum Line<'a> {
+    Access(&'a AccessEventOut),
+    Presence(&'a PresenceEventOut),
+    Superseded(&'a PresenceEventOut),
+    Status(&'a StatusOut),
+    Discovery(&'a DiscoveryOut),
+}
+
+/// The engine's events written as JSON lines as they are found. The first write error
+/// is kept (and the rest skipped) for the caller to report.
+pub struct EventLines {
+    file: PartialFile,
+    lines: LineCounts,
+    error: Option<Error>,
+}
+
+impl EventLines {
+    pub fn new(file: PartialFile) -> Self {
+        EventLines {
+            file,
+            lines: LineCounts::default(),
+            error: None,
+        }
+    }
+
+    fn write(&mut self, line: &Line<'_>) {
+        if self.error.is_none()
+            && let Err(e) = self.file.write(line)
+        {
+            self.error = Some(e);
+        }
+    }
+
+    fn discovery(&mut self, blocks: &[DiscoveryBlock]) {
+        for b in blocks {
+            self.write(&Line::Discovery(&b.into()));
+            self.lines.discovery += 1;
+        }
+    }
+
+    /// Rename the file into place: what the result says of it.
+    fn commit(self) -> Result<OutputFile> {
+        if let Some(e) = self.error {
+            self.file.abandon();
+            return Err(e);
+        }
+        let path = self.file.commit()?;
+        let bytes = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
+        Ok(OutputFile {
+            path,
+            bytes,
+            lines: self.lines,
+        })
+    }
+}
+
+impl EventSink for EventLines {
+    fn access(&mut self, event: &AccessEvent) {
+        self.write(&Line::Access(&event.into()));
+        self.lines.access += 1;
+    }
+    fn presence(&mut self, event: &PresenceEvent, superseded: bool) {
+        let e = event.into();
+        if superseded {
+            self.write(&Line::Superseded(&e));
+            self.lines.superseded += 1;
+        } else {
+            self.write(&Line::Presence(&e));
+            self.lines.presence += 1;
+        }
+    }
+    fn status(&mut self, status: &UserDayStatus) {
+        self.write(&Line::Status(&status.into()));
+        self.lines.status += 1;
+    }
+}
+
+/// Refuse, before any work, a `sign_ins_path` whose result would be too large for stdout.
+pub fn check_inline_size(path: &Path) -> Result<()> {
+    match std::fs::metadata(path) {
+        Ok(m) if m.is_file() && m.len() > INLINE_INPUT_BYTES => Err(Error::invalid(
+            "/inputs/output_path",
+            format!(
+                "is required for a sign_ins_path over {} MiB ({} is {} MiB): its events would \
+                 not fit a result on stdout; give a file to write them to as JSON lines",
+                INLINE_INPUT_BYTES >> 20,
+                path.display(),
+                m.len() >> 20
+            ),
+        )),
+        _ => Ok(()),
+    }
 }
 
 /// Evaluate `sign_ins` from `state` (the envelope's, if any): the report and the new state.
@@ -45,6 +222,7 @@ pub fn evaluate(
     sign_ins: SignInSource<'_>,
     state: Option<&Value>,
     options: &ProcessOptions,
+    output: Output,
 ) -> Result<(EvaluateReport, Value)> {
     let engine = PresenceEngine::new(config).map_err(|e| store_error(e.into()))?;
     let mut state = match state {
@@ -57,37 +235,112 @@ pub fn evaluate(
         })?,
         None => MemoryState::new(),
     };
-    let report = match sign_ins {
-        SignInSource::Inline(records) => engine
-            .process(&mut state, records.iter().map(sign_in_of), options)
-            .map_err(store_error)?,
-        SignInSource::File(path) => {
-            if !path.is_file() {
-                return Err(Error::invalid(
-                    "/inputs/sign_ins_path",
-                    format!("{} is not a readable file", path.display()),
-                ));
+    if let SignInSource::File(path) = sign_ins
+        && !path.is_file()
+    {
+        return Err(Error::invalid(
+            "/inputs/sign_ins_path",
+            format!("{} is not a readable file", path.display()),
+        ));
+    }
+    let run =
+        |state: &mut MemoryState, sink: &mut dyn EventSink| -> Result<Counts> {
+            match sign_ins {
+                SignInSource::Inline(records) => engine
+                    .process_to(state, records.iter().map(sign_in_of), options, sink)
+                    .map_err(store_error),
+                SignInSource::File(path) => engine
+                    .process_file_to(state, path, options, sink)
+                    .map_err(|e| match e {
+                        PresenceError::Input(e) => Error::invalid(
+                            "/inputs/sign_ins_path",
+                            format!("{}: {e}", path.display()),
+                        ),
+                        PresenceError::Io(e) => Error::invalid(
+                            "/inputs/sign_ins_path",
+                            format!("cannot read {}: {e}", path.display()),
+                        ),
+                        other => store_error(other),
+                    }),
             }
-            engine
-                .process_file(&mut state, path, options)
-                .map_err(|e| match e {
-                    PresenceError::Input(e) => {
-                        Error::invalid("/inputs/sign_ins_path", format!("{}: {e}", path.display()))
-                    }
-                    PresenceError::Io(e) => Error::invalid(
-                        "/inputs/sign_ins_path",
-                        format!("cannot read {}: {e}", path.display()),
-                    ),
-                    other => store_error(other),
-                })?
+        };
+    let body = match output {
+        Output::File(file) => {
+            let mut lines = EventLines::new(file);
+            let counts = run(&mut state, &mut lines)?;
+            let discovery = state.discovery().map_err(store_error)?;
+            lines.discovery(&discovery);
+            let mut body = report(&counts, None, &discovery);
+            body.output = Some(lines.commit()?);
+            body
+        }
+        Output::Inline => {
+            let mut events = BatchReport::default();
+            let counts = run(&mut state, &mut events)?;
+            events.sort();
+            let discovery = state.discovery().map_err(store_error)?;
+            let n = events.access_events.len()
+                + events.presence_events.len()
+                + events.superseded_events.len()
+                + events.statuses.len();
+            if n > INLINE_EVENTS {
+                let mut body = report(&counts, None, &discovery);
+                body.output = Some(spill(&events, &discovery)?);
+                body
+            } else {
+                report(&counts, Some(&events), &discovery)
+            }
         }
     };
-    let discovery = state.discovery().map_err(store_error)?;
-    let body = EvaluateReport {
-        counts: (&report.counts).into(),
-        access_events: report.access_events.iter().map(Into::into).collect(),
-        changes: (&report).into(),
-        discovery: discovery.iter().map(Into::into).collect(),
-    };
     Ok((body, state.to_json()))
+}
+
+/// The result: counts, the events when inline, the largest discovery blocks.
+fn report(
+    counts: &Counts,
+    events: Option<&BatchReport>,
+    discovery: &[DiscoveryBlock],
+) -> EvaluateReport {
+    let shown = discovery.len().min(INLINE_DISCOVERY);
+    let rest = &discovery[shown..];
+    EvaluateReport {
+        counts: counts.into(),
+        access_events: events.map(|e| e.access_events.iter().map(Into::into).collect()),
+        presence_events: events.map(|e| e.presence_events.iter().map(Into::into).collect()),
+        superseded_events: events.map(|e| e.superseded_events.iter().map(Into::into).collect()),
+        statuses: events.map(|e| e.statuses.iter().map(Into::into).collect()),
+        discovery: discovery[..shown].iter().map(Into::into).collect(),
+        discovery_more: (!rest.is_empty()).then(|| DiscoveryMore {
+            blocks: rest.len() as u64,
+            events: rest.iter().map(|b| b.events).sum(),
+        }),
+        output: None,
+    }
+}
+
+/// Too many events for stdout: write them to a new private file in the temporary
+/// directory (0600, an unpredictable name) and keep it for the caller.
+fn spill(events: &BatchReport, discovery: &[DiscoveryBlock]) -> Result<OutputFile> {
+    let internal = |e: std::io::Error| {
+        Error::internal(format!("cannot write the events to a temporary file: {e}"))
+    };
+    let dir = std::env::temp_dir();
+    let tmp = crate::jsonl::private_temp_in(&dir, "evaluate_ip_presence-").map_err(internal)?;
+    // The name is ours (created exclusively); the complete file is renamed onto it.
+    let (_, path) = tmp.keep().map_err(|e| internal(e.error))?;
+    let mut lines = EventLines::new(PartialFile::create(&path, "/inputs/output_path")?);
+    for e in &events.access_events {
+        lines.access(e);
+    }
+    for e in &events.presence_events {
+        lines.presence(e, false);
+    }
+    for e in &events.superseded_events {
+        lines.presence(e, true);
+    }
+    for s in &events.statuses {
+        lines.status(s);
+    }
+    lines.discovery(discovery);
+    lines.commit()
 }

@@ -30,7 +30,7 @@ use crate::state::StateDb;
 use ip_presence::{PresenceConfig, PresenceError, PresenceStore};
 
 pub use config::{ConfigInput, ProcessInput};
-pub use evaluate::{EvaluateReport, SignInSource, evaluate};
+pub use evaluate::{EvaluateReport, Output, SignInSource, check_inline_size, evaluate};
 pub use manual::ManualChange;
 pub use report::{PresenceChanges, sign_in_of};
 pub use store::store_error;

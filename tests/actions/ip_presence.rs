@@ -304,6 +304,148 @@ fn evaluate_reads_a_json_lines_file_and_a_yaml_config() {
     assert_eq!(inline["state"], from_files["state"]);
 }
 
+/// The lines of an output file of `kind`, without the tag, sorted.
+fn lines_of(file: &str, kind: &str) -> Vec<Value> {
+    let mut out: Vec<Value> = file
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .filter(|v| v["kind"] == kind)
+        .map(|mut v| {
+            v.as_object_mut().unwrap().remove("kind");
+            v
+        })
+        .collect();
+    out.sort_by_key(|v| v.to_string());
+    out
+}
+
+fn sorted(v: &Value) -> Vec<Value> {
+    let mut out = v.as_array().unwrap().clone();
+    out.sort_by_key(|v| v.to_string());
+    out
+}
+
+#[test]
+fn evaluate_output_path_holds_exactly_the_events_returned_inline() {
+    let dir = tempfile::tempdir().unwrap();
+    let out_dir = tempfile::tempdir().unwrap();
+    let mut config = rules_config();
+    config["settings"]["auto_create"] = json!(true);
+    let all = mixed_sign_ins(200, 21);
+    let file = dir.path().join("sign-ins.jsonl");
+    std::fs::write(
+        &file,
+        all.iter().map(|v| format!("{v}\n")).collect::<String>(),
+    )
+    .unwrap();
+    let inline = run(
+        "evaluate_ip_presence",
+        &with(&config, json!({"sign_ins_path": file, "now": NOW})),
+        None,
+        dir.path(),
+    );
+    let target = out_dir.path().join("events.jsonl");
+    let streamed = run(
+        "evaluate_ip_presence",
+        &with(
+            &config,
+            json!({"sign_ins_path": file, "now": NOW, "output_path": target}),
+        ),
+        None,
+        dir.path(),
+    );
+    let (i, s) = (&inline["json_body"], &streamed["json_body"]);
+    assert_eq!(s["counts"], i["counts"]);
+    assert_eq!(streamed["state"], inline["state"]);
+    for key in [
+        "access_events",
+        "presence_events",
+        "superseded_events",
+        "statuses",
+    ] {
+        assert!(s.get(key).is_none(), "{key} is in the file, not the result");
+    }
+    let text = std::fs::read_to_string(&target).unwrap();
+    assert_eq!(lines_of(&text, "access"), sorted(&i["access_events"]));
+    assert_eq!(lines_of(&text, "presence"), sorted(&i["presence_events"]));
+    assert_eq!(
+        lines_of(&text, "superseded"),
+        sorted(&i["superseded_events"])
+    );
+    assert_eq!(lines_of(&text, "status"), sorted(&i["statuses"]));
+    assert_eq!(lines_of(&text, "discovery"), sorted(&i["discovery"]));
+    assert!(!lines_of(&text, "presence").is_empty() && !lines_of(&text, "discovery").is_empty());
+    let output = &s["output"];
+    assert_eq!(output["path"], target.display().to_string());
+    assert_eq!(output["bytes"], text.len() as u64);
+    assert_eq!(
+        output["lines"]["presence"],
+        i["presence_events"].as_array().unwrap().len()
+    );
+    assert_eq!(
+        output["lines"]["access"],
+        i["access_events"].as_array().unwrap().len()
+    );
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&target).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "events are personal data");
+    }
+}
+
+#[test]
+fn evaluate_refuses_a_large_file_without_output_path_and_bad_outputs_before_any_work() {
+    let dir = tempfile::tempdir().unwrap();
+    // 65 MiB of nothing: refused on its size alone, never read (it would not parse).
+    let big = dir.path().join("big.jsonl");
+    std::fs::File::create(&big)
+        .unwrap()
+        .set_len(65 << 20)
+        .unwrap();
+    let out = run_raw(
+        "evaluate_ip_presence",
+        &with(&rules_config(), json!({"sign_ins_path": big, "now": NOW})),
+        None,
+        dir.path(),
+    );
+    assert_eq!(out.code, 2, "{}", out.stdout);
+    let e = out.json();
+    assert_eq!(
+        e["error"]["details"][0]["path"], "/inputs/output_path",
+        "{e}"
+    );
+    assert!(out.stdout.contains("64 MiB"), "{}", out.stdout);
+
+    // Inside the state dir, where a rename could destroy the store: refused.
+    let inside = dir.path().join("events.jsonl");
+    let out = run_raw(
+        "evaluate_ip_presence",
+        &with(
+            &rules_config(),
+            json!({"sign_ins": [], "now": NOW, "output_path": inside}),
+        ),
+        None,
+        dir.path(),
+    );
+    assert_eq!(out.code, 2, "{}", out.stdout);
+    assert_eq!(
+        out.json()["error"]["details"][0]["path"],
+        "/inputs/output_path"
+    );
+    assert!(!inside.exists());
+
+    // A replay is of a file.
+    let out = run_raw(
+        "evaluate_ip_presence",
+        &with(&rules_config(), json!({"sign_ins": [], "replay": true})),
+        None,
+        dir.path(),
+    );
+    assert_eq!(out.code, 2, "{}", out.stdout);
+    assert_eq!(out.json()["error"]["details"][0]["path"], "/inputs/replay");
+}
+
 #[test]
 fn evaluate_config_errors_are_exit_2_with_pointers_under_inputs() {
     let dir = tempfile::tempdir().unwrap();

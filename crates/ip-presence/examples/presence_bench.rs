@@ -7,6 +7,20 @@
 //! `generate` writes `signins.jsonl` (1,000,000 lines) and `presence.json` (2,000 ranges);
 //! `run` prints wall time and peak RSS (VmHWM) of a separate process, so the generator's
 //! memory does not count.
+//!
+//! The organisation-scale data of issue 15 (`OrgSpec` in `benches/support/data.rs`):
+//!
+//! ```text
+//! presence_bench generate-org /tmp/org30 [SIGN_INS (1000000)] [DAYS (30)] [USERS (5000)]
+//! msgraph-connector run evaluate_ip_presence < /tmp/org30/envelope-window.json > out.json
+//! msgraph-connector run evaluate_ip_presence < /tmp/org30/envelope-replay.json
+//! ```
+//! `generate-org` also writes two envelopes for the whole job as one connector run
+//! (`sign_ins_path`, `config_path`, `now` at the end of the last day):
+//! `envelope-window.json` with `late_window_days` covering every day (at most 90), so
+//! nothing is too late, the events on stdout (the job as issue 15 found it; any version
+//! runs it), and `envelope-replay.json`, a replay with the default window and the events
+//! to `events.jsonl` beside it.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -21,7 +35,7 @@ use serde::Serialize;
 #[path = "../benches/support/data.rs"]
 mod data;
 
-use data::{BenchSpec, generate};
+use data::{BenchSpec, OrgSpec, generate, generate_org};
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -38,6 +52,50 @@ fn main() {
                 files.sign_ins.display(),
                 files.bytes,
                 files.bytes as f64 / spec.sign_ins as f64,
+                files.config.display()
+            );
+        }
+        Some("generate-org") => {
+            let mut org = OrgSpec::default();
+            let num = |i: usize| args.get(i).map(|n| n.parse::<usize>().expect("a number"));
+            if let Some(n) = num(2) {
+                org.sign_ins = n;
+            }
+            if let Some(n) = num(3) {
+                org.days = n as u32;
+            }
+            if let Some(n) = num(4) {
+                org.users = n;
+            }
+            let files = generate_org(&dir, &org).expect("generate");
+            let envelope = serde_json::json!({
+                "inputs": {
+                    "sign_ins_path": files.sign_ins,
+                    "config_path": files.config,
+                    "now": org.now().to_string(),
+                    "late_window_days": org.days.min(90),
+                }
+            });
+            std::fs::write(dir.join("envelope-window.json"), envelope.to_string())
+                .expect("envelope");
+            // The same job as a replay: the default window, events to a file.
+            let replay = serde_json::json!({
+                "inputs": {
+                    "sign_ins_path": files.sign_ins,
+                    "config_path": files.config,
+                    "now": org.now().to_string(),
+                    "replay": true,
+                    "output_path": dir.join("events.jsonl"),
+                }
+            });
+            std::fs::write(dir.join("envelope-replay.json"), replay.to_string()).expect("envelope");
+            println!(
+                "wrote {} ({} bytes, {:.0} bytes per sign-in, {} days, {} users), {} and the envelopes",
+                files.sign_ins.display(),
+                files.bytes,
+                files.bytes as f64 / org.sign_ins as f64,
+                org.days,
+                org.users,
                 files.config.display()
             );
         }
@@ -59,7 +117,9 @@ fn main() {
             );
             println!("{}", serde_json::to_string(&out.counts).expect("counts"));
         }
-        _ => eprintln!("usage: presence_bench generate|run [DIR] [SIGN_INS]"),
+        _ => eprintln!(
+            "usage: presence_bench generate|run [DIR] [SIGN_INS] | generate-org DIR [SIGN_INS] [DAYS] [USERS]"
+        ),
     }
 }
 

@@ -135,8 +135,6 @@ pub(crate) struct Rules {
     pub table: IpRangeTable,
     pub users: Vec<UserEntry>,
     by_upn: UserIndex,
-    /// Per user: the position of its key in sorted order (to sort by key without strings).
-    pub user_rank: Vec<u32>,
     /// Per range: the place a match means, when the range has presence on.
     pub places: Vec<Option<Place>>,
     /// Per range: the zone its calendar day is computed in.
@@ -191,17 +189,10 @@ impl Rules {
                 mode: u.mode,
             });
         }
-        let mut order: Vec<u32> = (0..users.len() as u32).collect();
-        order.sort_unstable_by(|a, b| users[*a as usize].key.cmp(&users[*b as usize].key));
-        let mut user_rank = vec![0u32; users.len()];
-        for (rank, u) in order.into_iter().enumerate() {
-            user_rank[u as usize] = rank as u32;
-        }
         Ok(Self {
             table,
             users,
             by_upn,
-            user_rank,
             places,
             zones,
             default_zone,
@@ -240,8 +231,9 @@ impl Rules {
         self.access_logging && self.table.range(range).logging_enabled
     }
 
-    /// Steps 1, 2 (lookup) and the failure rule, which need no state.
-    pub(crate) fn classify(&self, s: &SignIn<'_>, cutoff: Date) -> Verdict {
+    /// Steps 1, 2 (lookup) and the failure rule, which need no state; a day outside
+    /// `days` (oldest and newest accepted, [`crate::ProcessOptions::accepted`]) is too late.
+    pub(crate) fn classify(&self, s: &SignIn<'_>, days: (Date, Date)) -> Verdict {
         if s.error_code() != 0 && !self.count_failed_sign_ins {
             return Verdict::Discard(|d| d.failed += 1);
         }
@@ -270,7 +262,7 @@ impl Rules {
             None if self.auto_create => (NO_RANGE, self.default_zone.date(at_ms)),
             None => return Verdict::Discard(|d| d.unmatched += 1),
         };
-        if date < cutoff {
+        if date < days.0 || date > days.1 {
             return Verdict::Discard(|d| d.too_late += 1);
         }
         Verdict::Candidate(Candidate {

@@ -14,7 +14,8 @@ use super::classify::{Candidate, NO_RANGE, Rules, Verdict};
 use super::config::{ConfigError, PresenceConfig, PresenceMode};
 use super::error::PresenceError;
 use super::model::{
-    AccessEvent, BatchReport, Counts, DayChange, Override, Place, ProcessOptions, UserDayStatus,
+    AccessEvent, BatchReport, Counts, DayChange, EventSink, Override, Place, ProcessOptions,
+    UserDayStatus,
 };
 use super::ranges::{IpRangeTable, suggested_block};
 use super::signin::SignIn;
@@ -90,16 +91,16 @@ impl PresenceEngine {
         &self,
         b: &mut B,
         s: &SignIn<'_>,
-        cutoff: Date,
+        days: (Date, Date),
         counts: &mut Counts,
-        access: &mut Vec<AccessEvent>,
+        sink: &mut dyn EventSink,
     ) -> Result<(), PresenceError> {
         counts.received += 1;
-        match self.rules.classify(s, cutoff) {
+        match self.rules.classify(s, days) {
             Verdict::Discard(f) => f(&mut counts.discarded),
             Verdict::Candidate(c) => {
                 let id = s.id.as_deref().unwrap_or_default();
-                self.apply(b, id, &c, counts, access)?;
+                self.apply(b, id, &c, counts, sink)?;
             }
         }
         Ok(())
@@ -112,7 +113,7 @@ impl PresenceEngine {
         id: &str,
         c: &Candidate,
         counts: &mut Counts,
-        access: &mut Vec<AccessEvent>,
+        sink: &mut dyn EventSink,
     ) -> Result<(), PresenceError> {
         let u = &self.rules.users[c.user as usize];
         let user = UserRef {
@@ -132,7 +133,7 @@ impl PresenceEngine {
         if self.rules.logs_access(c.range) {
             if b.log_access(user, c.ip, c.date)? {
                 counts.access_logged += 1;
-                access.push(AccessEvent {
+                sink.access(&AccessEvent {
                     user: u.key.clone(),
                     ip: c.ip,
                     date: c.date,
@@ -171,32 +172,22 @@ impl PresenceEngine {
         opts: &ProcessOptions,
         mut report: BatchReport,
     ) -> Result<BatchReport, PresenceError> {
+        self.finish_to(b, opts, &mut report)?;
+        report.sort();
+        Ok(report)
+    }
+
+    /// End a batch: recompute the days touched, each day's events and status handed to
+    /// `sink` as it is recomputed, then prune.
+    pub(crate) fn finish_to<B: PresenceBackend + ?Sized>(
+        &self,
+        b: &mut B,
+        opts: &ProcessOptions,
+        sink: &mut dyn EventSink,
+    ) -> Result<(), PresenceError> {
         let mut failed = None;
         b.recompute(&mut |ch: DayChange| {
-            let r = (|| -> Result<(), PresenceError> {
-                for t in ch.emitted {
-                    report
-                        .presence_events
-                        .push(t.into_event(&ch.user, ch.date)?);
-                }
-                for t in ch.superseded {
-                    report
-                        .superseded_events
-                        .push(t.into_event(&ch.user, ch.date)?);
-                }
-                report.statuses.push(UserDayStatus {
-                    since: ch
-                        .status
-                        .as_ref()
-                        .map(|t| timestamp_of(t.at_ms))
-                        .transpose()?,
-                    place: ch.status.and_then(|t| t.place),
-                    user: ch.user,
-                    date: ch.date,
-                });
-                Ok(())
-            })();
-            if let Err(e) = r {
+            if let Err(e) = emit_change(ch, sink) {
                 failed.get_or_insert(e);
             }
         })?;
@@ -207,12 +198,7 @@ impl PresenceEngine {
             opts.today(),
             self.config.settings.retention_days,
             opts.late_window_days,
-        )?;
-        report.access_events.sort_unstable();
-        report.presence_events.sort_unstable();
-        report.superseded_events.sort_unstable();
-        report.statuses.sort_unstable();
-        Ok(report)
+        )
     }
 
     /// Process a batch of sign-ins. The backend's state afterwards is the same whatever
@@ -227,8 +213,27 @@ impl PresenceEngine {
         B: PresenceBackend + ?Sized,
         I: IntoIterator<Item = SignIn<'a>>,
     {
+        let mut report = BatchReport::default();
+        report.counts = self.process_to(b, sign_ins, opts, &mut report)?;
+        report.sort();
+        Ok(report)
+    }
+
+    /// [`Self::process`] with every event handed to `sink` as it is found, in no
+    /// particular order: the counts.
+    pub fn process_to<'a, B, I>(
+        &self,
+        b: &mut B,
+        sign_ins: I,
+        opts: &ProcessOptions,
+        sink: &mut dyn EventSink,
+    ) -> Result<Counts, PresenceError>
+    where
+        B: PresenceBackend + ?Sized,
+        I: IntoIterator<Item = SignIn<'a>>,
+    {
         b.begin()?;
-        let r = self.process_in(b, sign_ins, opts);
+        let r = self.process_in(b, sign_ins, opts, sink);
         b.end(r.is_ok())?;
         r
     }
@@ -238,19 +243,19 @@ impl PresenceEngine {
         b: &mut B,
         sign_ins: I,
         opts: &ProcessOptions,
-    ) -> Result<BatchReport, PresenceError>
+        sink: &mut dyn EventSink,
+    ) -> Result<Counts, PresenceError>
     where
         B: PresenceBackend + ?Sized,
         I: IntoIterator<Item = SignIn<'a>>,
     {
-        let cutoff = opts.cutoff();
-        let mut report = BatchReport::default();
-        let mut access = Vec::new();
+        let days = opts.accepted();
+        let mut counts = Counts::default();
         for s in sign_ins {
-            self.take(b, &s, cutoff, &mut report.counts, &mut access)?;
+            self.take(b, &s, days, &mut counts, sink)?;
         }
-        report.access_events = access;
-        self.finish(b, opts, report)
+        self.finish_to(b, opts, sink)?;
+        Ok(counts)
     }
 
     /// Apply a manual set (`place: Some`) or clear (`None`) for a user, effective from
@@ -298,4 +303,25 @@ impl PresenceEngine {
         b.end(r.is_ok())?;
         r
     }
+}
+
+/// A recomputed day's events and status, handed to `sink`.
+pub(crate) fn emit_change(ch: DayChange, sink: &mut dyn EventSink) -> Result<(), PresenceError> {
+    for t in ch.emitted {
+        sink.presence(&t.into_event(&ch.user, ch.date)?, false);
+    }
+    for t in ch.superseded {
+        sink.presence(&t.into_event(&ch.user, ch.date)?, true);
+    }
+    sink.status(&UserDayStatus {
+        since: ch
+            .status
+            .as_ref()
+            .map(|t| timestamp_of(t.at_ms))
+            .transpose()?,
+        place: ch.status.and_then(|t| t.place),
+        user: ch.user,
+        date: ch.date,
+    });
+    Ok(())
 }

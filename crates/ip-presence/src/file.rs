@@ -9,7 +9,7 @@ use std::path::Path;
 use super::backend::PresenceBackend;
 use super::engine::PresenceEngine;
 use super::error::PresenceError;
-use super::model::{BatchReport, ProcessOptions};
+use super::model::{BatchReport, Counts, EventSink, ProcessOptions};
 use super::signin::{SignInParseError, for_each_in_array, for_each_json_line, is_json_array};
 
 /// Files smaller than this are read whole, whatever their form.
@@ -22,16 +22,17 @@ const SMALL_FILE: u64 = 4 << 20;
 /// on `PresenceBackend`, so the engine never needs to know which backend it has.)
 pub trait JsonLinesBackend: PresenceBackend {
     /// Read, classify and apply every sign-in of the JSON-lines file at `path` (`len`
-    /// bytes), inside a batch the engine has begun: the report's counts and access events,
-    /// the rest left for [`PresenceBackend::recompute`].
+    /// bytes), inside a batch the engine has begun: the counts; new access events go to
+    /// `sink`, the rest is left for [`PresenceBackend::recompute`].
     fn apply_json_lines(
         &mut self,
         engine: &PresenceEngine,
         path: &Path,
         len: u64,
         opts: &ProcessOptions,
-    ) -> Result<BatchReport, PresenceError> {
-        engine.apply_json_lines_on_this_thread(self, path, len, opts)
+        sink: &mut dyn EventSink,
+    ) -> Result<Counts, PresenceError> {
+        engine.apply_json_lines_on_this_thread(self, path, len, opts, sink)
     }
 }
 
@@ -44,6 +45,21 @@ impl PresenceEngine {
         path: &Path,
         opts: &ProcessOptions,
     ) -> Result<BatchReport, PresenceError> {
+        let mut report = BatchReport::default();
+        report.counts = self.process_file_to(b, path, opts, &mut report)?;
+        report.sort();
+        Ok(report)
+    }
+
+    /// [`Self::process_file`] with every event handed to `sink` as it is found (in no
+    /// particular order), so memory does not grow with the events: the counts.
+    pub fn process_file_to<B: JsonLinesBackend + ?Sized>(
+        &self,
+        b: &mut B,
+        path: &Path,
+        opts: &ProcessOptions,
+        sink: &mut dyn EventSink,
+    ) -> Result<Counts, PresenceError> {
         let mut file = std::fs::File::open(path)?;
         let len = file.metadata()?.len();
         let mut head = [0u8; 256];
@@ -58,13 +74,13 @@ impl PresenceEngine {
             } else {
                 for_each_json_line(&buf, 0, |s| sign_ins.push(s))?;
             }
-            return self.process(b, sign_ins, opts);
+            return self.process_to(b, sign_ins, opts, sink);
         }
         drop(file);
         b.begin()?;
         let r = b
-            .apply_json_lines(self, path, len, opts)
-            .and_then(|report| self.finish(b, opts, report));
+            .apply_json_lines(self, path, len, opts, sink)
+            .and_then(|counts| self.finish_to(b, opts, sink).map(|()| counts));
         b.end(r.is_ok())?;
         r
     }
@@ -76,10 +92,10 @@ impl PresenceEngine {
         path: &Path,
         len: u64,
         opts: &ProcessOptions,
-    ) -> Result<BatchReport, PresenceError> {
-        let cutoff = opts.cutoff();
-        let mut report = BatchReport::default();
-        let mut access = Vec::new();
+        sink: &mut dyn EventSink,
+    ) -> Result<Counts, PresenceError> {
+        let days = opts.accepted();
+        let mut counts = Counts::default();
         let mut failed = None;
         read_blocks(path, 0, len, |block, base| {
             if failed.is_some() {
@@ -87,7 +103,7 @@ impl PresenceEngine {
             }
             for_each_json_line(block, base, |s| {
                 if failed.is_none()
-                    && let Err(e) = self.take(b, &s, cutoff, &mut report.counts, &mut access)
+                    && let Err(e) = self.take(b, &s, days, &mut counts, sink)
                 {
                     failed = Some(e);
                 }
@@ -96,8 +112,7 @@ impl PresenceEngine {
         if let Some(e) = failed {
             return Err(e);
         }
-        report.access_events = access;
-        Ok(report)
+        Ok(counts)
     }
 }
 

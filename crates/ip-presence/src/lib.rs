@@ -62,6 +62,26 @@
 //! ([`ProcessOptions::late_window_days`], default 2 days before today in UTC): older
 //! observations are pruned, and sign-ins for such days are discarded as too late.
 //!
+//! # Streamed events
+//!
+//! [`PresenceEngine::process_to`] and [`PresenceEngine::process_file_to`] hand every
+//! event to an [`EventSink`] the moment it is found (access events as the sign-ins are
+//! read, a day's presence events and status when the day is recomputed), so a batch never
+//! holds its events; [`BatchReport`] is the sink that collects and sorts them.
+//!
+//! # Replay
+//!
+//! A file read with [`ProcessOptions::replay`] (by [`MemoryState`]; the store ignores the
+//! option) is a replay of the past: "today" for the late-arrival window is the furthest
+//! day the reading has reached (in blocks of 64 MiB; oldest-first and newest-first files
+//! are told apart by their first and last lines), never after `now`. A sign-in more than
+//! `late_window_days` behind it is too late; a day that far behind is settled after the
+//! block: its events and status are reported and it is forgotten unless the window of
+//! `now` keeps it for the state. Memory then holds the window and one block, whatever
+//! the number of days; the state returned holds only the days of `now`'s window. The
+//! result equals a run with a window covering the whole file (and `now` at its end)
+//! whenever no sign-in is more than the window behind the sign-ins before it.
+//!
 //! # State JSON (stateless mode)
 //!
 //! [`MemoryState::to_json`] / [`MemoryState::from_json`]:
@@ -112,11 +132,11 @@ pub use config::{
 pub use engine::PresenceEngine;
 pub use error::PresenceError;
 pub use file::JsonLinesBackend;
-pub use memory::MemoryState;
+pub use memory::{DISCOVERY_KEYS, MemoryState};
 pub use model::{
-    AccessEvent, BatchReport, Counts, DayChange, Discarded, DiscoveryBlock, EventSource, Override,
-    Place, PresenceEvent, ProcessOptions, TimelineItem, Transition, UserDayStatus, diff,
-    transitions,
+    AccessEvent, BatchReport, Counts, DayChange, Discarded, DiscoveryBlock, EventSink, EventSource,
+    Override, Place, PresenceEvent, ProcessOptions, REPLAY_BLOCK, TimelineItem, Transition,
+    UserDayStatus, diff, transitions,
 };
 pub use ranges::{IpRangeTable, RangeMatch, canonical_ip, suggested_block};
 pub use signin::{

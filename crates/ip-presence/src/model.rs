@@ -252,6 +252,49 @@ pub struct BatchReport {
     pub statuses: Vec<UserDayStatus>,
 }
 
+/// Where a batch's events go as they are found, so a large batch never holds them all:
+/// the connector's `output_path` writes each as a line. [`BatchReport`] is the sink that
+/// collects them (and the engine's `process` sorts them). No order is promised:
+/// access events come as the sign-ins are read (from two threads, in chunks), the day's
+/// presence events, superseded events and status as each day is recomputed.
+pub trait EventSink: Send {
+    fn access(&mut self, event: &AccessEvent);
+    /// A presence event that now holds (`superseded: false`) or no longer does (`true`).
+    fn presence(&mut self, event: &PresenceEvent, superseded: bool);
+    fn status(&mut self, status: &UserDayStatus);
+}
+
+impl EventSink for BatchReport {
+    fn access(&mut self, event: &AccessEvent) {
+        self.access_events.push(event.clone());
+    }
+    fn presence(&mut self, event: &PresenceEvent, superseded: bool) {
+        if superseded {
+            self.superseded_events.push(event.clone());
+        } else {
+            self.presence_events.push(event.clone());
+        }
+    }
+    fn status(&mut self, status: &UserDayStatus) {
+        self.statuses.push(status.clone());
+    }
+}
+
+impl BatchReport {
+    /// Sort every list (the order the engine's `process` promises).
+    pub fn sort(&mut self) {
+        self.access_events.sort_unstable();
+        self.presence_events.sort_unstable();
+        self.superseded_events.sort_unstable();
+        self.statuses.sort_unstable();
+    }
+}
+
+/// A replay reads this much of a file before it settles the days it has left behind:
+/// ~80,000 sign-ins, hours to days of an organisation's; memory holds the late-arrival
+/// window plus one block.
+pub const REPLAY_BLOCK: u64 = 64 << 20;
+
 /// Options of one run.
 #[derive(Debug, Clone, Copy)]
 pub struct ProcessOptions {
@@ -260,6 +303,14 @@ pub struct ProcessOptions {
     /// Sign-ins whose calendar day is more than this many days before today are too late
     /// to change anything (their day's observations are no longer kept).
     pub late_window_days: u16,
+    /// Read a file of sign-ins as a replay of the past (see the crate doc, "Replay"): the
+    /// late-arrival window runs from the day the reading has reached instead of from
+    /// `now`, and each day is reported and forgotten once the reading is past its window.
+    /// Only the engine's `process_file` and its `_to` form read it.
+    pub replay: bool,
+    /// The bytes a replay reads before it settles days ([`REPLAY_BLOCK`] unless a
+    /// test wants many blocks from a small file).
+    pub replay_block: u64,
 }
 
 impl ProcessOptions {
@@ -268,6 +319,8 @@ impl ProcessOptions {
         Self {
             now,
             late_window_days: Self::DEFAULT_LATE_WINDOW_DAYS,
+            replay: false,
+            replay_block: REPLAY_BLOCK,
         }
     }
     pub fn today(&self) -> Date {
@@ -275,10 +328,25 @@ impl ProcessOptions {
     }
     /// The oldest day a sign-in may still change.
     pub(crate) fn cutoff(&self) -> Date {
-        self.today()
-            .checked_sub(jiff::Span::new().days(i64::from(self.late_window_days)))
-            .unwrap_or(Date::MIN)
+        days_before(self.today(), self.late_window_days)
     }
+    /// The days a sign-in may still change, oldest and newest (no newest limit: a sign-in
+    /// dated after `now` still counts).
+    pub(crate) fn accepted(&self) -> (Date, Date) {
+        (self.cutoff(), Date::MAX)
+    }
+}
+
+/// `days` days before `date` (the earliest date when that is before it).
+pub(crate) fn days_before(date: Date, days: u16) -> Date {
+    date.checked_sub(jiff::Span::new().days(i64::from(days)))
+        .unwrap_or(Date::MIN)
+}
+
+/// `days` days after `date` (the latest date when that is after it).
+pub(crate) fn days_after(date: Date, days: u16) -> Date {
+    date.checked_add(jiff::Span::new().days(i64::from(days)))
+        .unwrap_or(Date::MAX)
 }
 
 impl Default for ProcessOptions {

@@ -42,6 +42,25 @@ pub struct MemoryState {
 /// In `user_cache` and `range_cache`: not interned yet.
 const NONE: u32 = u32::MAX;
 
+/// Discovery keeps at most this many (block, address, user) counts (about 4 MiB), so a
+/// month of hotel and café addresses cannot grow the state without end. Below it the
+/// counts are exact; past it, sign-ins of further new triples are not counted (which
+/// triples are kept then depends on the reading order).
+pub const DISCOVERY_KEYS: usize = 65_536;
+
+/// Count one more sign-in for `key` in `map`, within [`DISCOVERY_KEYS`].
+fn count_discovery(
+    map: &mut FxHashMap<(IpNet, IpAddr, u32), u64>,
+    key: (IpNet, IpAddr, u32),
+    n: u64,
+) {
+    if let Some(e) = map.get_mut(&key) {
+        *e = e.saturating_add(n);
+    } else if map.len() < DISCOVERY_KEYS {
+        map.insert(key, n);
+    }
+}
+
 impl MemoryState {
     pub fn new() -> Self {
         Self::default()
@@ -181,6 +200,45 @@ impl MemoryState {
         })
     }
 
+    /// Recompute the touched days that `settled` says no sign-in to come can change,
+    /// handing each change to `emit`, and forget those before `keep_from` (a replay's
+    /// step, [`shards`]).
+    fn settle(
+        &mut self,
+        settled: impl Fn(Date) -> bool,
+        keep_from: Date,
+        emit: &mut dyn FnMut(DayChange),
+    ) {
+        let mut days = Vec::new();
+        for u in 0..self.users.len() as u32 {
+            days.clear();
+            days.extend(
+                self.users[u as usize]
+                    .days
+                    .iter()
+                    .filter(|(d, ud)| ud.dirty && settled(*d))
+                    .map(|(d, _)| *d),
+            );
+            for &d in &days {
+                if let Some(ch) = self.recompute_one(u, d) {
+                    emit(ch);
+                }
+            }
+            let book = &mut self.users[u as usize];
+            book.days.retain(|(d, _)| !(settled(*d) && *d < keep_from));
+            if book.days.capacity() > 2 * book.days.len() + 4 {
+                book.days.shrink_to_fit();
+            }
+        }
+        let users = &self.users;
+        self.dirty.retain(|(u, d)| {
+            users[*u as usize]
+                .days
+                .iter()
+                .any(|(day, ud)| day == d && ud.dirty)
+        });
+    }
+
     fn user_days(&self) -> impl Iterator<Item = (&str, Date, &UserDay)> {
         self.users
             .iter()
@@ -300,8 +358,7 @@ impl PresenceBackend for MemoryState {
         _date: Date,
     ) -> Result<(), PresenceError> {
         let u = self.user_id(user);
-        let e = self.discovery.entry((block, ip, u)).or_default();
-        *e = e.saturating_add(1);
+        count_discovery(&mut self.discovery, (block, ip, u), 1);
         Ok(())
     }
 
@@ -317,8 +374,15 @@ impl PresenceBackend for MemoryState {
     fn recompute(&mut self, sink: &mut dyn FnMut(DayChange)) -> Result<(), PresenceError> {
         let mut dirty = std::mem::take(&mut self.dirty);
         dirty.sort_unstable();
+        dirty.dedup();
         for (u, d) in dirty {
-            if let Some(ch) = self.recompute_one(u, d) {
+            // A day a replay settled is recomputed already (or gone).
+            if self.users[u as usize]
+                .days
+                .iter()
+                .any(|(day, ud)| *day == d && ud.dirty)
+                && let Some(ch) = self.recompute_one(u, d)
+            {
                 sink(ch);
             }
         }

@@ -3,6 +3,7 @@
 //! under one lock per user ([`SharedBooks`]). Every sign-in touches only its user's book,
 //! so the threads rarely meet on a lock and nothing is queued between them.
 
+use std::io::{Read, Seek, SeekFrom};
 use std::net::IpAddr;
 use std::path::Path;
 use std::sync::{Mutex, MutexGuard};
@@ -13,13 +14,15 @@ use rustc_hash::FxHashMap;
 
 use super::day::{UserBook, obs_error, pack_obs};
 use super::{MemoryState, NONE};
-use crate::calendar::day_start_ms;
+use crate::calendar::{day_start_ms, parse_timestamp_ms};
 use crate::classify::{Candidate, NO_RANGE, Rules, Verdict};
 use crate::config::PresenceMode;
-use crate::engine::PresenceEngine;
+use crate::engine::{PresenceEngine, emit_change};
 use crate::error::PresenceError;
 use crate::file::{JsonLinesBackend, line_boundary, read_blocks};
-use crate::model::{AccessEvent, BatchReport, Counts, Place, ProcessOptions};
+use crate::model::{
+    AccessEvent, Counts, EventSink, Place, ProcessOptions, days_after, days_before,
+};
 use crate::ranges::suggested_block;
 use crate::signin::for_each_json_line;
 
@@ -37,9 +40,36 @@ struct BookWriter<'s, 'a> {
     shared: &'s SharedBooks<'a>,
     discovery: FxHashMap<(IpNet, IpAddr, u32), u64>,
     dirty: Vec<(u32, Date)>,
-    /// New access events as (engine user index, address, date); strings are built once,
-    /// for the report.
+    /// New access events as (engine user index, address, date), handed to the sink a
+    /// chunk at a time ([`ACCESS_CHUNK`]) so they never pile up.
     access: Vec<(u32, IpAddr, Date)>,
+}
+
+/// New access events a writer holds before it takes the sink's lock to hand them over.
+const ACCESS_CHUNK: usize = 8192;
+
+/// Hand `access` to the shared sink and empty it.
+fn flush_access(
+    sink: &Mutex<&mut dyn EventSink>,
+    rules: &Rules,
+    access: &mut Vec<(u32, IpAddr, Date)>,
+) {
+    if access.is_empty() {
+        return;
+    }
+    let mut sink = sink.lock().unwrap_or_else(|p| p.into_inner());
+    let mut ev = AccessEvent {
+        user: String::new(),
+        ip: IpAddr::from([0, 0, 0, 0]),
+        date: Date::MIN,
+    };
+    for (u, ip, date) in access.drain(..) {
+        ev.user.clear();
+        ev.user.push_str(&rules.users[u as usize].key);
+        ev.ip = ip;
+        ev.date = date;
+        sink.access(&ev);
+    }
 }
 
 /// What a writer hands back to be merged.
@@ -95,8 +125,7 @@ impl BookWriter<'_, '_> {
             return false;
         }
         drop(book);
-        let e = self.discovery.entry((block, ip, id)).or_default();
-        *e = e.saturating_add(1);
+        super::count_discovery(&mut self.discovery, (block, ip, id), 1);
         true
     }
 
@@ -195,8 +224,7 @@ impl MemoryState {
             .collect();
         for o in outcomes {
             for (k, n) in o.discovery {
-                let e = self.discovery.entry(k).or_default();
-                *e = e.saturating_add(n);
+                super::count_discovery(&mut self.discovery, k, n);
             }
             self.dirty.extend(o.dirty);
         }
@@ -257,17 +285,19 @@ impl BookWriter<'_, '_> {
 
 impl JsonLinesBackend for MemoryState {
     /// Both threads read, classify and apply their half of the file straight into the
-    /// shared books. Access events are kept as indices until the report is built.
+    /// shared books. New access events are kept as indices and handed to the sink (under
+    /// a lock) a chunk at a time. A replay ([`ProcessOptions::replay`]) does this a block
+    /// of [`ProcessOptions::replay_block`] bytes at a time, and after each block settles the days the
+    /// reading has left behind ([`Replay`]).
     fn apply_json_lines(
         &mut self,
         engine: &PresenceEngine,
         path: &Path,
         len: u64,
         opts: &ProcessOptions,
-    ) -> Result<BatchReport, PresenceError> {
-        let split = line_boundary(path, len / 2)?;
+        sink: &mut dyn EventSink,
+    ) -> Result<Counts, PresenceError> {
         let rules = engine.rules();
-        let cutoff = opts.cutoff();
         self.prepare_shards(
             rules
                 .users
@@ -279,12 +309,158 @@ impl JsonLinesBackend for MemoryState {
                     .map(|p| (i as u32, rules.table.range(i as u32).name.as_str(), p))
             }),
         );
-        type Out = (Counts, Vec<(u32, IpAddr, Date)>);
+        let sink = Mutex::new(sink);
+        if !opts.replay {
+            return self
+                .apply_range(rules, path, (0, len), opts.accepted(), &sink)
+                .map(|(counts, _)| counts);
+        }
+        let mut replay = Replay::new(engine, path, len, opts)?;
+        let mut counts = Counts::default();
+        let mut from = 0;
+        while from < len {
+            let block = opts.replay_block.max(1);
+            let to = if len - from > block {
+                line_boundary(path, from + block)?
+            } else {
+                len
+            };
+            let (c, span) = self.apply_range(rules, path, (from, to), replay.accepted(), &sink)?;
+            counts.add(&c);
+            if let Some(span) = span {
+                replay.advance(span);
+            }
+            let mut sink = sink.lock().unwrap_or_else(|p| p.into_inner());
+            let mut failed = None;
+            self.settle(|d| replay.settled(d), replay.keep_from, &mut |ch| {
+                if let Err(e) = emit_change(ch, &mut **sink) {
+                    failed.get_or_insert(e);
+                }
+            });
+            if let Some(e) = failed {
+                return Err(e);
+            }
+            from = to;
+        }
+        Ok(counts)
+    }
+}
+
+/// Where a replay has got to. Files come oldest first (an export, a sorted file) or newest
+/// first (Graph lists sign-ins newest first, so `pull_sign_ins` writes them so): the
+/// direction is read from the first and last lines. The **frontier** is the furthest
+/// day the blocks read so far reached in that direction (never past `now`); a sign-in
+/// more than `late_window_days` behind it is too late, as it would have been had it been
+/// processed live, and a day that far behind is **settled**: no later block can change
+/// it, so its events are reported, and it is forgotten unless `now`'s own window keeps it
+/// for the state.
+struct Replay {
+    forward: bool,
+    frontier: Option<Date>,
+    window: u16,
+    today: Date,
+    /// Settled days from this one on stay (for the state); older ones are dropped.
+    keep_from: Date,
+}
+
+impl Replay {
+    fn new(
+        engine: &PresenceEngine,
+        path: &Path,
+        len: u64,
+        opts: &ProcessOptions,
+    ) -> Result<Self, PresenceError> {
+        let first = edge_day(path, len, true)?;
+        let last = edge_day(path, len, false)?;
+        let keep = opts
+            .late_window_days
+            .min(engine.config().settings.retention_days);
+        Ok(Replay {
+            forward: !matches!((first, last), (Some(f), Some(l)) if l < f),
+            frontier: None,
+            window: opts.late_window_days,
+            today: opts.today(),
+            keep_from: days_before(opts.today(), keep),
+        })
+    }
+
+    /// The days a sign-in of the next block may change.
+    fn accepted(&self) -> (Date, Date) {
+        match (self.frontier, self.forward) {
+            (None, _) => (Date::MIN, Date::MAX),
+            (Some(f), true) => (days_before(f, self.window), Date::MAX),
+            (Some(f), false) => (Date::MIN, days_after(f, self.window)),
+        }
+    }
+
+    /// A block's sign-ins reached from `span.0` to `span.1`.
+    fn advance(&mut self, (lo, hi): (Date, Date)) {
+        let reached = if self.forward { hi.min(self.today) } else { lo };
+        self.frontier = Some(match (self.frontier, self.forward) {
+            (None, _) => reached,
+            (Some(f), true) => f.max(reached),
+            (Some(f), false) => f.min(reached),
+        });
+    }
+
+    fn settled(&self, d: Date) -> bool {
+        let (from, to) = self.accepted();
+        self.frontier.is_some() && (d < from || d > to)
+    }
+}
+
+/// The calendar day (UTC) of the first (`first`) or last line of a JSON-lines file, when
+/// it parses.
+fn edge_day(path: &Path, len: u64, first: bool) -> Result<Option<Date>, PresenceError> {
+    let mut file = std::fs::File::open(path)?;
+    let at = if first {
+        0
+    } else {
+        len.saturating_sub(64 << 10)
+    };
+    file.seek(SeekFrom::Start(at))?;
+    let mut buf = Vec::with_capacity(64 << 10);
+    file.take(64 << 10).read_to_end(&mut buf)?;
+    let text = buf.trim_ascii_end();
+    let line = if first {
+        text.split(|&b| b == b'\n').next()
+    } else {
+        text.rsplit(|&b| b == b'\n').next()
+    };
+    let mut day = None;
+    if let Some(line) = line {
+        let _ = for_each_json_line(line, at, |s| {
+            day = s
+                .created_date_time
+                .as_deref()
+                .and_then(parse_timestamp_ms)
+                .and_then(|ms| jiff::Timestamp::from_millisecond(ms).ok())
+                .map(|t| t.to_zoned(jiff::tz::TimeZone::UTC).date());
+        });
+    }
+    Ok(day)
+}
+
+impl MemoryState {
+    /// Read, classify and apply the lines of `range` of the file on two threads (split at
+    /// the line boundary nearest its middle), accepting sign-ins of `days`: the counts and
+    /// the first and last day of the sign-ins applied.
+    fn apply_range(
+        &mut self,
+        rules: &Rules,
+        path: &Path,
+        (start, end): (u64, u64),
+        days: (Date, Date),
+        sink: &Mutex<&mut dyn EventSink>,
+    ) -> Result<(Counts, Option<(Date, Date)>), PresenceError> {
+        let split = line_boundary(path, start + (end - start) / 2)?.min(end);
+        type Out = (Counts, Option<(Date, Date)>);
         let results: Vec<Result<Out, PresenceError>> = self.with_shared_books(|shared| {
             std::thread::scope(|scope| {
                 let half = move |from: u64, to: u64| {
                     let mut w = shared.writer();
                     let mut counts = Counts::default();
+                    let mut span: Option<(Date, Date)> = None;
                     let mut failed = None;
                     let r = read_blocks(path, from, to, |block, base| {
                         if failed.is_some() {
@@ -292,52 +468,47 @@ impl JsonLinesBackend for MemoryState {
                         }
                         for_each_json_line(block, base, |s| {
                             counts.received += 1;
-                            match rules.classify(&s, cutoff) {
+                            match rules.classify(&s, days) {
                                 Verdict::Discard(f) => f(&mut counts.discarded),
                                 Verdict::Candidate(c) => {
+                                    span = Some(match span {
+                                        None => (c.date, c.date),
+                                        Some((lo, hi)) => (lo.min(c.date), hi.max(c.date)),
+                                    });
                                     if failed.is_none()
                                         && let Err(e) = w.apply(rules, &c, &mut counts)
                                     {
                                         failed = Some(e);
+                                    }
+                                    if w.access.len() >= ACCESS_CHUNK {
+                                        flush_access(sink, rules, &mut w.access);
                                     }
                                 }
                             }
                         })
                     })
                     .and_then(|()| failed.map_or(Ok(()), Err));
-                    let access = std::mem::take(&mut w.access);
-                    (r.map(|()| (counts, access)), w.finish())
+                    flush_access(sink, rules, &mut w.access);
+                    (r.map(|()| (counts, span)), w.finish())
                 };
                 // The second half on a new thread, the first on this one: what this thread
                 // allocates reuses the memory the configuration was parsed in.
-                let second = scope.spawn(move || half(split, len));
-                let (r0, o0) = half(0, split);
+                let second = scope.spawn(move || half(split, end));
+                let (r0, o0) = half(start, split);
                 let (r1, o1) = second.join().expect("reader thread panicked");
-                let (results, outcomes) = (vec![r0, r1], vec![o0, o1]);
-                (results, outcomes)
+                (vec![r0, r1], vec![o0, o1])
             })
         });
-        let mut report = BatchReport::default();
-        let mut compact = Vec::new();
+        let mut counts = Counts::default();
+        let mut span: Option<(Date, Date)> = None;
         for r in results {
-            let (counts, mut a) = r?;
-            report.counts.add(&counts);
-            if compact.is_empty() {
-                compact = a;
-            } else {
-                compact.append(&mut a);
-            }
+            let (c, s) = r?;
+            counts.add(&c);
+            span = match (span, s) {
+                (Some((a, b)), Some((c, d))) => Some((a.min(c), b.max(d))),
+                (x, None) | (None, x) => x,
+            };
         }
-        // Sort by (user key, address, date) on indices, then build the strings once.
-        compact.sort_unstable_by_key(|&(u, ip, d)| (rules.user_rank[u as usize], ip, d));
-        report.access_events = compact
-            .into_iter()
-            .map(|(u, ip, date)| AccessEvent {
-                user: rules.users[u as usize].key.clone(),
-                ip,
-                date,
-            })
-            .collect();
-        Ok(report)
+        Ok((counts, span))
     }
 }

@@ -4,7 +4,7 @@
 
 use ip_presence::*;
 
-use super::data::{BenchSpec, bench_config, generate};
+use super::data::{BenchSpec, OrgSpec, bench_config, generate, generate_org, org_config};
 use super::support::{at, engine_of};
 
 #[test]
@@ -86,4 +86,128 @@ fn json_array_files_and_small_files_work() {
         .process_file(&mut MemoryState::new(), &bad, &opts)
         .unwrap_err();
     assert!(err.to_string().contains("byte 11"), "{err}");
+}
+
+/// A sink that keeps what it is handed, in the order handed.
+#[derive(Default)]
+struct Streamed(BatchReport);
+
+impl EventSink for Streamed {
+    fn access(&mut self, e: &AccessEvent) {
+        self.0.access_events.push(e.clone());
+    }
+    fn presence(&mut self, e: &PresenceEvent, superseded: bool) {
+        self.0.presence(e, superseded);
+    }
+    fn status(&mut self, s: &UserDayStatus) {
+        self.0.statuses.push(s.clone());
+    }
+}
+
+#[test]
+fn streamed_events_are_exactly_the_collected_ones() {
+    // The one-day fixture of the file test above, through the two-thread path.
+    let spec = BenchSpec {
+        sign_ins: 12_000,
+        users: 500,
+        ..BenchSpec::default()
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let files = generate(dir.path(), &spec).unwrap();
+    let engine = PresenceEngine::new(bench_config(&spec)).unwrap();
+    let opts = ProcessOptions::at(spec.now());
+    let bytes = std::fs::read(&files.sign_ins).unwrap();
+    let mut seq = MemoryState::new();
+    let collected = engine
+        .process(&mut seq, parse_all(&bytes).unwrap(), &opts)
+        .unwrap();
+
+    let mut streamed_state = MemoryState::new();
+    let mut sink = Streamed::default();
+    let counts = engine
+        .process_file_to(&mut streamed_state, &files.sign_ins, &opts, &mut sink)
+        .unwrap();
+    let mut streamed = sink.0;
+    streamed.counts = counts;
+    streamed.sort();
+    assert_eq!(streamed, collected);
+    assert_eq!(streamed_state.to_json(), seq.to_json());
+    assert!(!streamed.access_events.is_empty() && !streamed.statuses.is_empty());
+
+    // The store, on the calling thread, streams the same events.
+    let sdir = tempfile::tempdir().unwrap();
+    let mut store = PresenceStore::open(sdir.path()).unwrap();
+    let mut sink = Streamed::default();
+    let counts = engine
+        .process_file_to(&mut store, &files.sign_ins, &opts, &mut sink)
+        .unwrap();
+    let mut from_store = sink.0;
+    from_store.counts = counts;
+    from_store.sort();
+    assert_eq!(from_store, collected);
+}
+
+/// Many days of the organisation-scale generator, small enough for a test, replayed a
+/// megabyte at a time with the default window: every event a window over the whole file
+/// gives, nothing too late, and a state of the last days only; the same newest first.
+#[test]
+fn a_replay_gives_the_events_of_a_window_over_the_whole_file() {
+    let spec = OrgSpec {
+        sign_ins: 12_000,
+        users: 300,
+        days: 9,
+        ..OrgSpec::default()
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let files = generate_org(dir.path(), &spec).unwrap();
+    assert!(files.bytes > 8 << 20, "large enough for many blocks");
+    let engine = PresenceEngine::new(org_config(&spec)).unwrap();
+    let whole = ProcessOptions {
+        late_window_days: spec.days as u16,
+        ..ProcessOptions::at(spec.now())
+    };
+    let mut all = MemoryState::new();
+    let expected = engine
+        .process_file(&mut all, &files.sign_ins, &whole)
+        .unwrap();
+    assert_eq!(expected.counts.discarded.too_late, 0);
+    assert!(
+        expected.statuses.len() > 2_000,
+        "{}",
+        expected.statuses.len()
+    );
+
+    let replay = ProcessOptions {
+        replay: true,
+        replay_block: 1 << 20,
+        ..ProcessOptions::at(spec.now())
+    };
+    let replayed = |path: &std::path::Path| {
+        let mut state = MemoryState::new();
+        let mut sink = Streamed::default();
+        let counts = engine
+            .process_file_to(&mut state, path, &replay, &mut sink)
+            .unwrap();
+        let mut r = sink.0;
+        r.counts = counts;
+        r.sort();
+        (r, state)
+    };
+    let (got, state) = replayed(&files.sign_ins);
+    assert_eq!(got, expected);
+    // The state keeps the window of `now` only: what the whole run keeps once pruned so.
+    all.prune(spec.now().to_zoned(jiff::tz::TimeZone::UTC).date(), 90, 2)
+        .unwrap();
+    assert_eq!(state.to_json(), all.to_json());
+    assert_eq!(state.to_json()["days"].as_array().unwrap().len(), 3);
+
+    // Newest first, as pull_sign_ins writes a backfill.
+    let text = std::fs::read_to_string(&files.sign_ins).unwrap();
+    let mut lines: Vec<&str> = text.lines().collect();
+    lines.reverse();
+    let reversed = dir.path().join("newest-first.jsonl");
+    std::fs::write(&reversed, lines.join("\n") + "\n").unwrap();
+    let (got, state) = replayed(&reversed);
+    assert_eq!(got, expected);
+    assert_eq!(state.to_json(), all.to_json());
 }
