@@ -167,7 +167,7 @@ pub fn tighten(state_dir: &Path) -> std::io::Result<()> {
     Ok(())
 }
 
-fn tokens_dir(state_dir: &Path) -> PathBuf {
+pub fn tokens_dir(state_dir: &Path) -> PathBuf {
     state_dir.join("tokens")
 }
 

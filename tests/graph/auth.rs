@@ -767,13 +767,47 @@ fn the_proxy_carries_every_request_and_its_credentials_stay_secret() {
 }
 
 #[test]
-fn verify_ssl_false_is_warned_about() {
+fn verify_ssl_false_is_warned_about_once_per_asset_and_state_dir() {
     let emu = Emulator::start();
     let mut asset = emu.asset("client_credentials");
     asset["verify_ssl"] = json!(false);
-    let out = presence_run(&emu, &asset, tempfile::tempdir().unwrap().path(), &[]);
-    assert_eq!(out.code, 0, "{}", out.stderr);
-    assert!(out.stderr.contains("verify_ssl is false"), "{}", out.stderr);
+    let dir = tempfile::tempdir().unwrap();
+    let first = presence_run(&emu, &asset, dir.path(), &[]);
+    assert_eq!(first.code, 0, "{}", first.stderr);
+    assert!(
+        first.stderr.contains("verify_ssl is false"),
+        "{}",
+        first.stderr
+    );
+    let again = presence_run(&emu, &asset, dir.path(), &[]);
+    assert_eq!(again.code, 0, "{}", again.stderr);
+    assert!(
+        !again.stderr.contains("verify_ssl is false"),
+        "{}",
+        again.stderr
+    );
+    // Another asset (client id) in the same state dir is told once too.
+    let mut other = asset.clone();
+    other["client_id"] = json!(crate::support::emulator::ME_ONLY_APP.0);
+    other["client_secret"] = json!(crate::support::emulator::ME_ONLY_APP.1);
+    let other_run = presence_run(&emu, &other, dir.path(), &[]);
+    assert!(
+        other_run.stderr.contains("verify_ssl is false"),
+        "{}",
+        other_run.stderr
+    );
+    // Without a state dir to remember it in, every run says it.
+    let fresh = presence_run(
+        &emu,
+        &asset,
+        tempfile::tempdir().unwrap().path(),
+        &["--no-token-cache"],
+    );
+    assert!(
+        fresh.stderr.contains("verify_ssl is false"),
+        "{}",
+        fresh.stderr
+    );
 }
 
 #[test]
