@@ -32,7 +32,7 @@ pub use evaluate::{EvaluateReport, SignInSource, evaluate};
 pub use manual::ManualChange;
 pub use report::{PresenceChanges, sign_in_of};
 pub use store::store_error;
-pub use sync::{CURSOR_KEY, PullSummary, SyncOptions, SyncReport};
+pub use sync::{PullSummary, SyncOptions, SyncReport};
 pub use who::{WhoIsWhere, WhoQuery};
 
 /// The presence state under a state dir: the engine's store and our state database.

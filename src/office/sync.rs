@@ -3,7 +3,11 @@
 //!
 //! Graph: `GET /auditLogs/signIns` through the same incremental pull as `pull_sign_ins`
 //! ([`crate::signins::pull()`]: a lookback window for sign-ins Graph shows late, each id
-//! delivered once).
+//! delivered once), one cursor per event type. By default interactive and
+//! non-interactive user sign-ins (the latter from `beta`): a device refreshing its
+//! tokens from the office network is a sign-in from there too, and those background
+//! sign-ins are most of a working day's.
+
 //!
 //! Order of writes, and why a crash anywhere leaves the store consistent:
 //! 1. pull every new sign-in into memory (only the five fields the rules use);
@@ -24,17 +28,18 @@ use super::report::{CountsOut, DiscoveryOut, PresenceChanges, sign_in_of};
 use super::store::store_error;
 use crate::error::Result;
 use crate::graph::{GraphClient, ResponseHeaders};
-use crate::signins::{self, KeptCursor, PullOptions, SignInCursor};
+use crate::signins::{
+    self, CursorOf, EventType, KeptCursor, LostSpan, PullOptions, SignInCursor, cursor_key,
+};
 use ip_presence::{PresenceBackend, PresenceConfig, PresenceEngine, ProcessOptions, SignIn};
-
-/// Key of the sync's sign-in cursor in the state database.
-pub const CURSOR_KEY: &str = "ip_presence.sign_in_cursor";
 
 /// How one sync runs.
 #[derive(Debug, Clone)]
 pub struct SyncOptions {
     /// First run only (no cursor kept yet): read sign-ins created at or after this.
     pub since: Option<Timestamp>,
+    /// Which sign-ins to read, each with its own cursor.
+    pub event_types: Vec<EventType>,
     pub lookback: SignedDuration,
     pub process: ProcessOptions,
     pub progress: bool,
@@ -49,8 +54,12 @@ pub struct PullSummary {
     pub pages: u64,
     /// Sign-ins Graph listed again that an earlier run had read.
     pub duplicates_dropped: u64,
-    /// The newest createdDateTime read so far (the cursor kept in the store).
+    /// The newest createdDateTime read so far, of any event type.
     pub cursor: Option<String>,
+    /// Sign-ins a cursor (or `since`) still wanted that Graph no longer keeps (30 days):
+    /// the span given up. Absent when nothing was lost.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lost_to_retention: Option<LostSpan>,
 }
 
 /// What one sync did.
@@ -77,14 +86,17 @@ impl Office {
         let engine = PresenceEngine::new(config).map_err(|e| store_error(e.into()))?;
         let mut store = self.store()?;
         let db = &self.db;
-        let kept = KeptCursor {
-            db,
-            key: CURSOR_KEY,
-        };
-        let cursor = match kept.load()? {
-            Some(cursor) => cursor,
-            None => SignInCursor::fresh(options.since, None)?,
-        };
+        let keys: Vec<(EventType, String)> = options
+            .event_types
+            .iter()
+            .map(|&t| (t, cursor_key(CursorOf::Sync, t)))
+            .collect();
+        let mut cursors = std::collections::BTreeMap::new();
+        for (t, key) in &keys {
+            if let Some(c) = (KeptCursor { db, key }).load()? {
+                cursors.insert(*t, c);
+            }
+        }
         let pull_options = PullOptions {
             lookback: options.lookback,
             until: None,
@@ -93,27 +105,43 @@ impl Office {
             progress: options.progress,
         };
         let mut batch: Vec<SignIn<'static>> = Vec::new();
-        let outcome = signins::pull(graph, cursor, None, &pull_options, |record| {
-            batch.push(match record.as_object() {
-                Some(r) => sign_in_of(r).into_owned(),
-                None => SignIn::default(),
-            });
-            Ok(())
-        })
+        let fresh = || SignInCursor::fresh(options.since, None);
+        let types = &options.event_types;
+        let outcome = signins::pull_each(
+            graph,
+            types,
+            cursors,
+            fresh,
+            None,
+            &pull_options,
+            |record| {
+                batch.push(match record.as_object() {
+                    Some(r) => sign_in_of(r).into_owned(),
+                    None => SignIn::default(),
+                });
+                Ok(())
+            },
+        )
         .await?;
         // One transaction; the cursor moves only once it is committed.
         let report = engine
             .process(&mut store, batch, &options.process)
             .map_err(store_error)?;
         keep_config(db, engine.config())?;
-        kept.keep(&outcome.cursor)?;
+        for (t, key) in &keys {
+            if let Some(c) = outcome.cursors.get(t) {
+                (KeptCursor { db, key }).keep(c)?;
+            }
+        }
+        let newest = outcome.cursors.values().filter_map(|c| c.cursor).max();
         let discovery = store.discovery().map_err(store_error)?;
         let body = SyncReport {
             sign_ins: PullSummary {
                 records: outcome.stats.records,
                 pages: outcome.stats.pages,
                 duplicates_dropped: outcome.stats.duplicates_dropped,
-                cursor: outcome.cursor.cursor.map(|c| c.to_string()),
+                cursor: newest.map(|c| c.to_string()),
+                lost_to_retention: outcome.lost_to_retention,
             },
             counts: (&report.counts).into(),
             changes: (&report).into(),

@@ -101,10 +101,16 @@ pub mod run;
 #[cfg(test)]
 mod tests;
 
-pub use cursor::{Backlog, KeptCursor, STATE_VERSION, SignInCursor, cursor_key, floor_second};
+pub use cursor::{
+    Backlog, CursorOf, KeptCursor, MULTI_STATE_VERSION, STATE_VERSION, SignInCursor, SignInCursors,
+    cursor_key, floor_second,
+};
 pub use filter::check_user_filter;
-pub use pull::{PullOutcome, explain_forbidden, pull};
+pub use pull::{
+    LostSpan, PullEachOutcome, PullOutcome, RETENTION, explain_forbidden, pull, pull_each,
+    server_time,
+};
 pub use run::{
-    MAX_TOP, PullOptions, PullRun, PullStats, SIGN_INS_PATH, Verdict, Window, WindowKind,
-    record_key,
+    EventType, MAX_TOP, PullOptions, PullRun, PullStats, SIGN_INS_PATH, Verdict, Window,
+    WindowKind, record_key,
 };

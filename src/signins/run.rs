@@ -2,11 +2,13 @@
 //! [`PullRun`], which judges each record Graph returns and moves the cursor.
 
 use jiff::{SignedDuration, Timestamp};
-use serde::Serialize;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::cursor::{Backlog, SignInCursor, floor_second, minus};
 use super::filter::has_top_level_or;
+use crate::asset::ApiVersion;
 use crate::error::{Error, ErrorKind, Result};
 use crate::graph::{ApiFamily, GraphPath, GraphRequest};
 
@@ -14,6 +16,52 @@ use crate::graph::{ApiFamily, GraphPath, GraphRequest};
 pub const MAX_TOP: u32 = 1000;
 /// Graph's signIns path.
 pub const SIGN_INS_PATH: &str = "auditLogs/signIns";
+
+/// Which sign-ins: Graph's `signInEventType`. Only interactive user sign-ins are in
+/// `GET /v1.0/auditLogs/signIns` ("interactive sign-ins ... and successful federated
+/// sign-ins", https://learn.microsoft.com/graph/api/resources/signin?view=graph-rest-1.0);
+/// the others are listed by `beta` with
+/// `$filter=signInEventTypes/any(t: t eq 'nonInteractiveUser')`
+/// (https://learn.microsoft.com/graph/api/signin-list?view=graph-rest-beta), a filter v1.0
+/// refuses with 400 "Invalid filter clause"
+/// (https://github.com/MicrosoftDocs/SupportArticles-docs/issues/668).
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema,
+)]
+#[serde(rename_all = "camelCase")]
+pub enum EventType {
+    /// A person signing in (v1.0).
+    InteractiveUser,
+    /// A client signing in for a user without asking them: token refreshes, background
+    /// sync (beta). The bulk of a working day.
+    NonInteractiveUser,
+    /// An app signing in as itself (beta).
+    ServicePrincipal,
+    /// An Azure managed identity (beta).
+    ManagedIdentity,
+}
+
+impl EventType {
+    pub const ALL: [EventType; 4] = [
+        EventType::InteractiveUser,
+        EventType::NonInteractiveUser,
+        EventType::ServicePrincipal,
+        EventType::ManagedIdentity,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventType::InteractiveUser => "interactiveUser",
+            EventType::NonInteractiveUser => "nonInteractiveUser",
+            EventType::ServicePrincipal => "servicePrincipal",
+            EventType::ManagedIdentity => "managedIdentity",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<EventType> {
+        EventType::ALL.into_iter().find(|t| t.as_str() == s)
+    }
+}
 
 /// One listing a run makes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -23,6 +71,8 @@ pub struct Window {
     pub until: Option<Timestamp>,
     /// `backlog` or `live`.
     pub kind: WindowKind,
+    /// The sign-ins it lists.
+    pub event_type: EventType,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -37,7 +87,11 @@ impl Window {
     /// `and` binds tighter than `or`, so the user's filter is parenthesised only when it
     /// has a top-level `or` (Graph takes the parentheses; the emulator takes no groups).
     pub fn filter(&self, user: Option<&str>) -> String {
-        let mut filter = format!("createdDateTime ge {}", self.from);
+        let mut filter = match self.event_type {
+            EventType::InteractiveUser => String::new(),
+            t => format!("signInEventTypes/any(t: t eq '{}') and ", t.as_str()),
+        };
+        filter.push_str(&format!("createdDateTime ge {}", self.from));
         if let Some(u) = self.until {
             filter.push_str(&format!(" and createdDateTime le {u}"));
         }
@@ -50,9 +104,13 @@ impl Window {
 
     /// The Graph request of this window.
     pub fn request(&self, user_filter: Option<&str>, top: u32) -> GraphRequest {
-        GraphRequest::get(GraphPath::new(SIGN_INS_PATH), ApiFamily::AuditLogs)
+        let request = GraphRequest::get(GraphPath::new(SIGN_INS_PATH), ApiFamily::AuditLogs)
             .query("$filter", self.filter(user_filter))
-            .query("$top", top.clamp(1, MAX_TOP).to_string())
+            .query("$top", top.clamp(1, MAX_TOP).to_string());
+        match self.event_type {
+            EventType::InteractiveUser => request,
+            _ => request.api_version(ApiVersion::Beta),
+        }
     }
 
     pub(super) fn contains(&self, t: Timestamp) -> bool {
@@ -135,6 +193,7 @@ pub struct PullStats {
 #[derive(Debug)]
 pub struct PullRun {
     cursor: SignInCursor,
+    event_type: EventType,
     lookback: SignedDuration,
     until: Option<Timestamp>,
     max_records: Option<u64>,
@@ -154,6 +213,7 @@ impl PullRun {
     pub fn new(cursor: SignInCursor, options: &PullOptions) -> Self {
         PullRun {
             cursor,
+            event_type: EventType::InteractiveUser,
             lookback: options.lookback,
             until: options.until.map(floor_second),
             max_records: options.max_records,
@@ -165,6 +225,12 @@ impl PullRun {
             tail: None,
             stats: PullStats::default(),
         }
+    }
+
+    /// The same run over sign-ins of `event_type` (default: interactive).
+    pub fn for_event_type(mut self, event_type: EventType) -> Self {
+        self.event_type = event_type;
+        self
     }
 
     fn full(&self) -> bool {
@@ -186,6 +252,7 @@ impl PullRun {
                     from: b.from,
                     until: Some(b.until),
                     kind: WindowKind::Backlog,
+                    event_type: self.event_type,
                 });
             }
         }
@@ -201,6 +268,7 @@ impl PullRun {
             from,
             until: self.until,
             kind: WindowKind::Live,
+            event_type: self.event_type,
         })
     }
 
