@@ -8,7 +8,7 @@ use jiff::{SignedDuration, Timestamp};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::run::EventType;
+use super::event_type::EventType;
 use crate::error::{Error, Result};
 use crate::state::StateDb;
 

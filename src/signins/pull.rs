@@ -21,7 +21,8 @@ use jiff::Timestamp;
 use serde_json::Value;
 
 use super::cursor::SignInCursor;
-use super::run::{EventType, PullOptions, PullRun, PullStats, SIGN_INS_PATH, Window};
+use super::event_type::EventType;
+use super::run::{PullOptions, PullRun, PullStats, SIGN_INS_PATH, Window};
 use crate::error::{Error, ErrorKind, Result};
 use crate::graph::{ApiFamily, GraphClient, GraphPath, GraphRequest, ResponseHeaders};
 

@@ -2,11 +2,11 @@
 //! [`PullRun`], which judges each record Graph returns and moves the cursor.
 
 use jiff::{SignedDuration, Timestamp};
-use schemars::JsonSchema;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use serde_json::Value;
 
 use super::cursor::{Backlog, SignInCursor, floor_second, minus};
+use super::event_type::EventType;
 use super::filter::has_top_level_or;
 use crate::asset::ApiVersion;
 use crate::error::{Error, ErrorKind, Result};
@@ -16,52 +16,6 @@ use crate::graph::{ApiFamily, GraphPath, GraphRequest};
 pub const MAX_TOP: u32 = 1000;
 /// Graph's signIns path.
 pub const SIGN_INS_PATH: &str = "auditLogs/signIns";
-
-/// Which sign-ins: Graph's `signInEventType`. Only interactive user sign-ins are in
-/// `GET /v1.0/auditLogs/signIns` ("interactive sign-ins ... and successful federated
-/// sign-ins", https://learn.microsoft.com/graph/api/resources/signin?view=graph-rest-1.0);
-/// the others are listed by `beta` with
-/// `$filter=signInEventTypes/any(t: t eq 'nonInteractiveUser')`
-/// (https://learn.microsoft.com/graph/api/signin-list?view=graph-rest-beta), a filter v1.0
-/// refuses with 400 "Invalid filter clause"
-/// (https://github.com/MicrosoftDocs/SupportArticles-docs/issues/668).
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema,
-)]
-#[serde(rename_all = "camelCase")]
-pub enum EventType {
-    /// A person signing in (v1.0).
-    InteractiveUser,
-    /// A client signing in for a user without asking them: token refreshes, background
-    /// sync (beta). The bulk of a working day.
-    NonInteractiveUser,
-    /// An app signing in as itself (beta).
-    ServicePrincipal,
-    /// An Azure managed identity (beta).
-    ManagedIdentity,
-}
-
-impl EventType {
-    pub const ALL: [EventType; 4] = [
-        EventType::InteractiveUser,
-        EventType::NonInteractiveUser,
-        EventType::ServicePrincipal,
-        EventType::ManagedIdentity,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            EventType::InteractiveUser => "interactiveUser",
-            EventType::NonInteractiveUser => "nonInteractiveUser",
-            EventType::ServicePrincipal => "servicePrincipal",
-            EventType::ManagedIdentity => "managedIdentity",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<EventType> {
-        EventType::ALL.into_iter().find(|t| t.as_str() == s)
-    }
-}
 
 /// One listing a run makes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
