@@ -178,6 +178,18 @@ struct EmulatorArgs {
     /// Lifetime of access tokens in seconds.
     #[arg(long, value_name = "SECONDS", default_value_t = 3599)]
     token_lifetime: u64,
+    /// How long a `$skiptoken` (memberOf, users) stays usable, in seconds; later pages
+    /// are refused with Directory_ExpiredPageToken, as Graph does.
+    #[arg(long, value_name = "SECONDS", default_value_t = 3600)]
+    skiptoken_ttl: u64,
+    /// Serve HTTPS (what Microsoft's client libraries require), with a certificate made
+    /// at start for 127.0.0.1 and localhost. Its authority's PEM goes to --ca-file (or a
+    /// new file in the temp dir); the path is printed, and `--print-asset` sets `ca_file`.
+    #[arg(long)]
+    tls: bool,
+    /// With --tls: write the certificate authority's PEM here (a new file).
+    #[arg(long, value_name = "FILE", requires = "tls")]
+    ca_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -441,6 +453,8 @@ fn serve_emulator(args: EmulatorArgs) -> Result<()> {
     let mut config = EmulatorConfig::new(tenant);
     config.token_lifetime = std::time::Duration::from_secs(args.token_lifetime.max(1));
     config.request_log_path = args.request_log;
+    config.skiptoken_ttl = std::time::Duration::from_secs(args.skiptoken_ttl);
+    config.tls = args.tls;
     if let Some(spec) = &args.faults {
         config.faults = FaultPlan::parse(spec).map_err(|e| bad("faults", e))?;
     }
@@ -455,12 +469,21 @@ fn serve_emulator(args: EmulatorArgs) -> Result<()> {
         let running = emulator::start(args.listen, config)
             .await
             .map_err(|e| Error::invalid("", e.to_string()))?;
-        let line = match &args.print_asset {
+        let mut line = match &args.print_asset {
             Some(kind) => running
                 .asset_json(kind)
                 .map_err(|e| bad("print-asset", e.to_string()))?,
             None => json!({ "url": running.base_url(), "token_url": running.token_url() }),
         };
+        if let Some(pem) = running.ca_pem() {
+            let path = write_ca_file(args.ca_file.as_deref(), running.addr().port(), pem)?;
+            line["ca_file"] = json!(path.display().to_string());
+            eprintln!(
+                "msgraph-connector: the emulator's certificate authority is in {} \
+                 (trust it: REQUESTS_CA_BUNDLE / SSL_CERT_FILE, or the asset's ca_file)",
+                path.display()
+            );
+        }
         runner::print_json(&line);
         eprintln!(
             "msgraph-connector: emulator listening on {} (Ctrl-C stops it)",
@@ -470,6 +493,33 @@ fn serve_emulator(args: EmulatorArgs) -> Result<()> {
         running.shutdown();
         Ok(())
     })
+}
+
+/// Write the emulator's CA certificate (public, so 0644) to a new file: `--ca-file`, or
+/// one named after the process and port in the temp dir. Never through an existing
+/// name, so a planted link cannot redirect it.
+fn write_ca_file(path: Option<&std::path::Path>, port: u16, pem: &str) -> Result<PathBuf> {
+    use std::io::Write;
+    let path = match path {
+        Some(p) => p.to_path_buf(),
+        None => std::env::temp_dir().join(format!(
+            "msgraph-connector-emulator-ca-{}-{port}.pem",
+            std::process::id()
+        )),
+    };
+    let fail = |e: std::io::Error| {
+        Error::invalid(
+            "",
+            format!("--ca-file: cannot create {}: {e}", path.display()),
+        )
+    };
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&path)
+        .map_err(fail)?;
+    f.write_all(pem.as_bytes()).map_err(fail)?;
+    Ok(path)
 }
 
 /// `$XDG_STATE_HOME/msgraph-connector`, else `~/.local/state/msgraph-connector`.

@@ -28,6 +28,7 @@ use crate::error::{Error, Result};
 use crate::graph::{ClientOptions, GraphClient};
 use crate::office::report::{CountsOut, DiscoveryOut, Whereabouts};
 use crate::office::{Office, SyncOptions, WhoQuery};
+use crate::signins::EventType;
 use graph_emulator::{self as emulator, EmulatorConfig, GenerateSpec, Tenant, ThrottleConfig};
 use ip_presence::{
     IpRange, Place, PresenceConfig, PresenceMode, ProcessOptions, Settings, TrackedUser,
@@ -272,6 +273,7 @@ pub async fn run_async(options: &DemoOptions) -> Result<DemoReport> {
         .timestamp();
     let sync_options = SyncOptions {
         since: Some(since),
+        event_types: vec![EventType::InteractiveUser, EventType::NonInteractiveUser],
         lookback: SignedDuration::from_mins(30),
         process: ProcessOptions::at(Timestamp::now()),
         progress: false,

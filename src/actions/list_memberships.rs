@@ -13,6 +13,14 @@
 //! here. Every page is followed by default; with `max_items` the action stops
 //! at a page boundary and returns `@odata.nextLink`, which a later call passes
 //! back as `next_link` (the HTTP layer refuses links to any host but Graph's).
+//!
+//! Skip tokens expire: Graph refuses a stale one with 400 `Directory_ExpiredPageToken`,
+//! after minutes, with no documented lifetime
+//! (https://learn.microsoft.com/answers/questions/2337800/how-to-handle-directory-expiredpagetoken-error-in).
+//! A listing this call started itself is restarted from the first page, transparently,
+//! skipping the objects already returned (by id), at most [`MAX_RESTARTS`] times. A
+//! `next_link` saved by an earlier call cannot be: what that call returned is not known
+//! here, so a restart would repeat it; that is refused with an error saying to start over.
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -25,6 +33,12 @@ use crate::graph::{ApiFamily, GraphPath, GraphRequest, ResponseHeaders};
 
 /// Graph's largest `$top` for `memberOf`.
 pub const MAX_TOP: u32 = 999;
+
+/// How often a listing this call started is restarted after its skip token expired.
+pub const MAX_RESTARTS: u32 = 2;
+
+/// Graph's code for a skip token past its lifetime.
+const EXPIRED_PAGE_TOKEN: &str = "Directory_ExpiredPageToken";
 
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -243,7 +257,30 @@ impl Action for ListMemberships {
         };
         let mut headers = ResponseHeaders::new();
         let mut first = true;
-        while let Some(page) = pages.next_page().await? {
+        let mut restarts = 0;
+        // Ids returned so far, so that a restarted listing repeats none of them.
+        let mut seen = std::collections::HashSet::new();
+        loop {
+            let page = match pages.next_page().await {
+                Ok(Some(page)) => page,
+                Ok(None) => break,
+                Err(e) if e.code.as_deref() == Some(EXPIRED_PAGE_TOKEN) => {
+                    if input.next_link.is_some() {
+                        return Err(expired_next_link(e));
+                    }
+                    if restarts == MAX_RESTARTS {
+                        return Err(e);
+                    }
+                    restarts += 1;
+                    tracing::info!(
+                        restarts,
+                        "memberOf skip token expired; listing again from the first page"
+                    );
+                    pages = ctx.graph()?.pages(memberships_request(&input)?);
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
             if first {
                 out.count = page.count;
                 first = false;
@@ -252,7 +289,12 @@ impl Action for ListMemberships {
             if let Some(cast) = cast {
                 typed(&mut items, cast);
             }
-            out.value.extend(items);
+            for item in items {
+                let id = item.get("id").and_then(Value::as_str).map(str::to_string);
+                if id.is_none_or(|id| seen.insert(id)) {
+                    out.value.push(item);
+                }
+            }
             headers = page.headers;
             if limit.is_some_and(|l| out.value.len() >= l) {
                 out.next_link = page.next_link;
@@ -289,6 +331,19 @@ fn cast_of_link(link: &str) -> Option<&'static str> {
     .into_iter()
     .map(MembershipType::cast)
     .find(|c| c.eq_ignore_ascii_case(last))
+}
+
+/// A saved `next_link` whose skip token expired: say what to do about it.
+fn expired_next_link(e: Error) -> Error {
+    Error {
+        message: format!(
+            "{} The saved next_link has expired (Graph's skip tokens last minutes): start \
+             over by calling list_memberships again without next_link, with the same options, \
+             or without max_items to read every page in one call.",
+            e.message
+        ),
+        ..e
+    }
 }
 
 /// Whether the options make an advanced query (header and `$count=true` needed).

@@ -5,6 +5,14 @@
 //! by the HTTP layer to the audit-log limit of 5 requests / 10 s. The cursor
 //! logic and why it neither loses nor repeats late sign-ins: [`crate::signins`].
 //!
+//! `event_types` (default: interactive only) picks the sign-ins: v1.0 lists interactive
+//! ones; the others come from `beta` with `signInEventTypes/any(t: t eq '...')` ANDed
+//! with the time window ([`crate::signins::EventType`]). Interactive stays the default:
+//! it is what v1.0 (and every earlier version of this action) returns, stored states
+//! and cursors carry on unchanged, and non-interactive sign-ins are many times the
+//! volume and only on beta, so a playbook asks for them. Each event type has its own
+//! cursor (in the state and in the state database).
+//!
 //! State: what the run prints under `state`, and, with a state dir, the same cursor
 //! kept in the state database ([`crate::state`], key `pull_sign_ins.cursor.<hash of
 //! Graph URL, token URL, client id and filter>`: one cursor per tenant, app and filter). The envelope's `state` wins over the kept one. Neither is advanced unless
@@ -17,6 +25,7 @@
 //! cursor's lease ([`crate::state::lease`]) before reading it, and a second run waits up
 //! to `lease_wait_seconds`, then ends successfully with `skipped` and nothing changed.
 
+use std::collections::BTreeMap;
 use std::io::IsTerminal;
 use std::path::Path;
 use std::time::Duration;
@@ -30,7 +39,11 @@ use super::{Action, ActionMeta, Context, Reply};
 use crate::error::{Error, Result};
 use crate::inputs::parse_time;
 use crate::jsonl::{PartialFile, check_output_path};
-use crate::signins::{self, KeptCursor, PullOptions, SignInCursor, Window, WindowKind};
+
+use crate::signins::{
+    self, CursorOf, EventType, KeptCursor, LostSpan, PullOptions, SignInCursor, SignInCursors,
+    Window, WindowKind,
+};
 use crate::state::{CursorLease, LeaseOutcome, StateDb};
 
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -67,6 +80,12 @@ pub struct Input {
     #[serde(default)]
     #[schemars(range(min = 1))]
     pub max_records: Option<u64>,
+    /// Which sign-ins: `interactiveUser` (v1.0), and from Graph's beta endpoint
+    /// `nonInteractiveUser` (token refreshes, background sync: most of a working day),
+    /// `servicePrincipal`, `managedIdentity`. Each has its own cursor.
+    #[serde(default = "default_event_types")]
+    #[schemars(length(min = 1, max = 4), extend("uniqueItems" = true))]
+    pub event_types: Vec<EventType>,
     /// Write the sign-ins as JSON lines to this file (replaced when the pull completes, mode
     /// 0600) instead of returning them in `value`; memory then stays flat whatever the volume.
     /// It must be a regular file or a new name in an existing directory, outside the state dir.
@@ -79,6 +98,10 @@ pub struct Input {
     #[serde(default = "default_lease_wait")]
     #[schemars(range(min = 0, max = 3600))]
     pub lease_wait_seconds: u32,
+}
+
+fn default_event_types() -> Vec<EventType> {
+    vec![EventType::InteractiveUser]
 }
 
 fn default_lookback() -> u32 {
@@ -105,6 +128,8 @@ pub struct WindowRead {
     pub until: Option<String>,
     /// `live` (new sign-ins) or `backlog` (older ones a max_records cut left).
     pub kind: String,
+    /// The sign-ins listed.
+    pub event_type: EventType,
 }
 
 impl From<&Window> for WindowRead {
@@ -117,6 +142,7 @@ impl From<&Window> for WindowRead {
                 WindowKind::Backlog => "backlog",
             }
             .to_string(),
+            event_type: w.event_type,
         }
     }
 }
@@ -137,13 +163,20 @@ pub struct Output {
     pub duplicates_dropped: u64,
     /// `max_records` stopped the run: run again for the rest.
     pub truncated: bool,
-    /// The newest createdDateTime ever delivered (the state's cursor).
+    /// The newest createdDateTime ever delivered, of any event type.
     pub cursor: Option<String>,
+    /// The newest createdDateTime delivered per event type (the state's cursors).
+    pub cursors: std::collections::BTreeMap<EventType, Option<String>>,
     pub windows: Vec<WindowRead>,
     /// Present when the run read nothing because another run held the cursor's lease
     /// past `lease_wait_seconds` (`lease held by another run: ...`); nothing changed.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub skipped: Option<String>,
+    /// Sign-ins the state or `since` still wanted that Graph no longer keeps (30 days
+    /// with Entra ID P1/P2; no filter may reach back more than 90): the span given up.
+    /// The cursor now starts at its end. Absent when nothing was lost.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lost_to_retention: Option<LostSpan>,
 }
 
 pub struct PullSignIns;
@@ -177,23 +210,42 @@ impl Action for PullSignIns {
             signins::check_user_filter(f).map_err(|e| e.under("/inputs/filter"))?;
         }
         let db = ctx.state_dir.as_deref().map(StateDb::open).transpose()?;
-        let key = signins::cursor_key(graph.asset(), filter);
-        // One run at a time per kept cursor, taken before the cursor is read.
+        let types = &input.event_types;
+        let keys: Vec<(EventType, String)> = types
+            .iter()
+            .map(|&t| {
+                let of = CursorOf::Pull {
+                    asset: graph.asset(),
+                    filter,
+                };
+                (t, signins::cursor_key(of, t))
+            })
+            .collect();
+        // One run at a time per kept cursor, its leases taken (in the order of the event
+        // types, so two runs never wait on each other crosswise) before a cursor is read.
         let wait = Duration::from_secs(input.lease_wait_seconds.into());
-        let lease = match &db {
-            Some(db) => match CursorLease::acquire(db, &key, wait).await? {
-                LeaseOutcome::Held(lease) => Some(lease),
-                LeaseOutcome::Busy(holder) => {
-                    return skipped(ctx, &input, holder.skipped(wait));
+        let mut leases = Vec::new();
+        if let Some(db) = &db {
+            for (_, key) in &keys {
+                match CursorLease::acquire(db, key, wait).await? {
+                    LeaseOutcome::Held(lease) => leases.push(lease),
+                    LeaseOutcome::Busy(holder) => {
+                        return skipped(ctx, &input, holder.skipped(wait));
+                    }
                 }
-            },
-            None => None,
+            }
+        }
+        let kept: Vec<(EventType, KeptCursor)> = match &db {
+            Some(db) => keys
+                .iter()
+                .map(|(t, key)| (*t, KeptCursor { db, key }))
+                .collect(),
+            None => Vec::new(),
         };
-        let kept = db.as_ref().map(|db| KeptCursor { db, key: &key });
-        let cursor = start_cursor(ctx.state.as_ref(), kept.as_ref(), filter, since, until)?;
-        cursor
-            .check_until(until)
-            .map_err(|e| e.under("/inputs/until"))?;
+        let cursors = start_cursors(ctx.state.as_ref(), &kept, types, filter, since, until)?;
+        for c in cursors.values() {
+            c.check_until(until).map_err(|e| e.under("/inputs/until"))?;
+        }
 
         let mut sink = match &input.output_path {
             Some(p) => Sink::File(PartialFile::create(Path::new(p), "/inputs/output_path")?),
@@ -206,12 +258,15 @@ impl Action for PullSignIns {
             max_records: input.max_records,
             progress: std::io::stderr().is_terminal(),
         };
-        let pulled =
-            signins::pull(graph, cursor, filter, &options, |record| sink.push(record)).await;
+        let fresh = || SignInCursor::fresh(since, filter.map(str::to_string));
+        let pulled = signins::pull_each(graph, types, cursors, fresh, filter, &options, |record| {
+            sink.push(record)
+        })
+        .await;
         // A run overtaken while it stalled delivers nothing: the other run does.
-        let pulled = match (pulled, &lease, &db) {
-            (Ok(o), Some(lease), Some(db)) => lease.still_held(db).map(|()| o),
-            (pulled, ..) => pulled,
+        let pulled = match (pulled, &db) {
+            (Ok(o), Some(db)) => leases.iter().try_for_each(|l| l.still_held(db)).map(|()| o),
+            (pulled, _) => pulled,
         };
         let outcome = match pulled {
             Ok(o) => o,
@@ -225,12 +280,21 @@ impl Action for PullSignIns {
             Sink::File(f) => (None, Some(f.commit()?)),
         };
         // Only now that the output is in place: a run that failed moved nothing.
-        if let Some(kept) = &kept
-            && let Err(e) = kept.keep(&outcome.cursor)
-        {
-            tracing::warn!(error = %e.message, "cannot keep the sign-in cursor");
+        for (t, kept) in &kept {
+            if let Some(c) = outcome.cursors.get(t)
+                && let Err(e) = kept.keep(c)
+            {
+                tracing::warn!(error = %e.message, "cannot keep the sign-in cursor");
+            }
         }
-        let state = outcome.cursor.to_json();
+        let newest = |t: &EventType| outcome.cursors.get(t).and_then(|c| c.cursor);
+        let cursor = types.iter().filter_map(newest).max();
+        let cursors = outcome
+            .cursors
+            .iter()
+            .map(|(t, c)| (*t, c.cursor.map(|c| c.to_string())))
+            .collect();
+        let state = SignInCursors(outcome.cursors).to_json();
         let body = Output {
             value,
             output_path,
@@ -238,11 +302,13 @@ impl Action for PullSignIns {
             pages: outcome.stats.pages,
             duplicates_dropped: outcome.stats.duplicates_dropped,
             truncated: outcome.stats.truncated,
-            cursor: outcome.cursor.cursor.map(|c| c.to_string()),
+            cursor: cursor.map(|c| c.to_string()),
+            cursors,
             windows: outcome.windows.iter().map(WindowRead::from).collect(),
             skipped: None,
+            lost_to_retention: outcome.lost_to_retention,
         };
-        drop(lease);
+        drop(leases);
         Ok(Reply::ok(body)
             .with_headers(outcome.headers)
             .with_state(state))
@@ -267,8 +333,10 @@ fn skipped(ctx: &Context, input: &Input, why: String) -> Result<Reply<Output>> {
         duplicates_dropped: 0,
         truncated: false,
         cursor: None,
+        cursors: BTreeMap::new(),
         windows: Vec::new(),
         skipped: Some(why),
+        lost_to_retention: None,
     };
     let reply = Reply::ok(body);
     Ok(match &ctx.state {
@@ -277,19 +345,50 @@ fn skipped(ctx: &Context, input: &Input, why: String) -> Result<Reply<Output>> {
     })
 }
 
-/// The cursor to start from: the envelope's state, else the kept one, else a fresh one.
-fn start_cursor(
+/// The cursors to start from, per event type: the envelope's state (with every cursor it
+/// holds, asked for or not, so none is lost), else the kept ones; an event type without
+/// one is left out (it starts fresh from `since`). A fresh start's `until` is checked.
+fn start_cursors(
     envelope: Option<&Value>,
-    kept: Option<&KeptCursor>,
+    kept: &[(EventType, KeptCursor)],
+    types: &[EventType],
+    filter: Option<&str>,
+    since: Option<Timestamp>,
+    until: Option<Timestamp>,
+) -> Result<BTreeMap<EventType, SignInCursor>> {
+    let mut out = BTreeMap::new();
+    match envelope {
+        Some(state) => {
+            let all = SignInCursors::from_json(state).map_err(|e| e.under("/state"))?;
+            for (t, c) in all.0 {
+                out.insert(t, check_filter(c, filter)?);
+            }
+        }
+        None => {
+            for (t, kept) in kept {
+                if let Some(c) = kept.load().map_err(|e| e.under("/state"))? {
+                    out.insert(*t, check_filter(c, filter)?);
+                }
+            }
+        }
+    }
+    if types.iter().any(|t| !out.contains_key(t)) {
+        start_cursor(None, filter, since, until)?;
+    }
+    Ok(out)
+}
+
+fn check_filter(cursor: SignInCursor, filter: Option<&str>) -> Result<SignInCursor> {
+    start_cursor(Some(cursor), filter, None, None)
+}
+
+/// A stored cursor checked against the filter, else a fresh one from `since`.
+fn start_cursor(
+    stored: Option<SignInCursor>,
     filter: Option<&str>,
     since: Option<Timestamp>,
     until: Option<Timestamp>,
 ) -> Result<SignInCursor> {
-    let stored = match (envelope, kept) {
-        (Some(state), _) => Some(SignInCursor::from_json(state).map_err(|e| e.under("/state"))?),
-        (None, Some(kept)) => kept.load().map_err(|e| e.under("/state"))?,
-        (None, None) => None,
-    };
     match stored {
         Some(cursor) => {
             if cursor.filter.as_deref() != filter {
@@ -352,29 +451,51 @@ mod tests {
     fn kept_state_is_used_unless_the_envelope_has_one_and_corruption_is_exit_2() {
         let dir = tempfile::tempdir().unwrap();
         let db = StateDb::open(dir.path()).unwrap();
-        let kept = KeptCursor { db: &db, key: "x" };
+        let i = EventType::InteractiveUser;
+        let n = EventType::NonInteractiveUser;
+        let kept = vec![
+            (i, KeptCursor { db: &db, key: "x" }),
+            (n, KeptCursor { db: &db, key: "y" }),
+        ];
         let since = Some("2026-01-01T00:00:00Z".parse().unwrap());
-        // Nothing kept: a fresh cursor from `since`.
-        let c = start_cursor(None, Some(&kept), None, since, None).unwrap();
-        assert_eq!(c.window_start.to_string(), "2026-01-01T00:00:00Z");
+        let start = |env: Option<&Value>, filter: Option<&str>| {
+            start_cursors(env, &kept, &[i, n], filter, since, None)
+        };
+        // Nothing kept: no cursor yet (each starts fresh from `since`).
+        assert!(start(None, None).unwrap().is_empty());
+        let c = SignInCursor::fresh(since, None).unwrap();
         let mut newer = c.clone();
         newer.window_start = "2026-02-01T00:00:00Z".parse().unwrap();
-        kept.keep(&newer).unwrap();
+        kept[0].1.keep(&newer).unwrap();
         assert_eq!(
-            start_cursor(None, Some(&kept), None, since, None).unwrap(),
-            newer
+            start(None, None).unwrap(),
+            BTreeMap::from([(i, newer.clone())])
         );
-        // The envelope wins.
+        // The envelope wins; a version-1 state is the interactive cursor.
         let env = c.to_json();
         assert_eq!(
-            start_cursor(Some(&env), Some(&kept), None, since, None).unwrap(),
-            c
+            start(Some(&env), None).unwrap(),
+            BTreeMap::from([(i, c.clone())])
+        );
+        // A version-2 state keeps every cursor, asked for or not.
+        let both = SignInCursors(BTreeMap::from([
+            (i, c.clone()),
+            (EventType::ManagedIdentity, newer.clone()),
+        ]));
+        let env = both.to_json();
+        assert_eq!(env["version"], 2);
+        assert_eq!(start(Some(&env), None).unwrap(), both.0);
+        let bad = serde_json::json!({"version": 2, "event_types": {"nonInteractiveUser": {"version": 9}}});
+        let e = start(Some(&bad), None).unwrap_err();
+        assert_eq!(
+            e.details[0].path,
+            "/state/event_types/nonInteractiveUser/version"
         );
         // Another filter is another cursor; a kept one with the wrong filter is refused.
-        let e = start_cursor(None, Some(&kept), Some("x eq 1"), since, None).unwrap_err();
+        let e = start(None, Some("x eq 1")).unwrap_err();
         assert_eq!(e.details[0].path, "/inputs/filter");
         db.put("x", "{\"version\": 1, \"window_").unwrap();
-        let e = start_cursor(None, Some(&kept), None, since, None).unwrap_err();
+        let e = start(None, None).unwrap_err();
         assert_eq!((e.exit_code(), e.details[0].path.as_str()), (2, "/state"));
         assert!(e.message.contains(StateDb::FILE_NAME), "{}", e.message);
         // Only the state database is in the state dir.
@@ -392,7 +513,7 @@ mod tests {
     fn until_before_since_is_refused() {
         let since = Some("2026-01-01T00:00:00Z".parse().unwrap());
         let until = Some("2025-12-31T00:00:00Z".parse().unwrap());
-        let e = start_cursor(None, None, None, since, until).unwrap_err();
+        let e = start_cursor(None, None, since, until).unwrap_err();
         assert_eq!(e.details[0].path, "/inputs/until");
     }
 

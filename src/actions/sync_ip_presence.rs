@@ -12,6 +12,7 @@ use super::{Action, ActionMeta, Context, Reply};
 use crate::error::Result;
 use crate::inputs::parse_time;
 use crate::office::{ConfigInput, Office, ProcessInput, SyncOptions, SyncReport};
+use crate::signins::EventType;
 
 #[derive(Debug, Deserialize, JsonSchema)]
 #[schemars(deny_unknown_fields)]
@@ -23,6 +24,13 @@ pub struct Input {
     #[serde(default)]
     #[schemars(extend("format" = "date-time"))]
     pub since: Option<String>,
+    /// Which sign-ins count: `interactiveUser` (v1.0) and, from Graph's beta endpoint,
+    /// `nonInteractiveUser` (a device refreshing its tokens from the office network),
+    /// `servicePrincipal`, `managedIdentity`. Default: interactive and non-interactive user
+    /// sign-ins. Each has its own cursor in the store.
+    #[serde(default = "default_event_types")]
+    #[schemars(length(min = 1, max = 4), extend("uniqueItems" = true))]
+    pub event_types: Vec<EventType>,
     /// How late (after createdDateTime) a sign-in may appear in Graph and still be read.
     #[serde(default = "default_lookback")]
     #[schemars(range(min = 0, max = 10080))]
@@ -34,6 +42,10 @@ pub struct Input {
     #[serde(default = "super::pull_sign_ins::default_lease_wait")]
     #[schemars(range(min = 0, max = 3600))]
     pub lease_wait_seconds: u32,
+}
+
+fn default_event_types() -> Vec<EventType> {
+    vec![EventType::InteractiveUser, EventType::NonInteractiveUser]
 }
 
 fn default_lookback() -> u32 {
@@ -63,6 +75,7 @@ impl Action for SyncIpPresence {
         let config = office.config(&input.config)?;
         let options = SyncOptions {
             since,
+            event_types: input.event_types,
             lookback: SignedDuration::from_mins(i64::from(input.lookback_minutes)),
             process,
             progress: false,

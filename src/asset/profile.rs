@@ -51,6 +51,8 @@ pub struct Asset {
     pub scope: Vec<String>,
     pub flow: Flow,
     pub verify_ssl: bool,
+    /// Extra certificate authorities (a PEM file), read when the HTTP client is built.
+    pub ca_file: Option<std::path::PathBuf>,
     pub http_proxy: Option<SecretString>,
     pub timeout: Duration,
     pub max_attempts: u32,
@@ -216,6 +218,7 @@ impl AssetSpec {
                     scope,
                     flow,
                     verify_ssl: self.verify_ssl,
+                    ca_file: self.ca_file.map(std::path::PathBuf::from),
                     http_proxy: self.http_proxy,
                     timeout: Duration::from_secs(self.timeout_seconds.into()),
                     max_attempts: self.max_attempts,

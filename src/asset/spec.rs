@@ -185,6 +185,11 @@ pub struct AssetSpec {
     /// Verify TLS certificates. Turning this off is logged as a warning on every run.
     #[serde(default = "yes")]
     pub verify_ssl: bool,
+    /// A PEM file of certificate authorities to trust besides the system's: a company's
+    /// TLS-inspecting proxy, or `emulator --tls` (which prints an asset with it set).
+    #[serde(default)]
+    #[schemars(length(min = 1, max = 4096))]
+    pub ca_file: Option<String>,
     /// Proxy URL, e.g. http://proxy.corp:3128 (may hold credentials: treated as a secret).
     #[serde(default)]
     #[schemars(with = "Option<String>", extend("writeOnly" = true))]

@@ -128,7 +128,16 @@ impl GraphClient {
     /// A path no URL can carry is refused as `invalid_input` at the root: the
     /// caller built the request from its inputs and knows where they came from.
     pub fn url_for(&self, request: &GraphRequest) -> Result<Url> {
-        let mut url = format!("{}{}", self.inner.base.as_str(), request.path.as_str());
+        let base = match request.api_version {
+            Some(v) if v != self.inner.asset.api_version => self
+                .inner
+                .asset
+                .graph_url
+                .join(&format!("{}/", v.as_str()))
+                .map_err(|e| Error::internal(format!("cannot build the Graph base URL: {e}")))?,
+            _ => self.inner.base.clone(),
+        };
+        let mut url = format!("{}{}", base.as_str(), request.path.as_str());
         if !request.query.is_empty() {
             url.push('?');
             let pairs: Vec<String> = request
@@ -141,7 +150,7 @@ impl GraphClient {
         let url = Url::parse(&url)
             .map_err(|e| Error::internal(format!("cannot build a Graph URL: {e}")))?;
         // A value that URL parsing would reinterpret (a dot segment, even encoded) is refused.
-        let expected = format!("{}{}", self.inner.base.path(), request.path.as_str());
+        let expected = format!("{}{}", base.path(), request.path.as_str());
         if url.path() != expected {
             return Err(Error::invalid(
                 "",

@@ -31,6 +31,8 @@ pub struct GraphRequest {
     pub headers: Vec<(&'static str, String)>,
     pub body: Option<Value>,
     pub family: ApiFamily,
+    /// Send to this API version instead of the asset's (`beta` for what v1.0 lacks).
+    pub api_version: Option<crate::asset::ApiVersion>,
     /// The largest answer body read; a larger one is refused (kind `graph`, code
     /// `ResponseTooLarge`). [`MAX_JSON_BODY`] unless set with [`GraphRequest::max_body`].
     pub max_body: u64,
@@ -70,9 +72,17 @@ impl GraphRequest {
             headers: Vec::new(),
             body: None,
             family,
+            api_version: None,
             max_body: MAX_JSON_BODY,
         }
     }
+    /// Send to `version` whatever the asset's `api_version` (e.g. `beta` for the
+    /// non-interactive sign-ins v1.0 does not list).
+    pub fn api_version(mut self, version: crate::asset::ApiVersion) -> Self {
+        self.api_version = Some(version);
+        self
+    }
+
     /// Read at most `bytes` of the answer (e.g. [`MAX_PHOTO_BODY`] for a photo).
     pub fn max_body(mut self, bytes: u64) -> Self {
         self.max_body = bytes;

@@ -48,7 +48,8 @@ pub fn unreadable_body(status: u16, message: impl Into<String>) -> Error {
 
 /// The response headers a result keeps.
 pub(super) fn kept_headers(headers: &HeaderMap) -> ResponseHeaders {
-    const KEPT: [&str; 6] = [
+    const KEPT: [&str; 7] = [
+        "date",
         "request-id",
         "client-request-id",
         "x-ms-resource-unit",

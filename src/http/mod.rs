@@ -22,6 +22,28 @@ pub const USER_AGENT: &str = concat!("msgraph-connector/", env!("CARGO_PKG_VERSI
 /// Our one reqwest client: rustls, HTTP/2 by ALPN, gzip, the asset's timeouts and proxy,
 /// and redirects followed only within the same origin (the bearer token stays with Graph).
 /// Errors point into the asset (`/http_proxy`).
+/// The certificates of an asset's `ca_file` (at most 1 MiB of PEM).
+fn extra_authorities(path: &std::path::Path) -> Result<Vec<reqwest::Certificate>> {
+    let refuse = |why: String| Error::invalid("/ca_file", why);
+    let meta = std::fs::metadata(path)
+        .map_err(|e| refuse(format!("cannot be read ({}): {e}", path.display())))?;
+    if !meta.is_file() || meta.len() > 1 << 20 {
+        return Err(refuse(format!(
+            "must be a PEM file of at most 1 MiB ({})",
+            path.display()
+        )));
+    }
+    let pem = std::fs::read(path)
+        .map_err(|e| refuse(format!("cannot be read ({}): {e}", path.display())))?;
+    match reqwest::Certificate::from_pem_bundle(&pem) {
+        Ok(certs) if !certs.is_empty() => Ok(certs),
+        _ => Err(refuse(format!(
+            "holds no PEM certificate ({})",
+            path.display()
+        ))),
+    }
+}
+
 pub fn build_client(asset: &Asset) -> Result<reqwest::Client> {
     let mut builder = reqwest::Client::builder()
         .user_agent(USER_AGENT)
@@ -44,6 +66,9 @@ pub fn build_client(asset: &Asset) -> Result<reqwest::Client> {
         // on the same origin, so this client never speaks TLS: skip loading the
         // platform's root store, about two thirds of a short run's CPU.
         builder = builder.tls_certs_only([]);
+    }
+    if let Some(path) = &asset.ca_file {
+        builder = builder.tls_certs_merge(extra_authorities(path)?);
     }
     if !asset.verify_ssl {
         // Said once per asset by the Graph client (`graph::client`), which knows the state dir.

@@ -34,7 +34,7 @@ pub use evaluate::{EvaluateReport, Output, SignInSource, check_inline_size, eval
 pub use manual::ManualChange;
 pub use report::{PresenceChanges, sign_in_of};
 pub use store::store_error;
-pub use sync::{CURSOR_KEY, PullSummary, SyncOptions, SyncReport};
+pub use sync::{PullSummary, SyncOptions, SyncReport};
 pub use today::Today;
 pub use who::{WhoIsWhere, WhoQuery};
 

@@ -3,7 +3,11 @@
 //!
 //! Graph: `GET /auditLogs/signIns` through the same incremental pull as `pull_sign_ins`
 //! ([`crate::signins::pull()`]: a lookback window for sign-ins Graph shows late, each id
-//! delivered once).
+//! delivered once), one cursor per event type. By default interactive and
+//! non-interactive user sign-ins (the latter from `beta`): a device refreshing its
+//! tokens from the office network is a sign-in from there too, and those background
+//! sign-ins are most of a working day's.
+
 //!
 //! Order of writes, and why a crash anywhere leaves the store consistent:
 //! 1. pull the new sign-ins, keeping only the five fields the rules use, and every
@@ -36,7 +40,9 @@ use super::report::{CountsOut, DiscoveryOut, PresenceChanges, sign_in_of};
 use super::store::store_error;
 use crate::error::Result;
 use crate::graph::{GraphClient, ResponseHeaders};
-use crate::signins::{self, KeptCursor, PullOptions, SignInCursor};
+use crate::signins::{
+    self, CursorOf, EventType, KeptCursor, LostSpan, PullOptions, SignInCursor, cursor_key,
+};
 use crate::state::{CursorLease, LeaseOutcome};
 use ip_presence::{
     BatchReport, PresenceBackend, PresenceConfig, PresenceEngine, PresenceError, PresenceEvent,
@@ -47,14 +53,13 @@ use ip_presence::{
 /// milliseconds of writes.
 pub const SYNC_BATCH: usize = 10_000;
 
-/// Key of the sync's sign-in cursor in the state database.
-pub const CURSOR_KEY: &str = "ip_presence.sign_in_cursor";
-
 /// How one sync runs.
 #[derive(Debug, Clone)]
 pub struct SyncOptions {
     /// First run only (no cursor kept yet): read sign-ins created at or after this.
     pub since: Option<Timestamp>,
+    /// Which sign-ins to read, each with its own cursor.
+    pub event_types: Vec<EventType>,
     pub lookback: SignedDuration,
     pub process: ProcessOptions,
     pub progress: bool,
@@ -71,8 +76,12 @@ pub struct PullSummary {
     pub pages: u64,
     /// Sign-ins Graph listed again that an earlier run had read.
     pub duplicates_dropped: u64,
-    /// The newest createdDateTime read so far (the cursor kept in the store).
+    /// The newest createdDateTime read so far, of any event type.
     pub cursor: Option<String>,
+    /// Sign-ins a cursor (or `since`) still wanted that Graph no longer keeps (30 days):
+    /// the span given up. Absent when nothing was lost.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub lost_to_retention: Option<LostSpan>,
 }
 
 /// What one sync did.
@@ -116,23 +125,30 @@ impl Office {
         let engine = PresenceEngine::new(config).map_err(|e| store_error(e.into()))?;
         let mut store = self.store()?;
         let db = &self.db;
-        // One sync at a time per state dir, taken before the cursor is read.
-        let lease = match CursorLease::acquire(db, CURSOR_KEY, options.lease_wait).await? {
-            LeaseOutcome::Held(lease) => lease,
-            LeaseOutcome::Busy(holder) => {
-                let why = holder.skipped(options.lease_wait);
-                tracing::info!("{why}");
-                return Ok((SyncReport::skipped(why), ResponseHeaders::new()));
+        let keys: Vec<(EventType, String)> = options
+            .event_types
+            .iter()
+            .map(|&t| (t, cursor_key(CursorOf::Sync, t)))
+            .collect();
+        // One sync at a time per cursor, its leases taken (in event-type order) before
+        // a cursor is read.
+        let mut leases = Vec::new();
+        for (_, key) in &keys {
+            match CursorLease::acquire(db, key, options.lease_wait).await? {
+                LeaseOutcome::Held(lease) => leases.push(lease),
+                LeaseOutcome::Busy(holder) => {
+                    let why = holder.skipped(options.lease_wait);
+                    tracing::info!("{why}");
+                    return Ok((SyncReport::skipped(why), ResponseHeaders::new()));
+                }
             }
-        };
-        let kept = KeptCursor {
-            db,
-            key: CURSOR_KEY,
-        };
-        let cursor = match kept.load()? {
-            Some(cursor) => cursor,
-            None => SignInCursor::fresh(options.since, None)?,
-        };
+        }
+        let mut cursors = std::collections::BTreeMap::new();
+        for (t, key) in &keys {
+            if let Some(c) = (KeptCursor { db, key }).load()? {
+                cursors.insert(*t, c);
+            }
+        }
         let pull_options = PullOptions {
             lookback: options.lookback,
             until: None,
@@ -142,45 +158,61 @@ impl Office {
         };
         // Applied SYNC_BATCH sign-ins at a time as the pages arrive, each batch one short
         // transaction (no network inside it), so a month's first sync never holds its
-        // sign-ins. The cursor moves only once every batch is committed.
+        // sign-ins. The cursors move only once every batch is committed.
         let mut report = BatchReport::default();
         let mut pending: Vec<SignIn<'static>> = Vec::with_capacity(SYNC_BATCH);
         let process = &options.process;
-        let outcome = signins::pull(graph, cursor, None, &pull_options, |record| {
-            pending.push(match record.as_object() {
-                Some(r) => sign_in_of(r).into_owned(),
-                None => SignIn::default(),
-            });
-            if pending.len() >= SYNC_BATCH {
-                apply(&engine, &mut store, &mut pending, process, &mut report)
-                    .map_err(|e| self.store_failed(e))?;
-            }
-            Ok(())
-        })
+        let fresh = || SignInCursor::fresh(options.since, None);
+        let types = &options.event_types;
+        let outcome = signins::pull_each(
+            graph,
+            types,
+            cursors,
+            fresh,
+            None,
+            &pull_options,
+            |record| {
+                pending.push(match record.as_object() {
+                    Some(r) => sign_in_of(r).into_owned(),
+                    None => SignIn::default(),
+                });
+                if pending.len() >= SYNC_BATCH {
+                    apply(&engine, &mut store, &mut pending, process, &mut report)
+                        .map_err(|e| self.store_failed(e))?;
+                }
+                Ok(())
+            },
+        )
         .await?;
         // Overtaken while it stalled: the other run does the work; keep no cursor (what
         // this run applied, the other's run discards as duplicates).
-        lease.still_held(db)?;
+        leases.iter().try_for_each(|l| l.still_held(db))?;
         apply(&engine, &mut store, &mut pending, process, &mut report)
             .map_err(|e| self.store_failed(e))?;
         net_superseded(&mut report);
         report.sort();
         keep_config(db, engine.config())?;
-        kept.keep(&outcome.cursor)?;
+        for (t, key) in &keys {
+            if let Some(c) = outcome.cursors.get(t) {
+                (KeptCursor { db, key }).keep(c)?;
+            }
+        }
+        let newest = outcome.cursors.values().filter_map(|c| c.cursor).max();
         let discovery = store.discovery().map_err(|e| self.store_failed(e))?;
         let body = SyncReport {
             sign_ins: PullSummary {
                 records: outcome.stats.records,
                 pages: outcome.stats.pages,
                 duplicates_dropped: outcome.stats.duplicates_dropped,
-                cursor: outcome.cursor.cursor.map(|c| c.to_string()),
+                cursor: newest.map(|c| c.to_string()),
+                lost_to_retention: outcome.lost_to_retention,
             },
             counts: (&report.counts).into(),
             changes: (&report).into(),
             discovery: discovery.iter().map(Into::into).collect(),
             skipped: None,
         };
-        drop(lease);
+        drop(leases);
         Ok((body, outcome.headers))
     }
 }

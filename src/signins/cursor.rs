@@ -8,6 +8,7 @@ use jiff::{SignedDuration, Timestamp};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use super::event_type::EventType;
 use crate::error::{Error, Result};
 use crate::state::StateDb;
 
@@ -170,6 +171,28 @@ impl SignInCursor {
             .retain(|t, _| *t >= start || backlog.is_some_and(|b| b.contains(*t)));
     }
 
+    /// Forget what lies before `horizon` (the oldest sign-in Graph still keeps): the live
+    /// window and the backlog start no earlier. Returns the span given up, if any.
+    pub fn clamp_to(&mut self, horizon: Timestamp) -> Option<(Timestamp, Timestamp)> {
+        let horizon = floor_second(horizon);
+        let mut lost_from = None;
+        if self.window_start < horizon {
+            lost_from = Some(self.window_start);
+            self.window_start = horizon;
+        }
+        if let Some(b) = self.backlog
+            && b.from < horizon
+        {
+            lost_from = Some(lost_from.map_or(b.from, |l: Timestamp| l.min(b.from)));
+            self.backlog = (b.until >= horizon).then_some(Backlog {
+                from: horizon,
+                until: b.until,
+            });
+        }
+        self.prune();
+        lost_from.map(|from| (from, horizon))
+    }
+
     /// The live window's start for a run with this lookback.
     pub(super) fn live_from(&self, lookback: SignedDuration) -> Timestamp {
         match self.cursor {
@@ -246,21 +269,111 @@ impl KeptCursor<'_> {
     }
 }
 
-/// The kv key of the cursor of one tenant, app and filter.
-pub fn cursor_key(asset: &crate::asset::Asset, filter: Option<&str>) -> String {
-    let key = format!(
+/// Whose cursor: `pull_sign_ins`' of one tenant, app and filter, or the sync's.
+#[derive(Debug, Clone, Copy)]
+pub enum CursorOf<'a> {
+    Pull {
+        asset: &'a crate::asset::Asset,
+        filter: Option<&'a str>,
+    },
+    /// `sync_ip_presence` (one store per state dir).
+    Sync,
+}
+
+/// The kv key of one cursor: the one function that names cursors. Interactive
+/// cursors keep the keys they had before event types existed, so a stored cursor
+/// carries on as the interactive one; other event types get their own.
+pub fn cursor_key(of: CursorOf<'_>, event_type: EventType) -> String {
+    let (asset, filter) = match of {
+        CursorOf::Sync => {
+            return match event_type {
+                EventType::InteractiveUser => SYNC_CURSOR_KEY.to_string(),
+                t => format!("{SYNC_CURSOR_KEY}.{}", t.as_str()),
+            };
+        }
+        CursorOf::Pull { asset, filter } => (asset, filter),
+    };
+    let mut key = format!(
         "{}\n{}\n{}\n{}",
         asset.graph_url,
         asset.token_url,
         asset.client_id,
         filter.unwrap_or("")
     );
+    if event_type != EventType::InteractiveUser {
+        key.push('\n');
+        key.push_str(event_type.as_str());
+    }
     let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, key.as_bytes());
     let hex: String = digest.as_ref()[..12]
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect();
     format!("pull_sign_ins.cursor.{hex}")
+}
+
+/// The sync's interactive cursor key, as the first versions named it.
+const SYNC_CURSOR_KEY: &str = "ip_presence.sign_in_cursor";
+
+/// One cursor per event type: `pull_sign_ins`' envelope `state`. With interactive
+/// sign-ins only it is printed as a plain version-1 cursor, as before event types, and
+/// a version-1 state is read as the interactive cursor; with more it is
+/// `{"version": 2, "event_types": {"interactiveUser": <cursor>, ...}}`.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct SignInCursors(pub BTreeMap<EventType, SignInCursor>);
+
+/// The version of the multi-cursor state.
+pub const MULTI_STATE_VERSION: u32 = 2;
+
+impl SignInCursors {
+    pub fn from_json(value: &Value) -> Result<Self> {
+        if value.get("version").and_then(Value::as_u64) != Some(u64::from(MULTI_STATE_VERSION)) {
+            let one = SignInCursor::from_json(value)?;
+            return Ok(SignInCursors(BTreeMap::from([(
+                EventType::InteractiveUser,
+                one,
+            )])));
+        }
+        let Some(Value::Object(map)) = value.get("event_types") else {
+            return Err(Error::invalid(
+                "/event_types",
+                "is required in a version 2 state: an object of cursors by event type",
+            ));
+        };
+        if let Some(k) = value
+            .as_object()
+            .and_then(|m| m.keys().find(|k| *k != "version" && *k != "event_types"))
+        {
+            return Err(Error::invalid(
+                format!("/{k}"),
+                "is not part of a pull_sign_ins state",
+            ));
+        }
+        let mut out = BTreeMap::new();
+        for (name, cursor) in map {
+            let t = EventType::parse(name).ok_or_else(|| {
+                Error::invalid(
+                    format!("/event_types/{name}"),
+                    "is not an event type (interactiveUser, nonInteractiveUser, \
+                     servicePrincipal, managedIdentity)",
+                )
+            })?;
+            let c = SignInCursor::from_json(cursor)
+                .map_err(|e| e.under(&format!("/event_types/{name}")))?;
+            out.insert(t, c);
+        }
+        Ok(SignInCursors(out))
+    }
+
+    pub fn to_json(&self) -> Value {
+        match self.0.iter().next() {
+            Some((EventType::InteractiveUser, c)) if self.0.len() == 1 => c.to_json(),
+            _ => serde_json::json!({
+                "version": MULTI_STATE_VERSION,
+                "event_types": self.0.iter().map(|(t, c)| (t.as_str().to_string(), c.to_json())).collect::<serde_json::Map<_, _>>(),
+            }),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -314,10 +427,30 @@ mod tests {
             .into_asset()
             .unwrap()
         };
-        let a = cursor_key(&asset("a"), None);
+        let key = |client: &str, filter: Option<&str>, t: EventType| {
+            let asset = asset(client);
+            cursor_key(
+                CursorOf::Pull {
+                    asset: &asset,
+                    filter,
+                },
+                t,
+            )
+        };
+        let i = EventType::InteractiveUser;
+        let a = key("a", None, i);
         assert!(a.starts_with("pull_sign_ins.cursor."), "{a}");
-        assert_eq!(a, cursor_key(&asset("a"), None));
-        assert_ne!(a, cursor_key(&asset("b"), None));
-        assert_ne!(a, cursor_key(&asset("a"), Some("status/errorCode ne 0")));
+        assert_eq!(a, key("a", None, i));
+        assert_ne!(a, key("b", None, i));
+        assert_ne!(a, key("a", Some("status/errorCode ne 0"), i));
+        // Each event type its own cursor; the interactive one keeps the key the first
+        // versions gave (sha256 of "url\ntoken url\nclient\nfilter", 12 bytes).
+        assert_ne!(a, key("a", None, EventType::NonInteractiveUser));
+        assert_eq!(a, "pull_sign_ins.cursor.319585183458674d43eae066");
+        assert_eq!(cursor_key(CursorOf::Sync, i), "ip_presence.sign_in_cursor");
+        assert_eq!(
+            cursor_key(CursorOf::Sync, EventType::ManagedIdentity),
+            "ip_presence.sign_in_cursor.managedIdentity"
+        );
     }
 }

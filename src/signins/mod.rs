@@ -6,6 +6,7 @@
 //! A cursor "since the last run" therefore drops late sign-ins, and a plain
 //! overlap repeats them. The module map:
 //!
+//! - [`event_type`]: which sign-ins (interactive on v1.0, the others on beta);
 //! - [`cursor`]: [`SignInCursor`], the state that avoids both, and where it is kept
 //!   between runs (the envelope's `state`, or the [`crate::state`] database);
 //! - [`filter`]: checking a caller's `$filter` before it is ANDed with the window;
@@ -95,15 +96,23 @@
 //! trusted is never silently replaced by a full re-pull.
 
 pub mod cursor;
+pub mod event_type;
 pub mod filter;
 mod pull;
 pub mod run;
 #[cfg(test)]
 mod tests;
 
-pub use cursor::{Backlog, KeptCursor, STATE_VERSION, SignInCursor, cursor_key, floor_second};
+pub use cursor::{
+    Backlog, CursorOf, KeptCursor, MULTI_STATE_VERSION, STATE_VERSION, SignInCursor, SignInCursors,
+    cursor_key, floor_second,
+};
+pub use event_type::EventType;
 pub use filter::check_user_filter;
-pub use pull::{PullOutcome, explain_forbidden, pull};
+pub use pull::{
+    LostSpan, PullEachOutcome, PullOutcome, RETENTION, explain_forbidden, pull, pull_each,
+    server_time,
+};
 pub use run::{
     MAX_TOP, PullOptions, PullRun, PullStats, SIGN_INS_PATH, Verdict, Window, WindowKind,
     record_key,

@@ -6,7 +6,9 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::cursor::{Backlog, SignInCursor, floor_second, minus};
+use super::event_type::EventType;
 use super::filter::has_top_level_or;
+use crate::asset::ApiVersion;
 use crate::error::{Error, ErrorKind, Result};
 use crate::graph::{ApiFamily, GraphPath, GraphRequest};
 
@@ -23,6 +25,8 @@ pub struct Window {
     pub until: Option<Timestamp>,
     /// `backlog` or `live`.
     pub kind: WindowKind,
+    /// The sign-ins it lists.
+    pub event_type: EventType,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -37,7 +41,11 @@ impl Window {
     /// `and` binds tighter than `or`, so the user's filter is parenthesised only when it
     /// has a top-level `or` (Graph takes the parentheses; the emulator takes no groups).
     pub fn filter(&self, user: Option<&str>) -> String {
-        let mut filter = format!("createdDateTime ge {}", self.from);
+        let mut filter = match self.event_type {
+            EventType::InteractiveUser => String::new(),
+            t => format!("signInEventTypes/any(t: t eq '{}') and ", t.as_str()),
+        };
+        filter.push_str(&format!("createdDateTime ge {}", self.from));
         if let Some(u) = self.until {
             filter.push_str(&format!(" and createdDateTime le {u}"));
         }
@@ -50,9 +58,13 @@ impl Window {
 
     /// The Graph request of this window.
     pub fn request(&self, user_filter: Option<&str>, top: u32) -> GraphRequest {
-        GraphRequest::get(GraphPath::new(SIGN_INS_PATH), ApiFamily::AuditLogs)
+        let request = GraphRequest::get(GraphPath::new(SIGN_INS_PATH), ApiFamily::AuditLogs)
             .query("$filter", self.filter(user_filter))
-            .query("$top", top.clamp(1, MAX_TOP).to_string())
+            .query("$top", top.clamp(1, MAX_TOP).to_string());
+        match self.event_type {
+            EventType::InteractiveUser => request,
+            _ => request.api_version(ApiVersion::Beta),
+        }
     }
 
     pub(super) fn contains(&self, t: Timestamp) -> bool {
@@ -135,6 +147,7 @@ pub struct PullStats {
 #[derive(Debug)]
 pub struct PullRun {
     cursor: SignInCursor,
+    event_type: EventType,
     lookback: SignedDuration,
     until: Option<Timestamp>,
     max_records: Option<u64>,
@@ -154,6 +167,7 @@ impl PullRun {
     pub fn new(cursor: SignInCursor, options: &PullOptions) -> Self {
         PullRun {
             cursor,
+            event_type: EventType::InteractiveUser,
             lookback: options.lookback,
             until: options.until.map(floor_second),
             max_records: options.max_records,
@@ -165,6 +179,12 @@ impl PullRun {
             tail: None,
             stats: PullStats::default(),
         }
+    }
+
+    /// The same run over sign-ins of `event_type` (default: interactive).
+    pub fn for_event_type(mut self, event_type: EventType) -> Self {
+        self.event_type = event_type;
+        self
     }
 
     fn full(&self) -> bool {
@@ -186,6 +206,7 @@ impl PullRun {
                     from: b.from,
                     until: Some(b.until),
                     kind: WindowKind::Backlog,
+                    event_type: self.event_type,
                 });
             }
         }
@@ -201,6 +222,7 @@ impl PullRun {
             from,
             until: self.until,
             kind: WindowKind::Live,
+            event_type: self.event_type,
         })
     }
 

@@ -87,6 +87,7 @@ fn window_filter_and_user_filter() {
         from: ts("2026-01-01T00:00:00Z"),
         until: Some(ts("2026-01-02T00:00:00Z")),
         kind: WindowKind::Live,
+        event_type: EventType::InteractiveUser,
     };
     assert_eq!(
         w.filter(Some("status/errorCode ne 0")),
@@ -110,6 +111,20 @@ fn window_filter_and_user_filter() {
     assert_eq!(r.path.as_str(), "auditLogs/signIns");
     assert_eq!(r.query[1], ("$top".to_string(), "1000".to_string()));
     assert_eq!(r.family, ApiFamily::AuditLogs);
+    assert_eq!(r.api_version, None);
+    // Other event types: beta, the lambda first, then the window and the user's filter.
+    let background = Window {
+        event_type: EventType::NonInteractiveUser,
+        ..open
+    };
+    assert_eq!(
+        background.filter(Some("appId eq 'a' or appId eq 'b'")),
+        "signInEventTypes/any(t: t eq 'nonInteractiveUser') and createdDateTime ge 2026-01-01T00:00:00Z and (appId eq 'a' or appId eq 'b')"
+    );
+    assert_eq!(
+        background.request(None, 10).api_version,
+        Some(crate::asset::ApiVersion::Beta)
+    );
 }
 
 #[test]

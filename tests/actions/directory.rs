@@ -432,3 +432,34 @@ fn get_user_photo_errors() {
     let out = emu.run("get_user_photo", json!({"id": MISSING_ID}));
     assert_graph_error(&out, 404, "Request_ResourceNotFound");
 }
+
+/// A saved next_link whose skip token expired (Graph: 400 Directory_ExpiredPageToken) is
+/// answered with an error that says to start over; a call without it reads every page.
+#[test]
+fn list_memberships_expired_next_link_says_start_over() {
+    let emu = EmulatorSetup::users(3000)
+        .configure(|c| c.skiptoken_ttl = std::time::Duration::from_secs(60))
+        .start();
+    let out = emu.run(
+        "list_memberships",
+        json!({"id": DELEGATED_USER, "max_items": 10}),
+    );
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let link = out.json()["json_body"]["@odata.nextLink"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    emu.advance_clock(std::time::Duration::from_secs(61));
+    let out = emu.run(
+        "list_memberships",
+        json!({"id": DELEGATED_USER, "next_link": link}),
+    );
+    assert_eq!(out.code, 4, "{}", out.stdout);
+    let err = &out.json()["error"];
+    assert_eq!(err["code"], "Directory_ExpiredPageToken");
+    let message = err["message"].as_str().unwrap();
+    assert!(
+        message.contains("start over") && message.contains("without next_link"),
+        "{message}"
+    );
+}

@@ -769,8 +769,11 @@ fn sync_across_runs_with_late_sign_ins_counts_nothing_twice() {
     let before = e.store_events();
     let db = msgraph_connector::state::StateDb::open(e.emu.state.path()).unwrap();
     let cursor = json!({"version": 1, "cursor": null, "window_start": at(-180).to_string(), "delivered": {}});
-    db.put(msgraph_connector::office::CURSOR_KEY, &cursor.to_string())
-        .unwrap();
+    let key = msgraph_connector::signins::cursor_key(
+        msgraph_connector::signins::CursorOf::Sync,
+        msgraph_connector::signins::EventType::InteractiveUser,
+    );
+    db.put(&key, &cursor.to_string()).unwrap();
     drop(db);
     let again = e.sync(json!({}));
     let c = &again["json_body"]["counts"];

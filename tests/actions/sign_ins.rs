@@ -597,3 +597,106 @@ fn a_held_lease_skips_cleanly_and_an_expired_one_is_taken_over() {
         .unwrap();
     assert_eq!(leases, 0, "released at the end of the run");
 }
+
+/// Non-interactive sign-ins come from beta with the event-type lambda, each event type
+/// from its own cursor; the default stays interactive (v1.0), with the state it always had.
+#[test]
+fn event_types_are_read_each_from_its_own_cursor() {
+    let e = start(true);
+    let users = &e.emu.tenant.users;
+    let mut background = emulator::sign_in(
+        users[1].id,
+        at(-300),
+        SignedDuration::from_secs(30),
+        "198.51.100.9",
+    );
+    background.is_interactive = false;
+    let interactive = e.sign_in(0, at(-200), 30);
+    e.emu
+        .add_sign_ins(vec![background.clone(), interactive.clone()]);
+    let since = at(-3600).to_string();
+
+    let (ids, v) = e.pull(json!({"since": since}), None);
+    assert_eq!(ids, [interactive.id.to_string()], "v1.0: interactive only");
+    assert_eq!(
+        v["state"]["version"], 1,
+        "the state of one event type is as before"
+    );
+
+    // The interactive cursor kept under --state-dir carries on; the new type starts at `since`.
+    let both = json!({"since": since, "event_types": ["interactiveUser", "nonInteractiveUser"]});
+    let (ids, v) = e.pull(both.clone(), None);
+    assert_eq!(ids, [background.id.to_string()]);
+    let state = v["state"].clone();
+    assert_eq!(state["version"], 2);
+    assert!(state["event_types"]["nonInteractiveUser"]["cursor"].is_string());
+    let windows = v["json_body"]["windows"].as_array().unwrap();
+    assert_eq!(windows[1]["event_type"], "nonInteractiveUser");
+    let log = e.sign_in_requests();
+    let beta = e
+        .emu
+        .request_log()
+        .family("signins")
+        .into_iter()
+        .filter(|r| r.path.starts_with("/beta/"))
+        .count();
+    assert_eq!(beta, 1, "{log:?}");
+    assert!(
+        log.iter().any(
+            |(_, q)| q.contains("signInEventTypes%2Fany") || q.contains("signInEventTypes/any")
+        ),
+        "{log:?}"
+    );
+    // The next run delivers nothing again, for either type.
+    let (ids, _) = e.pull(both, Some(&state));
+    assert!(ids.is_empty(), "{ids:?}");
+    // A version-1 state is the interactive cursor; the other starts from `since`.
+    let (ids, _) = e.pull(
+        json!({"since": since, "event_types": ["interactiveUser", "nonInteractiveUser"]}),
+        Some(&state["event_types"]["interactiveUser"]),
+    );
+    assert_eq!(ids, [background.id.to_string()]);
+}
+
+/// A state older than Graph keeps sign-ins (30 days; 90 for any filter) is clamped to
+/// Graph's horizon, measured on Graph's clock, and the span given up is reported: no
+/// endless 400, nothing silently dropped.
+#[test]
+fn a_state_older_than_retention_is_clamped_and_the_loss_reported() {
+    let e = start(true);
+    let fresh = e.sign_in(0, at(-100), 10);
+    e.emu.add_sign_ins(vec![fresh.clone()]);
+    let old = at(-100 * 24 * 3600);
+    let state = json!({"version": 1, "cursor": old.to_string(), "window_start": old.to_string(), "delivered": {}});
+    let (ids, v) = e.pull(json!({}), Some(&state));
+    assert_eq!(ids, [fresh.id.to_string()]);
+    let horizon = at(-30 * 24 * 3600).to_string();
+    assert_eq!(
+        v["json_body"]["lost_to_retention"],
+        json!({"from": old.to_string(), "until": horizon})
+    );
+    let statuses: Vec<u16> = e.sign_in_requests().iter().map(|r| r.0).collect();
+    assert_eq!(
+        statuses,
+        [400, 200, 200],
+        "refused, Graph's clock read, then the clamped run"
+    );
+    let window_start: Timestamp = v["state"]["window_start"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(window_start >= horizon.parse().unwrap(), "{window_start}");
+
+    // Within 90 days but past 30: no 400, the loss is still said.
+    let e = start(true);
+    let since = at(-40 * 24 * 3600);
+    let (_, v) = e.pull(json!({"since": since.to_string()}), None);
+    assert_eq!(
+        v["json_body"]["lost_to_retention"],
+        json!({"from": since.to_string(), "until": horizon})
+    );
+    // And the next run has nothing more to say.
+    let (_, v) = e.pull(json!({}), Some(&v["state"]));
+    assert!(v["json_body"].get("lost_to_retention").is_none(), "{v}");
+}

@@ -125,6 +125,10 @@ pub const T0: &str = "2026-03-02T08:00:00Z";
 /// How the emulator of one test is set up; [`EmulatorSetup::start`] runs it.
 pub struct EmulatorSetup {
     config: EmulatorConfig,
+    /// The day the tenant's generated sign-ins lie on: unless a test sets the clock, it
+    /// runs from the next day, so they are all visible and within the sign-in log's
+    /// retention, as on a real tenant read soon after.
+    data_day: jiff::civil::Date,
     /// Added to every asset [`Emulator::asset`] gives.
     asset_settings: Map<String, Value>,
 }
@@ -143,7 +147,10 @@ impl EmulatorSetup {
     /// A generated tenant, throttled at Microsoft's published limits (the emulator's
     /// default), on the real clock.
     pub fn generated(spec: GenerateSpec) -> EmulatorSetup {
-        EmulatorSetup::serving(Tenant::generate(&spec))
+        EmulatorSetup {
+            data_day: spec.day.unwrap_or(emulator::DEFAULT_DAY),
+            ..EmulatorSetup::serving(Tenant::generate(&spec))
+        }
     }
 
     /// A generated tenant of `users` users and no sign-ins (seed 7), throttling off.
@@ -160,6 +167,7 @@ impl EmulatorSetup {
     fn serving(tenant: Tenant) -> EmulatorSetup {
         EmulatorSetup {
             config: EmulatorConfig::new(tenant),
+            data_day: emulator::DEFAULT_DAY,
             asset_settings: Map::new(),
         }
     }
@@ -208,8 +216,20 @@ impl EmulatorSetup {
 
     pub fn start(self) -> Emulator {
         let tenant = self.config.tenant.clone();
+        let running_from = self.config.clock.is_none().then(|| {
+            self.data_day
+                .tomorrow()
+                .expect("a day")
+                .at(1, 0, 0, 0)
+                .to_zoned(jiff::tz::TimeZone::UTC)
+                .expect("a time")
+                .timestamp()
+        });
         let server = emulator::start_in_background("127.0.0.1:0".parse().unwrap(), self.config)
             .expect("the emulator starts");
+        if let Some(at) = running_from {
+            server.start_clock_at(at);
+        }
         Emulator {
             server,
             tenant,
@@ -358,6 +378,7 @@ pub fn sign_in(user: Uuid, created: Timestamp, late: SignedDuration, ip: &str) -
         error_code: 0,
         client_app_used: "Browser".into(),
         is_interactive: true,
+        sign_in_event_types: Vec::new(),
         city: None,
         country_or_region: None,
         operating_system: None,

@@ -675,6 +675,7 @@ impl Tenant {
                     error_code,
                     client_app_used: text(client),
                     is_interactive: client == "Browser" || rng.bool(),
+                    sign_in_event_types: Vec::new(),
                     city: Some(text(place_office.city)),
                     country_or_region: Some(text(place_office.country)),
                     operating_system: Some(text(os)),

@@ -58,6 +58,7 @@ mod running;
 mod server;
 mod state;
 mod tenant;
+mod tls;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -107,8 +108,15 @@ pub struct EmulatorConfig {
     pub refresh_token_reuse: bool,
     /// Refresh tokens unused this long are refused with AADSTS700082 (default 90 days).
     pub refresh_token_max_inactive: Duration,
-    /// How long a `$skiptoken` stays usable (default 1 hour).
+    /// How long a `$skiptoken` stays usable, on the virtual clock (default 1 hour);
+    /// later it is refused with 400 `Directory_ExpiredPageToken`.
     pub skiptoken_ttl: Duration,
+    /// Enforce the sign-in log's retention (30 days with P1/P2, 7 without) and the
+    /// 90-day limit of a `createdDateTime` filter, on the virtual clock (default true).
+    pub sign_in_retention: bool,
+    /// Serve HTTPS with a certificate made at start ([`RunningEmulator::ca_pem`] is its
+    /// authority); the base URL is then `https://`.
+    pub tls: bool,
 }
 
 impl EmulatorConfig {
@@ -123,6 +131,8 @@ impl EmulatorConfig {
             refresh_token_reuse: true,
             refresh_token_max_inactive: Duration::from_secs(90 * 24 * 3600),
             skiptoken_ttl: Duration::from_secs(3600),
+            sign_in_retention: true,
+            tls: false,
         }
     }
 }
@@ -162,11 +172,19 @@ pub async fn start(
             addr: listen,
             source,
         })?;
-    let shared = Arc::new(build_shared(addr, config)?);
+    let tls = config.tls.then(tls::generate).transpose()?;
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let mut shared = build_shared(addr, config)?;
+    shared.base_url = format!("{scheme}://{addr}");
+    let ca_pem = tls.as_ref().map(|t| t.ca_pem.clone());
+    let shared = Arc::new(shared);
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let app = server::router(shared.clone());
     let serve = axum::serve(
-        FaultListener(listener),
+        FaultListener {
+            tcp: listener,
+            tls: tls.map(|t| tokio_rustls::TlsAcceptor::from(t.server)),
+        },
         app.into_make_service_with_connect_info::<Conn>(),
     )
     .with_graceful_shutdown(async move {
@@ -177,10 +195,11 @@ pub async fn start(
             tracing::error!("emulator server: {e}");
         }
     });
-    tracing::info!("emulator listening on http://{addr}");
+    tracing::info!("emulator listening on {scheme}://{addr}");
     Ok(RunningEmulator {
         addr,
         shared,
+        ca_pem,
         stop: Some(stop),
         thread: None,
     })
@@ -212,7 +231,12 @@ pub fn start_in_background(
                     Ok(mut emu) => {
                         let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
                         let inner_stop = emu.stop.take();
-                        let _ = tx.send(Ok((emu.addr, emu.shared.clone(), stop_tx)));
+                        let _ = tx.send(Ok((
+                            emu.addr,
+                            emu.shared.clone(),
+                            emu.ca_pem.clone(),
+                            stop_tx,
+                        )));
                         let _ = stop_rx.await;
                         if let Some(s) = inner_stop {
                             let _ = s.send(());
@@ -228,12 +252,13 @@ pub fn start_in_background(
             rt.shutdown_timeout(Duration::from_secs(1));
         })
         .map_err(|e| EmulatorError::Config(format!("emulator thread: {e}")))?;
-    let (addr, shared, stop) = rx
+    let (addr, shared, ca_pem, stop) = rx
         .recv()
         .map_err(|_| EmulatorError::Config("emulator thread ended early".into()))??;
     Ok(RunningEmulator {
         addr,
         shared,
+        ca_pem,
         stop: Some(stop),
         thread: Some(thread),
     })
@@ -277,6 +302,7 @@ fn build_shared(addr: SocketAddr, config: EmulatorConfig) -> Result<Shared, Emul
             refresh_token_reuse: config.refresh_token_reuse,
             refresh_token_max_inactive: config.refresh_token_max_inactive,
             skiptoken_ttl: config.skiptoken_ttl,
+            sign_in_retention: config.sign_in_retention,
         },
         batches: Default::default(),
         scheduled_deletions: Default::default(),

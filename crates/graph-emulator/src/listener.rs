@@ -14,10 +14,35 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 
 /// Listener whose connections the fault layer can cut without answering.
-pub(crate) struct FaultListener(pub TcpListener);
+pub(crate) struct FaultListener {
+    pub tcp: TcpListener,
+    /// With `--tls`: each connection's handshake before it is served.
+    pub tls: Option<tokio_rustls::TlsAcceptor>,
+}
+
+/// A connection, plain or TLS.
+enum Inner {
+    Plain(TcpStream),
+    Tls(Box<tokio_rustls::server::TlsStream<TcpStream>>),
+}
+
+macro_rules! inner {
+    ($self:ident, $s:ident => $e:expr) => {
+        match &mut $self.inner {
+            Inner::Plain($s) => {
+                let $s = Pin::new($s);
+                $e
+            }
+            Inner::Tls($s) => {
+                let $s = Pin::new($s.as_mut());
+                $e
+            }
+        }
+    };
+}
 
 pub(crate) struct FaultStream {
-    inner: TcpStream,
+    inner: Inner,
     kill: Arc<AtomicBool>,
 }
 
@@ -38,12 +63,31 @@ impl Listener for FaultListener {
 
     async fn accept(&mut self) -> (Self::Io, Self::Addr) {
         loop {
-            match self.0.accept().await {
+            match self.tcp.accept().await {
                 Ok((s, a)) => {
                     let _ = s.set_nodelay(true);
+                    let inner = match &self.tls {
+                        None => Inner::Plain(s),
+                        // A client that never finishes its handshake holds up the next
+                        // ones for at most this long (a test server, one client at a time).
+                        Some(tls) => {
+                            match tokio::time::timeout(Duration::from_secs(10), tls.accept(s)).await
+                            {
+                                Ok(Ok(t)) => Inner::Tls(Box::new(t)),
+                                Ok(Err(e)) => {
+                                    tracing::info!("emulator: TLS handshake with {a} failed: {e}");
+                                    continue;
+                                }
+                                Err(_) => {
+                                    tracing::info!("emulator: TLS handshake with {a} timed out");
+                                    continue;
+                                }
+                            }
+                        }
+                    };
                     return (
                         FaultStream {
-                            inner: s,
+                            inner,
                             kill: Arc::default(),
                         },
                         a,
@@ -58,7 +102,7 @@ impl Listener for FaultListener {
     }
 
     fn local_addr(&self) -> io::Result<Self::Addr> {
-        self.0.local_addr()
+        self.tcp.local_addr()
     }
 }
 
@@ -84,7 +128,7 @@ impl AsyncRead for FaultStream {
         if self.kill.load(Ordering::Relaxed) {
             return Poll::Ready(Err(killed()));
         }
-        Pin::new(&mut self.inner).poll_read(cx, buf)
+        inner!(self, s => s.poll_read(cx, buf))
     }
 }
 
@@ -97,7 +141,7 @@ impl AsyncWrite for FaultStream {
         if self.kill.load(Ordering::Relaxed) {
             return Poll::Ready(Err(killed()));
         }
-        Pin::new(&mut self.inner).poll_write(cx, buf)
+        inner!(self, s => s.poll_write(cx, buf))
     }
     fn poll_write_vectored(
         mut self: Pin<&mut Self>,
@@ -107,18 +151,21 @@ impl AsyncWrite for FaultStream {
         if self.kill.load(Ordering::Relaxed) {
             return Poll::Ready(Err(killed()));
         }
-        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+        inner!(self, s => s.poll_write_vectored(cx, bufs))
     }
     fn is_write_vectored(&self) -> bool {
-        self.inner.is_write_vectored()
+        match &self.inner {
+            Inner::Plain(s) => s.is_write_vectored(),
+            Inner::Tls(s) => s.is_write_vectored(),
+        }
     }
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         if self.kill.load(Ordering::Relaxed) {
             return Poll::Ready(Err(killed()));
         }
-        Pin::new(&mut self.inner).poll_flush(cx)
+        inner!(self, s => s.poll_flush(cx))
     }
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_shutdown(cx)
+        inner!(self, s => s.poll_shutdown(cx))
     }
 }

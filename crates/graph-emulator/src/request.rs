@@ -100,6 +100,8 @@ impl Ctx {
 pub(crate) struct GraphTarget {
     pub segments: Vec<String>,
     pub query: Query,
+    /// Addressed to `/beta` rather than `/v1.0` (the sign-in log differs between them).
+    pub beta: bool,
 }
 
 impl GraphTarget {
@@ -110,6 +112,10 @@ impl GraphTarget {
         Ok(GraphTarget {
             segments: odata::split_path(rest)?,
             query: Query::parse(uri.query()),
+            beta: uri
+                .path()
+                .get(..6)
+                .is_some_and(|p| p.eq_ignore_ascii_case("/beta/")),
         })
     }
 }

@@ -22,6 +22,8 @@ use crate::tenant::{SignIn, User};
 pub struct RunningEmulator {
     pub(crate) addr: SocketAddr,
     pub(crate) shared: Arc<Shared>,
+    /// With `tls`: the PEM of the certificate authority that signed the server's certificate.
+    pub(crate) ca_pem: Option<String>,
     /// Stops the server task.
     pub(crate) stop: Option<tokio::sync::oneshot::Sender<()>>,
     /// The server's own thread and runtime ([`crate::start_in_background`]).
@@ -34,7 +36,12 @@ impl RunningEmulator {
         self.addr
     }
 
-    /// `http://127.0.0.1:PORT`: both the Graph `url` and the `login_url`.
+    /// With `tls`: the PEM of the certificate authority clients must trust.
+    pub fn ca_pem(&self) -> Option<&str> {
+        self.ca_pem.as_deref()
+    }
+
+    /// `http://127.0.0.1:PORT` (`https://` with `tls`): both the Graph `url` and the `login_url`.
     pub fn base_url(&self) -> String {
         self.shared.base_url.clone()
     }
@@ -191,6 +198,11 @@ impl RunningEmulator {
     /// Freeze the virtual clock at `at`.
     pub fn set_clock(&self, at: Timestamp) {
         self.shared.clock.set(at);
+    }
+
+    /// Run the virtual clock at real speed from `at` (unlike [`Self::set_clock`], it moves).
+    pub fn start_clock_at(&self, at: Timestamp) {
+        self.shared.clock.start_at(at);
     }
 
     /// Move the virtual clock forward (frozen or not).

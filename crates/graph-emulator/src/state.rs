@@ -36,6 +36,12 @@ impl Clock {
         let by = SignedDuration::try_from(by).unwrap_or(SignedDuration::MAX);
         s.1 = s.1.saturating_add(by);
     }
+    /// Run at real speed from `at` (now is `at` at this instant).
+    pub fn start_at(&self, at: Timestamp) {
+        let offset = at.duration_since(Timestamp::now());
+        *self.state.lock().expect("clock lock") = (None, offset);
+    }
+
     pub fn real(&self) {
         *self.state.lock().expect("clock lock") = (None, SignedDuration::ZERO);
     }
@@ -150,6 +156,7 @@ pub(crate) struct Settings {
     pub refresh_token_reuse: bool,
     pub refresh_token_max_inactive: Duration,
     pub skiptoken_ttl: Duration,
+    pub sign_in_retention: bool,
 }
 
 /// Everything the routes share.

@@ -378,6 +378,11 @@ pub struct SignIn {
     pub client_app_used: Text,
     #[serde(default = "yes")]
     pub is_interactive: bool,
+    /// Graph's `signInEventTypes` (beta): `interactiveUser`, `nonInteractiveUser`,
+    /// `servicePrincipal`, `managedIdentity`. Absent: `interactiveUser` when
+    /// `isInteractive`, else `nonInteractiveUser`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sign_in_event_types: Vec<Text>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub city: Option<Text>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -396,6 +401,27 @@ impl SignIn {
     /// When this record becomes visible in the sign-in log.
     pub fn visible_at(&self) -> Timestamp {
         self.visible_at.unwrap_or(self.created_date_time)
+    }
+
+    /// The event types of this record (see `sign_in_event_types`).
+    pub fn event_types(&self) -> Vec<&str> {
+        if self.sign_in_event_types.is_empty() {
+            vec![if self.is_interactive {
+                "interactiveUser"
+            } else {
+                "nonInteractiveUser"
+            }]
+        } else {
+            self.sign_in_event_types
+                .iter()
+                .map(|t| t.as_ref())
+                .collect()
+        }
+    }
+
+    /// Whether `v1.0`, which lists interactive sign-ins only, shows this record.
+    pub fn is_interactive_user(&self) -> bool {
+        self.event_types().contains(&"interactiveUser")
     }
 }
 

@@ -6,12 +6,15 @@
 //! - [`token`]: the Entra ID token endpoint.
 //! - [`identity`]: Identity Protection's risky users and `revokeSignInSessions`
 //!   (and `signInActivity`, which [`users`] asks it for).
+//! - [`token`]: the Entra ID token endpoint; [`discovery`]: the OpenID configuration,
+//!   its key set and instance discovery that client libraries read first.
 //! - [`organization`], [`presence`], [`users`] (and `/me`), [`photo`], [`member_of`],
 //!   [`sign_ins`]: the Graph resources, `/v1.0` and `/beta` alike.
 //! - [`common`] and [`paging`]: what the resource routes share. Resource routes never
 //!   use each other.
 
 mod common;
+mod discovery;
 mod identity;
 mod member_of;
 mod organization;
@@ -60,6 +63,11 @@ pub(crate) async fn serve(State(shared): State<Arc<Shared>>, req: Request) -> Re
         }
         Family::Unknown => {
             let path = parts.uri.path();
+            if parts.method == Method::GET
+                && let Some(r) = discovery::discovery(&shared, path, parts.uri.query())
+            {
+                return r;
+            }
             tracing::warn!(method = %parts.method, path = %path, "emulator: request for a route it does not serve");
             if path.starts_with("/v1.0/") || path.starts_with("/beta/") {
                 // A Graph resource the emulator does not serve: Graph's 400.
@@ -111,7 +119,7 @@ fn graph(
         }
         ["communications", "getpresencesbyuserid"] => Err(GraphError::method_not_allowed()),
         ["auditlogs", "signins"] if get => {
-            sign_ins::sign_ins(shared, ctx, caller, parts.uri.path(), query)
+            sign_ins::sign_ins(shared, ctx, caller, parts.uri.path(), query, target.beta)
         }
         ["auditlogs", "signins", _] if get => sign_ins::sign_in_by_id(shared, ctx, caller, seg[2]),
         ["me"] if get => users::me(shared, caller, query),

@@ -6,7 +6,6 @@
 use axum::http::StatusCode;
 use axum::http::request::Parts;
 use axum::response::Response;
-use jiff::Timestamp;
 use serde_json::{Map, Value, json};
 
 use super::common::json_response;
@@ -70,7 +69,8 @@ pub(crate) fn open_page_token(
     scope: &str,
     tok: &str,
 ) -> Result<Value, GraphError> {
-    shared.pages.open(scope, tok).map_err(|e| match e {
+    let now = shared.clock.now().as_second();
+    shared.pages.open(scope, tok, now).map_err(|e| match e {
         PageTokenError::Expired => GraphError::new(
             StatusCode::BAD_REQUEST,
             "Directory_ExpiredPageToken",
@@ -124,7 +124,9 @@ impl ListPage {
     }
 }
 
-/// Unix second a new `$skiptoken` stops being accepted (real time).
+/// Unix second a new `$skiptoken` stops being accepted, on the virtual clock. Graph
+/// documents no lifetime for directory skip tokens, only that they expire
+/// (`Directory_ExpiredPageToken`); the emulator's is `skiptoken_ttl`.
 pub(crate) fn expiry(shared: &Shared) -> i64 {
-    Timestamp::now().as_second() + shared.settings.skiptoken_ttl.as_secs() as i64
+    shared.clock.now().as_second() + shared.settings.skiptoken_ttl.as_secs() as i64
 }

@@ -3,6 +3,24 @@
 //! directory read permission) and a premium tenant; a record is served only once it
 //! is visible (`visible_at`, on the virtual clock).
 //!
+//! Event types: `v1.0` lists interactive user sign-ins only; `beta` lists the others
+//! when asked with `$filter=signInEventTypes/any(t: t eq 'nonInteractiveUser')` (and
+//! `servicePrincipal`, `managedIdentity`), and interactive ones without that filter.
+//! Sources: the v1.0 signIn resource ("interactive sign-ins ... and successful federated
+//! sign-ins", https://learn.microsoft.com/graph/api/resources/signin?view=graph-rest-1.0),
+//! the beta List signIns examples filtering on `signInEventTypes/any(...)`
+//! (https://learn.microsoft.com/graph/api/signin-list?view=graph-rest-beta), and users
+//! getting 400 `BadRequest` "Invalid filter clause" for that filter on v1.0
+//! (https://github.com/MicrosoftDocs/SupportArticles-docs/issues/668,
+//! https://github.com/microsoftgraph/msgraph-sdk-powershell/issues/956).
+//!
+//! Retention, on the virtual clock: a tenant keeps sign-ins 30 days with Entra ID P1/P2
+//! and 7 days without (https://learn.microsoft.com/entra/identity/monitoring-health/reference-reports-data-retention);
+//! older records are not served. A `createdDateTime` bound more than 90 days back is
+//! refused with 400 `BadRequest` "Invalid filter clause" (a "min date validation" of 90
+//! days, as Microsoft's engineer explains in
+//! https://github.com/microsoftgraph/microsoft-graph-docs/issues/5676).
+//!
 //! Paging: the first page fixes an "as of" visibility instant; every
 //! `$skiptoken` carries it together with the (createdDateTime, id) of the last
 //! record served. Later pages show records strictly older than that cursor and
@@ -60,6 +78,9 @@ struct SignInView<'a> {
     device_detail: DeviceView<'a>,
     location: LocationView<'a>,
     applied_conditional_access_policies: Vec<PolicyView>,
+    /// Beta only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    sign_in_event_types: Option<Vec<&'a str>>,
 }
 
 #[derive(Serialize)]
@@ -135,7 +156,7 @@ fn failure_reason(code: u32) -> (&'static str, Option<&'static str>) {
     }
 }
 
-fn sign_in_view<'a>(s: &'a SignIn, user: Option<&'a User>) -> SignInView<'a> {
+fn sign_in_view<'a>(s: &'a SignIn, user: Option<&'a User>, beta: bool) -> SignInView<'a> {
     let (reason, details) = failure_reason(s.error_code);
     let corr =
         Uuid::from_u128(s.id.as_u128().rotate_left(32) ^ 0x5a5a_0000_0000_4000_8000_0000_0000_5a5a);
@@ -188,6 +209,7 @@ fn sign_in_view<'a>(s: &'a SignIn, user: Option<&'a User>) -> SignInView<'a> {
                 longitude: 0.0,
             },
         },
+        sign_in_event_types: beta.then(|| s.event_types()),
         applied_conditional_access_policies: if s.error_code == 0 {
             Vec::new()
         } else {
@@ -205,6 +227,8 @@ fn sign_in_view<'a>(s: &'a SignIn, user: Option<&'a User>) -> SignInView<'a> {
 /// One parsed `$filter` clause for sign-ins.
 enum SignInClause {
     Created(&'static str, Timestamp),
+    /// `signInEventTypes/any(t: t eq 'a' or t eq 'b')` (beta only).
+    EventTypes(Vec<String>),
     ErrorCode(bool, u32),
     Interactive(bool),
     /// `field eq 'v'` (prefix false) or `startswith(field,'v')` (prefix true), case-insensitive.
@@ -244,12 +268,58 @@ fn sign_in_field<'a>(s: &'a SignIn, user: Option<&'a User>, field: &str) -> Cow<
     }
 }
 
-fn parse_sign_in_filter(filter: &str) -> Result<Vec<SignInClause>, GraphError> {
+/// Graph's answer to a filter it refuses outright (the event-type lambda on v1.0, a
+/// date beyond the 90-day limit): no reason given.
+fn invalid_filter_clause() -> GraphError {
+    GraphError::new(
+        StatusCode::BAD_REQUEST,
+        "BadRequest",
+        "Invalid filter clause",
+    )
+}
+
+/// The values of `x: x eq 'a' or x eq 'b'`, the inside of `signInEventTypes/any(...)`.
+fn event_type_values(inner: &[Tok]) -> Option<Vec<String>> {
+    let (var, rest) = match inner {
+        [Tok::Word(w), rest @ ..] if w.ends_with(':') && w.len() > 1 => {
+            (w.trim_end_matches(':').to_string(), rest.to_vec())
+        }
+        [Tok::Word(w), rest @ ..] => {
+            let (var, first) = w.split_once(':')?;
+            let mut r = vec![Tok::Word(first.to_string())];
+            r.extend_from_slice(rest);
+            (var.to_string(), r)
+        }
+        _ => return None,
+    };
+    let mut values = Vec::new();
+    for part in rest.split(|t| t.is_word("or")) {
+        match part {
+            [Tok::Word(v), op, Tok::Str(value)] if *v == var && op.is_word("eq") => {
+                values.push(value.clone())
+            }
+            _ => return None,
+        }
+    }
+    (!values.is_empty()).then_some(values)
+}
+
+fn parse_sign_in_filter(filter: &str, beta: bool) -> Result<Vec<SignInClause>, GraphError> {
     let bad = |m: &str| GraphError::bad_request(&format!("Invalid filter clause: {m}"));
     let toks = odata::tokenize(filter).map_err(|e| bad(&e))?;
     let mut out = Vec::new();
     for clause in odata::split_and(&toks).map_err(|e| bad(&e))? {
         let c = match clause {
+            [Tok::Word(f), Tok::LParen, inner @ .., Tok::RParen]
+                if f.eq_ignore_ascii_case("signInEventTypes/any") =>
+            {
+                if !beta {
+                    return Err(invalid_filter_clause());
+                }
+                SignInClause::EventTypes(event_type_values(inner).ok_or_else(|| {
+                    bad("signInEventTypes/any takes t: t eq 'nonInteractiveUser' (or ... or ...)")
+                })?)
+            }
             [Tok::Word(f), Tok::Word(op), value] if f.eq_ignore_ascii_case("createdDateTime") => {
                 let op = match op.to_ascii_lowercase().as_str() {
                     "ge" => "ge",
@@ -328,6 +398,15 @@ fn parse_sign_in_filter(filter: &str) -> Result<Vec<SignInClause>, GraphError> {
     Ok(out)
 }
 
+/// How long the tenant keeps sign-ins (see the module doc).
+fn retention(shared: &Shared) -> jiff::SignedDuration {
+    let premium = shared.dir.read().expect("dir lock").tenant.premium;
+    jiff::SignedDuration::from_hours(24 * if premium { 30 } else { 7 })
+}
+
+/// The oldest `createdDateTime` a filter may name (see the module doc).
+const FILTER_LIMIT: jiff::SignedDuration = jiff::SignedDuration::from_hours(24 * 90);
+
 fn sign_in_perms(shared: &Shared, caller: &Caller) -> Result<(), GraphError> {
     require(caller, &["AuditLog.Read.All"])?;
     let not_premium = || {
@@ -378,6 +457,7 @@ const SIGN_IN_PROPS: &[&str] = &[
     "deviceDetail",
     "location",
     "appliedConditionalAccessPolicies",
+    "signInEventTypes",
 ];
 
 fn sign_in_select(query: &Query) -> Result<Option<Vec<&'static str>>, GraphError> {
@@ -405,6 +485,7 @@ pub(crate) fn sign_ins(
     caller: &Caller,
     path: &str,
     query: &Query,
+    beta: bool,
 ) -> GResult {
     sign_in_perms(shared, caller)?;
     allow_options(
@@ -427,9 +508,31 @@ pub(crate) fn sign_ins(
     }
     let top = parse_top(query, MAX_SIGN_IN_PAGE, MAX_SIGN_IN_PAGE)?;
     let clauses = match query.get("$filter") {
-        Some(f) => parse_sign_in_filter(f)?,
+        Some(f) => parse_sign_in_filter(f, beta)?,
         None => Vec::new(),
     };
+    let retained_from = if shared.settings.sign_in_retention {
+        let oldest_bound = ctx.now.checked_sub(FILTER_LIMIT).unwrap_or(Timestamp::MIN);
+        if clauses
+            .iter()
+            .any(|c| matches!(c, SignInClause::Created(_, t) if *t < oldest_bound))
+        {
+            return Err(invalid_filter_clause());
+        }
+        ctx.now
+            .checked_sub(retention(shared))
+            .unwrap_or(Timestamp::MIN)
+    } else {
+        Timestamp::MIN
+    };
+    // Without the lambda, both versions list interactive sign-ins only.
+    let event_types: Vec<&str> = clauses
+        .iter()
+        .find_map(|c| match c {
+            SignInClause::EventTypes(v) => Some(v.iter().map(String::as_str).collect()),
+            _ => None,
+        })
+        .unwrap_or_else(|| vec!["interactiveUser"]);
     let scope = format!(
         "signins|{}|{}|{top}",
         query.get("$filter").unwrap_or(""),
@@ -452,7 +555,7 @@ pub(crate) fn sign_ins(
     };
     let dir = shared.dir.read().expect("dir lock");
     let all = &dir.sign_ins;
-    let mut lo = 0usize;
+    let mut lo = all.partition_point(|s| s.created_date_time < retained_from);
     let mut hi = all.len();
     for c in &clauses {
         if let SignInClause::Created(op, t) = c {
@@ -476,8 +579,9 @@ pub(crate) fn sign_ins(
     let user_of = |s: &SignIn| dir.by_id.get(&s.user_id).map(|i| &users[*i]);
     let matches = |s: &SignIn| {
         s.visible_at() <= as_of
+            && s.event_types().iter().any(|t| event_types.contains(t))
             && clauses.iter().all(|c| match c {
-                SignInClause::Created(..) => true,
+                SignInClause::Created(..) | SignInClause::EventTypes(_) => true,
                 SignInClause::ErrorCode(eq, code) => (s.error_code == *code) == *eq,
                 SignInClause::Interactive(b) => s.is_interactive == *b,
                 SignInClause::Text {
@@ -533,7 +637,7 @@ pub(crate) fn sign_ins(
         if n > 0 {
             out.push(b',');
         }
-        let view = sign_in_view(s, user_of(s));
+        let view = sign_in_view(s, user_of(s), beta);
         match &select {
             None => {
                 let _ = serde_json::to_writer(&mut out, &view);
@@ -566,7 +670,7 @@ pub(crate) fn sign_in_by_id(shared: &Shared, ctx: &Ctx, caller: &Caller, key: &s
         .find(|s| s.id == id && s.visible_at() <= ctx.now)
         .ok_or_else(|| GraphError::not_found(key))?;
     let user = dir.by_id.get(&s.user_id).map(|i| &dir.tenant.users[*i]);
-    let mut v = serde_json::to_value(sign_in_view(s, user)).unwrap_or_default();
+    let mut v = serde_json::to_value(sign_in_view(s, user, false)).unwrap_or_default();
     v["@odata.context"] = json!(context(shared, "auditLogs/signIns/$entity"));
     Ok(json_response(&v))
 }

@@ -63,6 +63,9 @@ pub struct T {
 pub async fn start_with(tenant: Tenant, tweak: impl FnOnce(&mut EmulatorConfig)) -> T {
     let mut config = EmulatorConfig::new(tenant);
     config.throttle = ThrottleConfig::off();
+    // The fixture's sign-ins lie on a fixed day in 2025 and most tests run on the real
+    // clock; the retention tests switch it back on.
+    config.sign_in_retention = false;
     tweak(&mut config);
     let emu = emulator::start("127.0.0.1:0".parse().unwrap(), config)
         .await

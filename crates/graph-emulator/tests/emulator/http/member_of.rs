@@ -176,3 +176,34 @@ async fn member_of_advanced_queries_need_consistency_level_and_count() {
     let (s, b) = json_of(t.get(&reader, &base).await).await;
     assert_graph_error(s, &b, 403, "Authorization_RequestDenied");
 }
+
+/// Skip tokens expire after `skiptoken_ttl` on the virtual clock, with Graph's
+/// 400 `Directory_ExpiredPageToken`.
+#[tokio::test]
+async fn member_of_skip_tokens_expire_on_the_virtual_clock() {
+    let tenant = small_generated();
+    let megan = tenant.users[0].id;
+    let t = crate::support::start_with(tenant, |c| {
+        c.skiptoken_ttl = std::time::Duration::from_secs(120);
+        c.clock = Some("2026-03-02T08:00:00Z".parse().unwrap());
+    })
+    .await;
+    let token = t
+        .app_token((emulator::FULL_APP_CLIENT_ID, emulator::FULL_APP_SECRET))
+        .await;
+    let (_, b) = json_of(
+        t.get(&token, &format!("/v1.0/users/{megan}/memberOf?$top=5"))
+            .await,
+    )
+    .await;
+    let link = b["@odata.nextLink"].as_str().unwrap().to_string();
+    let follow = || async {
+        let r = t.http.get(&link).bearer_auth(&token).send().await.unwrap();
+        json_of(r).await
+    };
+    t.emu.advance_clock(std::time::Duration::from_secs(120));
+    assert_eq!(follow().await.0, 200, "usable up to its lifetime");
+    t.emu.advance_clock(std::time::Duration::from_secs(1));
+    let (s, b) = follow().await;
+    assert_graph_error(s, &b, 400, "Directory_ExpiredPageToken");
+}

@@ -8,7 +8,9 @@ use graph_emulator as emulator;
 use jiff::Timestamp;
 use uuid::Uuid;
 
-use crate::support::{FULL, READER, assert_graph_error, fixture, json_of, small_generated, start};
+use crate::support::{
+    FULL, READER, assert_graph_error, fixture, json_of, small_generated, start, start_with,
+};
 
 #[tokio::test]
 async fn sign_ins_newest_first_filters_top_and_permissions() {
@@ -173,7 +175,14 @@ async fn late_sign_ins_appear_with_the_virtual_clock() {
 #[tokio::test]
 async fn sign_in_paging_is_complete_and_a_stable_snapshot() {
     let tenant = small_generated();
-    let records = tenant.sign_ins.clone();
+    // v1.0 lists the interactive ones (the generated tenant has others too).
+    let records: Vec<_> = tenant
+        .sign_ins
+        .iter()
+        .filter(|s| s.is_interactive_user())
+        .cloned()
+        .collect();
+    assert!(records.len() < tenant.sign_ins.len());
     let t = start(tenant).await;
     let token = t
         .app_token((emulator::FULL_APP_CLIENT_ID, emulator::FULL_APP_SECRET))
@@ -231,4 +240,96 @@ async fn sign_in_paging_is_complete_and_a_stable_snapshot() {
         .collect();
     assert!(!want.is_empty());
     assert_eq!(got, want);
+}
+
+/// v1.0 lists interactive sign-ins only and refuses the event-type lambda as Graph does
+/// (400 "Invalid filter clause"); beta lists the others with it.
+#[tokio::test]
+async fn event_types_v1_is_interactive_only_beta_takes_the_lambda() {
+    let mut tenant = fixture();
+    let n = tenant.sign_ins.len();
+    tenant.sign_ins[0].is_interactive = false;
+    tenant.sign_ins[1].sign_in_event_types = vec!["servicePrincipal".into()];
+    let (background, app) = (tenant.sign_ins[0].id, tenant.sign_ins[1].id);
+    let t = start(tenant).await;
+    let token = t.app_token(FULL).await;
+    let ids = |b: &serde_json::Value| -> HashSet<String> {
+        b["value"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v["id"].as_str().unwrap().to_string())
+            .collect()
+    };
+    for version in ["v1.0", "beta"] {
+        let (s, b) = json_of(
+            t.get(&token, &format!("/{version}/auditLogs/signIns"))
+                .await,
+        )
+        .await;
+        assert_eq!(s, 200, "{b}");
+        let got = ids(&b);
+        assert_eq!(got.len(), n - 2, "{version}: interactive only");
+        assert!(!got.contains(&background.to_string()));
+    }
+    let lambda = url_encode(
+        "signInEventTypes/any(t: t eq 'nonInteractiveUser') and createdDateTime ge 2025-06-01T00:00:00Z",
+    );
+    let (s, b) = json_of(
+        t.get(&token, &format!("/v1.0/auditLogs/signIns?$filter={lambda}"))
+            .await,
+    )
+    .await;
+    assert_graph_error(s, &b, 400, "BadRequest");
+    assert_eq!(b["error"]["message"], "Invalid filter clause");
+    let (s, b) = json_of(
+        t.get(&token, &format!("/beta/auditLogs/signIns?$filter={lambda}"))
+            .await,
+    )
+    .await;
+    assert_eq!(s, 200, "{b}");
+    assert_eq!(ids(&b), HashSet::from([background.to_string()]));
+    assert_eq!(
+        b["value"][0]["signInEventTypes"],
+        serde_json::json!(["nonInteractiveUser"])
+    );
+    let both =
+        url_encode("signInEventTypes/any(x:x eq 'servicePrincipal' or x eq 'nonInteractiveUser')");
+    let (s, b) = json_of(
+        t.get(&token, &format!("/beta/auditLogs/signIns?$filter={both}"))
+            .await,
+    )
+    .await;
+    assert_eq!(s, 200, "{b}");
+    assert_eq!(
+        ids(&b),
+        HashSet::from([background.to_string(), app.to_string()])
+    );
+}
+
+/// Retention on the virtual clock: 30 days with P1/P2 (older records are gone), and no
+/// `createdDateTime` bound more than 90 days back (400 "Invalid filter clause").
+/// `Date` tells the virtual time.
+#[tokio::test]
+async fn retention_and_the_90_day_limit_on_the_virtual_clock() {
+    let t = start_with(fixture(), |c| c.sign_in_retention = true).await;
+    let q = |f: &str| format!("/v1.0/auditLogs/signIns?$filter={}", url_encode(f));
+    let since = "createdDateTime ge 2025-06-01T00:00:00Z";
+    t.emu.set_clock("2025-06-20T00:00:00Z".parse().unwrap());
+    let token = t.app_token(FULL).await;
+    let r = t.get(&token, &q(since)).await;
+    assert_eq!(r.headers()["date"], "Fri, 20 Jun 2025 00:00:00 GMT");
+    let (s, b) = json_of(r).await;
+    assert_eq!((s, b["value"].as_array().unwrap().len()), (200, 4), "{b}");
+    // 31 days on: the records of 2025-06-02 are past retention.
+    t.emu.set_clock("2025-07-03T12:00:00Z".parse().unwrap());
+    let token = t.app_token(FULL).await;
+    let (s, b) = json_of(t.get(&token, &q(since)).await).await;
+    assert_eq!((s, b["value"].as_array().unwrap().len()), (200, 0), "{b}");
+    // 91 days on: the filter itself is refused.
+    t.emu.set_clock("2025-08-31T00:00:00Z".parse().unwrap());
+    let token = t.app_token(FULL).await;
+    let (s, b) = json_of(t.get(&token, &q(since)).await).await;
+    assert_graph_error(s, &b, 400, "BadRequest");
+    assert_eq!(b["error"]["message"], "Invalid filter clause");
 }

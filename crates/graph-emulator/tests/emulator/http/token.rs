@@ -446,3 +446,54 @@ async fn assets_point_at_the_emulator_and_work() {
     }
     assert!(t.emu.asset_json("kerberos").is_err());
 }
+
+/// `tls`: HTTPS under a CA made at start, and the discovery documents Microsoft's
+/// libraries read before a token: the OpenID configuration, its key set, instance
+/// discovery; an unknown tenant is AADSTS90002.
+#[tokio::test]
+async fn tls_and_discovery_documents() {
+    let t = crate::support::start_with(crate::support::fixture(), |c| c.tls = true).await;
+    let base = t.emu.base_url();
+    assert!(base.starts_with("https://127.0.0.1:"), "{base}");
+    let ca = reqwest::Certificate::from_pem(t.emu.ca_pem().unwrap().as_bytes()).unwrap();
+    let http = reqwest::Client::builder()
+        .tls_certs_only([ca])
+        .build()
+        .unwrap();
+    let get = |path: String| {
+        let http = http.clone();
+        async move {
+            let r = http.get(path).send().await.unwrap();
+            let status = r.status().as_u16();
+            (status, r.json::<serde_json::Value>().await.unwrap())
+        }
+    };
+    let tenant = t.emu.tenant_id();
+    let (s, oidc) = get(format!(
+        "{base}/{tenant}/v2.0/.well-known/openid-configuration"
+    ))
+    .await;
+    assert_eq!(s, 200, "{oidc}");
+    assert_eq!(oidc["token_endpoint"], t.emu.token_url());
+    assert_eq!(oidc["issuer"], format!("{base}/{tenant}/v2.0"));
+    let (s, keys) = get(oidc["jwks_uri"].as_str().unwrap().to_string()).await;
+    assert_eq!((s, keys), (200, serde_json::json!({"keys": []})));
+    let authorize = format!("{base}/{tenant}/oauth2/v2.0/authorize");
+    let (s, instance) = get(format!(
+        "{base}/common/discovery/instance?api-version=1.0&authorization_endpoint={authorize}"
+    ))
+    .await;
+    assert_eq!(s, 200);
+    assert_eq!(
+        instance["tenant_discovery_endpoint"],
+        format!("{base}/{tenant}/v2.0/.well-known/openid-configuration")
+    );
+    let (s, b) = get(format!(
+        "{base}/nosuchtenant/v2.0/.well-known/openid-configuration"
+    ))
+    .await;
+    assert_eq!(s, 400);
+    assert_eq!(b["error_codes"][0], 90002);
+    // Without the CA, no client gets through.
+    assert!(reqwest::Client::new().get(&base).send().await.is_err());
+}
