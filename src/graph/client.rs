@@ -488,6 +488,38 @@ fn encode_query(raw: &str, key: bool) -> String {
     out
 }
 
+/// `verify_ssl: false` is a warning the first time an asset runs with a state dir, and a
+/// debug line after that (issue 19, item 11: a warning on every run of a scheduled job
+/// is noise that hides new warnings). The marker in `tokens/` is named by the keyed
+/// fingerprint of the asset's endpoints and client id, so it says nothing of them;
+/// without a state dir (or a writable one) every run warns.
+fn warn_unverified_tls(asset: &Asset, state_dir: Option<&std::path::Path>) {
+    const WARNING: &str = "verify_ssl is false: TLS certificates are NOT verified; anyone on the network path can read the token";
+    let first = state_dir.is_none_or(|dir| {
+        let Ok(key) = crate::auth::cache::CredentialKey::open(dir) else {
+            return true;
+        };
+        let name = key.fingerprint(&[
+            asset.graph_url.as_str().as_bytes(),
+            asset.token_url.as_str().as_bytes(),
+            asset.client_id.as_bytes(),
+        ]);
+        let marker =
+            crate::auth::cache::tokens_dir(dir).join(format!("tls-unverified.{}", &name[..32]));
+        let mut open = std::fs::OpenOptions::new();
+        open.write(true).create_new(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut open, 0o600);
+        // Only the run that makes the marker warns; any failure to make it warns too.
+        !matches!(open.open(&marker), Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists)
+    });
+    if first {
+        tracing::warn!("{WARNING} (said once per asset and state dir)");
+    } else {
+        tracing::debug!("{WARNING}");
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -518,37 +550,5 @@ mod tests {
         assert_eq!(e.details[0].path, "", "relative to the request");
         let r = GraphRequest::get(GraphPath::user(".."), ApiFamily::Directory);
         assert_eq!(c.url_for(&r).unwrap().path(), "/v1.0/users('..')");
-    }
-}
-
-/// `verify_ssl: false` is a warning the first time an asset runs with a state dir, and a
-/// debug line after that (issue 19, item 11: a warning on every run of a scheduled job
-/// is noise that hides new warnings). The marker in `tokens/` is named by the keyed
-/// fingerprint of the asset's endpoints and client id, so it says nothing of them;
-/// without a state dir (or a writable one) every run warns.
-fn warn_unverified_tls(asset: &Asset, state_dir: Option<&std::path::Path>) {
-    const WARNING: &str = "verify_ssl is false: TLS certificates are NOT verified; anyone on the network path can read the token";
-    let first = state_dir.is_none_or(|dir| {
-        let Ok(key) = crate::auth::cache::CredentialKey::open(dir) else {
-            return true;
-        };
-        let name = key.fingerprint(&[
-            asset.graph_url.as_str().as_bytes(),
-            asset.token_url.as_str().as_bytes(),
-            asset.client_id.as_bytes(),
-        ]);
-        let marker =
-            crate::auth::cache::tokens_dir(dir).join(format!("tls-unverified.{}", &name[..32]));
-        let mut open = std::fs::OpenOptions::new();
-        open.write(true).create_new(true);
-        #[cfg(unix)]
-        std::os::unix::fs::OpenOptionsExt::mode(&mut open, 0o600);
-        // Only the run that makes the marker warns; any failure to make it warns too.
-        !matches!(open.open(&marker), Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists)
-    });
-    if first {
-        tracing::warn!("{WARNING} (said once per asset and state dir)");
-    } else {
-        tracing::debug!("{WARNING}");
     }
 }
