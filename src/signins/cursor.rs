@@ -293,10 +293,13 @@ pub fn cursor_key(of: CursorOf<'_>, event_type: EventType) -> String {
         }
         CursorOf::Pull { asset, filter } => (asset, filter),
     };
+    // The token URL as versions before issue 11 spelt it (they appended a `/`; it is
+    // now used exactly as given), so that cursors kept by those versions keep their keys.
+    let token_url = asset.token_url.as_str();
+    let slash = if token_url.ends_with('/') { "" } else { "/" };
     let mut key = format!(
-        "{}\n{}\n{}\n{}",
+        "{}\n{token_url}{slash}\n{}\n{}",
         asset.graph_url,
-        asset.token_url,
         asset.client_id,
         filter.unwrap_or("")
     );

@@ -193,7 +193,9 @@ ACTIONS = {
             "config_path": "string",
             "late_window_days": "integer",
             "now": "string",
+            "output_path": "string",
             "ranges": "json",
+            "replay": "boolean",
             "settings": "json",
             "sign_ins": "json",
             "sign_ins_path": "string",
@@ -276,6 +278,7 @@ ACTIONS = {
     "pull_sign_ins": {
         "incremental": True,
         "inputs": {
+            "event_types": "array:string",
             "filter": "string",
             "lease_wait_seconds": "integer",
             "lookback_minutes": "integer",
@@ -314,6 +317,7 @@ ACTIONS = {
         "incremental": False,
         "inputs": {
             "config_path": "string",
+            "event_types": "array:string",
             "late_window_days": "integer",
             "lease_wait_seconds": "integer",
             "lookback_minutes": "integer",
