@@ -441,15 +441,30 @@ fn serve_emulator(args: EmulatorArgs) -> Result<()> {
         self as emulator, EmulatorConfig, FaultPlan, GenerateSpec, Tenant, ThrottleConfig,
     };
     let bad = |flag: &str, e: String| Error::invalid("", format!("--{flag}: {e}"));
-    let tenant = match (&args.tenant, &args.generate) {
-        (Some(path), _) => Tenant::load(path).map_err(|e| bad("tenant", e.to_string()))?,
-        (None, Some(spec)) => Tenant::generate(
-            &spec
-                .parse::<GenerateSpec>()
+    let spec = match (&args.tenant, &args.generate) {
+        (Some(_), _) => None,
+        (None, Some(spec)) => Some(
+            spec.parse::<GenerateSpec>()
                 .map_err(|e| bad("generate", e))?,
         ),
-        (None, None) => Tenant::generate(&GenerateSpec::default()),
+        (None, None) => Some(GenerateSpec::default()),
     };
+    let tenant = match (&args.tenant, &spec) {
+        (Some(path), _) => Tenant::load(path).map_err(|e| bad("tenant", e.to_string()))?,
+        (None, Some(spec)) => Tenant::generate(spec),
+        (None, None) => unreachable!("a spec whenever no fixture is given"),
+    };
+    // A generated tenant's sign-ins lie on one day: when that day is past, the clock runs
+    // from the next morning, as if the tenant were read soon after, so they are inside
+    // the sign-in log's retention (30 days) rather than long gone.
+    let data_day = spec
+        .as_ref()
+        .map(|s| s.day.unwrap_or(emulator::DEFAULT_DAY));
+    let running_from = data_day
+        .filter(|day| *day < jiff::Zoned::now().date())
+        .and_then(|day| day.tomorrow().ok())
+        .and_then(|day| day.at(1, 0, 0, 0).to_zoned(jiff::tz::TimeZone::UTC).ok())
+        .map(|at| at.timestamp());
     let mut config = EmulatorConfig::new(tenant);
     config.token_lifetime = std::time::Duration::from_secs(args.token_lifetime.max(1));
     config.request_log_path = args.request_log;
@@ -469,6 +484,9 @@ fn serve_emulator(args: EmulatorArgs) -> Result<()> {
         let running = emulator::start(args.listen, config)
             .await
             .map_err(|e| Error::invalid("", e.to_string()))?;
+        if let Some(at) = running_from {
+            running.start_clock_at(at);
+        }
         let mut line = match &args.print_asset {
             Some(kind) => running
                 .asset_json(kind)
