@@ -275,6 +275,7 @@ pub async fn run_async(options: &DemoOptions) -> Result<DemoReport> {
         lookback: SignedDuration::from_mins(30),
         process: ProcessOptions::at(Timestamp::now()),
         progress: false,
+        report: Default::default(),
     };
     let office = Office::open(Some(dir), "demo")?;
     let (out, _) = office.sync(&graph, config.clone(), &sync_options).await?;

@@ -16,7 +16,8 @@
 //! - [`runner`] (envelope in, result out) and [`cli`] on top; [`check`] and
 //!   [`demo`] are commands beside `run`.
 //!
-//! [`error`], [`schema`] and [`owner_only`] (state kept private on disk) serve
+//! [`mcp`] serves the catalog as a Model Context Protocol server.
+//! [`error`], [`schema`], [`progress`] and [`owner_only`] (state kept private on disk) serve
 //! every layer. Lower layers report JSON
 //! pointers relative to what they were given; the runner and the action entry
 //! point place them in the envelope. The IP presence engine and the fake
@@ -34,8 +35,10 @@ pub mod graph;
 pub mod http;
 pub mod inputs;
 pub mod jsonl;
+pub mod mcp;
 pub mod office;
 pub mod runner;
+pub mod progress;
 pub mod schema;
 pub mod signins;
 pub mod state;

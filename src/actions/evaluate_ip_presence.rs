@@ -12,7 +12,7 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::{Action, ActionMeta, Context, Reply};
+use super::{Action, ActionMeta, LocalWrites, Context, Reply};
 use crate::error::{Error, Result};
 use crate::office::{self, ConfigInput, EvaluateReport, ProcessInput, SignInSource};
 
@@ -47,6 +47,7 @@ impl Action for EvaluateIpPresence {
         changes_data: false,
         needs_graph: false,
         incremental: true,
+        writes_local_state: LocalWrites::Nothing,
     };
 
     async fn run(ctx: &Context, input: Input) -> Result<Reply<EvaluateReport>> {

@@ -10,7 +10,7 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
-use super::{Action, ActionMeta, Context, Reply};
+use super::{Action, ActionMeta, LocalWrites, Context, Reply};
 use crate::error::{Detail, Error, Result};
 use crate::graph::{ApiFamily, GraphPath, GraphRequest};
 
@@ -44,6 +44,7 @@ impl Action for GetUser {
         changes_data: false,
         needs_graph: true,
         incremental: false,
+        writes_local_state: LocalWrites::Nothing,
     };
 
     async fn run(ctx: &Context, input: Input) -> Result<Reply<User>> {

@@ -23,10 +23,13 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::{Action, ActionMeta, Context, Reply};
+use super::{Action, ActionMeta, LocalWrites, Context, Reply};
 use crate::error::{Error, Result};
 use crate::inputs::parse_time;
 use crate::jsonl::{PartialFile, check_output_path};
+
+/// A progress step every this many sign-ins read (when the caller asked for progress).
+pub const PROGRESS_EVERY: u64 = 1000;
 use crate::signins::{self, KeptCursor, PullOptions, SignInCursor, Window, WindowKind};
 use crate::state::StateDb;
 
@@ -137,6 +140,7 @@ impl Action for PullSignIns {
         changes_data: false,
         needs_graph: true,
         incremental: true,
+        writes_local_state: LocalWrites::Advances,
     };
 
     async fn run(ctx: &Context, input: Input) -> Result<Reply<Output>> {
@@ -173,8 +177,14 @@ impl Action for PullSignIns {
             max_records: input.max_records,
             progress: std::io::stderr().is_terminal(),
         };
+        let mut read = 0u64;
         let pulled =
-            signins::pull(graph, cursor, filter, &options, |record| sink.push(record)).await;
+            signins::pull(graph, cursor, filter, &options, |record| {
+                read += 1;
+                ctx.progress.count(read, PROGRESS_EVERY, "sign-ins read");
+                sink.push(record)
+            })
+            .await;
         let outcome = match pulled {
             Ok(o) => o,
             Err(e) => {

@@ -8,7 +8,7 @@ use jiff::SignedDuration;
 use schemars::JsonSchema;
 use serde::Deserialize;
 
-use super::{Action, ActionMeta, Context, Reply};
+use super::{Action, ActionMeta, LocalWrites, Context, Reply};
 use crate::error::Result;
 use crate::inputs::parse_time;
 use crate::office::{ConfigInput, Office, ProcessInput, SyncOptions, SyncReport};
@@ -48,6 +48,7 @@ impl Action for SyncIpPresence {
         changes_data: false,
         needs_graph: true,
         incremental: false,
+        writes_local_state: LocalWrites::Advances,
     };
 
     async fn run(ctx: &Context, input: Input) -> Result<Reply<SyncReport>> {
@@ -61,6 +62,7 @@ impl Action for SyncIpPresence {
             lookback: SignedDuration::from_mins(i64::from(input.lookback_minutes)),
             process,
             progress: false,
+            report: ctx.progress.clone(),
         };
         let (body, headers) = office.sync(ctx.graph()?, config, &options).await?;
         Ok(Reply::ok(body).with_headers(headers))

@@ -24,7 +24,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::Value;
 
 use super::get_user::is_extension_property;
-use super::{Action, ActionMeta, Context, Reply};
+use super::{Action, ActionMeta, LocalWrites, Context, Reply};
 use crate::error::{Error, Result, pointer_token};
 use crate::graph::{ApiFamily, GraphPath, GraphRequest, Method};
 
@@ -321,6 +321,7 @@ impl Action for UpdateUser {
         changes_data: true,
         needs_graph: true,
         incremental: false,
+        writes_local_state: LocalWrites::Nothing,
     };
 
     async fn run(ctx: &Context, input: Input) -> Result<Reply<()>> {

@@ -24,6 +24,7 @@ use super::report::{CountsOut, DiscoveryOut, PresenceChanges, sign_in_of};
 use super::store::store_error;
 use crate::error::Result;
 use crate::graph::{GraphClient, ResponseHeaders};
+use crate::progress::Progress;
 use crate::signins::{self, KeptCursor, PullOptions, SignInCursor};
 use ip_presence::{PresenceBackend, PresenceConfig, PresenceEngine, ProcessOptions, SignIn};
 
@@ -38,6 +39,8 @@ pub struct SyncOptions {
     pub lookback: SignedDuration,
     pub process: ProcessOptions,
     pub progress: bool,
+    /// Steps for a caller that asked (MCP): sign-ins read, then the batch processed.
+    pub report: Progress,
 }
 
 /// What the pull read.
@@ -94,6 +97,7 @@ impl Office {
         };
         let mut batch: Vec<SignIn<'static>> = Vec::new();
         let outcome = signins::pull(graph, cursor, None, &pull_options, |record| {
+            options.report.count(batch.len() as u64 + 1, 1000, "sign-ins read");
             batch.push(match record.as_object() {
                 Some(r) => sign_in_of(r).into_owned(),
                 None => SignIn::default(),
@@ -101,6 +105,11 @@ impl Office {
             Ok(())
         })
         .await?;
+        options.report.report(
+            batch.len() as u64,
+            None,
+            &format!("{} sign-ins read; evaluating them", batch.len()),
+        );
         // One transaction; the cursor moves only once it is committed.
         let report = engine
             .process(&mut store, batch, &options.process)
