@@ -408,7 +408,11 @@ fn mcp(args: McpArgs, settings: &RunSettings) -> i32 {
     match crate::mcp::serve(options, settings) {
         Ok(()) => 0,
         Err(e) => {
-            eprintln!("msgraph-connector: {} error: {}", e.kind.as_str(), e.message);
+            eprintln!(
+                "msgraph-connector: {} error: {}",
+                e.kind.as_str(),
+                e.message
+            );
             e.exit_code()
         }
     }

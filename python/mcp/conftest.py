@@ -21,7 +21,7 @@ class Emulator:
     def __init__(self, tmp: Path):
         self.log = tmp / "requests.jsonl"
         self.proc = subprocess.Popen(
-            [binary(), "emulator", "--generate", "users=60,sign_ins=300,seed=1",
+            [binary(), "emulator", "--generate", "users=1000,sign_ins=300,seed=1",
              "--listen", "127.0.0.1:0", "--print-asset", "client_credentials",
              "--request-log", str(self.log), "--throttle", "off"],
             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)

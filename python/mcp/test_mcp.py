@@ -28,8 +28,8 @@ EXPECTED_HINTS = {
     "evaluate_ip_presence": (True, False, True, False),
     "sync_ip_presence": (False, False, False, True),
     "get_office_presence": (True, False, True, False),
-    "set_office_presence": (False, False, True, False),
-    "clear_office_presence": (False, False, True, False),
+    "set_office_presence": (False, True, True, False),
+    "clear_office_presence": (False, True, True, False),
 }
 
 ADELE = "adele.vance@contoso.example"
@@ -164,8 +164,7 @@ def test_invalid_arguments_are_an_error_result_with_pointers_and_no_request(emul
     e = error_of(wrong_type)
     assert e["kind"] == "invalid_input"
     assert [d["path"] for d in e["details"]] == ["/inputs/ids/1"]
-    assert error_of(missing)["details"][0]["path"] == "/inputs"
-    assert "id" in error_of(missing)["details"][0]["message"]
+    assert error_of(missing)["details"][0]["path"] == "/inputs/id"
     assert error_of(unknown_field)["details"][0]["path"] == "/inputs/asset"
     assert no_such_tool.error.code == -32602
     assert "delete_tenant" in no_such_tool.error.message
@@ -259,6 +258,8 @@ def test_malformed_oversized_and_early_messages_never_crash_or_reach_graph(emula
     assert init["result"]["capabilities"]["tools"] is not None
     assert "logging" in init["result"]["capabilities"]
     raw.send(b'{"jsonrpc": "2.0", "method": "notifications/initialized"}\n')
+    # Advertised, so accepted (the MCP Inspector sets a level on connecting).
+    assert "result" in raw.request(9, "logging/setLevel", {"level": "info"})
     listed = raw.request(5, "tools/list", {})
     assert len(listed["result"]["tools"]) == len(catalog())
     bad = raw.request(6, "tools/call", {"name": "get_presences", "arguments": {"ids": []}})

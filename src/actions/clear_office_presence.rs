@@ -8,7 +8,7 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 
 use super::set_office_presence::{ManualInput, Output, apply};
-use super::{Action, ActionMeta, LocalWrites, Context, Reply};
+use super::{Action, ActionMeta, Context, LocalWrites, Reply};
 use crate::error::Result;
 use crate::office::ConfigInput;
 

@@ -27,15 +27,15 @@ use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
 use super::get_presence::Presence;
-use super::{Action, ActionMeta, LocalWrites, Context, Reply};
+use super::{Action, ActionMeta, Context, LocalWrites, Reply};
 use crate::error::{Error, Result};
 use crate::fastpath::guid::{self, IdMap, IdSet};
 use crate::fastpath::presence_scan::{self, ScannedPresence};
-use crate::progress::Progress;
 use crate::graph::{
     ApiFamily, GraphClient, GraphPath, GraphRequest, GraphResponse, Method, ResponseHeaders,
     odata_string,
 };
+use crate::progress::Progress;
 
 /// Graph refuses more ids than this in one `getPresencesByUserId` call (a bare 400).
 pub const PRESENCE_CHUNK: usize = 650;

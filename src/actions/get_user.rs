@@ -10,7 +10,7 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
-use super::{Action, ActionMeta, LocalWrites, Context, Reply};
+use super::{Action, ActionMeta, Context, LocalWrites, Reply};
 use crate::error::{Detail, Error, Result};
 use crate::graph::{ApiFamily, GraphPath, GraphRequest};
 

@@ -16,7 +16,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::{Action, ActionMeta, LocalWrites, Context, Reply};
+use super::{Action, ActionMeta, Context, LocalWrites, Reply};
 use crate::error::{Error, ErrorKind, Result};
 use crate::graph::{
     ApiFamily, GraphClient, GraphPath, GraphRequest, GraphResponse, MAX_PHOTO_BODY, ResponseHeaders,

@@ -23,7 +23,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::{Action, ActionMeta, LocalWrites, Context, Reply};
+use super::{Action, ActionMeta, Context, LocalWrites, Reply};
 use crate::error::{Error, Result};
 use crate::inputs::parse_time;
 use crate::jsonl::{PartialFile, check_output_path};
@@ -178,13 +178,12 @@ impl Action for PullSignIns {
             progress: std::io::stderr().is_terminal(),
         };
         let mut read = 0u64;
-        let pulled =
-            signins::pull(graph, cursor, filter, &options, |record| {
-                read += 1;
-                ctx.progress.count(read, PROGRESS_EVERY, "sign-ins read");
-                sink.push(record)
-            })
-            .await;
+        let pulled = signins::pull(graph, cursor, filter, &options, |record| {
+            read += 1;
+            ctx.progress.count(read, PROGRESS_EVERY, "sign-ins read");
+            sink.push(record)
+        })
+        .await;
         let outcome = match pulled {
             Ok(o) => o,
             Err(e) => {

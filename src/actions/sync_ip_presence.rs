@@ -8,7 +8,7 @@ use jiff::SignedDuration;
 use schemars::JsonSchema;
 use serde::Deserialize;
 
-use super::{Action, ActionMeta, LocalWrites, Context, Reply};
+use super::{Action, ActionMeta, Context, LocalWrites, Reply};
 use crate::error::Result;
 use crate::inputs::parse_time;
 use crate::office::{ConfigInput, Office, ProcessInput, SyncOptions, SyncReport};

@@ -24,7 +24,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::Value;
 
 use super::get_user::is_extension_property;
-use super::{Action, ActionMeta, LocalWrites, Context, Reply};
+use super::{Action, ActionMeta, Context, LocalWrites, Reply};
 use crate::error::{Error, Result, pointer_token};
 use crate::graph::{ApiFamily, GraphPath, GraphRequest, Method};
 

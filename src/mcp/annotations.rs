@@ -11,11 +11,13 @@
 //! Our rules, from [`ActionMeta`]:
 //! - read-only: changes nothing in the tenant and writes nothing on this machine
 //!   (the token cache does not count: it is a cache);
-//! - destructive: changes the tenant. Local writes are the connector's own store,
-//!   cursor or an output file the caller names, never the tenant's data;
-//! - idempotent: every action that changes the tenant is a PATCH of given values
-//!   (`update_user`), and local writes are repeatable except those that advance
-//!   (a sign-in cursor moves on with each call);
+//! - destructive: `changes_data`, i.e. it changes data someone owns: the tenant
+//!   (`update_user`) or an administrator's override of a day (`set_`/`clear_office_presence`
+//!   replace or remove one). Other local writes are the connector's own cursor and
+//!   derived store, or an output file the caller names: additive;
+//! - idempotent: every action that changes data sets given values (a PATCH, an
+//!   override), and local writes are repeatable except those that advance (a
+//!   sign-in cursor moves on with each call);
 //! - open world: talks to Graph.
 
 use rmcp::model::ToolAnnotations;
@@ -92,13 +94,14 @@ mod tests {
         let get_user = hints("get_user");
         assert!(get_user.read_only && get_user.open_world);
         assert!(!hints("set_office_presence").read_only);
+        assert!(hints("clear_office_presence").destructive);
         assert!(!hints("pull_sign_ins").idempotent);
     }
 
     #[test]
     fn readme_carries_the_table() {
-        let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md"))
-            .unwrap();
+        let readme =
+            std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
         assert!(
             readme.contains(&markdown_table()),
             "README's MCP annotations table differs from the catalog; it should be:\n{}",

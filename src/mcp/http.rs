@@ -93,7 +93,9 @@ pub async fn serve(
     if !listen.ip().is_loopback() {
         return Err(Error::invalid(
             "/listen",
-            format!("{listen} is not a loopback address: the MCP HTTP transport serves this machine only (127.0.0.1 or [::1])"),
+            format!(
+                "{listen} is not a loopback address: the MCP HTTP transport serves this machine only (127.0.0.1 or [::1])"
+            ),
         ));
     }
     let listener = tokio::net::TcpListener::bind(listen)
@@ -116,12 +118,9 @@ pub async fn serve(
     if print_token {
         line["token"] = json!(token.0.expose_secret());
     }
-    let app = axum::Router::new()
-        .nest_service(MCP_PATH, service)
-        .layer(axum::middleware::from_fn_with_state(
-            token.clone(),
-            require_token,
-        ));
+    let app = axum::Router::new().nest_service(MCP_PATH, service).layer(
+        axum::middleware::from_fn_with_state(token.clone(), require_token),
+    );
     crate::runner::print_json(&line);
     eprintln!("msgraph-connector: MCP over streamable HTTP at {url} (Ctrl-C stops it)");
     axum::serve(listener, app)

@@ -71,7 +71,9 @@ pub fn select(read_only: bool, names: Option<&[String]>) -> Result<Vec<&'static 
                 if read_only && !Hints::of(&action.meta).read_only {
                     return Err(Error::invalid(
                         "/tools",
-                        format!("{name} writes (the tenant or local state), and --read-only serves only read-only tools"),
+                        format!(
+                            "{name} writes (the tenant or local state), and --read-only serves only read-only tools"
+                        ),
                     ));
                 }
                 if !chosen.iter().any(|a: &&ActionEntry| a.meta.name == name) {
@@ -110,9 +112,7 @@ fn read_asset(path: Option<&PathBuf>) -> Result<Option<crate::asset::Asset>> {
             Err(_) => None,
         },
     };
-    value
-        .map(|v| runner::parse_asset(Some(&v)))
-        .transpose()
+    value.map(|v| runner::parse_asset(Some(&v))).transpose()
 }
 
 /// Everything before serving: tools chosen, asset read, Graph client and action thread

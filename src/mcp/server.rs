@@ -15,7 +15,7 @@ use std::sync::Arc;
 use rmcp::model::{
     CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, Implementation,
     InitializeResult, JsonObject, ListToolsResult, PaginatedRequestParams,
-    ProgressNotificationParam, ServerCapabilities, ServerConfig, Tool,
+    ProgressNotificationParam, ServerCapabilities, ServerConfig, SetLevelRequestParams, Tool,
 };
 use rmcp::service::RequestContext;
 use rmcp::{ErrorData as McpError, RoleServer, ServerHandler};
@@ -109,7 +109,11 @@ impl ConnectorServer {
         let Some(action) = self.catalog.find(&params.name) else {
             let known: Vec<&str> = self.catalog.entries.iter().map(|a| a.meta.name).collect();
             return Err(McpError::invalid_params(
-                format!("unknown tool {:?}; tools: {}", params.name, known.join(", ")),
+                format!(
+                    "unknown tool {:?}; tools: {}",
+                    params.name,
+                    known.join(", ")
+                ),
                 None,
             ));
         };
@@ -192,7 +196,11 @@ fn success(text: String) -> CallToolResult {
 /// `structuredContent`: that must match the tool's output schema, which
 /// describes success.
 fn failure(error: &Error) -> CallToolResult {
-    tracing::info!(kind = error.kind.as_str(), "tool call failed: {}", error.message);
+    tracing::info!(
+        kind = error.kind.as_str(),
+        "tool call failed: {}",
+        error.message
+    );
     CallToolResult::error(vec![ContentBlock::text(error.to_json().to_string())])
 }
 
@@ -223,6 +231,18 @@ impl ServerHandler for ConnectorServer {
         Ok(ListToolsResult::with_all_items(self.catalog.tools.clone()))
     }
 
+    /// Accepted so that clients which set a level on connecting (the MCP Inspector
+    /// does) can connect; our logs stay on stderr, and failures reach the client as
+    /// `isError` results.
+    async fn set_level(
+        &self,
+        request: SetLevelRequestParams,
+        _context: RequestContext<RoleServer>,
+    ) -> Result<(), McpError> {
+        tracing::debug!(level = ?request.level, "the client set a log level");
+        Ok(())
+    }
+
     fn get_tool(&self, name: &str) -> Option<Tool> {
         self.catalog.tools.iter().find(|t| t.name == name).cloned()
     }
@@ -232,13 +252,10 @@ impl ServerHandler for ConnectorServer {
         request: CallToolRequestParams,
         context: RequestContext<RoleServer>,
     ) -> Result<CallToolResponse, McpError> {
-        let progress = context
-            .meta
-            .get_progress_token()
-            .map(|token| ProgressSink {
-                token,
-                peer: context.peer.clone(),
-            });
+        let progress = context.meta.get_progress_token().map(|token| ProgressSink {
+            token,
+            peer: context.peer.clone(),
+        });
         self.call(request, progress, context.ct.clone())
             .await
             .map(CallToolResponse::from)

@@ -92,7 +92,8 @@ async fn run(job: Job, ctx: Context, advancing: Rc<Mutex<()>>) {
         finished
             .write(&mut text, false)
             .map_err(|e| Error::internal(format!("the result does not serialise: {e}")))?;
-        String::from_utf8(text).map_err(|e| Error::internal(format!("the result is not UTF-8: {e}")))
+        String::from_utf8(text)
+            .map_err(|e| Error::internal(format!("the result is not UTF-8: {e}")))
     };
     // Dropping the action's future stops it at its next await: no further request
     // leaves, and stores commit in one transaction at the end or not at all.

@@ -97,7 +97,9 @@ impl Office {
         };
         let mut batch: Vec<SignIn<'static>> = Vec::new();
         let outcome = signins::pull(graph, cursor, None, &pull_options, |record| {
-            options.report.count(batch.len() as u64 + 1, 1000, "sign-ins read");
+            options
+                .report
+                .count(batch.len() as u64 + 1, 1000, "sign-ins read");
             batch.push(match record.as_object() {
                 Some(r) => sign_in_of(r).into_owned(),
                 None => SignIn::default(),
