@@ -15,8 +15,11 @@ use std::sync::Arc;
 use rmcp::model::{
     CallToolRequestParams, CallToolResponse, CallToolResult, ContentBlock, Implementation,
     InitializeResult, JsonObject, ListToolsResult, PaginatedRequestParams,
-    ProgressNotificationParam, ServerCapabilities, ServerConfig, SetLevelRequestParams, Tool,
+    ProgressNotificationParam, ServerCapabilities, ServerConfig, Tool,
 };
+// Deprecated with logging by the 2026-07-28 revision (SEP-2577); still sent by clients.
+#[allow(deprecated)]
+use rmcp::model::SetLevelRequestParams;
 use rmcp::service::RequestContext;
 use rmcp::{ErrorData as McpError, RoleServer, ServerHandler};
 use serde_json::Value;
@@ -54,11 +57,15 @@ impl Catalog {
     }
 }
 
-/// One action as an MCP tool: schemas as `schema ACTION [--output]` prints them.
+/// One action as an MCP tool: schemas as `schema ACTION [--output]` prints them
+/// (with `true` property schemas spelt `{}`).
 pub fn tool_of(action: &ActionEntry) -> Tool {
-    let object = |v: Value| match v {
-        Value::Object(map) => Arc::new(map),
-        _ => Arc::new(JsonObject::new()),
+    let object = |mut v: Value| {
+        spell_out_true_properties(&mut v);
+        match v {
+            Value::Object(map) => Arc::new(map),
+            _ => Arc::new(JsonObject::new()),
+        }
     };
     let meta = &action.meta;
     Tool::new_with_raw(
@@ -69,6 +76,27 @@ pub fn tool_of(action: &ActionEntry) -> Tool {
     .with_title(meta.title)
     .with_raw_output_schema(object(action.output_schema()))
     .with_annotations(Hints::of(meta).annotations(meta.title))
+}
+
+/// A property whose schema is `true` (anything, e.g. `state`) becomes `{}`, its
+/// equal in JSON Schema: the MCP TypeScript SDK, which the MCP Inspector uses,
+/// refuses a tool list with a boolean property schema (seen with inspector 0.21.2,
+/// SDK 1.32.2: "Invalid input" at `outputSchema.properties.state`).
+fn spell_out_true_properties(schema: &mut Value) {
+    match schema {
+        Value::Object(map) => {
+            if let Some(Value::Object(props)) = map.get_mut("properties") {
+                for prop in props.values_mut() {
+                    if *prop == Value::Bool(true) {
+                        *prop = Value::Object(JsonObject::new());
+                    }
+                }
+            }
+            map.values_mut().for_each(spell_out_true_properties);
+        }
+        Value::Array(items) => items.iter_mut().for_each(spell_out_true_properties),
+        _ => {}
+    }
 }
 
 /// The catalog's description, ending with the Graph permissions the action needs.
@@ -152,6 +180,12 @@ impl ConnectorServer {
                 }
             }
         };
+        // Steps sent just before the answer: the client gets every one, before the result.
+        while let Ok((done, total, message)) = step_rx.try_recv() {
+            if let Some(sink) = &progress {
+                sink.send(done, total, message).await;
+            }
+        }
         match outcome {
             Ok(Outcome::Done(Ok(text))) => Ok(success(text)),
             Ok(Outcome::Done(Err(e))) => Ok(failure(&e)),
@@ -234,6 +268,7 @@ impl ServerHandler for ConnectorServer {
     /// Accepted so that clients which set a level on connecting (the MCP Inspector
     /// does) can connect; our logs stay on stderr, and failures reach the client as
     /// `isError` results.
+    #[allow(deprecated)]
     async fn set_level(
         &self,
         request: SetLevelRequestParams,
