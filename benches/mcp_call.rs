@@ -31,7 +31,7 @@ fn main() {
         .enable_all()
         .build()
         .unwrap();
-    let spec: GenerateSpec = "users=50,sign_ins=0,seed=1".parse().unwrap();
+    let spec: GenerateSpec = "users=1000,sign_ins=0,seed=1".parse().unwrap();
     let mut config = EmulatorConfig::new(Tenant::generate(&spec));
     config.throttle = emulator::ThrottleConfig::parse("off").unwrap();
     let running = server_rt
