@@ -94,6 +94,9 @@ enum Command {
     /// Write an installable package for a SOAR platform, generated from the action list.
     #[command(after_help = EXPORT_HELP)]
     Export(ExportArgs),
+    /// Serve the catalog as a Model Context Protocol server (stdio, or HTTP with --listen).
+    #[command(after_help = MCP_HELP)]
+    Mcp(McpArgs),
 }
 
 const EXPORT_HELP: &str = "\
@@ -126,6 +129,40 @@ struct ExportArgs {
     /// Write into a non-empty DIR, replacing files of the same names.
     #[arg(long)]
     force: bool,
+}
+
+const MCP_HELP: &str = "\
+Each action is a tool with its input and output schema and annotations (readOnlyHint,
+destructiveHint, idempotentHint, openWorldHint). The asset is read once at start and is
+never a tool argument; nothing but protocol goes to stdout, logs go to stderr.
+
+Examples:
+  # stdio, for an MCP client that starts the server itself
+  msgraph-connector mcp --asset asset.json
+  # only read-only tools, or only some
+  msgraph-connector mcp --asset asset.json --read-only
+  msgraph-connector mcp --asset asset.json --tools get_user,get_presences
+  # streamable HTTP on loopback: prints {\"url\": ..., \"token\": ...} once
+  msgraph-connector mcp --asset asset.json --listen 127.0.0.1:8765";
+
+#[derive(Debug, Args)]
+struct McpArgs {
+    /// The asset (JSON file); else the MSGRAPH_CONNECTOR_ASSET variable holds it as JSON.
+    #[arg(long, value_name = "FILE")]
+    asset: Option<PathBuf>,
+    /// Serve only tools that change nothing (neither the tenant nor local state).
+    #[arg(long)]
+    read_only: bool,
+    /// Serve only these actions (comma-separated names).
+    #[arg(long, value_name = "A,B,C", value_delimiter = ',')]
+    tools: Option<Vec<String>>,
+    /// Serve MCP streamable HTTP at http://ADDR/mcp instead of stdio; loopback only.
+    /// A bearer token is generated and printed once on stdout, unless --token-file.
+    #[arg(long, value_name = "ADDR")]
+    listen: Option<std::net::SocketAddr>,
+    /// With --listen: the bearer token is the first line of FILE (not printed).
+    #[arg(long, value_name = "FILE")]
+    token_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -316,6 +353,7 @@ fn dispatch(command: Command, settings: &RunSettings, explicit_state_dir: Option
         Command::Check(args) => runner::finish(check(args.files.into(), settings)),
         Command::Demo(args) => demo(args, explicit_state_dir),
         Command::Export(args) => runner::finish(export(args)),
+        Command::Mcp(args) => mcp(args, settings),
         Command::Emulator(args) => match serve_emulator(args) {
             Ok(()) => 0,
             Err(e) => {
@@ -431,6 +469,28 @@ fn demo(args: DemoArgs, state_dir: Option<PathBuf>) -> i32 {
         }
         Err(e) => {
             runner::report(&e);
+            e.exit_code()
+        }
+    }
+}
+
+/// `mcp`: stdout belongs to the protocol, so a failure is told on stderr only.
+fn mcp(args: McpArgs, settings: &RunSettings) -> i32 {
+    let options = crate::mcp::McpOptions {
+        asset: args.asset,
+        read_only: args.read_only,
+        tools: args.tools,
+        listen: args.listen,
+        token_file: args.token_file,
+    };
+    match crate::mcp::serve(options, settings) {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!(
+                "msgraph-connector: {} error: {}",
+                e.kind.as_str(),
+                e.message
+            );
             e.exit_code()
         }
     }

@@ -278,6 +278,7 @@ pub async fn run_async(options: &DemoOptions) -> Result<DemoReport> {
         process: ProcessOptions::at(Timestamp::now()),
         progress: false,
         lease_wait: std::time::Duration::from_secs(30),
+        report: Default::default(),
     };
     let office = Office::open(Some(dir), "demo")?;
     let (out, _) = office.sync(&graph, config.clone(), &sync_options).await?;

@@ -19,7 +19,8 @@
 //!   [`demo`] and [`export`] (platform packages from the action list) are commands
 //!   beside `run`.
 //!
-//! [`error`], [`schema`], [`redact`] (server text scrubbed of secrets) and
+//! [`mcp`] serves the catalog as a Model Context Protocol server.
+//! [`error`], [`schema`], [`redact`] (server text scrubbed of secrets), [`progress`] and
 //! [`owner_only`] (state kept private on disk) serve every layer. Lower layers report JSON
 //! pointers relative to what they were given; the runner and the action entry
 //! point place them in the envelope. The IP presence engine and the fake
@@ -38,7 +39,9 @@ pub mod graph;
 pub mod http;
 pub mod inputs;
 pub mod jsonl;
+pub mod mcp;
 pub mod office;
+pub mod progress;
 pub mod redact;
 pub mod runner;
 pub mod schema;

@@ -8,7 +8,7 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 
 use super::set_office_presence::{ManualInput, Output, apply};
-use super::{Action, ActionMeta, Context, Reply};
+use super::{Action, ActionMeta, Context, LocalWrites, Reply};
 use crate::error::Result;
 use crate::office::ConfigInput;
 
@@ -34,6 +34,7 @@ impl Action for ClearOfficePresence {
         changes_data: true,
         needs_graph: false,
         incremental: false,
+        writes_local_state: LocalWrites::Repeatable,
     };
 
     async fn run(ctx: &Context, input: Input) -> Result<Reply<Output>> {

@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 
 use super::get_presence::resolve_user_id;
-use super::{Action, ActionMeta, Context, Reply};
+use super::{Action, ActionMeta, Context, LocalWrites, Reply};
 use crate::error::{ErrorKind, Result};
 use crate::graph::{ApiFamily, GraphClient, GraphPath, GraphRequest};
 
@@ -53,6 +53,7 @@ impl Action for ConfirmCompromised {
         changes_data: true,
         needs_graph: true,
         incremental: false,
+        writes_local_state: LocalWrites::Nothing,
     };
 
     async fn run(ctx: &Context, input: Input) -> Result<Reply<Output>> {

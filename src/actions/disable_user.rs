@@ -16,7 +16,7 @@ use serde_json::Value;
 
 use super::revoke_sign_in_sessions::revoke;
 use super::update_user::{self, UserChanges};
-use super::{Action, ActionMeta, Context, DirectoryRole, Reply};
+use super::{Action, ActionMeta, Context, DirectoryRole, LocalWrites, Reply};
 use crate::error::Result;
 
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -66,6 +66,7 @@ impl Action for DisableUser {
         changes_data: true,
         needs_graph: true,
         incremental: false,
+        writes_local_state: LocalWrites::Nothing,
     };
 
     async fn run(ctx: &Context, input: Input) -> Result<Reply<Output>> {

@@ -6,7 +6,7 @@
 //! UPNs and the 403 wording are those of `confirm_compromised`.
 
 use super::confirm_compromised::{Input, Output, set_risk};
-use super::{Action, ActionMeta, Context, Reply};
+use super::{Action, ActionMeta, Context, LocalWrites, Reply};
 use crate::error::Result;
 
 pub struct DismissRiskyUser;
@@ -22,6 +22,7 @@ impl Action for DismissRiskyUser {
         changes_data: true,
         needs_graph: true,
         incremental: false,
+        writes_local_state: LocalWrites::Nothing,
     };
 
     async fn run(ctx: &Context, input: Input) -> Result<Reply<Output>> {

@@ -12,7 +12,7 @@ use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::{Action, ActionMeta, Context, Reply};
+use super::{Action, ActionMeta, Context, LocalWrites, Reply};
 use crate::error::{Error, Result};
 use crate::jsonl::{PartialFile, check_output_path};
 use crate::office::{self, ConfigInput, EvaluateReport, Output, ProcessInput, SignInSource};
@@ -66,6 +66,7 @@ impl Action for EvaluateIpPresence {
         changes_data: false,
         needs_graph: false,
         incremental: true,
+        writes_local_state: LocalWrites::Nothing,
     };
 
     async fn run(ctx: &Context, input: Input) -> Result<Reply<EvaluateReport>> {

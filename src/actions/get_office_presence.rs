@@ -7,7 +7,7 @@
 use schemars::JsonSchema;
 use serde::Deserialize;
 
-use super::{Action, ActionMeta, Context, Reply};
+use super::{Action, ActionMeta, Context, LocalWrites, Reply};
 use crate::error::Result;
 use crate::inputs::parse_date;
 use crate::office::{ConfigInput, Office, WhoIsWhere, WhoQuery};
@@ -58,6 +58,7 @@ impl Action for GetOfficePresence {
         changes_data: false,
         needs_graph: false,
         incremental: false,
+        writes_local_state: LocalWrites::Nothing,
     };
 
     async fn run(ctx: &Context, input: Input) -> Result<Reply<WhoIsWhere>> {

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use super::http_style::{Grouped, HttpStyle, UserPath};
-use super::{Action, ActionMeta, Context, Reply};
+use super::{Action, ActionMeta, Context, LocalWrites, Reply};
 use crate::error::Result;
 use crate::fastpath::guid;
 use crate::graph::{ApiFamily, GraphClient, GraphPath, GraphRequest};
@@ -92,6 +92,7 @@ impl Action for GetPresence {
         changes_data: false,
         needs_graph: true,
         incremental: false,
+        writes_local_state: LocalWrites::Nothing,
     };
     const HTTP_STYLE: Option<HttpStyle> = Some(HttpStyle::of::<HttpInput>());
 

@@ -27,7 +27,7 @@ use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
 use super::get_presence::Presence;
-use super::{Action, ActionMeta, Context, Reply};
+use super::{Action, ActionMeta, Context, LocalWrites, Reply};
 use crate::error::{Error, Result};
 use crate::fastpath::guid::{self, IdMap, IdSet};
 use crate::fastpath::presence_scan::{self, ScannedPresence};
@@ -35,6 +35,7 @@ use crate::graph::{
     ApiFamily, GraphClient, GraphPath, GraphRequest, GraphResponse, Method, ResponseHeaders,
     odata_string,
 };
+use crate::progress::Progress;
 
 /// Graph refuses more ids than this in one `getPresencesByUserId` call (a bare 400).
 pub const PRESENCE_CHUNK: usize = 650;
@@ -86,11 +87,12 @@ impl Action for GetPresences {
         changes_data: false,
         needs_graph: true,
         incremental: false,
+        writes_local_state: LocalWrites::Nothing,
     };
 
     async fn run(ctx: &Context, input: Input) -> Result<Reply<Output>> {
         let graph = ctx.graph()?;
-        get_presences(graph, &input.ids).await
+        get_presences(graph, &input.ids, &ctx.progress).await
     }
 }
 
@@ -110,7 +112,11 @@ enum Slot {
 }
 
 /// Distinct users, their UPNs resolved, their presences fetched, reported in input order.
-async fn get_presences(graph: &GraphClient, ids: &[String]) -> Result<Reply<Output>> {
+async fn get_presences(
+    graph: &GraphClient,
+    ids: &[String],
+    progress: &Progress,
+) -> Result<Reply<Output>> {
     let wanted = distinct(ids);
     let upns: Vec<&str> = wanted
         .iter()
@@ -119,7 +125,7 @@ async fn get_presences(graph: &GraphClient, ids: &[String]) -> Result<Reply<Outp
         .collect();
     let resolved = resolve_upns(graph, &upns).await?;
     let users = Users::of(&wanted, &resolved);
-    let (slots, headers) = fetch(graph, &users).await?;
+    let (slots, headers) = fetch(graph, &users, progress).await?;
     Ok(Reply::ok(in_input_order(&wanted, &users, slots, &resolved)).with_headers(headers))
 }
 
@@ -186,7 +192,14 @@ impl<'a> Users<'a> {
 /// Presences, 650 ids a request, concurrently; each kept as the raw JSON Graph sent,
 /// in its user's slot. An answer is read as soon as it arrives and its body dropped,
 /// so bodies and copies are not all held at once (less memory to map and fault in).
-async fn fetch(graph: &GraphClient, users: &Users<'_>) -> Result<(Vec<Slot>, ResponseHeaders)> {
+/// Each answered chunk is a progress step (users asked for of all distinct users).
+async fn fetch(
+    graph: &GraphClient,
+    users: &Users<'_>,
+    progress: &Progress,
+) -> Result<(Vec<Slot>, ResponseHeaders)> {
+    let total = users.ids.len() as u64;
+    let mut asked = 0u64;
     let mut answers = stream::iter(users.ids.chunks(PRESENCE_CHUNK).enumerate())
         .map(|(k, chunk)| async move {
             let response = graph.send(presence_request(chunk)).await?;
@@ -208,6 +221,10 @@ async fn fetch(graph: &GraphClient, users: &Users<'_>) -> Result<(Vec<Slot>, Res
             }
         }
         headers = response.headers;
+        asked += (users.ids.len() - first).min(PRESENCE_CHUNK) as u64;
+        if progress.is_wanted() {
+            progress.report(asked, Some(total), &format!("{asked} of {total} presences"));
+        }
     }
     Ok((slots, headers))
 }

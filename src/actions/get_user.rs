@@ -11,7 +11,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 
 use super::http_style::{Grouped, HttpStyle, SelectList, UserPath};
-use super::{Action, ActionMeta, Context, Reply};
+use super::{Action, ActionMeta, Context, LocalWrites, Reply};
 use crate::error::{Detail, Error, Result};
 use crate::graph::{ApiFamily, GraphPath, GraphRequest};
 
@@ -83,6 +83,7 @@ impl Action for GetUser {
         changes_data: false,
         needs_graph: true,
         incremental: false,
+        writes_local_state: LocalWrites::Nothing,
     };
     const HTTP_STYLE: Option<HttpStyle> = Some(HttpStyle::of::<HttpInput>());
 

@@ -16,7 +16,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::{Action, ActionMeta, Context, Reply};
+use super::{Action, ActionMeta, Context, LocalWrites, Reply};
 use crate::error::{Error, ErrorKind, Result};
 use crate::graph::{
     ApiFamily, GraphClient, GraphPath, GraphRequest, GraphResponse, MAX_PHOTO_BODY, ResponseHeaders,
@@ -117,6 +117,7 @@ impl Action for GetUserPhoto {
         changes_data: false,
         needs_graph: true,
         incremental: false,
+        writes_local_state: LocalWrites::Repeatable,
     };
 
     async fn run(ctx: &Context, input: Input) -> Result<Reply<Output>> {

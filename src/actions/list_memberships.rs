@@ -27,7 +27,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::http_style::{Grouped, HttpStyle, SelectList, UserPath};
-use super::{Action, ActionMeta, Context, Reply};
+use super::{Action, ActionMeta, Context, LocalWrites, Reply};
 use crate::error::{Error, Result};
 use crate::graph::{ApiFamily, GraphPath, GraphRequest, ResponseHeaders};
 
@@ -216,6 +216,7 @@ impl Action for ListMemberships {
         changes_data: false,
         needs_graph: true,
         incremental: false,
+        writes_local_state: LocalWrites::Nothing,
     };
     const HTTP_STYLE: Option<HttpStyle> = Some(HttpStyle::of::<HttpInput>());
 

@@ -41,6 +41,7 @@ use serde_json::{Map, Value};
 
 use crate::error::{Error, Result};
 use crate::graph::{GraphClient, GraphResponse, ResponseHeaders};
+use crate::progress::Progress;
 use crate::schema;
 pub use crate::users::{DirectoryRole, RoleScope};
 use http_style::HttpStyle;
@@ -62,6 +63,33 @@ pub struct ActionMeta {
     pub needs_graph: bool,
     /// Whether it reads and returns `state` (incremental actions).
     pub incremental: bool,
+    /// What it writes on this machine (the store, a cursor, an output file); the
+    /// token cache does not count. With `changes_data` and `needs_graph` it gives
+    /// the MCP tool annotations (`src/mcp/annotations.rs`).
+    pub writes_local_state: LocalWrites,
+}
+
+/// What an action writes on this machine besides the token cache.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LocalWrites {
+    /// Nothing.
+    Nothing,
+    /// Only what its inputs name (an output file, an override for a day): the
+    /// same call again leaves the same result.
+    Repeatable,
+    /// It moves a cursor or adds to the store: the next call carries on from
+    /// where this one stopped.
+    Advances,
+}
+
+impl LocalWrites {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LocalWrites::Nothing => "nothing",
+            LocalWrites::Repeatable => "repeatable",
+            LocalWrites::Advances => "advances",
+        }
+    }
 }
 
 impl ActionMeta {
@@ -97,13 +125,16 @@ pub trait Action {
     fn run(ctx: &Context, input: Self::Input) -> impl Future<Output = Result<Reply<Self::Output>>>;
 }
 
-/// Everything a handler may use: the Graph client, incoming state, the state dir.
+/// Everything a handler may use: the Graph client, incoming state, the state dir,
+/// and where to report progress (nowhere for `run`; the MCP client for `mcp`).
 pub struct Context {
     graph: Option<GraphClient>,
     /// `state` from the envelope: what an earlier run of this action returned.
     pub state: Option<Value>,
     /// `--state-dir`, when the platform gives a disk.
     pub state_dir: Option<PathBuf>,
+    /// Where long actions say how far they are.
+    pub progress: Progress,
 }
 
 impl Context {
@@ -116,7 +147,14 @@ impl Context {
             graph,
             state,
             state_dir,
+            progress: Progress::none(),
         }
+    }
+
+    /// The same context, reporting progress to `progress`.
+    pub fn with_progress(mut self, progress: Progress) -> Self {
+        self.progress = progress;
+        self
     }
 
     /// The Graph client; present whenever the action's metadata says `needs_graph`.
@@ -357,6 +395,7 @@ impl ActionEntry {
             "directory_roles": self.directory_roles,
             "changes_data": self.meta.changes_data,
             "incremental": self.meta.incremental,
+            "writes_local_state": self.meta.writes_local_state.as_str(),
         })
     }
 }

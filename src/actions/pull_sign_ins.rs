@@ -35,7 +35,7 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::{Action, ActionMeta, Context, Reply};
+use super::{Action, ActionMeta, Context, LocalWrites, Reply};
 use crate::error::{Error, Result};
 use crate::inputs::parse_time;
 use crate::jsonl::{PartialFile, check_output_path};
@@ -45,6 +45,9 @@ use crate::signins::{
     Window, WindowKind,
 };
 use crate::state::{CursorLease, LeaseOutcome, StateDb};
+
+/// A progress step every this many sign-ins read (when the caller asked for progress).
+pub const PROGRESS_EVERY: u64 = 1000;
 
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -192,6 +195,7 @@ impl Action for PullSignIns {
         changes_data: false,
         needs_graph: true,
         incremental: true,
+        writes_local_state: LocalWrites::Advances,
     };
 
     async fn run(ctx: &Context, input: Input) -> Result<Reply<Output>> {
@@ -259,7 +263,10 @@ impl Action for PullSignIns {
             progress: std::io::stderr().is_terminal(),
         };
         let fresh = || SignInCursor::fresh(since, filter.map(str::to_string));
+        let mut read = 0u64;
         let pulled = signins::pull_each(graph, types, cursors, fresh, filter, &options, |record| {
+            read += 1;
+            ctx.progress.count(read, PROGRESS_EVERY, "sign-ins read");
             sink.push(record)
         })
         .await;

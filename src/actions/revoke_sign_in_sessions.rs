@@ -11,7 +11,7 @@
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::{Action, ActionMeta, Context, Reply};
+use super::{Action, ActionMeta, Context, LocalWrites, Reply};
 use crate::error::Result;
 use crate::graph::{ApiFamily, GraphClient, GraphPath, GraphRequest, GraphResponse};
 
@@ -51,6 +51,7 @@ impl Action for RevokeSignInSessions {
         changes_data: true,
         needs_graph: true,
         incremental: false,
+        writes_local_state: LocalWrites::Nothing,
     };
 
     async fn run(ctx: &Context, input: Input) -> Result<Reply<Output>> {

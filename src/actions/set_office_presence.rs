@@ -7,7 +7,7 @@
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use super::{Action, ActionMeta, Context, Reply};
+use super::{Action, ActionMeta, Context, LocalWrites, Reply};
 use crate::error::{Error, Result};
 use crate::inputs::{now_or, parse_date, parse_time};
 use crate::office::{ConfigInput, ManualChange, Office, PresenceChanges};
@@ -98,6 +98,7 @@ impl Action for SetOfficePresence {
         changes_data: true,
         needs_graph: false,
         incremental: false,
+        writes_local_state: LocalWrites::Repeatable,
     };
 
     async fn run(ctx: &Context, input: Input) -> Result<Reply<Output>> {

@@ -8,7 +8,7 @@ use jiff::SignedDuration;
 use schemars::JsonSchema;
 use serde::Deserialize;
 
-use super::{Action, ActionMeta, Context, Reply};
+use super::{Action, ActionMeta, Context, LocalWrites, Reply};
 use crate::error::Result;
 use crate::inputs::parse_time;
 use crate::office::{ConfigInput, Office, ProcessInput, SyncOptions, SyncReport};
@@ -65,6 +65,7 @@ impl Action for SyncIpPresence {
         changes_data: false,
         needs_graph: true,
         incremental: false,
+        writes_local_state: LocalWrites::Advances,
     };
 
     async fn run(ctx: &Context, input: Input) -> Result<Reply<SyncReport>> {
@@ -80,6 +81,7 @@ impl Action for SyncIpPresence {
             process,
             progress: false,
             lease_wait: std::time::Duration::from_secs(input.lease_wait_seconds.into()),
+            report: ctx.progress.clone(),
         };
         let (body, headers) = office.sync(ctx.graph()?, config, &options).await?;
         Ok(Reply::ok(body).with_headers(headers))

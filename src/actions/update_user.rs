@@ -26,7 +26,7 @@ use serde_json::Value;
 
 use super::get_user::is_extension_property;
 use super::http_style::{Grouped, HttpStyle, UserPath};
-use super::{Action, ActionMeta, Context, DirectoryRole, Reply};
+use super::{Action, ActionMeta, Context, DirectoryRole, LocalWrites, Reply};
 use crate::error::{Error, Result, pointer_token};
 use crate::graph::{ApiFamily, GraphPath, GraphRequest, Method};
 
@@ -348,6 +348,7 @@ impl Action for UpdateUser {
         changes_data: true,
         needs_graph: true,
         incremental: false,
+        writes_local_state: LocalWrites::Nothing,
     };
     const HTTP_STYLE: Option<HttpStyle> = Some(HttpStyle::of::<HttpInput>());
 

@@ -40,6 +40,7 @@ use super::report::{CountsOut, DiscoveryOut, PresenceChanges, sign_in_of};
 use super::store::store_error;
 use crate::error::Result;
 use crate::graph::{GraphClient, ResponseHeaders};
+use crate::progress::Progress;
 use crate::signins::{
     self, CursorOf, EventType, KeptCursor, LostSpan, PullOptions, SignInCursor, cursor_key,
 };
@@ -65,6 +66,8 @@ pub struct SyncOptions {
     pub progress: bool,
     /// How long to wait while another run holds the cursor's lease.
     pub lease_wait: Duration,
+    /// Steps for a caller that asked (MCP): sign-ins read, then the batch processed.
+    pub report: Progress,
 }
 
 /// What the pull read.
@@ -160,6 +163,7 @@ impl Office {
         // transaction (no network inside it), so a month's first sync never holds its
         // sign-ins. The cursors move only once every batch is committed.
         let mut report = BatchReport::default();
+        let mut read = 0u64;
         let mut pending: Vec<SignIn<'static>> = Vec::with_capacity(SYNC_BATCH);
         let process = &options.process;
         let fresh = || SignInCursor::fresh(options.since, None);
@@ -172,6 +176,8 @@ impl Office {
             None,
             &pull_options,
             |record| {
+                read += 1;
+                options.report.count(read, 1000, "sign-ins read");
                 pending.push(match record.as_object() {
                     Some(r) => sign_in_of(r).into_owned(),
                     None => SignIn::default(),
@@ -184,6 +190,11 @@ impl Office {
             },
         )
         .await?;
+        options.report.report(
+            read,
+            None,
+            &format!("{read} sign-ins read; evaluating the last of them"),
+        );
         // Overtaken while it stalled: the other run does the work; keep no cursor (what
         // this run applied, the other's run discards as duplicates).
         leases.iter().try_for_each(|l| l.still_held(db))?;
