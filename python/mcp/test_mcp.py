@@ -24,6 +24,11 @@ EXPECTED_HINTS = {
     "list_memberships": (True, False, True, True),
     "update_user": (False, True, True, True),
     "get_user_photo": (False, False, True, True),
+    "get_user_status": (True, False, True, True),
+    "revoke_sign_in_sessions": (False, True, True, True),
+    "disable_user": (False, True, True, True),
+    "confirm_compromised": (False, True, True, True),
+    "dismiss_risky_user": (False, True, True, True),
     "pull_sign_ins": (False, False, False, True),
     "evaluate_ip_presence": (True, False, True, False),
     "sync_ip_presence": (False, False, False, True),
@@ -55,6 +60,22 @@ def stdio(emulator, state_dir, tmp_path, *extra, mode="auto", recorder=None):
     )
     errlog = open(tmp_path / "server-stderr.txt", "w")
     return Client(stdio_client(params, errlog=errlog), mode=mode, message_handler=recorder)
+
+
+def assert_own_shape(served, published):
+    """The tool's input schema is the published one, or, for an action that also takes
+    Swimlane's HTTP-style grouping (published as `oneOf` [ours, grouped]), its first
+    alternative: MCP needs an object schema, and agents use our own shape. Each
+    definition the tool carries is the published definition of that name."""
+    if "oneOf" not in published:
+        assert served == published
+        return
+    ours = published["oneOf"][0]
+    body = {k: v for k, v in served.items() if k not in ("$defs", "$schema", "title", "description")}
+    assert body == {k: v for k, v in ours.items() if k not in ("$defs", "title", "description")}
+    assert served["type"] == "object"
+    for name, definition in served.get("$defs", {}).items():
+        assert definition == published["$defs"][name], name
 
 
 def spelt_out(schema):
@@ -97,7 +118,7 @@ def test_tools_carry_catalog_schemas_and_annotations(emulator, state_dir, tmp_pa
     for entry in catalog():
         tool = by_name[entry["name"]]
         assert tool.title == entry["title"]
-        assert tool.input_schema == spelt_out(schema(entry["name"]))
+        assert_own_shape(tool.input_schema, spelt_out(schema(entry["name"])))
         assert tool.output_schema == spelt_out(schema(entry["name"], output=True))
         assert tool.output_schema["properties"]["state"] == {}
         a = tool.annotations

@@ -71,7 +71,9 @@ pub fn tool_of(action: &ActionEntry) -> Tool {
     Tool::new_with_raw(
         meta.name,
         Some(Cow::Owned(description(action))),
-        object(action.input_schema()),
+        // Our own shape: MCP wants an object schema (`type: object` at the top), and the
+        // HTTP-style `oneOf` alternative is for Swimlane playbooks, not agents.
+        object(action.own_input_schema()),
     )
     .with_title(meta.title)
     .with_raw_output_schema(object(action.output_schema()))
