@@ -329,6 +329,23 @@ impl Field {
         }
     }
 
+    /// The argument's help text for a platform form: its description (or a stand-in),
+    /// with how to write a JSON or list value.
+    pub fn argument_description(&self, name: &str) -> String {
+        let mut description = self.description.trim().to_string();
+        if description.is_empty() {
+            description = format!("The {name} input.");
+        }
+        match self.coercion().as_str() {
+            "json" => description.push_str(" (JSON)"),
+            c if c.starts_with("array:") => {
+                description.push_str(" (comma-separated, or a JSON array)")
+            }
+            _ => {}
+        }
+        description
+    }
+
     /// An array of scalars: what a platform can take as a list.
     pub fn is_scalar_array(&self) -> bool {
         matches!(&self.kind, Kind::Array(items) if items.coercion() != "json" && !matches!(items.kind, Kind::Array(_)))
@@ -497,6 +514,16 @@ pub fn config_fields() -> Vec<(String, Field, bool)> {
         .iter()
         .filter_map(|name| all.iter().find(|(n, _, _)| n == name).cloned())
         .collect()
+}
+
+/// The wrappers' table from platform configuration key to asset field.
+pub fn config_table() -> Value {
+    Value::Object(
+        config_fields()
+            .iter()
+            .map(|(name, _, _)| (config_name(name).to_string(), Value::from(name.as_str())))
+            .collect(),
+    )
 }
 
 /// A platform configuration key for an asset field: `type` is `auth_type` (a bare

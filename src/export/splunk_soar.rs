@@ -15,7 +15,7 @@ use serde_json::{Map, Value, json};
 
 use super::{
     Field, Kind, Package, Step, VERSION, action_table, actions, config_fields, config_name,
-    contains, json_body, leaves, permissions_line, python_module, summary,
+    config_table, contains, json_body, leaves, permissions_line, python_module, summary,
 };
 use crate::actions::ActionEntry;
 use crate::error::Result;
@@ -103,15 +103,7 @@ fn configuration() -> Map<String, Value> {
 }
 
 fn parameter(name: &str, field: &Field, required: bool, order: usize) -> Value {
-    let mut description = field.description.trim().to_string();
-    if description.is_empty() {
-        description = format!("The {name} input.");
-    }
-    match field.coercion().as_str() {
-        "json" => description.push_str(" (JSON)"),
-        c if c.starts_with("array:") => description.push_str(" (comma-separated, or a JSON array)"),
-        _ => {}
-    }
+    let description = field.argument_description(name);
     let mut spec = Map::new();
     spec.insert("description".into(), json!(description));
     spec.insert("data_type".into(), json!(data_type(field)));
@@ -247,15 +239,6 @@ fn app_json() -> Value {
         "pip39_dependencies": {"wheel": []},
         "pip313_dependencies": {"wheel": []},
     })
-}
-
-fn config_table() -> Value {
-    Value::Object(
-        config_fields()
-            .iter()
-            .map(|(name, _, _)| (config_name(name).to_string(), json!(name)))
-            .collect(),
-    )
 }
 
 fn wrapper() -> String {

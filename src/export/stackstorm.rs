@@ -18,7 +18,7 @@
 use serde_json::{Map, Value, json};
 
 use super::{
-    Package, VERSION, action_table, actions, config_fields, config_name, inline_refs,
+    Package, VERSION, action_table, actions, config_fields, config_name, config_table, inline_refs,
     permissions_line, python_module,
 };
 use crate::error::Result;
@@ -307,15 +307,6 @@ fn check_action() -> Value {
         "parameters": {ACTION_PARAM: {"type": "string", "default": "check", "immutable": true,
                                        "description": "The msgraph-connector action this runs."}},
     })
-}
-
-fn config_table() -> Value {
-    Value::Object(
-        config_fields()
-            .iter()
-            .map(|(name, _, _)| (config_name(name).to_string(), json!(name)))
-            .collect(),
-    )
 }
 
 fn wrapper() -> String {

@@ -163,15 +163,7 @@ fn default_text(v: &Value) -> Option<String> {
 }
 
 fn argument(name: &str, field: &Field, required: bool) -> Value {
-    let mut description = field.description.trim().to_string();
-    if description.is_empty() {
-        description = format!("The {name} input.");
-    }
-    match field.coercion().as_str() {
-        "json" => description.push_str(" (JSON)"),
-        c if c.starts_with("array:") => description.push_str(" (comma-separated, or a JSON array)"),
-        _ => {}
-    }
+    let description = field.argument_description(name);
     let mut arg = Map::new();
     arg.insert("name".into(), json!(name));
     arg.insert("description".into(), json!(description));
