@@ -11,7 +11,8 @@
 //!   reading: cursor, windows, the pull), [`office`] (IP-based office presence:
 //!   configuration, sync, manual changes, who is where), kept in [`state`] (a
 //!   small SQLite key-value database) and written through [`jsonl`]; [`users`]
-//!   (changing a user, and naming the directory role a refusal lacks);
+//!   (changing a user, and naming the directory role a refusal lacks); [`photos`]
+//!   (the nightly profile photo sync into a folder with its manifest);
 //! - [`actions`]: what users call, one file each, validated against their schemas:
 //!   input -> one call -> output;
 //! - [`runner`] (envelope in, result out) and [`cli`] on top; [`turbine`]
@@ -41,6 +42,7 @@ pub mod inputs;
 pub mod jsonl;
 pub mod mcp;
 pub mod office;
+pub mod photos;
 pub mod progress;
 pub mod redact;
 pub mod runner;

@@ -24,6 +24,7 @@ EXPECTED_HINTS = {
     "list_memberships": (True, False, True, True),
     "update_user": (False, True, True, True),
     "get_user_photo": (False, False, True, True),
+    "sync_profile_photos": (False, False, False, True),
     "get_user_status": (True, False, True, True),
     "revoke_sign_in_sessions": (False, True, True, True),
     "disable_user": (False, True, True, True),

@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::{Action, ActionMeta, Context, LocalWrites, Reply};
-use crate::error::{Error, ErrorKind, Result};
+use crate::error::{Error, Result};
 use crate::graph::{
     ApiFamily, GraphClient, GraphPath, GraphRequest, GraphResponse, MAX_PHOTO_BODY, ResponseHeaders,
 };
@@ -174,27 +174,7 @@ pub async fn fetch_photo(
     }
 }
 
-/// The codes of Graph's 404 for a user without a photo. All four are seen in real
-/// tenants, depending on the mailbox and profile store behind the user: `ImageNotFound`,
-/// `ErrorItemNotFound` ("The photo wasn't found."), `ErrorEntityNotFound`,
-/// `GetUserPhoto` (collected in issue 11 from public msgraph SDK and docs threads;
-/// Microsoft documents none of them on the profilePhoto page).
-pub const NO_PHOTO_CODES: [&str; 4] = [
-    "ImageNotFound",
-    "ErrorItemNotFound",
-    "ErrorEntityNotFound",
-    "GetUserPhoto",
-];
-
-/// Graph's "this user has no photo": a 404 with one of [`NO_PHOTO_CODES`]. A 404
-/// for the user itself (`Request_ResourceNotFound`) stays an error.
-pub fn is_no_photo(e: &Error) -> bool {
-    e.kind == ErrorKind::Graph
-        && e.status_code == Some(404)
-        && e.code
-            .as_deref()
-            .is_some_and(|c| NO_PHOTO_CODES.iter().any(|n| n.eq_ignore_ascii_case(c)))
-}
+pub use crate::photos::{NO_PHOTO_CODES, is_no_photo};
 
 /// A response header by name, case-insensitively.
 pub fn header(headers: &ResponseHeaders, name: &str) -> Option<String> {

@@ -28,6 +28,7 @@ pub mod pull_sign_ins;
 pub mod revoke_sign_in_sessions;
 pub mod set_office_presence;
 pub mod sync_ip_presence;
+pub mod sync_profile_photos;
 pub mod update_user;
 
 use std::future::Future;
@@ -423,6 +424,7 @@ pub static ACTIONS: &[ActionEntry] = &[
     ActionEntry::of::<list_memberships::ListMemberships>(),
     ActionEntry::of::<update_user::UpdateUser>(),
     ActionEntry::of::<get_user_photo::GetUserPhoto>(),
+    ActionEntry::of::<sync_profile_photos::SyncProfilePhotos>(),
     ActionEntry::of::<get_user_status::GetUserStatus>(),
     ActionEntry::of::<revoke_sign_in_sessions::RevokeSignInSessions>(),
     ActionEntry::of::<disable_user::DisableUser>(),

@@ -8,6 +8,7 @@ mod directory;
 mod fidelity;
 mod hardening;
 mod ip_presence;
+mod photos;
 mod presence;
 mod sign_ins;
 mod sign_ins_bench;

@@ -36,6 +36,9 @@ pub(crate) fn classify(path: &str) -> Family {
         Family::Presence
     } else if rest.starts_with("auditlogs/signins") {
         Family::SignIns
+    } else if rest.starts_with("groups/") {
+        // Group members count in the directory bucket, like memberOf.
+        Family::MemberOf
     } else if rest.starts_with("organization") {
         Family::Organization
     } else if rest == "me" || rest.starts_with("me/") {

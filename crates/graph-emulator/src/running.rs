@@ -220,7 +220,6 @@ impl RunningEmulator {
         self.shared.clock.now()
     }
 
-    /// Add sign-in records (visible from their `visible_at`).
     /// Delete a user now; `false` when there is no such user.
     pub fn delete_user(&self, id: Uuid) -> bool {
         self.shared.dir.write().expect("dir lock").delete_user(id)
@@ -236,6 +235,27 @@ impl RunningEmulator {
             .push((n, id));
     }
 
+    /// Change a user in place (a new photo, a disabled account) as an administrator
+    /// would between two runs; `false` when there is no such user.
+    pub fn edit_user(&self, id: Uuid, edit: impl FnOnce(&mut User)) -> bool {
+        let mut dir = self.shared.dir.write().expect("dir lock");
+        let Some(i) = dir.by_id.get(&id).copied() else {
+            return false;
+        };
+        let before = (
+            dir.tenant.users[i].id,
+            dir.tenant.users[i].user_principal_name.clone(),
+        );
+        edit(&mut dir.tenant.users[i]);
+        let user = &dir.tenant.users[i];
+        // The indexes are by id and UPN: rebuilt only when one of them changed.
+        if (user.id, &user.user_principal_name) != (before.0, &before.1) {
+            dir.reindex();
+        }
+        true
+    }
+
+    /// Add sign-in records (visible from their `visible_at`).
     pub fn add_sign_ins(&self, sign_ins: Vec<SignIn>) {
         self.shared
             .dir

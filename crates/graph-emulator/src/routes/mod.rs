@@ -9,12 +9,13 @@
 //! - [`token`]: the Entra ID token endpoint; [`discovery`]: the OpenID configuration,
 //!   its key set and instance discovery that client libraries read first.
 //! - [`organization`], [`presence`], [`users`] (and `/me`), [`photo`], [`member_of`],
-//!   [`sign_ins`]: the Graph resources, `/v1.0` and `/beta` alike.
+//!   [`sign_ins`], [`groups`] (transitive members): the Graph resources, `/v1.0` and `/beta` alike.
 //! - [`common`] and [`paging`]: what the resource routes share. Resource routes never
 //!   use each other.
 
 mod common;
 mod discovery;
+mod groups;
 mod identity;
 mod member_of;
 mod organization;
@@ -160,6 +161,9 @@ fn graph(
         }
         ["users", _, "photos", _, "$value"] if get => {
             photo::photo(shared, caller, seg[1], Some(seg[3]), true)
+        }
+        ["groups", _, "transitivemembers"] if get => {
+            groups::transitive_members(shared, caller, parts, seg[1], query)
         }
         ["users", ..] | ["auditlogs", ..] => Err(GraphError::method_not_allowed()),
         _ => {
