@@ -329,6 +329,16 @@ ACTIONS = {
         },
         "needs_graph": True,
     },
+    "sync_profile_photos": {
+        "incremental": False,
+        "inputs": {
+            "group_id": "string",
+            "ids": "array:string",
+            "max_photos": "integer",
+            "output_dir": "string",
+        },
+        "needs_graph": True,
+    },
     "update_user": {
         "incremental": False,
         "inputs": {

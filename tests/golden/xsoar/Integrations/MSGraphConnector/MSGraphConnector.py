@@ -329,6 +329,16 @@ ACTIONS = {
         },
         "needs_graph": True,
     },
+    "sync_profile_photos": {
+        "incremental": False,
+        "inputs": {
+            "group_id": "string",
+            "ids": "array:string",
+            "max_photos": "integer",
+            "output_dir": "string",
+        },
+        "needs_graph": True,
+    },
     "update_user": {
         "incremental": False,
         "inputs": {
@@ -402,6 +412,10 @@ COMMANDS = {
     "msgraph-sync-ip-presence": {
         "action": "sync_ip_presence",
         "context": "MSGraphConnector.SyncIpPresence",
+    },
+    "msgraph-sync-profile-photos": {
+        "action": "sync_profile_photos",
+        "context": "MSGraphConnector.SyncProfilePhotos",
     },
     "msgraph-update-user": {
         "action": "update_user",
