@@ -186,7 +186,7 @@ fn deleted_disabled_and_photo_less_users_lose_their_files() {
     assert_eq!(second["removed"], 3, "{second}");
     assert_eq!(second["disabled"], 1);
     assert_eq!(second["downloaded"], 1);
-    assert_eq!(downloads(&emu.log()), [lost.clone()]);
+    assert_eq!(downloads(&emu.log()), std::slice::from_ref(lost));
     assert_eq!(second["unchanged"], photos.len() - 4);
     let files = photo_files(folder);
     for gone in [deleted, disabled, cleared] {
