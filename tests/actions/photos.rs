@@ -349,3 +349,47 @@ fn a_group_syncs_its_transitive_members_and_a_list_its_users() {
         .collect();
     assert_eq!(photo_files(dir.path()), want);
 }
+
+/// The figures of docs/benchmarks.md, "Profile photo sync (issue 16)": 10,000 users
+/// at Graph's published limits on both sides (the emulator's directory bucket of
+/// 3,500 units / 10 s, the asset's default pacing), a first run, then one with 5 %
+/// of the photos changed. Ignored by default:
+/// `cargo test --test actions -- --ignored --nocapture photos::bench`.
+#[test]
+#[ignore]
+fn bench_ten_thousand_users_at_graphs_limits() {
+    let emu = EmulatorSetup::generated(graph_emulator::GenerateSpec {
+        users: 10_000,
+        sign_ins: 0,
+        seed: 7,
+        day: None,
+    })
+    .start();
+    let dir = tempfile::tempdir().unwrap();
+    let folder = dir.path().join("photos");
+    let photos = with_photo(&emu);
+    let mut report = Vec::new();
+    for round in ["first run", "5 % changed"] {
+        if round != "first run" {
+            for id in photos.iter().step_by(6).take(500) {
+                change_photo(&emu, id);
+            }
+        }
+        emu.clear_log();
+        let started = std::time::Instant::now();
+        let r = sync(&emu, json!({"output_dir": folder}));
+        let wall = started.elapsed();
+        let log = emu.log();
+        let throttled = log.iter().filter(|e| e.status == 429).count();
+        report.push(format!(
+            "{round}: wall {:.1} s, {} requests on the wire ({} batch items), downloaded {}, \
+             unchanged {}, 429s {throttled}",
+            wall.as_secs_f64(),
+            wire(&log),
+            log.iter().filter(|e| e.batch.is_some()).count(),
+            r["downloaded"],
+            r["unchanged"],
+        ));
+    }
+    eprintln!("{}", report.join("\n"));
+}

@@ -77,7 +77,7 @@ pub use generate::{
     GenerateSpec, MFA_USER, READ_APP_CLIENT_ID, READ_APP_SECRET, TENANT_ID,
 };
 pub use log::{LogEntry, RequestLog, TokenRequest};
-pub use routes::{NO_PHOTO_CODES, no_photo_answer};
+pub use routes::{NO_PHOTO_CODES, blank_photo_metadata, no_photo_answer};
 pub use running::RunningEmulator;
 pub use tenant::{
     AppCertificate, AppRegistration, DelegatedUser, DirectoryObject, Office, Photo, Presence,

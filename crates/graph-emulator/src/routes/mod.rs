@@ -26,7 +26,7 @@ mod sign_ins;
 pub(crate) mod token;
 mod users;
 
-pub use photo::{NO_PHOTO_CODES, no_photo_answer};
+pub use photo::{NO_PHOTO_CODES, blank_photo_metadata, no_photo_answer};
 
 use std::sync::Arc;
 

@@ -45,6 +45,13 @@ pub fn no_photo_answer(id: uuid::Uuid) -> (&'static str, &'static str) {
     NO_PHOTO_CODES[(id.as_u128() % NO_PHOTO_CODES.len() as u128) as usize]
 }
 
+/// Whether the photo metadata of photo-less user `id` is the documented 1x1 answer with
+/// an empty `@odata.mediaEtag` (else a "no photo" 404): half the users, chosen by a bit
+/// of the id that [`no_photo_answer`] does not use, so every 404 code meets both.
+pub fn blank_photo_metadata(id: uuid::Uuid) -> bool {
+    (id.as_u128() >> 2) & 1 == 0
+}
+
 /// `GET /users/{id}/photo[/$value]` and `/photos/{size}[/$value]`: metadata or JPEG bytes.
 pub(crate) fn photo(
     shared: &Shared,
@@ -74,9 +81,9 @@ pub(crate) fn photo(
     let Some(p) = user.photo.as_ref() else {
         // The metadata of a photo never uploaded: Microsoft's profilePhoto-get page shows
         // a 200 with a 1x1 `image/gif` and an empty `@odata.mediaEtag` ("the response when
-        // a photo hasn't been uploaded for the user"); others get a "no photo" 404. Half
-        // the photo-less users answer each way (by object id), so clients meet both.
-        if !bytes && size.is_none() && user.id.as_u128().is_multiple_of(2) {
+        // a photo hasn't been uploaded for the user"); others get a "no photo" 404
+        // ([`blank_photo_metadata`] picks), so clients meet both.
+        if !bytes && size.is_none() && blank_photo_metadata(user.id) {
             return Ok(json_response(&json!({
                 "@odata.context": context(shared, &format!("users('{}')/photo/$entity", user.id)),
                 "@odata.mediaContentType": "image/gif",
