@@ -793,6 +793,20 @@ mod tests {
     use super::*;
 
     #[test]
+    fn one_run_at_a_time_holds_a_folder() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = open_folder(dir.path(), None, "/x").unwrap();
+        let e = open_folder(dir.path(), None, "/x").unwrap_err();
+        assert_eq!(e.kind, ErrorKind::Local);
+        assert!(
+            e.message.contains("another sync_profile_photos run"),
+            "{e:?}"
+        );
+        drop(first);
+        open_folder(dir.path(), None, "/x").unwrap();
+    }
+
+    #[test]
     fn extensions_come_from_the_content_type() {
         assert_eq!(extension("image/jpeg"), "jpg");
         assert_eq!(extension("IMAGE/PNG; charset=x"), "png");

@@ -28,6 +28,11 @@ fn sync(emu: &Emulator, inputs: Value) -> Value {
     assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
     emu.assert_no_secrets(&out.stdout, None);
     emu.assert_no_secrets(&out.stderr, None);
+    assert!(
+        out.stderr.contains("sync_profile_photos: ") && out.stderr.contains("photo metadata read"),
+        "progress on stderr: {}",
+        out.stderr
+    );
     out.json()["json_body"].clone()
 }
 
@@ -343,6 +348,15 @@ fn a_group_syncs_its_transitive_members_and_a_list_its_users() {
     assert_eq!(r["downloaded"], 1);
     assert_eq!(r["removed"], 4);
     assert_eq!(r["not_found"], json!(["gone@contoso.example"]));
+    // A group that is not there fails the run (exit 4) and removes nothing.
+    let before = photo_files(dir.path());
+    let out = emu.run(
+        "sync_profile_photos",
+        json!({"output_dir": dir.path(), "group_id": Uuid::nil()}),
+    );
+    assert_eq!(out.code, 4, "{}", out.stdout);
+    assert_eq!(out.json()["error"]["code"], "Request_ResourceNotFound");
+    assert_eq!(photo_files(dir.path()), before);
     let want: BTreeSet<String> = [3, 21]
         .iter()
         .map(|&i| format!("{}.jpg", emu.user_id(i)))
