@@ -7,7 +7,7 @@
 //! 1. **the folder**, before any request: made if only its last part is missing,
 //!    refused inside the state dir, probed writable (kind `local`, exit 6 when
 //!    not), and locked (`flock` on the folder itself), so two runs never write
-//!    it at once;
+//!    it at once; temporary files a killed run left are removed;
 //! 2. **what we hold**: the last run's manifest, each entry trusted only while its
 //!    file is there with the recorded size. The manifest is the incremental state,
 //!    not the envelope: it cannot disagree with the files it describes, survives a
@@ -276,10 +276,43 @@ pub fn open_folder(dir: &Path, state_dir: Option<&Path>, pointer: &str) -> Resul
             None
         }
     };
+    if lock.is_some() {
+        remove_leftovers(&real);
+    }
     Ok(Folder {
         path: real,
         _lock: lock,
     })
+}
+
+/// Remove the temporary files a killed run left (`.{name}.{12 random}`, where
+/// `name` is a photo's or the manifest's): with the folder locked, nobody else is
+/// writing them. Nothing of another shape is touched.
+fn remove_leftovers(folder: &Path) {
+    let Ok(entries) = std::fs::read_dir(folder) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        if is_leftover(name) {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
+}
+
+fn is_leftover(name: &str) -> bool {
+    let Some(rest) = name.strip_prefix('.') else {
+        return false;
+    };
+    let Some((target, random)) = rest.rsplit_once('.') else {
+        return false;
+    };
+    let ours = target == MANIFEST
+        || target
+            .rsplit_once('.')
+            .is_some_and(|(id, ext)| safe_id(id) && EXTENSIONS.contains(&ext));
+    ours && random.len() == 12 && random.bytes().all(|b| b.is_ascii_alphanumeric())
 }
 
 /// An object id we accept as a file name: Graph's ids are GUIDs; anything with a
@@ -292,6 +325,9 @@ fn safe_id(id: &str) -> bool {
 /// The file extension for a photo's content type. Graph serves profile photos as
 /// JPEG (profilephoto-get: "the supported formats are JPEG"... for uploads; answers
 /// carry `image/jpeg`); the others are what an image `Content-Type` may say.
+/// Every extension [`extension`] gives.
+const EXTENSIONS: [&str; 6] = ["jpg", "png", "gif", "bmp", "webp", "bin"];
+
 pub fn extension(content_type: &str) -> &'static str {
     let t = content_type
         .split(';')
@@ -804,6 +840,32 @@ mod tests {
         );
         drop(first);
         open_folder(dir.path(), None, "/x").unwrap();
+    }
+
+    #[test]
+    fn a_killed_runs_temporary_files_are_recognised_and_nothing_else() {
+        let id = "4f3a0c3e-1b2d-4c5e-8f90-123456789abc";
+        assert!(is_leftover(&format!(".{id}.jpg.AbC123xyz789")));
+        assert!(is_leftover(".manifest.jsonl.AbC123xyz789"));
+        for other in [
+            format!("{id}.jpg"),
+            format!(".{id}.jpg"),
+            format!(".{id}.exe.AbC123xyz789"),
+            format!(".{id}.jpg.short"),
+            ".bashrc".to_string(),
+            ".notes.txt.AbC123xyz789".to_string(),
+        ] {
+            assert!(!is_leftover(&other), "{other}");
+        }
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join(format!(".{id}.jpg.AbC123xyz789")), b"x").unwrap();
+        std::fs::write(dir.path().join(".bashrc"), b"x").unwrap();
+        let _folder = open_folder(dir.path(), None, "/x").unwrap();
+        let names: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, [".bashrc"]);
     }
 
     #[test]
