@@ -522,17 +522,40 @@ fn evaluate_refuses_out_of_range_times_in_the_state_with_their_pointer() {
         i64::MIN,
         -9_000_000_000_000_000_000,
     ] {
+        // Observations as version 1 wrote them (pairs), still read...
         let mut state = first["state"].clone();
-        state.pointer_mut(&format!("{user}/obs/0")).unwrap()[0] = json!(t);
+        state.pointer_mut(user).unwrap()["obs"] = json!([[t, 0]]);
         cases.push((state, format!("/state{user}/obs/0/0")));
+        // ...and as version 2 writes them (one string).
+        let mut state = first["state"].clone();
+        state.pointer_mut(user).unwrap()["obs"] = json!(format!("{t}:0"));
+        cases.push((state, format!("/state{user}/obs")));
         let mut state = first["state"].clone();
         state.pointer_mut(user).unwrap()["overrides"] =
             json!([{"at_ms": t, "place": null, "set_by": "admin@x.example"}]);
         cases.push((state, format!("/state{user}/overrides/0/at_ms")));
     }
-    let mut state = first["state"].clone();
-    state.pointer_mut(&format!("{user}/obs/0")).unwrap()[1] = json!(7);
-    cases.push((state, format!("/state{user}/obs/0/1")));
+    assert_eq!(first["state"]["version"], 2);
+    assert!(
+        first["state"]
+            .pointer(&format!("{user}/obs"))
+            .unwrap()
+            .is_string()
+    );
+    for obs in [
+        json!([[0, 7]]),
+        json!("0:7"),
+        json!("x:0"),
+        json!("5:0,,1:0"),
+    ] {
+        let mut state = first["state"].clone();
+        let pointer = match &obs {
+            Value::Array(_) => format!("/state{user}/obs/0/1"),
+            _ => format!("/state{user}/obs"),
+        };
+        state.pointer_mut(user).unwrap()["obs"] = obs;
+        cases.push((state, pointer));
+    }
     for (state, pointer) in cases {
         let out = run_raw("evaluate_ip_presence", &again, Some(&state), dir.path());
         assert_eq!(out.code, 2, "{pointer}: {}\n{}", out.stdout, out.stderr);

@@ -4,17 +4,23 @@
 //! back in, a bad one named by its JSON pointer.
 
 use std::collections::BTreeMap;
+use std::fmt::Write;
 use std::net::IpAddr;
 
 use ipnet::IpNet;
 use jiff::civil::Date;
 use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value, json};
 
 use super::MemoryState;
 use super::day::{UserDay, pack_obs, unpack_obs};
 use crate::calendar::{day_start_ms, is_valid_ms};
 use crate::error::PresenceError;
 use crate::model::{Override, Place};
+
+/// The state format written: 2 keeps a day's observations as one string ([`obs_text`]);
+/// version 1 states (observations as pairs) are still read.
+const VERSION: u32 = 2;
 
 /// `s` escaped as one JSON pointer reference token (RFC 6901).
 fn pointer_token(s: &str) -> String {
@@ -40,20 +46,23 @@ impl MemoryState {
         for (new, old) in order.iter().enumerate() {
             renum[*old as usize] = new as u32;
         }
-        let places = order
+        let places: Vec<(String, Place)> = order
             .iter()
             .map(|&p| {
                 let (r, pl) = &self.places[p as usize];
                 (r.to_string(), pl.clone())
             })
             .collect();
-        let mut days: BTreeMap<Date, BTreeMap<String, UserDayJson>> = BTreeMap::new();
+        // Each user-day becomes its JSON object at once, its long fields as single
+        // strings moved in (no tree of one value per observation: a day of a million
+        // sign-ins would take some hundred bytes each), so the state costs about its
+        // own printed size.
+        let mut days: BTreeMap<Date, Map<String, Value>> = BTreeMap::new();
         for (u, date, ud) in self.user_days() {
             let mut seen: Vec<u64> = ud.seen.iter().copied().collect();
             seen.sort_unstable();
             let mut hex = String::with_capacity(seen.len() * 16);
             for h in seen {
-                use std::fmt::Write;
                 let _ = write!(hex, "{h:016x}");
             }
             let mut access: Vec<IpAddr> = ud.access.iter().copied().collect();
@@ -79,15 +88,22 @@ impl MemoryState {
                 })
                 .collect();
             overrides.sort_by(|a, b| (a.at_ms, &a.set_by).cmp(&(b.at_ms, &b.set_by)));
-            days.entry(date).or_default().insert(
-                u.to_owned(),
-                UserDayJson {
-                    seen: hex,
-                    access,
-                    obs,
-                    overrides,
-                },
-            );
+            let mut day = Map::new();
+            if !hex.is_empty() {
+                day.insert("seen".into(), Value::String(hex));
+            }
+            if !access.is_empty() {
+                day.insert("access".into(), json!(access));
+            }
+            if !obs.is_empty() {
+                day.insert("obs".into(), Value::String(obs_text(start, &obs)));
+            }
+            if !overrides.is_empty() {
+                day.insert("overrides".into(), json!(overrides));
+            }
+            days.entry(date)
+                .or_default()
+                .insert(u.to_owned(), Value::Object(day));
         }
         let mut discovery: Vec<(IpNet, IpAddr, String, u64)> = self
             .discovery
@@ -95,16 +111,21 @@ impl MemoryState {
             .map(|((b, ip, u), n)| (*b, *ip, self.users[*u as usize].key.to_string(), *n))
             .collect();
         discovery.sort();
-        serde_json::to_value(StateJson {
-            version: 1,
-            places,
-            discovery,
-            days: days
-                .into_iter()
-                .map(|(date, users)| DayJson { date, users })
-                .collect(),
-        })
-        .expect("state serialises")
+        let mut state = Map::new();
+        state.insert("version".into(), json!(VERSION));
+        state.insert("places".into(), json!(places));
+        state.insert(
+            "days".into(),
+            Value::Array(
+                days.into_iter()
+                    .map(|(date, users)| json!({"date": date, "users": Value::Object(users)}))
+                    .collect(),
+            ),
+        );
+        if !discovery.is_empty() {
+            state.insert("discovery".into(), json!(discovery));
+        }
+        Value::Object(state)
     }
 
     /// Rebuild a state from [`MemoryState::to_json`]; the days' events are recomputed.
@@ -114,7 +135,7 @@ impl MemoryState {
         let at = |pointer: String, message: String| PresenceError::StateAt { pointer, message };
         let j: StateJson =
             serde_json::from_value(value).map_err(|e| PresenceError::State(e.to_string()))?;
-        if j.version != 1 {
+        if !(1..=VERSION).contains(&j.version) {
             return Err(at(
                 "/version".into(),
                 format!("unsupported state version {}", j.version),
@@ -153,16 +174,27 @@ impl MemoryState {
                     day.access.insert(ip);
                 }
                 let start = day_start_ms(d.date);
-                for (k, (t, p)) in ud.obs.into_iter().enumerate() {
+                // Where a bad observation is: its pair's member (version 1) or the string.
+                type At = fn(&str, usize, usize) -> String;
+                let (obs, obs_at): (Vec<(i64, u32)>, At) = match ud.obs {
+                    ObsJson::List(list) => (list, |here, k, i| format!("{here}/obs/{k}/{i}")),
+                    ObsJson::Text(text) => (
+                        parse_obs_text(start, &text).map_err(|k| {
+                            at(
+                                format!("{here}/obs"),
+                                format!("entry {k} is not milliseconds:place"),
+                            )
+                        })?,
+                        |here, _, _| format!("{here}/obs"),
+                    ),
+                };
+                for (k, (t, p)) in obs.into_iter().enumerate() {
                     let p = *ids.get(p as usize).ok_or_else(|| {
-                        at(
-                            format!("{here}/obs/{k}/1"),
-                            format!("place {p} is not in places"),
-                        )
+                        at(obs_at(&here, k, 1), format!("place {p} is not in places"))
                     })?;
                     let v = pack_obs(start, t, p).ok_or_else(|| {
                         at(
-                            format!("{here}/obs/{k}/0"),
+                            obs_at(&here, k, 0),
                             format!("{t} ms is no time on or near {}", d.date),
                         )
                     })?;
@@ -194,7 +226,7 @@ impl MemoryState {
     }
 }
 
-#[derive(Serialize, Deserialize)]
+#[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct StateJson {
     version: u32,
@@ -202,30 +234,77 @@ struct StateJson {
     places: Vec<(String, Place)>,
     days: Vec<DayJson>,
     /// `[suggested block, address, user, events]` of unmatched addresses (auto-create).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(default)]
     discovery: Vec<(IpNet, IpAddr, String, u64)>,
 }
 
-#[derive(Serialize, Deserialize)]
+#[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct DayJson {
     date: Date,
     users: BTreeMap<String, UserDayJson>,
 }
 
-#[derive(Serialize, Deserialize)]
+#[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct UserDayJson {
     /// FNV-1a hashes of the sign-in ids processed, 16 hex digits each, sorted.
-    #[serde(default, skip_serializing_if = "String::is_empty")]
+    #[serde(default)]
     seen: String,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[serde(default)]
     access: Vec<IpAddr>,
-    /// `[milliseconds since the epoch, place index]`.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    obs: Vec<(i64, u32)>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    /// Version 2: [`obs_text`]; version 1: `[milliseconds since the epoch, place index]`.
+    #[serde(default)]
+    obs: ObsJson,
+    #[serde(default)]
     overrides: Vec<OverrideJson>,
+}
+
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum ObsJson {
+    Text(String),
+    List(Vec<(i64, u32)>),
+}
+
+impl Default for ObsJson {
+    fn default() -> Self {
+        ObsJson::List(Vec::new())
+    }
+}
+
+/// A day's sorted observations as one string: `delta:place` entries joined by `,`, each
+/// delta the milliseconds since the entry before (the first: since the day's start,
+/// UTC; negative when a local day starts before it). About 10 bytes an observation.
+fn obs_text(day_start: i64, obs: &[(i64, u32)]) -> String {
+    let mut text = String::with_capacity(obs.len() * 11);
+    let mut prev = day_start;
+    for (i, &(t, p)) in obs.iter().enumerate() {
+        if i > 0 {
+            text.push(',');
+        }
+        let _ = write!(text, "{}:{p}", t - prev);
+        prev = t;
+    }
+    text
+}
+
+/// [`obs_text`] read back; `Err(k)` names the first bad entry.
+fn parse_obs_text(day_start: i64, text: &str) -> Result<Vec<(i64, u32)>, usize> {
+    if text.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut prev = day_start;
+    text.split(',')
+        .enumerate()
+        .map(|(k, entry)| {
+            let (d, p) = entry.split_once(':').ok_or(k)?;
+            let d: i64 = d.parse().map_err(|_| k)?;
+            let t = prev.checked_add(d).ok_or(k)?;
+            prev = t;
+            Ok((t, p.parse().map_err(|_| k)?))
+        })
+        .collect()
 }
 
 #[derive(Serialize, Deserialize)]

@@ -658,7 +658,7 @@ fn state_json_round_trip_continues_where_it_left_off() {
     run(&e, &mut st, first);
     let json = st.to_json();
     let text = serde_json::to_string(&json).unwrap();
-    assert!(text.contains("\"version\":1"), "{text}");
+    assert!(text.contains("\"version\":2"), "{text}");
     let mut restored = MemoryState::from_json(json).unwrap();
     e.set_manual(
         &mut restored,
