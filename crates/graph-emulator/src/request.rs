@@ -36,12 +36,15 @@ pub(crate) fn classify(path: &str) -> Family {
         Family::Presence
     } else if rest.starts_with("auditlogs/signins") {
         Family::SignIns
+    } else if rest.starts_with("groups/") {
+        // A group's members count where memberOf does: the directory.
+        Family::MemberOf
     } else if rest.starts_with("organization") {
         Family::Organization
     } else if rest == "me" || rest.starts_with("me/") {
         Family::Users
     } else if rest.starts_with("users") {
-        if rest.ends_with("/presence") {
+        if rest.ends_with("/presence") || rest.contains("/presence/") {
             Family::Presence
         } else if rest.contains("/memberof") {
             Family::MemberOf
