@@ -9,10 +9,12 @@ mod fidelity;
 mod hardening;
 mod ip_presence;
 mod presence;
+mod publisher;
 mod sign_ins;
 mod sign_ins_bench;
 mod sign_ins_state;
 mod user_status;
+mod watch;
 
 #[path = "../support/mod.rs"]
 pub mod support;
