@@ -212,10 +212,11 @@ impl<'a, W: Write> Watcher<'a, W> {
             return self.resolve_group(&group).await;
         }
         let mut cached: HashMap<String, String> = HashMap::new();
-        if !all && let Some(store) = &self.store {
-            if let Some(text) = store.get(&cache_key(self.graph))? {
-                cached = serde_json::from_str(&text).unwrap_or_default();
-            }
+        if !all
+            && let Some(store) = &self.store
+            && let Some(text) = store.get(&cache_key(self.graph))?
+        {
+            cached = serde_json::from_str(&text).unwrap_or_default();
         }
         let wanted: Vec<String> = self
             .members

@@ -237,6 +237,8 @@ fn upns_are_resolved_once_and_each_cycle_is_ceil_users_over_650_requests() {
     };
     let out = run();
     assert_eq!(out.code, 0, "{}", out.stderr);
+    emu.assert_no_secrets(&out.stdout, Some(emu.state.path()));
+    emu.assert_no_secrets(&out.stderr, Some(emu.state.path()));
     let lines: Vec<Value> = out
         .stdout
         .lines()
@@ -301,7 +303,7 @@ fn bad_watch_arguments_are_refused_before_any_request() {
     let bad = bad_list.to_str().unwrap();
     let cases: Vec<(Vec<&str>, &str)> = vec![
         (vec!["--users", bad], "/users/1"),
-        (vec!["--users", &list, "--interval", "-1"], "/interval"),
+        (vec!["--users", &list, "--interval=-1"], "/interval"),
         (vec!["--group", "not-a-guid"], "/group"),
     ];
     for (args, pointer) in cases {
