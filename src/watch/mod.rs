@@ -105,6 +105,8 @@ pub struct Watcher<'a, W: Write> {
     roster: Roster,
     members: Vec<Member>,
     counts: Counts,
+    /// When the next heartbeat line is due (also while a request waits for the pacer).
+    next_heartbeat: Instant,
 }
 
 impl<'a, W: Write> Watcher<'a, W> {
@@ -115,6 +117,7 @@ impl<'a, W: Write> Watcher<'a, W> {
         roster: Roster,
         settings: Settings,
     ) -> Self {
+        let settings_heartbeat = settings.heartbeat;
         Watcher {
             graph,
             store,
@@ -123,6 +126,7 @@ impl<'a, W: Write> Watcher<'a, W> {
             roster,
             members: Vec::new(),
             counts: Counts::default(),
+            next_heartbeat: Instant::now() + settings_heartbeat,
         }
     }
 
@@ -130,7 +134,6 @@ impl<'a, W: Write> Watcher<'a, W> {
     pub async fn run(mut self, stop: CancellationToken) -> Result<Counts> {
         self.load_roster().await?;
         let mut resolved_at = Instant::now();
-        let mut heartbeat_at = Instant::now();
         let mut stopped_by = "cycles";
         'cycles: loop {
             let started = Instant::now();
@@ -154,10 +157,7 @@ impl<'a, W: Write> Watcher<'a, W> {
                     break 'cycles;
                 }
                 self.poll(&batch).await?;
-                if heartbeat_at.elapsed() >= self.settings.heartbeat {
-                    self.line("heartbeat", json!(self.counts))?;
-                    heartbeat_at = Instant::now();
-                }
+                self.heartbeat_if_due()?;
             }
             self.counts.cycles += 1;
             if self
@@ -168,9 +168,12 @@ impl<'a, W: Write> Watcher<'a, W> {
                 break;
             }
             let next = started + self.settings.interval;
-            tokio::select! {
-                _ = tokio::time::sleep_until(next.into()) => {}
-                _ = stop.cancelled() => { stopped_by = "signal"; break; }
+            loop {
+                tokio::select! {
+                    _ = tokio::time::sleep_until(next.into()) => break,
+                    _ = tokio::time::sleep_until(self.next_heartbeat.into()) => self.heartbeat_if_due()?,
+                    _ = stop.cancelled() => { stopped_by = "signal"; break 'cycles; }
+                }
             }
         }
         let mut summary = json!(self.counts);
@@ -333,7 +336,17 @@ impl<'a, W: Write> Watcher<'a, W> {
             .filter_map(|&i| self.members[i].id.as_ref().map(|(_, s)| s.as_str()))
             .collect();
         self.counts.requests += 1;
-        let response = match self.graph.send(presence_request(&ids)).await {
+        // The pacer may hold the request for seconds at the limit: heartbeats go on.
+        let graph = self.graph;
+        let send = graph.send(presence_request(&ids));
+        tokio::pin!(send);
+        let sent = loop {
+            tokio::select! {
+                r = &mut send => break r,
+                _ = tokio::time::sleep_until(self.next_heartbeat.into()) => self.heartbeat_if_due()?,
+            }
+        };
+        let response = match sent {
             Ok(r) => r,
             // A lost connection or a Graph error after the client's retries: reported,
             // and the next batch goes on; a refused credential or a local failure stops.
@@ -451,6 +464,15 @@ impl<'a, W: Write> Watcher<'a, W> {
         }
         self.save(&cached)?;
         self.apply(&cached)
+    }
+
+    /// The heartbeat line, when it is due.
+    fn heartbeat_if_due(&mut self) -> Result<()> {
+        if Instant::now() >= self.next_heartbeat {
+            self.line("heartbeat", json!(self.counts))?;
+            self.next_heartbeat = Instant::now() + self.settings.heartbeat;
+        }
+        Ok(())
     }
 
     /// A line `{"kind": kind, "at": now, ...fields}`.

@@ -352,3 +352,41 @@ fn get_presence_changes_reports_exactly_what_changed_since_its_state() {
     let out = again(json!({"version": 1, "seen": {"x": 1}}));
     assert_invalid(&emu, &out, "/state");
 }
+
+#[test]
+fn heartbeats_go_on_while_the_pacer_holds_a_request() {
+    // 700 users: 2 requests a cycle; the asset allows one request every 3 s.
+    let emu = EmulatorSetup::users(700)
+        .asset_setting(
+            "rate_limits",
+            json!({"presence": {"requests": 1, "per_seconds": 3}}),
+        )
+        .start();
+    let users: Vec<String> = (0..700).map(|i| emu.user_id(i)).collect();
+    let (_dir, asset, list) = files(&emu, &users);
+    let out = process::run(
+        &[
+            "watch",
+            "presence",
+            "--asset",
+            &asset,
+            "--users",
+            &list,
+            "--cycles",
+            "1",
+            "--heartbeat",
+            "1",
+        ],
+        b"",
+        emu.state.path(),
+    );
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let lines: Vec<Value> = out
+        .stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let beats = kinds(&lines, "heartbeat");
+    assert!(beats.len() >= 2, "{} heartbeats", beats.len());
+    assert_eq!(lines.last().unwrap()["requests"], 2);
+}
