@@ -132,9 +132,10 @@ Lines, each with \"kind\" and \"at\":
 
 SIGTERM or SIGINT (Ctrl-C) stops it after the batch in flight: that batch's changes
 and the summary are written, and it exits 0. A batch that fails after the client's
-retries (network, Graph 5xx) is counted under `errors` and the next goes on; a refused
-credential stops it (exit 3). Needs Presence.Read.All, plus User.Read.All for UPNs or
-GroupMember.Read.All for --group.";
+retries (network, Graph 5xx or 429) is counted under `errors` and the next goes on; a
+refused credential (exit 3) or a Graph 4xx such as a missing permission (exit 4) stops
+it. Needs Presence.Read.All, plus User.Read.All for UPNs or GroupMember.Read.All for
+--group.";
 
 const WATCH_HELP: &str = "\
 Examples:

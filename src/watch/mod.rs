@@ -348,9 +348,15 @@ impl<'a, W: Write> Watcher<'a, W> {
         };
         let response = match sent {
             Ok(r) => r,
-            // A lost connection or a Graph error after the client's retries: reported,
-            // and the next batch goes on; a refused credential or a local failure stops.
-            Err(e) if matches!(e.kind, ErrorKind::Graph | ErrorKind::Network) => {
+            // A lost connection or a 5xx/429 after the client's retries: counted, and the
+            // next batch goes on; a refused credential or a local failure stops.
+            // A 4xx (a permission the app lacks, a request Graph refuses) would fail the
+            // same way every cycle: it stops the run instead.
+            Err(e)
+                if e.kind == ErrorKind::Network
+                    || (e.kind == ErrorKind::Graph
+                        && e.status_code.is_none_or(|s| s >= 500 || s == 429)) =>
+            {
                 self.counts.errors += 1;
                 tracing::warn!(error = %e.message, "watch: a presence batch failed; going on");
                 return Ok(());

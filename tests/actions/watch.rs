@@ -390,3 +390,26 @@ fn heartbeats_go_on_while_the_pacer_holds_a_request() {
     assert!(beats.len() >= 2, "{} heartbeats", beats.len());
     assert_eq!(lines.last().unwrap()["requests"], 2);
 }
+
+#[test]
+fn a_missing_permission_stops_the_watch_instead_of_looping() {
+    let emu = quiet(3);
+    let (_dir, _, list) = files(&emu, &[emu.user_id(0)]);
+    let asset = _dir.path().join("reader.json");
+    std::fs::write(&asset, emu.read_only_asset().to_string()).unwrap();
+    let state = tempfile::tempdir().unwrap();
+    let out = process::run(
+        &[
+            "watch",
+            "presence",
+            "--asset",
+            asset.to_str().unwrap(),
+            "--users",
+            &list,
+        ],
+        b"",
+        state.path(),
+    );
+    assert_eq!(out.code, 4, "{}\n{}", out.stdout, out.stderr);
+    assert_eq!(out.json()["error"]["code"], "Authorization_RequestDenied");
+}
