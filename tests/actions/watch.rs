@@ -413,3 +413,43 @@ fn a_missing_permission_stops_the_watch_instead_of_looping() {
     assert_eq!(out.code, 4, "{}\n{}", out.stdout, out.stderr);
     assert_eq!(out.json()["error"]["code"], "Authorization_RequestDenied");
 }
+
+#[test]
+fn output_appends_to_a_private_file_and_refuses_a_directory() {
+    use std::os::unix::fs::PermissionsExt;
+    let emu = quiet(2);
+    let (dir, asset, list) = files(&emu, &[emu.user_id(0), emu.user_id(1)]);
+    let file = dir.path().join("presence.jsonl");
+    let run = |output: &std::path::Path| {
+        process::run(
+            &[
+                "watch",
+                "presence",
+                "--asset",
+                &asset,
+                "--users",
+                &list,
+                "--cycles",
+                "1",
+                "--output",
+                output.to_str().unwrap(),
+            ],
+            b"",
+            emu.state.path(),
+        )
+    };
+    for _ in 0..2 {
+        let out = run(&file);
+        assert_eq!(out.code, 0, "{}", out.stderr);
+        assert!(out.stdout.is_empty(), "{}", out.stdout);
+    }
+    let text = std::fs::read_to_string(&file).unwrap();
+    // Two runs appended: each wrote both users and its summary.
+    assert_eq!(text.matches("\"kind\":\"presence\"").count(), 4, "{text}");
+    assert_eq!(text.matches("\"kind\":\"summary\"").count(), 2, "{text}");
+    let mode = std::fs::metadata(&file).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    emu.clear_log();
+    let out = run(dir.path());
+    assert_invalid(&emu, &out, "/output");
+}
