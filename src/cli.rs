@@ -97,6 +97,87 @@ enum Command {
     /// Serve the catalog as a Model Context Protocol server (stdio, or HTTP with --listen).
     #[command(after_help = MCP_HELP)]
     Mcp(McpArgs),
+    /// Run continuously and write changes as JSON lines (`watch presence`).
+    #[command(subcommand)]
+    Watch(WatchCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum WatchCommand {
+    /// Poll many users' presence continuously; write only the changes, as JSON lines.
+    #[command(long_about = WATCH_LONG, after_help = WATCH_HELP)]
+    Presence(WatchPresenceArgs),
+}
+
+const WATCH_LONG: &str = "\
+Poll many users' presence continuously and write only the changes, as JSON lines.
+
+Each cycle asks getPresencesByUserId for every user, 650 ids a request, one request
+after another, paced to the presence limit of the asset (Graph's published 1,500
+requests / 30 s per app by default; `rate_limits.presence` in the asset). A presence
+is written when its sequenceNumber (else its value) differs from the last one seen;
+the first cycle writes everyone. Users are object ids or user principal names (a file,
+one a line; blank lines and lines starting with # are skipped) or a group's transitive
+members. UPNs are resolved once and kept in the state store under --state-dir, so a
+restart does not resolve them again; they are resolved again every --resolve-every,
+and at once for a user Graph no longer answers for (deleted): a UPN that no longer
+resolves is written once as a `gone` line.
+
+Lines, each with \"kind\" and \"at\":
+  {\"kind\": \"presence\", \"id\", \"upn\"?, \"presence\": {...as Graph sent it}}
+  {\"kind\": \"gone\", \"upn\", \"id\"}        a UPN that no longer resolves
+  {\"kind\": \"not_found\", \"id\"}           an object id Graph does not know
+  {\"kind\": \"heartbeat\", \"users\", \"cycles\", \"requests\", \"changes\", \"not_found\", \"errors\", \"resolutions\"}
+  {\"kind\": \"summary\", ...the same counts, \"stopped_by\": \"signal\" | \"cycles\"}   the last line
+
+SIGTERM or SIGINT (Ctrl-C) stops it after the batch in flight: that batch's changes
+and the summary are written, and it exits 0. A batch that fails after the client's
+retries (network, Graph 5xx or 429) is counted under `errors` and the next goes on; a
+refused credential (exit 3) or a Graph 4xx such as a missing permission (exit 4) stops
+it. Needs Presence.Read.All, plus User.Read.All for UPNs or GroupMember.Read.All for
+--group.";
+
+const WATCH_HELP: &str = "\
+Examples:
+  # agents.txt: one object id or UPN a line
+  msgraph-connector watch presence --asset asset.json --users agents.txt
+  # a group's members, to a file, a cycle every 5 s, a heartbeat every 5 minutes
+  msgraph-connector watch presence --asset asset.json --group 9a0c...e1 \\
+      --output presence.jsonl --interval 5 --heartbeat 300
+  # users covered at the limit: 1,500 requests / 30 s x 650 ids = 32,500 users a second";
+
+#[derive(Debug, Args)]
+struct WatchPresenceArgs {
+    /// The asset (JSON file); else the MSGRAPH_CONNECTOR_ASSET variable holds it as JSON.
+    #[arg(long, value_name = "FILE")]
+    asset: Option<PathBuf>,
+    /// Users to watch: object ids and/or UPNs, one a line.
+    #[arg(
+        long,
+        value_name = "FILE",
+        required_unless_present = "group",
+        conflicts_with = "group"
+    )]
+    users: Option<PathBuf>,
+    /// Watch this group's transitive members (users) instead; its members are read
+    /// again every --resolve-every.
+    #[arg(long, value_name = "ID")]
+    group: Option<String>,
+    /// Append the lines to FILE (created 0600) instead of stdout.
+    #[arg(long, value_name = "FILE")]
+    output: Option<PathBuf>,
+    /// Seconds from the start of one cycle to the start of the next.
+    #[arg(long, value_name = "SECONDS", default_value_t = 10.0)]
+    interval: f64,
+    /// Seconds between heartbeat lines.
+    #[arg(long, value_name = "SECONDS", default_value_t = 60.0)]
+    heartbeat: f64,
+    /// Seconds between two resolutions of the UPNs (or the group's members).
+    #[arg(long, value_name = "SECONDS", default_value_t = 3600.0)]
+    resolve_every: f64,
+    /// Stop after this many cycles (default: run until SIGTERM or SIGINT).
+    #[arg(long, value_name = "N")]
+    cycles: Option<u64>,
 }
 
 const EXPORT_HELP: &str = "\
@@ -354,6 +435,13 @@ fn dispatch(command: Command, settings: &RunSettings, explicit_state_dir: Option
         Command::Demo(args) => demo(args, explicit_state_dir),
         Command::Export(args) => runner::finish(export(args)),
         Command::Mcp(args) => mcp(args, settings),
+        Command::Watch(WatchCommand::Presence(args)) => match watch_presence(args, settings) {
+            Ok(()) => 0,
+            Err(e) => {
+                runner::report(&e);
+                e.exit_code()
+            }
+        },
         Command::Emulator(args) => match serve_emulator(args) {
             Ok(()) => 0,
             Err(e) => {
@@ -625,4 +713,131 @@ fn init_logging(verbose: u8, format: LogFormat) {
         LogFormat::Text => builder.with_target(false).try_init(),
         LogFormat::Json => builder.json().try_init(),
     };
+}
+
+/// `watch presence`: arguments checked (exit 2, before any request), then the collector
+/// runs until a signal; see [`crate::watch`].
+fn watch_presence(args: WatchPresenceArgs, settings: &RunSettings) -> Result<()> {
+    use crate::watch::{Roster, Settings, Watcher};
+    let seconds = |v: f64, name: &str, min: f64| {
+        if v.is_finite() && v >= min && v <= 86_400.0 * 7.0 {
+            Ok(std::time::Duration::from_secs_f64(v))
+        } else {
+            Err(Error::invalid(
+                format!("/{name}"),
+                format!("--{name} must be from {min} to 604800 seconds"),
+            ))
+        }
+    };
+    let watch_settings = Settings {
+        interval: seconds(args.interval, "interval", 0.0)?,
+        heartbeat: seconds(args.heartbeat, "heartbeat", 1.0)?,
+        resolve_every: seconds(args.resolve_every, "resolve-every", 60.0)?,
+        max_cycles: args.cycles,
+    };
+    let roster = match (&args.users, &args.group) {
+        (Some(path), _) => Roster::Users(read_user_list(path)?),
+        (None, Some(group)) => {
+            if crate::fastpath::guid::parse(group).is_none() {
+                return Err(Error::invalid(
+                    "/group",
+                    "--group must be a group's object id (a GUID)",
+                ));
+            }
+            Roster::Group(group.clone())
+        }
+        (None, None) => return Err(Error::invalid("/users", "give --users FILE or --group ID")),
+    };
+    let asset = crate::mcp::read_asset(args.asset.as_ref())?.ok_or_else(|| {
+        Error::invalid(
+            "/asset",
+            "is required: give --asset FILE or MSGRAPH_CONNECTOR_ASSET",
+        )
+    })?;
+    let graph = crate::graph::GraphClient::new(
+        asset,
+        crate::graph::ClientOptions {
+            state_dir: settings.state_dir.clone(),
+            token_cache: settings.token_cache,
+        },
+    )
+    .map_err(|e| e.under("/asset"))?;
+    let store = match &settings.state_dir {
+        Some(dir) => Some(crate::state::StateDb::open(dir)?),
+        None => None,
+    };
+    let out: Box<dyn std::io::Write> = match &args.output {
+        Some(path) => Box::new(open_append(path)?),
+        None => Box::new(std::io::stdout()),
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .map_err(|e| Error::internal(format!("cannot start the async runtime: {e}")))?;
+    runtime.block_on(async move {
+        let stop = tokio_util::sync::CancellationToken::new();
+        let on_signal = stop.clone();
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .map_err(|e| Error::internal(format!("cannot listen for SIGTERM: {e}")))?;
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+            tracing::info!("watch: stopping after the batch in flight");
+            on_signal.cancel();
+        });
+        Watcher::new(&graph, store, out, roster, watch_settings)
+            .run(stop)
+            .await
+            .map(drop)
+    })
+}
+
+/// The users of `--users FILE`: one id or UPN a line; blank and `#` lines skipped.
+fn read_user_list(path: &std::path::Path) -> Result<Vec<String>> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| Error::invalid("/users", format!("cannot read {}: {e}", path.display())))?;
+    let mut users = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        if line.len() > 1024 || line.chars().any(char::is_control) {
+            return Err(Error::invalid(
+                format!("/users/{n}"),
+                format!(
+                    "line {} is not an object id or UPN (too long, or a control character)",
+                    n + 1
+                ),
+            ));
+        }
+        users.push(line.to_string());
+    }
+    if users.is_empty() {
+        return Err(Error::invalid("/users", "the file names no user"));
+    }
+    Ok(users)
+}
+
+/// `--output FILE`: appended to (a restarted collector keeps what it wrote), created
+/// 0600; anything but a regular file is refused.
+fn open_append(path: &std::path::Path) -> Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    if let Ok(meta) = std::fs::symlink_metadata(path)
+        && !meta.file_type().is_file()
+    {
+        return Err(Error::invalid(
+            "/output",
+            format!("{} is not a regular file", path.display()),
+        ));
+    }
+    std::fs::OpenOptions::new()
+        .append(true)
+        .create(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(|e| Error::local(format!("cannot open {} to write: {e}", path.display())))
 }

@@ -12,7 +12,10 @@
 //!   configuration, sync, manual changes, who is where), kept in [`state`] (a
 //!   small SQLite key-value database) and written through [`jsonl`]; [`users`]
 //!   (changing a user, and naming the directory role a refusal lacks); [`photos`]
-//!   (the nightly profile photo sync into a folder with its manifest);
+//!   (the nightly profile photo sync into a folder with its manifest); [`publisher`]
+//!   (presence published as an application: Graph's rules and the five writes);
+//!   [`presences`] (many users' presences in 650-id chunks, UPNs resolved) and
+//!   [`watch`] (continuous presence collection: changes only);
 //! - [`actions`]: what users call, one file each, validated against their schemas:
 //!   input -> one call -> output;
 //! - [`runner`] (envelope in, result out) and [`cli`] on top; [`turbine`]
@@ -43,7 +46,9 @@ pub mod jsonl;
 pub mod mcp;
 pub mod office;
 pub mod photos;
+pub mod presences;
 pub mod progress;
+pub mod publisher;
 pub mod redact;
 pub mod runner;
 pub mod schema;
@@ -52,6 +57,7 @@ pub mod state;
 pub mod status;
 pub mod turbine;
 pub mod users;
+pub mod watch;
 
 pub use error::{Error, ErrorKind, Result};
 /// Owner-only files and folders, shared with the presence store (one rule, one place).

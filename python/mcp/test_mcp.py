@@ -20,6 +20,12 @@ from conftest import binary, catalog, schema
 EXPECTED_HINTS = {
     "get_presence": (True, False, True, True),
     "get_presences": (True, False, True, True),
+    "get_presence_changes": (True, False, True, True),
+    "set_presence": (False, True, True, True),
+    "clear_presence": (False, True, True, True),
+    "set_user_preferred_presence": (False, True, True, True),
+    "clear_user_preferred_presence": (False, True, True, True),
+    "set_status_message": (False, True, True, True),
     "get_user": (True, False, True, True),
     "list_memberships": (True, False, True, True),
     "update_user": (False, True, True, True),

@@ -18,7 +18,7 @@
 //! answers (each presence kept as the JSON Graph sent) are in [`crate::fastpath`].
 
 use std::borrow::Cow;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 
 use futures_util::stream::{self, StreamExt, TryStreamExt};
 use schemars::JsonSchema;
@@ -30,19 +30,11 @@ use super::get_presence::Presence;
 use super::{Action, ActionMeta, Context, LocalWrites, Reply};
 use crate::error::{Error, Result};
 use crate::fastpath::guid::{self, IdMap, IdSet};
-use crate::fastpath::presence_scan::{self, ScannedPresence};
-use crate::graph::{
-    ApiFamily, GraphClient, GraphPath, GraphRequest, GraphResponse, Method, ResponseHeaders,
-    odata_string,
+use crate::graph::{GraphClient, ResponseHeaders};
+use crate::presences::{
+    CONCURRENCY, PRESENCE_CHUNK, Resolved, presence_request, presences_of, resolve_upns,
 };
 use crate::progress::Progress;
-
-/// Graph refuses more ids than this in one `getPresencesByUserId` call (a bare 400).
-pub const PRESENCE_CHUNK: usize = 650;
-/// Graph allows at most this many values in one `in (...)` filter.
-pub const UPN_GROUP: usize = 15;
-/// Requests in flight at once; the HTTP layer's pacing has the final word.
-const CONCURRENCY: usize = 4;
 
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -112,7 +104,7 @@ enum Slot {
 }
 
 /// Distinct users, their UPNs resolved, their presences fetched, reported in input order.
-async fn get_presences(
+pub(crate) async fn get_presences(
     graph: &GraphClient,
     ids: &[String],
     progress: &Progress,
@@ -274,117 +266,9 @@ fn lower(s: &str) -> Cow<'_, str> {
     }
 }
 
-/// The `getPresencesByUserId` request for one chunk of at most 650 ids.
-pub fn presence_request<S: Serialize>(ids: &[S]) -> GraphRequest {
-    debug_assert!(ids.len() <= PRESENCE_CHUNK);
-    GraphRequest::new(
-        Method::Post,
-        GraphPath::new("communications/getPresencesByUserId"),
-        ApiFamily::Presence,
-    )
-    .json(serde_json::json!({ "ids": ids }))
-}
-
-/// `(object id, presence)` pairs of one `getPresencesByUserId` answer, the
-/// presences borrowed from its body.
-fn presences_of(response: &GraphResponse) -> Result<Vec<ScannedPresence<'_>>> {
-    // UTF-8 checked once for the whole body, not once per presence as `from_slice` would.
-    let text = std::str::from_utf8(&response.body).map_err(|e| {
-        Error::internal(format!(
-            "Graph answered getPresencesByUserId with a body that is not UTF-8: {e}"
-        ))
-    })?;
-    presence_scan::presences(text).map_err(|e| {
-        crate::graph::unreadable_body(
-            response.status,
-            format!("Graph answered getPresencesByUserId with a body we cannot read: {e}"),
-        )
-    })
-}
-
-/// The user lookup for one group of at most 15 UPNs.
-pub fn upn_request(upns: &[&str]) -> GraphRequest {
-    debug_assert!(upns.len() <= UPN_GROUP);
-    let mut filter = String::from("userPrincipalName in (");
-    for (i, upn) in upns.iter().enumerate() {
-        if i > 0 {
-            filter.push(',');
-        }
-        filter.push_str(&odata_string(upn));
-    }
-    filter.push(')');
-    GraphRequest::get(GraphPath::new("users"), ApiFamily::Directory)
-        .query("$filter", filter)
-        .query("$select", "id,userPrincipalName")
-}
-
-/// Lower-cased UPN to object id (as a number and as Graph wrote it), for the UPNs Graph knows.
-type Resolved = HashMap<String, (u128, String)>;
-
-/// UPNs to object ids, [`UPN_GROUP`] at a time, concurrently.
-async fn resolve_upns(graph: &GraphClient, upns: &[&str]) -> Result<Resolved> {
-    #[derive(Deserialize)]
-    #[serde(rename_all = "camelCase")]
-    struct Found {
-        id: String,
-        user_principal_name: String,
-    }
-    let groups: Vec<Vec<Found>> = stream::iter(upns.chunks(UPN_GROUP))
-        .map(|group| async move {
-            let mut found = Vec::new();
-            let mut pages = graph.pages(upn_request(group));
-            while let Some(page) = pages.next_page().await? {
-                for item in page.items {
-                    if let Ok(f) = serde_json::from_value::<Found>(item) {
-                        found.push(f);
-                    }
-                }
-            }
-            Ok::<_, crate::Error>(found)
-        })
-        .buffer_unordered(CONCURRENCY)
-        .try_collect()
-        .await?;
-    Ok(groups
-        .into_iter()
-        .flatten()
-        .filter_map(|f| {
-            let n = guid::parse(&f.id)?;
-            Some((f.user_principal_name.to_ascii_lowercase(), (n, f.id)))
-        })
-        .collect())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn upn_filter_escapes_quotes_and_keeps_dollar() {
-        let r = upn_request(&["o'brien@contoso.com", "$admin@contoso.com"]);
-        assert_eq!(r.path.as_str(), "users");
-        assert_eq!(
-            r.query,
-            vec![
-                (
-                    "$filter".to_string(),
-                    "userPrincipalName in ('o''brien@contoso.com','$admin@contoso.com')"
-                        .to_string()
-                ),
-                ("$select".to_string(), "id,userPrincipalName".to_string()),
-            ]
-        );
-        assert!(r.headers.is_empty());
-    }
-
-    #[test]
-    fn presence_request_posts_ids() {
-        let r = presence_request(&["a", "b"]);
-        assert_eq!(r.method, Method::Post);
-        assert_eq!(r.path.as_str(), "communications/getPresencesByUserId");
-        assert_eq!(r.family, ApiFamily::Presence);
-        assert_eq!(r.body, Some(serde_json::json!({"ids": ["a", "b"]})));
-    }
 
     #[test]
     fn ten_thousand_ids_make_sixteen_chunks() {

@@ -12,12 +12,15 @@
 //! and a line in `manifest.yaml` (the tests tell you if you forget).
 
 pub mod clear_office_presence;
+pub mod clear_presence;
+pub mod clear_user_preferred_presence;
 pub mod confirm_compromised;
 pub mod disable_user;
 pub mod dismiss_risky_user;
 pub mod evaluate_ip_presence;
 pub mod get_office_presence;
 pub mod get_presence;
+pub mod get_presence_changes;
 pub mod get_presences;
 pub mod get_user;
 pub mod get_user_photo;
@@ -27,6 +30,9 @@ pub mod list_memberships;
 pub mod pull_sign_ins;
 pub mod revoke_sign_in_sessions;
 pub mod set_office_presence;
+pub mod set_presence;
+pub mod set_status_message;
+pub mod set_user_preferred_presence;
 pub mod sync_ip_presence;
 pub mod sync_profile_photos;
 pub mod update_user;
@@ -420,6 +426,12 @@ fn run_erased<A: Action + 'static>(ctx: &Context, inputs: Value) -> RunFuture<'_
 pub static ACTIONS: &[ActionEntry] = &[
     ActionEntry::of::<get_presence::GetPresence>(),
     ActionEntry::of::<get_presences::GetPresences>(),
+    ActionEntry::of::<get_presence_changes::GetPresenceChanges>(),
+    ActionEntry::of::<set_presence::SetPresence>(),
+    ActionEntry::of::<clear_presence::ClearPresence>(),
+    ActionEntry::of::<set_user_preferred_presence::SetUserPreferredPresence>(),
+    ActionEntry::of::<clear_user_preferred_presence::ClearUserPreferredPresence>(),
+    ActionEntry::of::<set_status_message::SetStatusMessage>(),
     ActionEntry::of::<get_user::GetUser>(),
     ActionEntry::of::<list_memberships::ListMemberships>(),
     ActionEntry::of::<update_user::UpdateUser>(),

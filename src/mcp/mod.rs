@@ -95,7 +95,7 @@ pub fn select(read_only: bool, names: Option<&[String]>) -> Result<Vec<&'static 
 
 /// The asset from `--asset FILE`, else from [`ASSET_ENV`], parsed and checked;
 /// `None` when neither is given.
-fn read_asset(path: Option<&PathBuf>) -> Result<Option<crate::asset::Asset>> {
+pub fn read_asset(path: Option<&PathBuf>) -> Result<Option<crate::asset::Asset>> {
     let value: Option<Value> = match path {
         Some(path) => {
             let source = EnvelopeSource {

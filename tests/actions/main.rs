@@ -10,10 +10,12 @@ mod hardening;
 mod ip_presence;
 mod photos;
 mod presence;
+mod publisher;
 mod sign_ins;
 mod sign_ins_bench;
 mod sign_ins_state;
 mod user_status;
+mod watch;
 
 #[path = "../support/mod.rs"]
 pub mod support;

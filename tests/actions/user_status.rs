@@ -185,7 +185,12 @@ fn a_missing_permission_takes_out_its_part_only() {
             &["risk"],
             "IdentityRiskyUser.Read.All or IdentityRiskyUser.ReadWrite.All",
         ),
-        (&["Presence.Read.All"], &["presence"], "Presence.Read.All"),
+        // The full app may also write presence (issue 16), which reads it too.
+        (
+            &["Presence.Read.All", "Presence.ReadWrite.All"],
+            &["presence"],
+            "Presence.Read.All",
+        ),
         (
             &["Directory.Read.All", "GroupMember.Read.All"],
             &["privileged"],

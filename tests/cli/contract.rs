@@ -232,7 +232,13 @@ impl SchemaWalk<'_> {
                 self.open.push(at.clone());
             }
         }
-        // The same instance, checked in place: the cover carries over.
+        // The same instance, checked in place: the cover carries over. A record that
+        // refuses unknown fields itself (`additionalProperties: false`) also covers the
+        // conditions it holds (`allOf` of `if`/`then` naming some of its properties, as
+        // set_presence's documented pairs): a field they name that it lacks is refused by it.
+        let covered = covered
+            || (s.contains_key("properties")
+                && s.get("additionalProperties") == Some(&Value::Bool(false)));
         if let Some(Value::String(target)) = s.get("$ref") {
             let pointer = target.strip_prefix('#').unwrap_or(target);
             if let Some(def) = self.root.pointer(pointer) {

@@ -701,6 +701,7 @@ impl Tenant {
             .collect();
         let all_permissions = [
             "Presence.Read.All",
+            "Presence.ReadWrite.All",
             "User.Read.All",
             "User.ReadWrite.All",
             "Directory.Read.All",

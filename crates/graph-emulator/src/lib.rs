@@ -31,6 +31,8 @@
 //! ([`EmulatorError`]).
 //!
 //! Serving, each line using only the lines above it (and the data modules):
+//! - `sessions`: presence sessions per user (app sessions, preferred presence, status
+//!   message) and their aggregate on the virtual clock.
 //! - `state`: what every request shares (`Shared`: directory with indexes, virtual
 //!   clock, settings, refresh tokens, keys); `odata`: query, path and `$skiptoken`
 //!   pieces; `listener`: TCP connections a fault can cut.
@@ -56,6 +58,7 @@ mod request;
 mod routes;
 mod running;
 mod server;
+mod sessions;
 mod state;
 mod tenant;
 mod tls;
@@ -79,6 +82,7 @@ pub use generate::{
 pub use log::{LogEntry, RequestLog, TokenRequest};
 pub use routes::{NO_PHOTO_CODES, blank_photo_metadata, no_photo_answer};
 pub use running::RunningEmulator;
+pub use sessions::{APP_COMBINATIONS, PREFERRED_COMBINATIONS};
 pub use tenant::{
     AppCertificate, AppRegistration, DelegatedUser, DirectoryObject, Office, Photo, Presence,
     RiskyUser, SignIn, Tenant, Text, User,
@@ -306,5 +310,6 @@ fn build_shared(addr: SocketAddr, config: EmulatorConfig) -> Result<Shared, Emul
         },
         batches: Default::default(),
         scheduled_deletions: Default::default(),
+        sessions: Default::default(),
     })
 }

@@ -44,7 +44,7 @@ pub(crate) fn classify(path: &str) -> Family {
     } else if rest == "me" || rest.starts_with("me/") {
         Family::Users
     } else if rest.starts_with("users") {
-        if rest.ends_with("/presence") {
+        if rest.ends_with("/presence") || rest.contains("/presence/") {
             Family::Presence
         } else if rest.contains("/memberof") {
             Family::MemberOf

@@ -14,6 +14,7 @@ use uuid::Uuid;
 use crate::faults::{FaultPlan, ThrottleConfig, ThrottleState};
 use crate::log::RequestLog;
 use crate::odata::PageTokens;
+use crate::sessions::UserSessions;
 use crate::tenant::{AppRegistration, SignIn, Tenant, User};
 
 /// The emulator's "now": real time unless a test froze or shifted it.
@@ -177,6 +178,8 @@ pub(crate) struct Shared {
     pub batches: AtomicU64,
     /// Users to delete as the n-th `$batch` arrives: (n, object id).
     pub scheduled_deletions: Mutex<Vec<(u64, Uuid)>>,
+    /// Presence sessions per user (`setPresence` and friends); taken after `dir`.
+    pub sessions: Mutex<HashMap<Uuid, UserSessions>>,
 }
 
 impl Shared {

@@ -324,3 +324,91 @@ pub(crate) fn member_of(
     };
     Ok(page.answer(shared, parts, query, &scope))
 }
+
+/// `GET /groups/{id}/transitiveMembers[/microsoft.graph.user]`: a group's users
+/// (the emulator's groups hold users only, so transitive members are its members),
+/// `$select` of `id`, `userPrincipalName`, `displayName`, `$top` up to 999, paged.
+/// (https://learn.microsoft.com/graph/api/group-list-transitivemembers; the page asks
+/// for `ConsistencyLevel: eventual` with `$count` only for counting and `$search`, so the
+/// emulator does not require them for a cast: no source either way.)
+pub(crate) fn group_members(
+    shared: &Shared,
+    caller: &Caller,
+    parts: &Parts,
+    key: &str,
+    cast: Option<&str>,
+    query: &Query,
+) -> GResult {
+    require(
+        caller,
+        &[
+            "GroupMember.Read.All",
+            "Directory.Read.All",
+            "Directory.ReadWrite.All",
+        ],
+    )?;
+    allow_options(query, &["$select", "$top", "$skiptoken", "$count"])?;
+    if let Some(other) = cast.filter(|c| *c != "microsoft.graph.user") {
+        return Err(GraphError::bad_request(&format!(
+            "Resource not found for the segment '{other}'."
+        )));
+    }
+    let count = count_true(query)?;
+    let top = parse_top(query, 100, 999)?;
+    let select = query
+        .get("$select")
+        .map(|s| {
+            select_props(
+                s,
+                &["id", "userPrincipalName", "displayName"],
+                "microsoft.graph.user",
+            )
+        })
+        .transpose()?;
+    let dir = shared.dir.read().expect("dir lock");
+    let group = uuid::Uuid::try_parse(key)
+        .ok()
+        .and_then(|id| dir.tenant.groups.iter().find(|g| g.id == id))
+        .ok_or_else(|| GraphError::not_found(key))?;
+    let users: Vec<&crate::tenant::User> = group
+        .members
+        .iter()
+        .filter_map(|id| dir.by_id.get(id).map(|i| &dir.tenant.users[*i]))
+        .collect();
+    let scope = format!(
+        "transitivemembers|{}|{top}|{}",
+        group.id,
+        query.get("$select").unwrap_or("")
+    );
+    let offset = page_offset(shared, &scope, query)?;
+    let value: Vec<Value> = users
+        .iter()
+        .skip(offset)
+        .take(top)
+        .map(|u| {
+            let full = json!({
+                "@odata.type": "#microsoft.graph.user",
+                "id": u.id.to_string(),
+                "userPrincipalName": u.user_principal_name,
+                "displayName": u.display_name,
+            });
+            match &select {
+                None => full,
+                Some(sel) => {
+                    let mut m = Map::new();
+                    for s in sel {
+                        m.insert(s.to_string(), full[*s].clone());
+                    }
+                    Value::Object(m)
+                }
+            }
+        })
+        .collect();
+    let page = ListPage {
+        context: context(shared, "users"),
+        count: count.then_some(users.len()),
+        next: (offset + top < users.len()).then_some(offset + top),
+        value,
+    };
+    Ok(page.answer(shared, parts, query, &scope))
+}

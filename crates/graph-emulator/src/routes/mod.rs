@@ -148,11 +148,20 @@ fn graph(
         }
         ["identityprotection", ..] => Err(GraphError::method_not_allowed()),
         ["users", _, "presence"] if get => presence::presence(shared, caller, seg[1]),
+        ["users", _, "presence", op] if m == Method::POST => {
+            presence::write(shared, caller, seg[1], op, body)
+        }
         ["users", _, "memberof"] if get => {
             member_of::member_of(shared, caller, parts, seg[1], None, query)
         }
         ["users", _, "memberof", cast] if get => {
             member_of::member_of(shared, caller, parts, seg[1], Some(cast), query)
+        }
+        // The cast (`/microsoft.graph.user`, what `watch presence --group` asks) lists
+        // the group's own user members; nested groups are expanded only without a cast
+        // (`groups::transitive_members`).
+        ["groups", _, "transitivemembers", cast] if get => {
+            member_of::group_members(shared, caller, parts, seg[1], Some(cast), query)
         }
         ["users", _, "photo"] if get => photo::photo(shared, caller, seg[1], None, false),
         ["users", _, "photo", "$value"] if get => photo::photo(shared, caller, seg[1], None, true),

@@ -165,6 +165,21 @@ ACTIONS = {
         },
         "needs_graph": False,
     },
+    "clear_presence": {
+        "incremental": False,
+        "inputs": {
+            "id": "string",
+            "session_id": "string",
+        },
+        "needs_graph": True,
+    },
+    "clear_user_preferred_presence": {
+        "incremental": False,
+        "inputs": {
+            "id": "string",
+        },
+        "needs_graph": True,
+    },
     "confirm_compromised": {
         "incremental": False,
         "inputs": {
@@ -223,6 +238,13 @@ ACTIONS = {
         "incremental": False,
         "inputs": {
             "id": "string",
+        },
+        "needs_graph": True,
+    },
+    "get_presence_changes": {
+        "incremental": True,
+        "inputs": {
+            "ids": "array:string",
         },
         "needs_graph": True,
     },
@@ -312,6 +334,37 @@ ACTIONS = {
             "users": "json",
         },
         "needs_graph": False,
+    },
+    "set_presence": {
+        "incremental": False,
+        "inputs": {
+            "activity": "string",
+            "availability": "string",
+            "expiration_duration": "string",
+            "id": "string",
+            "session_id": "string",
+        },
+        "needs_graph": True,
+    },
+    "set_status_message": {
+        "incremental": False,
+        "inputs": {
+            "content_type": "string",
+            "expires_at": "string",
+            "id": "string",
+            "message": "string",
+        },
+        "needs_graph": True,
+    },
+    "set_user_preferred_presence": {
+        "incremental": False,
+        "inputs": {
+            "activity": "string",
+            "availability": "string",
+            "expiration_duration": "string",
+            "id": "string",
+        },
+        "needs_graph": True,
     },
     "sync_ip_presence": {
         "incremental": False,

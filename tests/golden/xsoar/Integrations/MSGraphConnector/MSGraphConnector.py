@@ -165,6 +165,21 @@ ACTIONS = {
         },
         "needs_graph": False,
     },
+    "clear_presence": {
+        "incremental": False,
+        "inputs": {
+            "id": "string",
+            "session_id": "string",
+        },
+        "needs_graph": True,
+    },
+    "clear_user_preferred_presence": {
+        "incremental": False,
+        "inputs": {
+            "id": "string",
+        },
+        "needs_graph": True,
+    },
     "confirm_compromised": {
         "incremental": False,
         "inputs": {
@@ -223,6 +238,13 @@ ACTIONS = {
         "incremental": False,
         "inputs": {
             "id": "string",
+        },
+        "needs_graph": True,
+    },
+    "get_presence_changes": {
+        "incremental": True,
+        "inputs": {
+            "ids": "array:string",
         },
         "needs_graph": True,
     },
@@ -313,6 +335,37 @@ ACTIONS = {
         },
         "needs_graph": False,
     },
+    "set_presence": {
+        "incremental": False,
+        "inputs": {
+            "activity": "string",
+            "availability": "string",
+            "expiration_duration": "string",
+            "id": "string",
+            "session_id": "string",
+        },
+        "needs_graph": True,
+    },
+    "set_status_message": {
+        "incremental": False,
+        "inputs": {
+            "content_type": "string",
+            "expires_at": "string",
+            "id": "string",
+            "message": "string",
+        },
+        "needs_graph": True,
+    },
+    "set_user_preferred_presence": {
+        "incremental": False,
+        "inputs": {
+            "activity": "string",
+            "availability": "string",
+            "expiration_duration": "string",
+            "id": "string",
+        },
+        "needs_graph": True,
+    },
     "sync_ip_presence": {
         "incremental": False,
         "inputs": {
@@ -353,6 +406,14 @@ COMMANDS = {
         "action": "clear_office_presence",
         "context": "MSGraphConnector.ClearOfficePresence",
     },
+    "msgraph-clear-presence": {
+        "action": "clear_presence",
+        "context": "MSGraphConnector.ClearPresence",
+    },
+    "msgraph-clear-user-preferred-presence": {
+        "action": "clear_user_preferred_presence",
+        "context": "MSGraphConnector.ClearUserPreferredPresence",
+    },
     "msgraph-confirm-compromised": {
         "action": "confirm_compromised",
         "context": "MSGraphConnector.ConfirmCompromised",
@@ -376,6 +437,10 @@ COMMANDS = {
     "msgraph-get-presence": {
         "action": "get_presence",
         "context": "MSGraphConnector.GetPresence",
+    },
+    "msgraph-get-presence-changes": {
+        "action": "get_presence_changes",
+        "context": "MSGraphConnector.GetPresenceChanges",
     },
     "msgraph-get-presences": {
         "action": "get_presences",
@@ -408,6 +473,18 @@ COMMANDS = {
     "msgraph-set-office-presence": {
         "action": "set_office_presence",
         "context": "MSGraphConnector.SetOfficePresence",
+    },
+    "msgraph-set-presence": {
+        "action": "set_presence",
+        "context": "MSGraphConnector.SetPresence",
+    },
+    "msgraph-set-status-message": {
+        "action": "set_status_message",
+        "context": "MSGraphConnector.SetStatusMessage",
+    },
+    "msgraph-set-user-preferred-presence": {
+        "action": "set_user_preferred_presence",
+        "context": "MSGraphConnector.SetUserPreferredPresence",
     },
     "msgraph-sync-ip-presence": {
         "action": "sync_ip_presence",
