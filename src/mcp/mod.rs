@@ -37,7 +37,7 @@ use self::server::{Catalog, ConnectorServer};
 use self::worker::Worker;
 use crate::actions::{ACTIONS, ActionEntry};
 use crate::error::{Error, Result};
-use crate::graph::{ClientOptions, GraphClient};
+use crate::graph::GraphClient;
 use crate::runner::{self, Envelope, EnvelopeSource, MAX_ENVELOPE_BYTES, RunSettings};
 
 /// The environment variable that may hold the asset as JSON (instead of `--asset`).
@@ -128,14 +128,7 @@ pub fn prepare(options: &McpOptions, settings: &RunSettings) -> Result<Connector
         .collect();
     let graph = match asset {
         Some(asset) => Some(
-            GraphClient::new(
-                asset,
-                ClientOptions {
-                    state_dir: settings.state_dir.clone(),
-                    token_cache: settings.token_cache,
-                },
-            )
-            .map_err(|e| e.under("/asset"))?,
+            GraphClient::new(asset, settings.client_options()).map_err(|e| e.under("/asset"))?,
         ),
         None if needs_graph.is_empty() => None,
         None => {
