@@ -18,7 +18,8 @@ Microsoft Graph users, presence and sign-ins for automation platforms.
 A catalog of actions, each with a JSON Schema for its input and output. `run`
 reads one envelope {\"asset\": {...}, \"inputs\": {...}, \"state\": {...}} on stdin
 and prints one result object on stdout; errors print {\"error\": {...}} and exit
-with 2 (invalid input), 3 (auth), 4 (Graph error), 5 (network) or 1 (defect).
+with 2 (invalid input), 3 (auth), 4 (Graph error), 5 (network), 6 (local state),
+7 (shared state, --state-url) or 1 (defect).
 
 Try it with no account:
   msgraph-connector demo

@@ -19,8 +19,10 @@
 //! - SQLite (`<state-dir>/pacer.sqlite3`): the ring is a blob of little-endian `i64`
 //!   microseconds; a reservation reads and writes the row in one `BEGIN IMMEDIATE`
 //!   transaction, so processes on this machine take turns. The clock is this machine's.
-//! - PostgreSQL: the ring is a `bigint[]` and a reservation is one `UPDATE ... RETURNING`
-//!   (the row lock orders concurrent ones); the clock is the server's
+//! - PostgreSQL: the ring is a row per place (`msgraph_pacer_slot`) and a reservation
+//!   is one call of the function `msgraph_pacer_reserve` (one round trip: an
+//!   `UPDATE ... RETURNING` of the budget's counter, whose row lock orders concurrent
+//!   reservations, then the place's read and write); the clock is the server's
 //!   (`clock_timestamp()`), so machines whose clocks differ still agree.
 //!
 //! A change of limit (another asset's `rate_limits` for the same app) starts the ring
@@ -98,48 +100,21 @@ async fn reserve_postgres(p: &Postgres, budget: &Budget) -> Result<i64> {
     let client = p.client().await?;
     let requests = budget.requests() as i32;
     let window_us = budget.window_us();
-    // The subscripts and right-hand sides see the row before the update, RETURNING the
-    // row after it; clock_timestamp() is read once the row lock is held.
-    const RESERVE: &str = "UPDATE msgraph_pacer_budget SET
-            seq = seq + 1,
-            slots[(seq % requests) + 1] = greatest(
-                (extract(epoch FROM clock_timestamp()) * 1000000)::bigint,
-                slots[(seq % requests) + 1] + window_us,
-                blocked_until_us)
-        WHERE key = $1 AND requests = $2 AND window_us = $3
-        RETURNING slots[((seq - 1) % requests) + 1]
-            - (extract(epoch FROM clock_timestamp()) * 1000000)::bigint";
-    for _ in 0..3 {
-        let row = client
-            .query_opt(RESERVE, &[&budget.key, &requests, &window_us])
-            .await
-            .map_err(|e| p.failed("reserve a request in the pacer", &e))?;
-        if let Some(row) = row {
-            return Ok(row.get(0));
-        }
-        // No row yet, or one kept for another limit: (re)start it. A row made by another
-        // worker meanwhile for the same limit is left alone.
-        client
-            .execute(
-                "INSERT INTO msgraph_pacer_budget
-                     (key, requests, window_us, seq, slots, blocked_until_us)
-                 VALUES ($1, $2, $3, 0, array_fill(0::bigint, ARRAY[$2::integer]), 0)
-                 ON CONFLICT (key) DO UPDATE SET
-                     requests = excluded.requests, window_us = excluded.window_us,
-                     seq = 0, slots = excluded.slots
-                 WHERE msgraph_pacer_budget.requests <> excluded.requests
-                    OR msgraph_pacer_budget.window_us <> excluded.window_us",
-                &[&budget.key, &requests, &window_us],
-            )
-            .await
-            .map_err(|e| p.failed("create a pacer budget", &e))?;
-    }
-    Err(Error::state(format!(
-        "the pacer budget {} in {} keeps changing limit: workers of one app disagree \
-         on its rate_limits",
-        budget.key,
-        p.shown()
-    )))
+    let row = client
+        .query_one(
+            "SELECT msgraph_pacer_reserve($1, $2, $3)",
+            &[&budget.key, &requests, &window_us],
+        )
+        .await
+        .map_err(|e| p.failed("reserve a request in the pacer", &e))?;
+    row.get::<_, Option<i64>>(0).ok_or_else(|| {
+        Error::state(format!(
+            "the pacer budget {} in {} keeps changing limit: workers of one app disagree \
+             on its rate_limits",
+            budget.key,
+            p.shown()
+        ))
+    })
 }
 
 /// The budgets in `<state-dir>/pacer.sqlite3`, opened on first use.

@@ -28,15 +28,64 @@ pub const SCHEMA_VERSION: i32 = 1;
 
 /// Migration `n` takes the schema from version `n` to `n + 1`.
 const MIGRATIONS: &[&str] = &[
-    // The pacer's budgets (`budget`): a ring of the last `requests` start times.
+    // The pacer's budgets (`budget`): per budget a counter, and a ring of the last
+    // `requests` start times as one row per place (an array column rewritten whole,
+    // 12 KB at 1,500 requests, cost 2 ms a reservation; a row per place 0.5 ms).
+    // The function reserves in one round trip; each of its statements sees what the
+    // reservations before it committed (a function's statements take fresh snapshots
+    // under READ COMMITTED), and the counter's row lock orders them.
     "CREATE TABLE msgraph_pacer_budget (
         key TEXT PRIMARY KEY,
         requests INTEGER NOT NULL,
         window_us BIGINT NOT NULL,
         seq BIGINT NOT NULL,
-        slots BIGINT[] NOT NULL,
         blocked_until_us BIGINT NOT NULL
-    )",
+    );
+    CREATE TABLE msgraph_pacer_slot (
+        key TEXT NOT NULL,
+        place INTEGER NOT NULL,
+        start_us BIGINT NOT NULL,
+        PRIMARY KEY (key, place)
+    );
+    CREATE FUNCTION msgraph_pacer_reserve(p_key TEXT, p_requests INTEGER, p_window_us BIGINT)
+    RETURNS BIGINT LANGUAGE plpgsql AS $$
+    DECLARE
+        k BIGINT;
+        blocked BIGINT;
+        previous BIGINT;
+        now_us BIGINT;
+        slot BIGINT;
+        reset INTEGER;
+    BEGIN
+        FOR attempt IN 1..3 LOOP
+            UPDATE msgraph_pacer_budget SET seq = seq + 1
+                WHERE key = p_key AND requests = p_requests AND window_us = p_window_us
+                RETURNING seq - 1, blocked_until_us INTO k, blocked;
+            IF FOUND THEN
+                SELECT start_us INTO previous FROM msgraph_pacer_slot
+                    WHERE key = p_key AND place = k % p_requests;
+                now_us := (extract(epoch FROM clock_timestamp()) * 1000000)::BIGINT;
+                slot := greatest(now_us, coalesce(previous + p_window_us, now_us), blocked);
+                INSERT INTO msgraph_pacer_slot (key, place, start_us)
+                    VALUES (p_key, k % p_requests, slot)
+                    ON CONFLICT (key, place) DO UPDATE SET start_us = excluded.start_us;
+                RETURN slot - now_us;
+            END IF;
+            -- No budget yet, or one kept for another limit: (re)start it. One made by
+            -- another worker meanwhile for the same limit is left alone.
+            INSERT INTO msgraph_pacer_budget (key, requests, window_us, seq, blocked_until_us)
+                VALUES (p_key, p_requests, p_window_us, 0, 0)
+                ON CONFLICT (key) DO UPDATE SET
+                    requests = excluded.requests, window_us = excluded.window_us, seq = 0
+                WHERE msgraph_pacer_budget.requests <> excluded.requests
+                   OR msgraph_pacer_budget.window_us <> excluded.window_us;
+            GET DIAGNOSTICS reset = ROW_COUNT;
+            IF reset > 0 THEN
+                DELETE FROM msgraph_pacer_slot WHERE key = p_key;
+            END IF;
+        END LOOP;
+        RETURN NULL;
+    END $$;",
 ];
 
 /// An arbitrary constant: the advisory lock that serialises migrations.

@@ -10,6 +10,9 @@ use std::time::Duration;
 use graph_emulator::{LogEntry, RateLimit, ThrottleConfig};
 use serde_json::{Value, json};
 
+use msgraph_connector::backend::budget::{self, Budget};
+use msgraph_connector::backend::{Backend, StateUrl};
+
 use crate::support::emulator::{Emulator, EmulatorSetup};
 use crate::support::postgres;
 use crate::support::process::{self, Outcome};
@@ -161,6 +164,10 @@ fn eight_processes_over_two_state_dirs_share_one_postgres_budget() {
         postgres::query(&url, "SELECT count(*) FROM msgraph_pacer_budget"),
         ["1"]
     );
+    assert_eq!(
+        postgres::query(&url, "SELECT count(*) FROM msgraph_pacer_slot"),
+        [LIMIT.to_string()]
+    );
     for d in [&a, &b] {
         assert!(!d.path().join("pacer.sqlite3").exists());
     }
@@ -225,6 +232,76 @@ fn a_retry_after_holds_every_worker_back() {
     assert!(early.is_empty(), "sent while blocked: {early:?}");
     assert_eq!(log.iter().filter(|e| e.status == 200).count(), 4);
     let _ = std::fs::remove_dir_all(dir);
+}
+
+/// The same budget rules on both backends: `requests` at once, then each a window
+/// after the one `requests` before it, whoever reserves; another limit starts afresh;
+/// a Retry-After holds everyone back.
+#[test]
+fn both_backends_keep_the_same_sliding_window() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut backends = vec![(
+        "sqlite",
+        Backend::choose(&StateUrl::Embedded, Some(&dir.path().to_path_buf())),
+    )];
+    if let Some(url) = postgres::database() {
+        let url = StateUrl::parse(Some(&url)).unwrap();
+        backends.push(("postgres", Backend::choose(&url, None)));
+    }
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    for (name, backend) in backends {
+        let backend = backend.unwrap();
+        // A second handle on the same state: another process.
+        let other = match &backend {
+            Backend::Embedded(_) => {
+                Backend::choose(&StateUrl::Embedded, Some(&dir.path().to_path_buf())).unwrap()
+            }
+            Backend::Postgres(_) => backend.clone(),
+        };
+        runtime.block_on(async {
+            backend.ready().await.unwrap();
+            let minute = Duration::from_secs(60);
+            let b = Budget {
+                key: "test key".into(),
+                requests: 3,
+                window: minute,
+            };
+            let mut waits = Vec::new();
+            for i in 0..7 {
+                let on = if i % 2 == 0 { &backend } else { &other };
+                waits.push(budget::reserve(on, &b).await.unwrap());
+            }
+            let second = Duration::from_secs(1);
+            for (i, w) in waits.iter().enumerate() {
+                let expected = minute * (i as u32 / 3);
+                assert!(
+                    *w <= expected && *w + second >= expected,
+                    "{name}: reservation {i} waits {w:?}: {waits:?}"
+                );
+            }
+            // Another limit for the same key starts afresh.
+            let five = Budget {
+                requests: 5,
+                ..b.clone()
+            };
+            assert!(
+                budget::reserve(&other, &five).await.unwrap() < second,
+                "{name}"
+            );
+            // A Retry-After of 30 s holds everyone back that long.
+            budget::block_for(&backend, &five, Duration::from_secs(30))
+                .await
+                .unwrap();
+            let held = budget::reserve(&other, &five).await.unwrap();
+            assert!(
+                held <= Duration::from_secs(30) && held + second >= Duration::from_secs(30),
+                "{name}: {held:?}"
+            );
+        });
+    }
 }
 
 fn run_with_url(emu: &Emulator, url: &str) -> Outcome {
@@ -297,6 +374,19 @@ fn a_state_url_that_cannot_be_used_is_exit_7_without_its_password_and_without_re
     );
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert!(!out.stderr.contains(password));
+    // An action whose cursor this version keeps only in the state dir refuses, rather
+    // than keep it on this machine's disk while the caller asked for a shared state.
+    let before = emu.log().len();
+    let out = process::run(
+        &["--state-url", &url, "run", "pull_sign_ins"],
+        json!({"asset": emu.asset("client_credentials"), "inputs": {}})
+            .to_string()
+            .as_bytes(),
+        emu.state.path(),
+    );
+    assert_state_error(&out, "not kept in the shared state", password);
+    assert_eq!(emu.log().len(), before, "no request");
+    assert!(!emu.state.path().join("state.sqlite3").exists());
     // A newer version's schema is refused, and left as it is.
     postgres::query(&url, "UPDATE msgraph_schema_version SET version = 99");
     let out = run_with_url(&emu, &url);
