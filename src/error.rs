@@ -258,6 +258,8 @@ mod tests {
         assert_eq!(Error::graph(404, "x").exit_code(), 4);
         assert_eq!(Error::network("x").exit_code(), 5);
         assert_eq!(Error::local("x").exit_code(), 6);
+        assert_eq!(Error::state("x").exit_code(), 7);
+        assert_eq!(Error::state("x").to_json()["error"]["kind"], "state");
         assert_eq!(Error::internal("x").exit_code(), 1);
     }
 
