@@ -166,6 +166,11 @@ pub fn serve(options: McpOptions, settings: &RunSettings) -> Result<()> {
         .enable_all()
         .build()
         .map_err(|e| Error::internal(format!("cannot start the async runtime: {e}")))?;
+    // A shared state that cannot be used stops the server at start (exit 7), not at
+    // its first tool call; the calls' own client connects on first use.
+    if let Some(backend) = crate::backend::Backend::choose(&settings.state_url, None) {
+        runtime.block_on(backend.ready())?;
+    }
     let outcome = runtime.block_on(async move {
         let stop = CancellationToken::new();
         let on_signal = stop.clone();

@@ -349,6 +349,27 @@ fn a_state_url_that_cannot_be_used_is_exit_7_without_its_password_and_without_re
     );
     let e = assert_state_error(&out, "cannot connect", "Sup3rSecretPw");
     assert!(e["message"].as_str().unwrap().contains("[REDACTED]"), "{e}");
+    // The MCP server stops at start, from the environment too (its stdout is the
+    // protocol's: the error is on stderr).
+    let asset_file = emu.state.path().join("asset.json");
+    std::fs::write(&asset_file, emu.asset("client_credentials").to_string()).unwrap();
+    let out = process::run_env(
+        &["mcp", "--asset", asset_file.to_str().unwrap()],
+        b"",
+        emu.state.path(),
+        &[(
+            "MSGRAPH_CONNECTOR_STATE_URL",
+            &format!("postgres://app:Sup3rSecretPw@127.0.0.1:{port}/state"),
+        )],
+    );
+    assert_eq!(out.code, 7, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("state error: cannot connect"),
+        "{}",
+        out.stderr
+    );
+    assert!(!out.stderr.contains("Sup3rSecretPw") && !out.stdout.contains("Sup3rSecretPw"));
+    std::fs::remove_file(&asset_file).unwrap();
     assert!(emu.log().is_empty(), "no request left: {:?}", emu.log());
     // Nothing local was used instead.
     assert!(!emu.state.path().join("pacer.sqlite3").exists());
