@@ -16,7 +16,7 @@ use std::hint::black_box;
 use criterion::Criterion;
 use graph_emulator::{self as emulator, EmulatorConfig, GenerateSpec, Tenant};
 use msgraph_connector::actions::{Context, find};
-use msgraph_connector::graph::{ClientOptions, GraphClient};
+use msgraph_connector::graph::GraphClient;
 use msgraph_connector::mcp::{self, McpOptions};
 use msgraph_connector::runner::{RunSettings, parse_asset};
 use rmcp::model::CallToolRequestParams;
@@ -43,6 +43,7 @@ fn main() {
     let settings = RunSettings {
         state_dir: Some(state_dir.clone()),
         token_cache: true,
+        state_url: Default::default(),
     };
     let inputs = json!({"id": "adele.vance@contoso.example"});
 
@@ -54,10 +55,7 @@ fn main() {
         .unwrap();
     let graph = GraphClient::new(
         parse_asset(Some(&asset)).unwrap(),
-        ClientOptions {
-            state_dir: Some(state_dir.clone()),
-            token_cache: true,
-        },
+        settings.client_options(),
     )
     .unwrap();
     let ctx = Context::new(Some(graph), None, Some(state_dir.clone()));

@@ -36,6 +36,7 @@ pub async fn check(asset: Asset, options: ClientOptions) -> Result<(Value, u16)>
     let delegated = asset.asset_type.is_delegated();
     // The asset came from the envelope's `/asset`: its errors point there.
     let graph = GraphClient::new(asset, options).map_err(|e| e.under("/asset"))?;
+    graph.ready().await?;
     let issued = graph.tokens().fresh().await?;
 
     let read = if delegated {

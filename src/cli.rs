@@ -18,7 +18,8 @@ Microsoft Graph users, presence and sign-ins for automation platforms.
 A catalog of actions, each with a JSON Schema for its input and output. `run`
 reads one envelope {\"asset\": {...}, \"inputs\": {...}, \"state\": {...}} on stdin
 and prints one result object on stdout; errors print {\"error\": {...}} and exit
-with 2 (invalid input), 3 (auth), 4 (Graph error), 5 (network) or 1 (defect).
+with 2 (invalid input), 3 (auth), 4 (Graph error), 5 (network), 6 (local state),
+7 (shared state, --state-url) or 1 (defect).
 
 Try it with no account:
   msgraph-connector demo
@@ -37,6 +38,18 @@ struct Cli {
     )]
     state_dir: Option<PathBuf>,
 
+    /// Shared state for workers on several machines: postgres://USER:PASSWORD@HOST/DB
+    /// (`sqlite:` or nothing: the embedded store in --state-dir). Holds the pacer's
+    /// budgets; a database that cannot be used is exit 7, never a fallback to local state.
+    #[arg(
+        long,
+        global = true,
+        value_name = "URL",
+        env = "MSGRAPH_CONNECTOR_STATE_URL",
+        hide_env_values = true
+    )]
+    state_url: Option<StateUrlArg>,
+
     /// Never read or write cached tokens (for platforms that give no disk).
     #[arg(long, global = true)]
     no_token_cache: bool,
@@ -51,6 +64,23 @@ struct Cli {
 
     #[command(subcommand)]
     command: Command,
+}
+
+/// `--state-url` as given; its `Debug` hides it (it can hold a password).
+#[derive(Clone)]
+struct StateUrlArg(String);
+
+impl std::str::FromStr for StateUrlArg {
+    type Err = std::convert::Infallible;
+    fn from_str(s: &str) -> std::result::Result<Self, Self::Err> {
+        Ok(StateUrlArg(s.to_string()))
+    }
+}
+
+impl std::fmt::Debug for StateUrlArg {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<state url not shown>")
+    }
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -390,9 +420,20 @@ pub fn main() -> i32 {
     init_logging(cli.verbose, cli.log_format);
     // `demo` uses a temporary store unless a state dir was asked for.
     let explicit_state_dir = cli.state_dir.clone();
+    // A --state-url that cannot be used ends here, before anything else (exit 7).
+    let state_url =
+        match crate::backend::StateUrl::parse(cli.state_url.as_ref().map(|u| u.0.as_str())) {
+            Ok(url) => url,
+            Err(e) => {
+                runner::report(&e);
+                return e.exit_code();
+            }
+        };
+    crate::backend::declare(&state_url);
     let settings = RunSettings {
         state_dir: cli.state_dir.or_else(default_state_dir),
         token_cache: !cli.no_token_cache,
+        state_url,
     };
     // A panic is a defect of ours; the contract still owes the caller one error
     // object and exit 1. The hook names only where it happened: a panic message
@@ -507,10 +548,7 @@ fn write_all_schemas(dir: &std::path::Path) -> Result<Vec<String>> {
 fn check(source: EnvelopeSource, settings: &RunSettings) -> Result<Value> {
     let envelope = runner::Envelope::read(&source, std::io::stdin().lock())?;
     let asset = runner::parse_asset(envelope.asset.as_ref())?;
-    let options = crate::graph::ClientOptions {
-        state_dir: settings.state_dir.clone(),
-        token_cache: settings.token_cache,
-    };
+    let options = settings.client_options();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()

@@ -254,6 +254,7 @@ pub async fn run_async(options: &DemoOptions) -> Result<DemoReport> {
         ClientOptions {
             state_dir: None,
             token_cache: false,
+            backend: None,
         },
     )?;
 

@@ -10,6 +10,8 @@
 //! | `graph`         | 4    | Graph answered with an error status after retries           |
 //! | `network`       | 5    | no answer: connect/TLS failure, timeout, retries exhausted  |
 //! | `local`         | 6    | a local file or the state store cannot be read or written   |
+//! | `state`         | 7    | the shared state (`--state-url`) cannot be used: bad URL,   |
+//! |                 |      | unreachable, refused credentials, a newer schema, no key    |
 //! | `internal`      | 1    | a defect of ours                                            |
 //!
 //! Metadata (HTTP status, service code, request id, JSON-pointer details) is
@@ -33,6 +35,10 @@ pub enum ErrorKind {
     /// be written. Not the caller's input, not the service: a person must look at the
     /// named file or folder.
     Local,
+    /// The shared state backend asked for with `--state-url` (PostgreSQL) cannot be
+    /// used: a URL we cannot read, a server we cannot reach or that refuses us, a
+    /// schema from a newer version. Never answered by falling back to local state.
+    State,
     Internal,
 }
 
@@ -46,6 +52,7 @@ impl ErrorKind {
             ErrorKind::Graph => 4,
             ErrorKind::Network => 5,
             ErrorKind::Local => 6,
+            ErrorKind::State => 7,
         }
     }
 
@@ -56,6 +63,7 @@ impl ErrorKind {
             ErrorKind::Graph => "graph",
             ErrorKind::Network => "network",
             ErrorKind::Local => "local",
+            ErrorKind::State => "state",
             ErrorKind::Internal => "internal",
         }
     }
@@ -140,6 +148,11 @@ impl Error {
     /// A local file or the state store failed; `message` names the file or folder.
     pub fn local(message: impl Into<String>) -> Self {
         Error::new(ErrorKind::Local, message)
+    }
+
+    /// The shared state backend failed; `message` names it without its password.
+    pub fn state(message: impl Into<String>) -> Self {
+        Error::new(ErrorKind::State, message)
     }
 
     pub fn internal(message: impl Into<String>) -> Self {
@@ -245,6 +258,8 @@ mod tests {
         assert_eq!(Error::graph(404, "x").exit_code(), 4);
         assert_eq!(Error::network("x").exit_code(), 5);
         assert_eq!(Error::local("x").exit_code(), 6);
+        assert_eq!(Error::state("x").exit_code(), 7);
+        assert_eq!(Error::state("x").to_json()["error"]["kind"], "state");
         assert_eq!(Error::internal("x").exit_code(), 1);
     }
 

@@ -6,6 +6,8 @@
 //!   timeouts, retry and pacing settings), parsed from the envelope's asset;
 //! - [`http`]: the one reqwest client, transport errors in words, retry budget;
 //! - [`auth`]: bearer tokens from the token endpoint, cached on disk;
+//! - [`backend`]: the state shared with other processes (embedded SQLite in the
+//!   state dir, or PostgreSQL by `--state-url`): the pacer's budgets;
 //! - [`graph`]: Graph requests with pacing, retries, auth and paging;
 //! - use cases over Graph and local state: [`signins`] (incremental sign-in
 //!   reading: cursor, windows, the pull), [`office`] (IP-based office presence:
@@ -33,6 +35,7 @@
 pub mod actions;
 pub mod asset;
 pub mod auth;
+pub mod backend;
 pub mod check;
 pub mod cli;
 pub mod demo;

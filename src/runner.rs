@@ -52,6 +52,20 @@ pub struct Envelope {
 pub struct RunSettings {
     pub state_dir: Option<PathBuf>,
     pub token_cache: bool,
+    /// `--state-url`: the shared state, when not the embedded one (issue 17).
+    pub state_url: crate::backend::StateUrl,
+}
+
+impl RunSettings {
+    /// The Graph client's options: the token cache, and the pacer shared through
+    /// `--state-url` or the state dir.
+    pub fn client_options(&self) -> ClientOptions {
+        ClientOptions {
+            state_dir: self.state_dir.clone(),
+            token_cache: self.token_cache,
+            backend: crate::backend::Backend::choose(&self.state_url, self.state_dir.as_ref()),
+        }
+    }
 }
 
 impl std::fmt::Debug for Envelope {
@@ -224,14 +238,7 @@ pub fn prepare(
     };
     let graph = asset
         .map(|asset| {
-            GraphClient::new(
-                asset,
-                ClientOptions {
-                    state_dir: settings.state_dir.clone(),
-                    token_cache: settings.token_cache,
-                },
-            )
-            .map_err(|e| e.under("/asset"))
+            GraphClient::new(asset, settings.client_options()).map_err(|e| e.under("/asset"))
         })
         .transpose()?;
     let state = if action.meta.incremental {
@@ -278,7 +285,10 @@ pub fn execute(
         .enable_all()
         .build()
         .map_err(|e| Error::internal(format!("cannot start the async runtime: {e}")))?;
-    runtime.block_on(action.run(&ctx, inputs))
+    runtime.block_on(async {
+        ctx.ready().await?;
+        action.run(&ctx, inputs).await
+    })
 }
 
 /// Print a result or an error as the contract says and return the exit status.

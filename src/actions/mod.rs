@@ -164,6 +164,14 @@ impl Context {
         self
     }
 
+    /// Connect the shared state (`--state-url`) before the action makes any request.
+    pub async fn ready(&self) -> Result<()> {
+        match &self.graph {
+            Some(g) => g.ready().await,
+            None => Ok(()),
+        }
+    }
+
     /// The Graph client; present whenever the action's metadata says `needs_graph`.
     pub fn graph(&self) -> Result<&GraphClient> {
         self.graph.as_ref().ok_or_else(|| {

@@ -34,7 +34,6 @@ use serde_json::value::RawValue;
 use serde_json::{Map, Value, json};
 
 use super::client::GraphClient;
-use super::pacing;
 use super::path::GraphPath;
 use super::request::{ApiFamily, GraphRequest, MAX_JSON_BODY};
 use super::response::{GraphResponse, ResponseHeaders, graph_error};
@@ -193,7 +192,7 @@ impl GraphClient {
             let mut max_body: u64 = 0;
             for p in &mut pending {
                 let request = &items[p.index].request;
-                self.limiter(request.family).acquire().await;
+                self.pacer(request.family).acquire().await?;
                 p.budget.start_attempt();
                 let url = self.url_for(request)?;
                 requests.push(self.item_json(p.index, request, &items[p.index], &succeeded, &url));
@@ -360,20 +359,6 @@ impl GraphClient {
             v.insert("dependsOn".into(), Value::Array(deps));
         }
         Value::Object(v)
-    }
-
-    fn limiter(&self, family: ApiFamily) -> std::sync::Arc<pacing::Limiter> {
-        let asset = self.asset();
-        pacing::limiter(
-            asset.token_url.as_str(),
-            &asset.client_id,
-            family,
-            match family {
-                ApiFamily::Presence => asset.rate_limits.presence,
-                ApiFamily::AuditLogs => asset.rate_limits.audit_logs,
-                ApiFamily::Directory => asset.rate_limits.directory,
-            },
-        )
     }
 }
 

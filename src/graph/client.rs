@@ -30,6 +30,9 @@ pub struct ClientOptions {
     pub state_dir: Option<std::path::PathBuf>,
     /// `false` with `--no-token-cache`: never read or write cached tokens.
     pub token_cache: bool,
+    /// Where the pacer's budgets are shared with other processes (issue 17); `None`
+    /// paces within this process only.
+    pub backend: Option<crate::backend::Backend>,
 }
 
 /// The Graph client of one run: cheap to clone, shared by concurrent requests.
@@ -44,6 +47,7 @@ struct Inner {
     tokens: TokenProvider,
     /// `{graph_url}{api_version}/`: every request URL starts with it.
     base: Url,
+    backend: Option<crate::backend::Backend>,
 }
 
 impl std::fmt::Debug for GraphClient {
@@ -106,12 +110,38 @@ impl GraphClient {
                 http,
                 tokens,
                 base,
+                backend: options.backend,
             }),
         })
     }
 
     pub fn asset(&self) -> &Asset {
         &self.inner.asset
+    }
+
+    /// Connect the shared state now (PostgreSQL), so that a bad `--state-url` fails
+    /// before any request leaves the machine.
+    pub async fn ready(&self) -> Result<()> {
+        match &self.inner.backend {
+            Some(b) => b.ready().await,
+            None => Ok(()),
+        }
+    }
+
+    /// The pacer of `family` for this client's app and tenant.
+    pub(super) fn pacer(&self, family: ApiFamily) -> pacing::Pacer {
+        let asset = &self.inner.asset;
+        pacing::pacer(
+            self.inner.backend.as_ref(),
+            asset.token_url.as_str(),
+            &asset.client_id,
+            family,
+            match family {
+                ApiFamily::Presence => asset.rate_limits.presence,
+                ApiFamily::AuditLogs => asset.rate_limits.audit_logs,
+                ApiFamily::Directory => asset.rate_limits.directory,
+            },
+        )
     }
 
     /// The token source of this client (used by `check`).
@@ -218,22 +248,13 @@ impl GraphClient {
         paced: bool,
     ) -> Result<GraphResponse> {
         let asset = &self.inner.asset;
-        let limiter = pacing::limiter(
-            asset.token_url.as_str(),
-            &asset.client_id,
-            request.family,
-            match request.family {
-                ApiFamily::Presence => asset.rate_limits.presence,
-                ApiFamily::AuditLogs => asset.rate_limits.audit_logs,
-                ApiFamily::Directory => asset.rate_limits.directory,
-            },
-        );
+        let pacer = self.pacer(request.family);
         let mut budget = RetryBudget::new(asset.max_attempts, asset.max_retry_time);
         let mut renewed_token = false;
         let mut token = self.inner.tokens.token().await?;
         loop {
             if paced {
-                limiter.acquire().await;
+                pacer.acquire().await?;
             }
             let attempt = budget.start_attempt();
             let failure = match self.attempt(request, &token, attempt).await {
@@ -264,7 +285,19 @@ impl GraphClient {
                     }
                     None
                 }
-                Failure::Status { retry_after, .. } => *retry_after,
+                Failure::Status {
+                    status,
+                    retry_after,
+                    ..
+                } => {
+                    // Every worker of this app and tenant backs off, not just this one.
+                    if *status == 429
+                        && let Some(wait) = retry_after
+                    {
+                        pacer.blocked_for(*wait).await?;
+                    }
+                    *retry_after
+                }
             };
             let wait = match budget.decide(retry_after) {
                 Decision::Wait { wait, source } => {

@@ -9,6 +9,13 @@
 //! long as Graph's lets the first request of the next window land a few
 //! milliseconds early and draw a 429 (seen against the emulator at 5 / 10 s).
 //! Two per cent costs two per cent of throughput and removes that edge.
+//!
+//! That limiter is this process's only. When the run has a state backend (a state dir,
+//! or `--state-url`), [`pacer`] gives a [`Pacer::Shared`] instead: the same sliding
+//! window kept in the backend ([`crate::backend::budget`]) and reserved by every
+//! process of the app and tenant before each request, so eight concurrent runs share
+//! one budget instead of each believing it has the whole of it. A 429's
+//! `Retry-After` is recorded there ([`Pacer::blocked_for`]) so all of them back off.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -18,6 +25,8 @@ use tokio::time::Instant;
 
 use super::request::ApiFamily;
 use crate::asset::RateLimit;
+use crate::backend::{Backend, budget};
+use crate::error::Result;
 
 /// How much longer than the published window ours is (see the module doc).
 pub const MARGIN: f64 = 1.02;
@@ -86,6 +95,80 @@ pub fn limiter(
     all.entry((token_url.to_string(), client_id.to_string(), family))
         .or_insert_with(|| Arc::new(Limiter::new(limit)))
         .clone()
+}
+
+/// How a request waits for its turn.
+#[derive(Debug, Clone)]
+pub enum Pacer {
+    /// This process's own window (no state backend).
+    Local(Arc<Limiter>),
+    /// A window shared by every process using the backend.
+    Shared {
+        backend: Backend,
+        budget: budget::Budget,
+    },
+}
+
+impl Pacer {
+    /// Wait until one more request may start, then count it.
+    pub async fn acquire(&self) -> Result<()> {
+        match self {
+            Pacer::Local(l) => {
+                l.acquire().await;
+                Ok(())
+            }
+            Pacer::Shared { backend, budget } => {
+                let wait = budget::reserve(backend, budget).await?;
+                if !wait.is_zero() {
+                    tracing::debug!(
+                        wait_ms = wait.as_millis() as u64,
+                        "pacing: waiting for the shared rate limit window"
+                    );
+                    tokio::time::sleep(wait).await;
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Graph answered 429 with `Retry-After: wait`: hold every worker back that long.
+    /// The local limiter leaves that to the retry loop's own wait.
+    pub async fn blocked_for(&self, wait: Duration) -> Result<()> {
+        match self {
+            Pacer::Local(_) => Ok(()),
+            Pacer::Shared { backend, budget } => budget::block_for(backend, budget, wait).await,
+        }
+    }
+}
+
+/// The pacer of one (token URL, client id, family): shared through `backend` when
+/// there is one, else this process's limiter.
+pub fn pacer(
+    backend: Option<&Backend>,
+    token_url: &str,
+    client_id: &str,
+    family: ApiFamily,
+    limit: RateLimit,
+) -> Pacer {
+    match backend {
+        None => Pacer::Local(limiter(token_url, client_id, family, limit)),
+        Some(backend) => Pacer::Shared {
+            backend: backend.clone(),
+            budget: budget::Budget {
+                key: format!("{token_url} {client_id} {}", family_name(family)),
+                requests: limit.requests.max(1),
+                window: Duration::from_secs_f64(limit.per_seconds.clamp(0.001, 86_400.0) * MARGIN),
+            },
+        },
+    }
+}
+
+fn family_name(family: ApiFamily) -> &'static str {
+    match family {
+        ApiFamily::Presence => "presence",
+        ApiFamily::AuditLogs => "audit_logs",
+        ApiFamily::Directory => "directory",
+    }
 }
 
 #[cfg(test)]

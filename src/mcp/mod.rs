@@ -37,7 +37,7 @@ use self::server::{Catalog, ConnectorServer};
 use self::worker::Worker;
 use crate::actions::{ACTIONS, ActionEntry};
 use crate::error::{Error, Result};
-use crate::graph::{ClientOptions, GraphClient};
+use crate::graph::GraphClient;
 use crate::runner::{self, Envelope, EnvelopeSource, MAX_ENVELOPE_BYTES, RunSettings};
 
 /// The environment variable that may hold the asset as JSON (instead of `--asset`).
@@ -128,14 +128,7 @@ pub fn prepare(options: &McpOptions, settings: &RunSettings) -> Result<Connector
         .collect();
     let graph = match asset {
         Some(asset) => Some(
-            GraphClient::new(
-                asset,
-                ClientOptions {
-                    state_dir: settings.state_dir.clone(),
-                    token_cache: settings.token_cache,
-                },
-            )
-            .map_err(|e| e.under("/asset"))?,
+            GraphClient::new(asset, settings.client_options()).map_err(|e| e.under("/asset"))?,
         ),
         None if needs_graph.is_empty() => None,
         None => {
@@ -173,6 +166,11 @@ pub fn serve(options: McpOptions, settings: &RunSettings) -> Result<()> {
         .enable_all()
         .build()
         .map_err(|e| Error::internal(format!("cannot start the async runtime: {e}")))?;
+    // A shared state that cannot be used stops the server at start (exit 7), not at
+    // its first tool call; the calls' own client connects on first use.
+    if let Some(backend) = crate::backend::Backend::choose(&settings.state_url, None) {
+        runtime.block_on(backend.ready())?;
+    }
     let outcome = runtime.block_on(async move {
         let stop = CancellationToken::new();
         let on_signal = stop.clone();

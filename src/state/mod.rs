@@ -71,6 +71,7 @@ impl StateDb {
     /// Open (or create) the database in `state_dir`, migrated to [`SCHEMA_VERSION`].
     /// Failures say which folder, since the usual cause is a state dir that cannot be written.
     pub fn open(state_dir: &Path) -> Result<Self> {
+        crate::backend::refuse_local("the sign-in cursors and the presence configuration")?;
         let path = state_dir.join(Self::FILE_NAME);
         Self::open_at(state_dir).map_err(|e| {
             let message = format!(

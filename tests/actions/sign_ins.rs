@@ -384,12 +384,17 @@ fn state_kept_in_the_state_dir_continues_and_a_corrupted_one_is_exit_2() {
     assert_eq!(v["json_body"]["duplicates_dropped"], 20);
     assert_exactly_once(&made, &[a, b].concat());
 
-    // Kept in the state database: the state dir holds the token cache and the embedded
-    // store's files, nothing else (pull_sign_ins makes no presence store).
+    // Kept in the state database: the state dir holds the token cache, the embedded
+    // store's files and the pacer's budgets, nothing else (pull_sign_ins makes no
+    // presence store).
     let mut names: Vec<String> = std::fs::read_dir(e.emu.state.path())
         .unwrap()
         .map(|f| f.unwrap().file_name().to_string_lossy().into_owned())
-        .filter(|n| n != "tokens" && !n.starts_with(StateDb::FILE_NAME))
+        .filter(|n| {
+            n != "tokens"
+                && !n.starts_with(StateDb::FILE_NAME)
+                && !n.starts_with(msgraph_connector::backend::budget::SqliteBudgets::FILE_NAME)
+        })
         .collect();
     names.sort();
     assert_eq!(

@@ -139,6 +139,7 @@ fn run_offline(action: &str, envelope: &Value, state_dir: Option<&Path>) -> Resu
     let settings = RunSettings {
         state_dir: state_dir.map(Path::to_path_buf),
         token_cache: false,
+        state_url: Default::default(),
     };
     let (ctx, inputs) = prepare(
         action,

@@ -6,6 +6,7 @@ mod auth;
 mod batch;
 mod fidelity;
 mod http;
+mod shared_state;
 
 #[path = "../support/mod.rs"]
 pub mod support;

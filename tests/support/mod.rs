@@ -12,4 +12,5 @@
 pub mod assertions;
 pub mod emulator;
 pub mod fake;
+pub mod postgres;
 pub mod process;

@@ -1,0 +1,419 @@
+//! Shared state (issue 17): many processes of one app and tenant share one pacer
+//! budget, through the state dir's SQLite files or one PostgreSQL database
+//! (`--state-url`), against the emulator's throttle with a binding limit; and a
+//! `--state-url` that cannot be used is exit 7 with the password nowhere in the output.
+//! PostgreSQL is a real server (`support::postgres`), never a mock.
+
+use std::path::Path;
+use std::time::Duration;
+
+use graph_emulator::{LogEntry, RateLimit, ThrottleConfig};
+use serde_json::{Value, json};
+
+use msgraph_connector::backend::budget::{self, Budget};
+use msgraph_connector::backend::{Backend, StateUrl};
+
+use crate::support::emulator::{Emulator, EmulatorSetup};
+use crate::support::postgres;
+use crate::support::process::{self, Outcome};
+
+/// The binding limit of these tests, on both sides: 8 presence requests per 4 s. Our
+/// window is 2 % longer (80 ms here), and that margin must cover the spread between a
+/// request's reserved slot and its arrival at the emulator. Eight processes starting at
+/// once on a busy two-core machine spread their first requests by up to 200 ms: a
+/// window of 2 s (40 ms of margin) drew a 429 now and then, one of 4 s (80 ms) too,
+/// with `get_presences` of 650 ids whose bodies the emulator parses before stamping.
+/// That is a property of pacing on the client's clock, not of the shared budget
+/// (Graph's own windows, 10 s and 30 s, leave 200 ms and 600 ms).
+const LIMIT: u32 = 8;
+const PER_SECONDS: f64 = 4.0;
+/// Workers, and the `get_presence` processes each runs one after another: one round
+/// of the workers fills a window (each next process reserves its slot while the
+/// window before is still running, so the measure is the pacer's, not process start-up),
+/// four windows in all.
+const WORKERS: usize = 8;
+const BATCHES: usize = 4;
+
+fn throttled_emulator() -> Emulator {
+    EmulatorSetup::users(20)
+        .throttle(ThrottleConfig {
+            presence: Some(RateLimit {
+                requests: LIMIT,
+                per: Duration::from_secs_f64(PER_SECONDS),
+            }),
+            ..ThrottleConfig::off()
+        })
+        .asset_setting(
+            "rate_limits",
+            json!({"presence": {"requests": LIMIT, "per_seconds": PER_SECONDS}}),
+        )
+        .start()
+}
+
+/// One `get_presence` (a light GET: the emulator's own work must not delay the arrival
+/// it stamps, as 650-id `get_presences` bodies on a busy machine did by 500 ms).
+fn presence_envelope(emu: &Emulator, worker: usize) -> String {
+    let user = emu.user_id(worker % emu.tenant.users.len());
+    json!({"asset": emu.asset("client_credentials"), "inputs": {"id": user}}).to_string()
+}
+
+/// One crowd of workers at a time: two crowds at once on a two-core machine delay
+/// arrivals past the 2 % margin (a client-side pacer's limit, not the budget's).
+static CROWD: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// Run the workers at once, worker `i` on `dirs[i % dirs.len()]` with `env`.
+fn run_workers(emu: &Emulator, dirs: &[&Path], env: &[(&str, &str)]) {
+    let _one_crowd = CROWD.lock().unwrap_or_else(|p| p.into_inner());
+    let handles: Vec<_> = (0..WORKERS)
+        .map(|i| {
+            let dir = dirs[i % dirs.len()].to_path_buf();
+            let envelope = presence_envelope(emu, i);
+            let env: Vec<(String, String)> = env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect();
+            std::thread::spawn(move || {
+                let env: Vec<(&str, &str)> =
+                    env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+                (0..BATCHES)
+                    .map(|_| {
+                        process::run_env(&["run", "get_presence"], envelope.as_bytes(), &dir, &env)
+                    })
+                    .collect::<Vec<_>>()
+            })
+        })
+        .collect();
+    for h in handles {
+        for out in h.join().unwrap() {
+            assert_eq!(out.code, 0, "{}", out.stderr);
+            emu.assert_no_secrets(&out.stdout, None);
+        }
+    }
+}
+
+/// No 429, and the limit's full throughput within 5 %: the requests made over the time
+/// from the first to the start of the last window's share (its first `LIMIT`-th
+/// request from the end) plus one window. An ideal pacer scores 1 / 1.02 of the limit
+/// (our window is 2 % longer); a process's start-up only spreads arrivals within a window.
+fn assert_paced_at_the_limit(log: &[LogEntry]) {
+    let presence: Vec<&LogEntry> = log.iter().filter(|e| e.family == "presence").collect();
+    let shown: Vec<String> = presence
+        .iter()
+        .map(|e| {
+            format!(
+                "{} {} {:?} {:?}",
+                e.time, e.status, e.fault, e.retry_attempt
+            )
+        })
+        .collect();
+    assert_eq!(
+        presence.len(),
+        WORKERS * BATCHES,
+        "every batch sent once: {shown:#?}"
+    );
+    let throttled: Vec<_> = presence.iter().filter(|e| e.status == 429).collect();
+    assert!(throttled.is_empty(), "{} × 429", throttled.len());
+    let mut at: Vec<f64> = presence
+        .iter()
+        .map(|e| {
+            let t: jiff::Timestamp = e.time.parse().expect("a log time");
+            t.as_microsecond() as f64 / 1e6
+        })
+        .collect();
+    at.sort_by(f64::total_cmp);
+    let last_window = at[at.len() - LIMIT as usize];
+    let rate = at.len() as f64 / (last_window - at[0] + PER_SECONDS);
+    let limit = f64::from(LIMIT) / PER_SECONDS;
+    assert!(
+        rate >= 0.95 * limit && rate <= limit,
+        "{rate:.3} requests/s against a limit of {limit:.3}/s"
+    );
+    eprintln!(
+        "{} requests, 0 × 429, {rate:.3}/s = {:.1} % of the limit",
+        at.len(),
+        100.0 * rate / limit
+    );
+}
+
+#[test]
+fn eight_processes_on_one_sqlite_state_share_one_budget() {
+    let emu = throttled_emulator();
+    let dir = tempfile::tempdir().unwrap();
+    run_workers(&emu, &[dir.path()], &[]);
+    assert_paced_at_the_limit(&emu.log());
+    assert_eq!(emu.token_requests(), 1, "one token request for the app");
+}
+
+#[test]
+fn eight_processes_over_two_state_dirs_share_one_postgres_budget() {
+    let Some(url) = postgres::database() else {
+        return;
+    };
+    let emu = throttled_emulator();
+    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    run_workers(
+        &emu,
+        &[a.path(), b.path()],
+        &[("MSGRAPH_CONNECTOR_STATE_URL", url.as_str())],
+    );
+    assert_paced_at_the_limit(&emu.log());
+    // The token cache is still per state dir (issue 17, step 3 not done): one each.
+    assert!(emu.token_requests() <= 2, "{}", emu.token_requests());
+    // The budget is in the database, not in the state dirs.
+    assert_eq!(
+        postgres::query(&url, "SELECT count(*) FROM msgraph_pacer_budget"),
+        ["1"]
+    );
+    assert_eq!(
+        postgres::query(&url, "SELECT count(*) FROM msgraph_pacer_slot"),
+        [LIMIT.to_string()]
+    );
+    for d in [&a, &b] {
+        assert!(!d.path().join("pacer.sqlite3").exists());
+    }
+}
+
+/// A `Retry-After` seen by one worker holds back the others: the emulator's throttle is
+/// stricter than the asset's pacing, so the third request draws a 429; a fourth process
+/// started while the third waits is held back by the recorded `Retry-After` instead of
+/// drawing a second 429.
+#[test]
+fn a_retry_after_holds_every_worker_back() {
+    let emu = EmulatorSetup::users(20)
+        .throttle(ThrottleConfig {
+            presence: Some(RateLimit {
+                requests: 2,
+                per: Duration::from_secs(4),
+            }),
+            ..ThrottleConfig::off()
+        })
+        .asset_setting(
+            "rate_limits",
+            json!({"presence": {"requests": 100, "per_seconds": 1}}),
+        )
+        .start();
+    let dir = tempfile::tempdir().unwrap().keep();
+    let envelope =
+        json!({"asset": emu.asset("client_credentials"), "inputs": {"id": emu.user_id(0)}})
+            .to_string();
+    let run = {
+        let (dir, envelope) = (dir.clone(), envelope.clone());
+        move || process::run(&["run", "get_presence"], envelope.as_bytes(), &dir)
+    };
+    for _ in 0..2 {
+        let out = run();
+        assert_eq!(out.code, 0, "{}", out.stderr);
+    }
+    let third = std::thread::spawn(run.clone());
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !emu.graph_log().iter().any(|e| e.status == 429) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the third drew no 429"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let fourth = run();
+    assert_eq!(fourth.code, 0, "{}", fourth.stderr);
+    let third = third.join().unwrap();
+    assert_eq!(third.code, 0, "{}", third.stderr);
+    // The window frees a place 4 s after the first request: that is the Retry-After the
+    // 429 carried, and nobody may send before it (the fourth would, at once, if the
+    // Retry-After were only the third's to know).
+    let log = emu.graph_log();
+    let time = |e: &LogEntry| e.time.parse::<jiff::Timestamp>().unwrap();
+    let free_at = time(&log[0]) + jiff::SignedDuration::from_millis(3_900);
+    let first_429 = log.iter().position(|e| e.status == 429).unwrap();
+    let early: Vec<String> = log[first_429 + 1..]
+        .iter()
+        .filter(|e| time(e) < free_at)
+        .map(|e| format!("{} {}", e.time, e.status))
+        .collect();
+    assert!(early.is_empty(), "sent while blocked: {early:?}");
+    assert_eq!(log.iter().filter(|e| e.status == 200).count(), 4);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// The same budget rules on both backends: `requests` at once, then each a window
+/// after the one `requests` before it, whoever reserves; another limit starts afresh;
+/// a Retry-After holds everyone back.
+#[test]
+fn both_backends_keep_the_same_sliding_window() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut backends = vec![(
+        "sqlite",
+        Backend::choose(&StateUrl::Embedded, Some(&dir.path().to_path_buf())),
+    )];
+    if let Some(url) = postgres::database() {
+        let url = StateUrl::parse(Some(&url)).unwrap();
+        backends.push(("postgres", Backend::choose(&url, None)));
+    }
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    for (name, backend) in backends {
+        let backend = backend.unwrap();
+        // A second handle on the same state: another process.
+        let other = match &backend {
+            Backend::Embedded(_) => {
+                Backend::choose(&StateUrl::Embedded, Some(&dir.path().to_path_buf())).unwrap()
+            }
+            Backend::Postgres(_) => backend.clone(),
+        };
+        runtime.block_on(async {
+            backend.ready().await.unwrap();
+            let minute = Duration::from_secs(60);
+            let b = Budget {
+                key: "test key".into(),
+                requests: 3,
+                window: minute,
+            };
+            let mut waits = Vec::new();
+            for i in 0..7 {
+                let on = if i % 2 == 0 { &backend } else { &other };
+                waits.push(budget::reserve(on, &b).await.unwrap());
+            }
+            let second = Duration::from_secs(1);
+            for (i, w) in waits.iter().enumerate() {
+                let expected = minute * (i as u32 / 3);
+                assert!(
+                    *w <= expected && *w + second >= expected,
+                    "{name}: reservation {i} waits {w:?}: {waits:?}"
+                );
+            }
+            // Another limit for the same key starts afresh.
+            let five = Budget {
+                requests: 5,
+                ..b.clone()
+            };
+            assert!(
+                budget::reserve(&other, &five).await.unwrap() < second,
+                "{name}"
+            );
+            // A Retry-After of 30 s holds everyone back that long.
+            budget::block_for(&backend, &five, Duration::from_secs(30))
+                .await
+                .unwrap();
+            let held = budget::reserve(&other, &five).await.unwrap();
+            assert!(
+                held <= Duration::from_secs(30) && held + second >= Duration::from_secs(30),
+                "{name}: {held:?}"
+            );
+        });
+    }
+}
+
+fn run_with_url(emu: &Emulator, url: &str) -> Outcome {
+    let envelope =
+        json!({"asset": emu.asset("client_credentials"), "inputs": {"id": emu.user_id(0)}})
+            .to_string();
+    process::run(
+        &["--state-url", url, "run", "get_presence"],
+        envelope.as_bytes(),
+        emu.state.path(),
+    )
+}
+
+fn assert_state_error(out: &Outcome, says: &str, password: &str) -> Value {
+    assert_eq!(out.code, 7, "{}\n{}", out.stdout, out.stderr);
+    let e = out.json()["error"].clone();
+    assert_eq!(e["kind"], "state", "{e}");
+    let message = e["message"].as_str().unwrap();
+    assert!(message.contains(says), "{message}");
+    for text in [&out.stdout, &out.stderr] {
+        assert!(!text.contains(password), "the password leaked: {text}");
+    }
+    e
+}
+
+#[test]
+fn a_state_url_that_cannot_be_used_is_exit_7_without_its_password_and_without_requests() {
+    let emu = EmulatorSetup::users(5).start();
+    // Not a backend we know.
+    let out = run_with_url(&emu, "mysql://app:Sup3rSecretPw@127.0.0.1/state");
+    assert_state_error(&out, "\"mysql\"", "Sup3rSecretPw");
+    // Not a URL tokio-postgres can read (a port that is not a number).
+    let out = run_with_url(
+        &emu,
+        "postgres://app:Sup3rSecretPw@127.0.0.1:notaport/state",
+    );
+    assert_state_error(&out, "cannot be read", "Sup3rSecretPw");
+    // Nobody listens there.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = closed.local_addr().unwrap().port();
+    drop(closed);
+    let out = run_with_url(
+        &emu,
+        &format!("postgres://app:Sup3rSecretPw@127.0.0.1:{port}/state?connect_timeout=5"),
+    );
+    let e = assert_state_error(&out, "cannot connect", "Sup3rSecretPw");
+    assert!(e["message"].as_str().unwrap().contains("[REDACTED]"), "{e}");
+    // The MCP server stops at start, from the environment too (its stdout is the
+    // protocol's: the error is on stderr).
+    let asset_file = emu.state.path().join("asset.json");
+    std::fs::write(&asset_file, emu.asset("client_credentials").to_string()).unwrap();
+    let out = process::run_env(
+        &["mcp", "--asset", asset_file.to_str().unwrap()],
+        b"",
+        emu.state.path(),
+        &[(
+            "MSGRAPH_CONNECTOR_STATE_URL",
+            &format!("postgres://app:Sup3rSecretPw@127.0.0.1:{port}/state"),
+        )],
+    );
+    assert_eq!(out.code, 7, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("state error: cannot connect"),
+        "{}",
+        out.stderr
+    );
+    assert!(!out.stderr.contains("Sup3rSecretPw") && !out.stdout.contains("Sup3rSecretPw"));
+    std::fs::remove_file(&asset_file).unwrap();
+    assert!(emu.log().is_empty(), "no request left: {:?}", emu.log());
+    // Nothing local was used instead.
+    assert!(!emu.state.path().join("pacer.sqlite3").exists());
+
+    let Some(url) = postgres::database() else {
+        return;
+    };
+    // Wrong credentials.
+    let (head, rest) = url.split_once('@').unwrap();
+    let (user, password) = head.rsplit_once(':').unwrap();
+    let wrong = format!("{user}:WrongPassw0rd@{rest}");
+    let out = run_with_url(&emu, &wrong);
+    assert_state_error(&out, "password authentication failed", "WrongPassw0rd");
+    assert!(emu.log().is_empty());
+    // The right ones, from the environment: the schema is made, the request goes.
+    let out = process::run_env(
+        &["run", "get_presence"],
+        json!({"asset": emu.asset("client_credentials"), "inputs": {"id": emu.user_id(0)}})
+            .to_string()
+            .as_bytes(),
+        emu.state.path(),
+        &[("MSGRAPH_CONNECTOR_STATE_URL", url.as_str())],
+    );
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(!out.stderr.contains(password));
+    // An action whose cursor this version keeps only in the state dir refuses, rather
+    // than keep it on this machine's disk while the caller asked for a shared state.
+    let before = emu.log().len();
+    let out = process::run(
+        &["--state-url", &url, "run", "pull_sign_ins"],
+        json!({"asset": emu.asset("client_credentials"), "inputs": {}})
+            .to_string()
+            .as_bytes(),
+        emu.state.path(),
+    );
+    assert_state_error(&out, "not kept in the shared state", password);
+    assert_eq!(emu.log().len(), before, "no request");
+    assert!(!emu.state.path().join("state.sqlite3").exists());
+    // A newer version's schema is refused, and left as it is.
+    postgres::query(&url, "UPDATE msgraph_schema_version SET version = 99");
+    let out = run_with_url(&emu, &url);
+    assert_state_error(&out, "newer", password);
+    assert_eq!(
+        postgres::query(&url, "SELECT version FROM msgraph_schema_version"),
+        ["99"]
+    );
+}
