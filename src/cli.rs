@@ -792,14 +792,9 @@ fn watch_presence(args: WatchPresenceArgs, settings: &RunSettings) -> Result<()>
             "is required: give --asset FILE or MSGRAPH_CONNECTOR_ASSET",
         )
     })?;
-    let graph = crate::graph::GraphClient::new(
-        asset,
-        crate::graph::ClientOptions {
-            state_dir: settings.state_dir.clone(),
-            token_cache: settings.token_cache,
-        },
-    )
-    .map_err(|e| e.under("/asset"))?;
+    // The same pacer as every action (shared through the state dir or --state-url).
+    let graph = crate::graph::GraphClient::new(asset, settings.client_options())
+        .map_err(|e| e.under("/asset"))?;
     let store = match &settings.state_dir {
         Some(dir) => Some(crate::state::StateDb::open(dir)?),
         None => None,
