@@ -124,10 +124,6 @@ fn main() {
             body["counts"],
             last["state"].to_string().len(),
         );
-        assert!(
-            mib < LIMIT_MIB,
-            "peak RSS {mib:.1} MiB is over the {LIMIT_MIB} MiB bound ({set})"
-        );
         peaks.push((set.to_owned(), mib));
     }
     if peaks.len() > 1 {
@@ -138,4 +134,16 @@ fn main() {
             (hi / lo - 1.0) * 100.0
         );
     }
+    // Every set is measured and printed before the bound is checked, so one run shows
+    // them all.
+    let over: Vec<String> = peaks
+        .iter()
+        .filter(|(_, mib)| *mib >= LIMIT_MIB)
+        .map(|(set, mib)| format!("{set}: {mib:.1} MiB"))
+        .collect();
+    assert!(
+        over.is_empty(),
+        "peak RSS over the {LIMIT_MIB} MiB bound (days:sign-ins): {}",
+        over.join(", ")
+    );
 }
