@@ -228,9 +228,12 @@ impl SharedSlot {
                 return None;
             }
         };
-        let nonce: Vec<u8> = row.get(0);
-        let mut sealed: Vec<u8> = row.get(1);
-        let opened = Nonce::try_assume_unique_for_key(&nonce).ok().and_then(|n| {
+        self.open(&row.get::<_, Vec<u8>>(0), row.get(1))
+    }
+
+    /// The token of a sealed entry, if it opens with our key, for our row and credential.
+    fn open(&self, nonce: &[u8], mut sealed: Vec<u8>) -> Option<CachedToken> {
+        let opened = Nonce::try_assume_unique_for_key(nonce).ok().and_then(|n| {
             self.sealing
                 .open_in_place(n, Aad::from(self.aad()), &mut sealed)
                 .ok()
@@ -255,8 +258,8 @@ impl SharedSlot {
         }
     }
 
-    async fn try_store(&self, token: &CachedToken) -> Result<()> {
-        let client = self.pg.client().await?;
+    /// The entry sealed under a fresh nonce: (nonce, ciphertext and tag).
+    fn seal(&self, token: &CachedToken) -> Result<([u8; NONCE_LEN], Vec<u8>)> {
         let mut nonce = [0u8; NONCE_LEN];
         aws_lc_rs::rand::SystemRandom::new()
             .fill(&mut nonce)
@@ -270,6 +273,12 @@ impl SharedSlot {
                 &mut sealed,
             )
             .map_err(|_| Error::internal("cannot seal the entry"))?;
+        Ok((nonce, sealed))
+    }
+
+    async fn try_store(&self, token: &CachedToken) -> Result<()> {
+        let client = self.pg.client().await?;
+        let (nonce, sealed) = self.seal(token)?;
         let failed = |e: tokio_postgres::Error| self.pg.failed("keep the token", &e);
         client
             .batch_execute("BEGIN; SET LOCAL synchronous_commit = on;")
@@ -337,5 +346,52 @@ mod tests {
         assert_eq!(fp(&a), fp(&b));
         let other = base64::engine::general_purpose::STANDARD.encode([8u8; 32]);
         assert_ne!(fp(&a), fp(&StateKey::from_base64(&other).unwrap()));
+    }
+
+    #[test]
+    fn a_sealed_entry_opens_only_for_its_key_row_and_credential() {
+        let url = crate::backend::StateUrl::parse(Some("postgres://u@127.0.0.1/d")).unwrap();
+        let Some(crate::backend::Backend::Postgres(pg)) =
+            crate::backend::Backend::choose(&url, None)
+        else {
+            panic!("a postgres backend")
+        };
+        let b64 = |b: u8| base64::engine::general_purpose::STANDARD.encode([b; 32]);
+        let (key, other) = (
+            StateKey::from_base64(&b64(1)).unwrap(),
+            StateKey::from_base64(&b64(2)).unwrap(),
+        );
+        let row = |user: &str| ["t".to_string(), "c".into(), "s".into(), user.to_string()];
+        let slot = SharedSlot::new(pg.clone(), row("u"), "fp".into(), &key);
+        let token = CachedToken {
+            access_token: secrecy::SecretString::from("at-plain-text"),
+            obtained_at: 1,
+            expires_at: 3601,
+            ext_expires_at: None,
+            refresh_token: Some(secrecy::SecretString::from("rt-plain-text")),
+            scope: None,
+        };
+        let (nonce, sealed) = slot.seal(&token).unwrap();
+        let text = String::from_utf8_lossy(&sealed);
+        assert!(!text.contains("plain-text") && !text.contains("access_token"));
+        let back = slot.open(&nonce, sealed.clone()).unwrap();
+        use secrecy::ExposeSecret;
+        assert_eq!(back.access_token.expose_secret(), "at-plain-text");
+        assert_eq!(back.refresh_token.unwrap().expose_secret(), "rt-plain-text");
+        // A fresh nonce per write.
+        assert_ne!(slot.seal(&token).unwrap().0, nonce);
+        // Another key, another row, another credential: nothing opens.
+        let wrong = [
+            SharedSlot::new(pg.clone(), row("u"), "fp".into(), &other),
+            SharedSlot::new(pg.clone(), row("v"), "fp".into(), &key),
+            SharedSlot::new(pg.clone(), row("u"), "fp2".into(), &key),
+        ];
+        for w in wrong {
+            assert!(w.open(&nonce, sealed.clone()).is_none());
+        }
+        let mut flipped = sealed.clone();
+        flipped[0] ^= 1;
+        assert!(slot.open(&nonce, flipped).is_none());
+        assert!(slot.open(&nonce[..8], sealed).is_none());
     }
 }
