@@ -40,7 +40,9 @@ struct Cli {
 
     /// Shared state for workers on several machines: postgres://USER:PASSWORD@HOST/DB
     /// (`sqlite:` or nothing: the embedded store in --state-dir). Holds the pacer's
-    /// budgets; a database that cannot be used is exit 7, never a fallback to local state.
+    /// budgets and the token cache, sealed under MSGRAPH_CONNECTOR_STATE_KEY (base64 of
+    /// 32 bytes, the same for every worker); a database that cannot be used, or no key,
+    /// is exit 7, never a fallback to local state.
     #[arg(
         long,
         global = true,

@@ -114,7 +114,12 @@ impl CredentialKey {
             }
             other => other?,
         };
-        Ok(CredentialKey(hmac::Key::new(hmac::HMAC_SHA256, &bytes)))
+        Ok(CredentialKey::from_bytes(&bytes))
+    }
+
+    /// The key of these bytes (the shared state derives its own from the state key).
+    pub fn from_bytes(bytes: &[u8]) -> Self {
+        CredentialKey(hmac::Key::new(hmac::HMAC_SHA256, bytes))
     }
 
     /// HMAC-SHA256 of `parts` (each length-prefixed, so no two lists give the
@@ -294,31 +299,7 @@ impl CacheSlot {
                 return None;
             }
         };
-        let entry: Entry = match serde_json::from_slice(&bytes) {
-            Ok(e) => e,
-            Err(_) => {
-                tracing::warn!("token cache: ignoring an unreadable entry");
-                return None;
-            }
-        };
-        if entry.key != self.key {
-            return None;
-        }
-        let same_credential = entry.credential.as_deref().is_some_and(|c| {
-            constant_time::verify_slices_are_equal(c.as_bytes(), self.credential.as_bytes()).is_ok()
-        });
-        if !same_credential {
-            tracing::debug!("token cache: the entry belongs to another credential; not used");
-            return None;
-        }
-        Some(CachedToken {
-            access_token: SecretString::from(entry.access_token),
-            obtained_at: entry.obtained_at,
-            expires_at: entry.expires_at,
-            ext_expires_at: entry.ext_expires_at,
-            refresh_token: entry.refresh_token.map(SecretString::from),
-            scope: entry.scope,
-        })
+        decode_entry(&bytes, &self.key, &self.credential)
     }
 
     /// Replace the entry atomically (temporary file, fsync, rename).
@@ -330,20 +311,8 @@ impl CacheSlot {
 
     fn try_store(&self, token: &CachedToken) -> std::io::Result<()> {
         self.ensure_dir()?;
-        let entry = Entry {
-            key: self.key.clone(),
-            credential: Some(self.credential.clone()),
-            access_token: token.access_token.expose_secret().to_string(),
-            obtained_at: token.obtained_at,
-            expires_at: token.expires_at,
-            ext_expires_at: token.ext_expires_at,
-            refresh_token: token
-                .refresh_token
-                .as_ref()
-                .map(|r| r.expose_secret().to_string()),
-            scope: token.scope.clone(),
-        };
-        let bytes = serde_json::to_vec(&entry).map_err(std::io::Error::other)?;
+        let bytes =
+            encode_entry(&self.key, &self.credential, token).map_err(std::io::Error::other)?;
         // O_EXCL, an unguessable name, mode 0600 (tempfile docs, `NamedTempFile::new_in`);
         // dropped unpersisted on an error, it removes itself.
         let dir = self.path.parent().expect("slot paths have a parent");
@@ -357,6 +326,57 @@ impl CacheSlot {
     pub fn remove(&self) {
         let _ = std::fs::remove_file(&self.path);
     }
+}
+
+/// An entry's JSON (the file's content; the shared cache seals it).
+pub(super) fn encode_entry(
+    key: &[String],
+    credential: &str,
+    token: &CachedToken,
+) -> serde_json::Result<Vec<u8>> {
+    serde_json::to_vec(&Entry {
+        key: key.to_vec(),
+        credential: Some(credential.to_string()),
+        access_token: token.access_token.expose_secret().to_string(),
+        obtained_at: token.obtained_at,
+        expires_at: token.expires_at,
+        ext_expires_at: token.ext_expires_at,
+        refresh_token: token
+            .refresh_token
+            .as_ref()
+            .map(|r| r.expose_secret().to_string()),
+        scope: token.scope.clone(),
+    })
+}
+
+/// The token of an entry's JSON, if it is readable, for exactly `key`, and obtained by
+/// the credential whose fingerprint is `credential`.
+pub(super) fn decode_entry(bytes: &[u8], key: &[String], credential: &str) -> Option<CachedToken> {
+    let entry: Entry = match serde_json::from_slice(bytes) {
+        Ok(e) => e,
+        Err(_) => {
+            tracing::warn!("token cache: ignoring an unreadable entry");
+            return None;
+        }
+    };
+    if entry.key != key {
+        return None;
+    }
+    let same_credential = entry.credential.as_deref().is_some_and(|c| {
+        constant_time::verify_slices_are_equal(c.as_bytes(), credential.as_bytes()).is_ok()
+    });
+    if !same_credential {
+        tracing::debug!("token cache: the entry belongs to another credential; not used");
+        return None;
+    }
+    Some(CachedToken {
+        access_token: SecretString::from(entry.access_token),
+        obtained_at: entry.obtained_at,
+        expires_at: entry.expires_at,
+        ext_expires_at: entry.ext_expires_at,
+        refresh_token: entry.refresh_token.map(SecretString::from),
+        scope: entry.scope,
+    })
 }
 
 /// Open a file readable and writable by its owner only.

@@ -29,6 +29,7 @@ use url::Url;
 
 use super::assertion::AssertionSigner;
 use super::cache::{CacheSlot, CachedToken, CredentialKey};
+use super::shared_cache::{SharedLock, SharedSlot, StateKey};
 use crate::asset::{Asset, Flow};
 use crate::error::{Error, Result};
 use crate::http::describe_reqwest;
@@ -214,6 +215,70 @@ pub struct IssuedToken {
     pub from_cache: bool,
 }
 
+/// Where tokens are kept between processes.
+#[derive(Debug)]
+enum Slot {
+    /// `<state_dir>/tokens/`.
+    File(CacheSlot),
+    /// The shared PostgreSQL state.
+    Shared(SharedSlot),
+}
+
+/// A slot's lock, held while a token is read, requested and written.
+enum Held {
+    File(#[allow(dead_code)] Option<std::fs::File>),
+    Shared(Option<SharedLock>),
+}
+
+impl Slot {
+    async fn lock(&self, wait: Duration) -> Held {
+        match self {
+            Slot::File(s) => Held::File(s.lock(wait).await),
+            Slot::Shared(s) => Held::Shared(s.lock(wait).await),
+        }
+    }
+
+    async fn unlock(&self, held: Held) {
+        match (self, held) {
+            (Slot::Shared(s), Held::Shared(lock)) => s.unlock(lock).await,
+            // A lock file's lock ends when the file is closed.
+            (_, held) => drop(held),
+        }
+    }
+
+    async fn load(&self) -> Option<CachedToken> {
+        match self {
+            Slot::File(s) => s.load(),
+            Slot::Shared(s) => s.load().await,
+        }
+    }
+
+    async fn store(&self, token: &CachedToken) {
+        match self {
+            Slot::File(s) => s.store(token),
+            Slot::Shared(s) => s.store(token).await,
+        }
+    }
+
+    async fn remove(&self) {
+        match self {
+            Slot::File(s) => s.remove(),
+            Slot::Shared(s) => s.remove().await,
+        }
+    }
+}
+
+/// Where a [`TokenProvider`] keeps tokens between processes.
+#[derive(Clone, Copy)]
+pub enum TokenCache<'a> {
+    /// Nowhere (`--no-token-cache`, or no state dir): memory only.
+    None,
+    /// `<state_dir>/tokens/`.
+    Dir(&'a std::path::Path),
+    /// The shared PostgreSQL state (`--state-url`), sealed under the state key.
+    Shared(&'a std::sync::Arc<crate::backend::Postgres>),
+}
+
 /// Hands out bearer tokens for one asset, asking the endpoint as rarely as it can.
 pub struct TokenProvider {
     http: reqwest::Client,
@@ -221,7 +286,7 @@ pub struct TokenProvider {
     client_id: String,
     scope: Vec<String>,
     credential: Credential,
-    slot: Option<CacheSlot>,
+    slot: Option<Slot>,
     wait_for_lock: Duration,
     max_attempts: u32,
     max_retry_time: Duration,
@@ -235,19 +300,20 @@ impl std::fmt::Debug for TokenProvider {
             .field("token_url", &crate::asset::url_for_display(&self.token_url))
             .field("client_id", &self.client_id)
             .field("scope", &self.scope)
-            .field("cache", &self.slot.as_ref().map(|s| s.path().to_path_buf()))
+            .field("cache", &self.slot)
             .finish_non_exhaustive()
     }
 }
 
 impl TokenProvider {
-    /// `state_dir` is `Some` when tokens may be cached on disk. Errors point
-    /// into the asset (`/type`, `/private_key`).
-    pub fn new(
-        asset: &Asset,
-        http: reqwest::Client,
-        state_dir: Option<&std::path::Path>,
-    ) -> Result<Self> {
+    /// `cache` says where tokens are kept between processes. Errors point into the
+    /// asset (`/type`, `/private_key`); a shared state without its state key is kind
+    /// `state` (exit 7).
+    pub fn new(asset: &Asset, http: reqwest::Client, cache: TokenCache<'_>) -> Result<Self> {
+        let state_dir = match cache {
+            TokenCache::Dir(dir) => Some(dir),
+            _ => None,
+        };
         let credential = match &asset.flow {
             Flow::ClientSecret { secret } => Credential::Secret(secret.clone()),
             Flow::ClientCertificate {
@@ -274,7 +340,7 @@ impl TokenProvider {
                 client_secret: client_secret.clone(),
             },
         };
-        if matches!(credential, Credential::Refresh { .. }) && state_dir.is_none() {
+        if matches!(credential, Credential::Refresh { .. }) && matches!(cache, TokenCache::None) {
             // Every answer rotates the refresh token and the old one dies: without a
             // cache the new one would be lost after this run, and the seed with it.
             // It cannot travel in the result's `state` either, which is printed.
@@ -291,23 +357,46 @@ impl TokenProvider {
             super::cache::tighten(dir)
                 .map_err(|e| Error::invalid("", format!("the token cache is not private: {e}")))?;
         }
-        let slot = state_dir.and_then(|dir| match CredentialKey::open(dir) {
-            Ok(key) => {
-                let (user, credential) = cache_binding(&asset.flow, &key);
-                let name = vec![
-                    asset.token_url.to_string(),
-                    asset.client_id.clone(),
-                    asset.scope.join(" "),
-                    user,
-                ];
-                Some(CacheSlot::new(dir, name, credential))
+        let name = |user: String| {
+            [
+                asset.token_url.to_string(),
+                asset.client_id.clone(),
+                asset.scope.join(" "),
+                user,
+            ]
+        };
+        let slot = match cache {
+            TokenCache::None => None,
+            TokenCache::Shared(pg) => {
+                // Checked before anything is sent: without the key no worker could read
+                // what another stored, nor store what the others can read.
+                let key = StateKey::from_env(pg.shown())?;
+                let (user, fingerprint) = cache_binding(&asset.flow, key.fingerprint_key());
+                Some(Slot::Shared(SharedSlot::new(
+                    pg.clone(),
+                    name(user),
+                    fingerprint,
+                    &key,
+                )))
             }
-            Err(e) => {
-                // Like any other cache failure: a token request per run beats no result.
-                tracing::warn!("token cache: cannot use the fingerprint key, going without: {e}");
-                None
-            }
-        });
+            TokenCache::Dir(dir) => match CredentialKey::open(dir) {
+                Ok(key) => {
+                    let (user, fingerprint) = cache_binding(&asset.flow, &key);
+                    Some(Slot::File(CacheSlot::new(
+                        dir,
+                        name(user).to_vec(),
+                        fingerprint,
+                    )))
+                }
+                Err(e) => {
+                    // Like any other cache failure: a token request per run beats no result.
+                    tracing::warn!(
+                        "token cache: cannot use the fingerprint key, going without: {e}"
+                    );
+                    None
+                }
+            },
+        };
         Ok(TokenProvider {
             http,
             token_url: asset.token_url.clone(),
@@ -352,11 +441,37 @@ impl TokenProvider {
             });
         }
         // Across processes: hold the entry's lock while we read, request and write.
-        let _lock = match &self.slot {
-            Some(slot) => slot.lock(self.wait_for_lock).await,
+        let Some(slot) = &self.slot else {
+            return self
+                .obtain_locked(&mut current, None, rejected, force)
+                .await;
+        };
+        let held = slot.lock(self.wait_for_lock).await;
+        let result = self
+            .obtain_locked(&mut current, Some(slot), rejected, force)
+            .await;
+        slot.unlock(held).await;
+        result
+    }
+
+    /// [`Self::obtain`] under the entry's lock: the cache's token, else a new one.
+    async fn obtain_locked(
+        &self,
+        current: &mut Option<CachedToken>,
+        slot: Option<&Slot>,
+        rejected: Option<&SecretString>,
+        force: bool,
+    ) -> Result<IssuedToken> {
+        let now = jiff::Timestamp::now().as_second();
+        let usable = |t: &CachedToken| {
+            !force
+                && t.is_fresh(now)
+                && rejected.is_none_or(|r| r.expose_secret() != t.access_token.expose_secret())
+        };
+        let stored = match slot {
+            Some(slot) => slot.load().await,
             None => None,
         };
-        let stored = self.slot.as_ref().and_then(CacheSlot::load);
         if let Some(t) = &stored {
             remember_token(t);
         }
@@ -379,10 +494,10 @@ impl TokenProvider {
             Err(e) => {
                 if e.kind == crate::error::ErrorKind::Auth
                     && known_refresh.is_some()
-                    && let Some(slot) = &self.slot
+                    && let Some(slot) = slot
                 {
                     // A refused rotated refresh token is useless; the next run starts from the seed.
-                    slot.remove();
+                    slot.remove().await;
                 }
                 return Err(e);
             }
@@ -411,8 +526,8 @@ impl TokenProvider {
             "got a new token from {}",
             crate::asset::url_for_display(&self.token_url)
         );
-        if let Some(slot) = &self.slot {
-            slot.store(&token);
+        if let Some(slot) = slot {
+            slot.store(&token).await;
         }
         let issued = IssuedToken {
             access_token: token.access_token.clone(),

@@ -10,9 +10,11 @@
 //! every message names the database by [`StateUrl::shown`], the URL with its password
 //! replaced, and the password is registered with [`crate::redact`].
 //!
-//! What each backend holds so far: the pacer's budgets ([`budget`]). The sign-in
-//! cursors, leases, token cache and presence store stay in `--state-dir` (issue 17,
-//! steps 3 to 5, not done yet).
+//! What each backend holds so far: the pacer's budgets ([`budget`]), and in PostgreSQL
+//! the token cache (`msgraph_token_cache`, sealed under the state key by
+//! `crate::auth::shared_cache`; the embedded backend's is `<state-dir>/tokens/`). The
+//! sign-in cursors, leases and presence store stay in `--state-dir` (issue 17, steps 4
+//! and 5, not done yet).
 //!
 //! This module sits below `graph/` (the pacer reserves here before every request) and
 //! knows nothing of Graph: a budget is a key, a request count and a window.
@@ -152,7 +154,7 @@ pub fn refuse_local(what: &str) -> Result<()> {
         None => Ok(()),
         Some(shown) => Err(Error::state(format!(
             "{what} are not kept in the shared state {shown} by this version (only the \
-             pacer's budgets are); run this action without --state-url / \
+             pacer's budgets and the token cache are); run this action without --state-url / \
              MSGRAPH_CONNECTOR_STATE_URL to keep them in --state-dir"
         ))),
     }

@@ -24,7 +24,7 @@ use tokio_postgres::Client;
 use crate::error::{Error, Result};
 
 /// The schema version this build reads and writes.
-pub const SCHEMA_VERSION: i32 = 1;
+pub const SCHEMA_VERSION: i32 = 2;
 
 /// Migration `n` takes the schema from version `n` to `n + 1`.
 const MIGRATIONS: &[&str] = &[
@@ -86,6 +86,20 @@ const MIGRATIONS: &[&str] = &[
         END LOOP;
         RETURN NULL;
     END $$;",
+    // The token cache (`auth::shared_cache`): per (token URL, client id, scope, user)
+    // the credential's fingerprint and the entry sealed with AES-256-GCM under the
+    // state key, which the database never sees.
+    "CREATE TABLE msgraph_token_cache (
+        token_url TEXT NOT NULL,
+        client_id TEXT NOT NULL,
+        scope TEXT NOT NULL,
+        user_key TEXT NOT NULL,
+        credential TEXT NOT NULL,
+        nonce BYTEA NOT NULL,
+        sealed BYTEA NOT NULL,
+        updated_at TIMESTAMPTZ NOT NULL,
+        PRIMARY KEY (token_url, client_id, scope, user_key)
+    );",
 ];
 
 /// An arbitrary constant: the advisory lock that serialises migrations.

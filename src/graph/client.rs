@@ -19,6 +19,7 @@ use super::request::{ApiFamily, GraphRequest, Method};
 use super::response::{GraphResponse, graph_error, kept_headers};
 use crate::asset::Asset;
 use crate::auth::TokenProvider;
+use crate::auth::token::TokenCache;
 use crate::error::{Error, Result};
 use crate::http::describe_reqwest;
 use crate::http::retry::{self, Decision, RetryBudget};
@@ -99,7 +100,15 @@ impl GraphClient {
         if !asset.verify_ssl {
             warn_unverified_tls(&asset, state_dir);
         }
-        let tokens = TokenProvider::new(&asset, http.clone(), state_dir)?;
+        // With a shared state (PostgreSQL) the tokens are kept there, sealed under the
+        // state key; else in the state dir.
+        let cache = match (&options.backend, state_dir) {
+            (_, None) if !options.token_cache => TokenCache::None,
+            (Some(crate::backend::Backend::Postgres(pg)), _) => TokenCache::Shared(pg),
+            (_, Some(dir)) => TokenCache::Dir(dir),
+            (_, None) => TokenCache::None,
+        };
+        let tokens = TokenProvider::new(&asset, http.clone(), cache)?;
         let base = asset
             .graph_url
             .join(&format!("{}/", asset.api_version.as_str()))

@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 use msgraph_connector::backend::budget::{self, Budget};
 use msgraph_connector::backend::{Backend, StateUrl};
 
-use crate::support::emulator::{Emulator, EmulatorSetup};
+use crate::support::emulator::{Emulator, EmulatorSetup, cached_tokens};
 use crate::support::postgres;
 use crate::support::process::{self, Outcome};
 
@@ -32,6 +32,9 @@ const PER_SECONDS: f64 = 4.0;
 /// window before is still running, so the measure is the pacer's, not process start-up),
 /// four windows in all.
 const WORKERS: usize = 8;
+/// The state key of these tests (base64 of 32 bytes), and another one.
+const STATE_KEY: &str = "bXNncmFwaC1jb25uZWN0b3IgdGVzdCBzdGF0ZSBrZXk=";
+const OTHER_KEY: &str = "YW5vdGhlciBrZXksIGFub3RoZXIgMzIgYnl0ZXMhISE=";
 const BATCHES: usize = 4;
 
 fn throttled_emulator() -> Emulator {
@@ -154,11 +157,21 @@ fn eight_processes_over_two_state_dirs_share_one_postgres_budget() {
     run_workers(
         &emu,
         &[a.path(), b.path()],
-        &[("MSGRAPH_CONNECTOR_STATE_URL", url.as_str())],
+        &[
+            ("MSGRAPH_CONNECTOR_STATE_URL", url.as_str()),
+            ("MSGRAPH_CONNECTOR_STATE_KEY", STATE_KEY),
+        ],
     );
     assert_paced_at_the_limit(&emu.log());
-    // The token cache is still per state dir (issue 17, step 3 not done): one each.
-    assert!(emu.token_requests() <= 2, "{}", emu.token_requests());
+    // The token cache is in the database too: one token for all eight workers.
+    assert_eq!(emu.token_requests(), 1);
+    for d in [&a, &b] {
+        assert!(cached_tokens(d.path()).is_empty(), "no token on disk");
+    }
+    // Sealed at rest: the row holds no token text, nor the secret.
+    let rows = token_rows(&url);
+    assert_eq!(rows.len(), 1);
+    assert_sealed(&emu, &rows[0]);
     // The budget is in the database, not in the state dirs.
     assert_eq!(
         postgres::query(&url, "SELECT count(*) FROM msgraph_pacer_budget"),
@@ -305,14 +318,74 @@ fn both_backends_keep_the_same_sliding_window() {
 }
 
 fn run_with_url(emu: &Emulator, url: &str) -> Outcome {
+    run_with_key(emu, url, Some(STATE_KEY), emu.state.path())
+}
+
+/// `get_presence` with the shared state `url` and the state key `key` (none: unset).
+fn run_with_key(emu: &Emulator, url: &str, key: Option<&str>, dir: &Path) -> Outcome {
     let envelope =
         json!({"asset": emu.asset("client_credentials"), "inputs": {"id": emu.user_id(0)}})
             .to_string();
-    process::run(
-        &["--state-url", url, "run", "get_presence"],
-        envelope.as_bytes(),
-        emu.state.path(),
-    )
+    let mut env = vec![("MSGRAPH_CONNECTOR_STATE_URL", url)];
+    env.extend(key.map(|k| ("MSGRAPH_CONNECTOR_STATE_KEY", k)));
+    process::run_env(&["run", "get_presence"], envelope.as_bytes(), dir, &env)
+}
+
+/// A row of `msgraph_token_cache`, read with tokio-postgres as an outsider would.
+struct TokenRow {
+    credential: String,
+    nonce: Vec<u8>,
+    sealed: Vec<u8>,
+}
+
+fn token_rows(url: &str) -> Vec<TokenRow> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+            .await
+            .unwrap();
+        let conn = tokio::spawn(conn);
+        let rows = client
+            .query(
+                "SELECT credential, nonce, sealed FROM msgraph_token_cache",
+                &[],
+            )
+            .await
+            .unwrap();
+        drop(client);
+        let _ = conn.await;
+        rows.iter()
+            .map(|r| TokenRow {
+                credential: r.get(0),
+                nonce: r.get(1),
+                sealed: r.get(2),
+            })
+            .collect()
+    })
+}
+
+/// The row carries a sealed entry: no access token (every one the emulator issues
+/// starts with the same JWT header), no refresh token, no secret, no JSON.
+fn assert_sealed(emu: &Emulator, row: &TokenRow) {
+    assert_eq!(row.nonce.len(), 12);
+    assert!(row.sealed.len() > 100, "{}", row.sealed.len());
+    let text = String::from_utf8_lossy(&row.sealed);
+    let secret = emu.asset("client_credentials")["client_secret"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    for plain in [
+        crate::support::emulator::token_header_b64().as_str(),
+        "1.EMU",
+        "access_token",
+        secret.as_str(),
+    ] {
+        assert!(!text.contains(plain), "{plain:?} is in the row");
+    }
+    assert!(!row.credential.contains(&secret));
 }
 
 fn assert_state_error(out: &Outcome, says: &str, password: &str) -> Value {
@@ -357,10 +430,13 @@ fn a_state_url_that_cannot_be_used_is_exit_7_without_its_password_and_without_re
         &["mcp", "--asset", asset_file.to_str().unwrap()],
         b"",
         emu.state.path(),
-        &[(
-            "MSGRAPH_CONNECTOR_STATE_URL",
-            &format!("postgres://app:Sup3rSecretPw@127.0.0.1:{port}/state"),
-        )],
+        &[
+            (
+                "MSGRAPH_CONNECTOR_STATE_URL",
+                &format!("postgres://app:Sup3rSecretPw@127.0.0.1:{port}/state"),
+            ),
+            ("MSGRAPH_CONNECTOR_STATE_KEY", STATE_KEY),
+        ],
     );
     assert_eq!(out.code, 7, "{}", out.stderr);
     assert!(
@@ -391,19 +467,23 @@ fn a_state_url_that_cannot_be_used_is_exit_7_without_its_password_and_without_re
             .to_string()
             .as_bytes(),
         emu.state.path(),
-        &[("MSGRAPH_CONNECTOR_STATE_URL", url.as_str())],
+        &[
+            ("MSGRAPH_CONNECTOR_STATE_URL", url.as_str()),
+            ("MSGRAPH_CONNECTOR_STATE_KEY", STATE_KEY),
+        ],
     );
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert!(!out.stderr.contains(password));
     // An action whose cursor this version keeps only in the state dir refuses, rather
     // than keep it on this machine's disk while the caller asked for a shared state.
     let before = emu.log().len();
-    let out = process::run(
+    let out = process::run_env(
         &["--state-url", &url, "run", "pull_sign_ins"],
         json!({"asset": emu.asset("client_credentials"), "inputs": {}})
             .to_string()
             .as_bytes(),
         emu.state.path(),
+        &[("MSGRAPH_CONNECTOR_STATE_KEY", STATE_KEY)],
     );
     assert_state_error(&out, "not kept in the shared state", password);
     assert_eq!(emu.log().len(), before, "no request");
@@ -416,4 +496,99 @@ fn a_state_url_that_cannot_be_used_is_exit_7_without_its_password_and_without_re
         postgres::query(&url, "SELECT version FROM msgraph_schema_version"),
         ["99"]
     );
+}
+
+/// The shared token cache needs the state key: without one (or with one that is not
+/// 32 bytes) the run is exit 7 before any request, the value never shown; with another
+/// key than the one that sealed the row, the row is a miss and a new token replaces it.
+#[test]
+fn the_shared_token_cache_needs_the_state_key_and_another_key_is_a_miss() {
+    let Some(url) = postgres::database() else {
+        return;
+    };
+    let emu = EmulatorSetup::users(5).start();
+    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let out = run_with_key(&emu, &url, None, a.path());
+    assert_state_error(
+        &out,
+        "MSGRAPH_CONNECTOR_STATE_KEY is not set",
+        "no password",
+    );
+    let out = run_with_key(&emu, &url, Some("bm90IDMyIGJ5dGVz"), a.path());
+    assert_state_error(&out, "not base64 of 32 bytes", "bm90IDMyIGJ5dGVz");
+    assert!(emu.log().is_empty(), "no request left: {:?}", emu.log());
+    // With the key: one token, found by a worker on another state dir.
+    for dir in [&a, &b] {
+        let out = run_with_key(&emu, &url, Some(STATE_KEY), dir.path());
+        assert_eq!(out.code, 0, "{}", out.stderr);
+    }
+    assert_eq!(emu.token_requests(), 1);
+    let first = token_rows(&url).remove(0);
+    assert_sealed(&emu, &first);
+    // Another key: the row does not open (said on stderr, without secrets), a new token
+    // is fetched and sealed under the new key, with a fresh nonce.
+    let out = run_with_key(&emu, &url, Some(OTHER_KEY), a.path());
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert!(
+        out.stderr.contains("does not open with this state key"),
+        "{}",
+        out.stderr
+    );
+    for key in [STATE_KEY, OTHER_KEY] {
+        assert!(!out.stderr.contains(key));
+    }
+    emu.assert_no_secrets(&out.stderr, None);
+    assert_eq!(emu.token_requests(), 2);
+    let second = token_rows(&url).remove(0);
+    assert_ne!(first.nonce, second.nonce);
+    assert_ne!(
+        first.credential, second.credential,
+        "fingerprints follow the key"
+    );
+    let out = run_with_key(&emu, &url, Some(OTHER_KEY), b.path());
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    assert_eq!(emu.token_requests(), 2, "the new row serves the new key");
+    assert_eq!(token_rows(&url).len(), 1);
+}
+
+/// A `refresh_token` asset on several machines: the seed is redeemed once (Entra
+/// rotates it and the old one dies), and every worker uses the token that one got.
+#[test]
+fn workers_racing_with_one_refresh_token_redeem_it_once() {
+    let Some(url) = postgres::database() else {
+        return;
+    };
+    let emu = EmulatorSetup::users(5).start();
+    let envelope =
+        json!({"asset": emu.asset("refresh_token"), "inputs": {"id": emu.user_id(1)}}).to_string();
+    let dirs: Vec<_> = (0..2).map(|_| tempfile::tempdir().unwrap()).collect();
+    let handles: Vec<_> = (0..4)
+        .map(|i| {
+            let (dir, envelope, url) = (
+                dirs[i % 2].path().to_path_buf(),
+                envelope.clone(),
+                url.clone(),
+            );
+            std::thread::spawn(move || {
+                process::run_env(
+                    &["run", "get_presence"],
+                    envelope.as_bytes(),
+                    &dir,
+                    &[
+                        ("MSGRAPH_CONNECTOR_STATE_URL", url.as_str()),
+                        ("MSGRAPH_CONNECTOR_STATE_KEY", STATE_KEY),
+                    ],
+                )
+            })
+        })
+        .collect();
+    for h in handles {
+        let out = h.join().unwrap();
+        assert_eq!(out.code, 0, "{}", out.stderr);
+        emu.assert_no_secrets(&out.stdout, None);
+    }
+    assert_eq!(emu.token_requests(), 1);
+    let rows = token_rows(&url);
+    assert_eq!(rows.len(), 1);
+    assert_sealed(&emu, &rows[0]);
 }
