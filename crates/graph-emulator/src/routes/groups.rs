@@ -4,8 +4,9 @@
 //! Group.Read.All / Directory.Read.All; pages of 100 by default, `$top` up to 999 as
 //! for the other directory-object lists). Each member carries its `@odata.type`;
 //! users answer the `$select`ed user properties below, nested groups are listed as
-//! members too (Graph lists them), each once. Casts and advanced queries are not
-//! served here (a 400, as for any option the route does not take).
+//! members too (Graph lists them), each once. The `/microsoft.graph.user` cast keeps
+//! the users of that flat list (the page's "Get only users" example; other casts are a
+//! 400); advanced queries are not served (a 400, as for any option the route does not take).
 
 use std::collections::HashSet;
 
@@ -14,7 +15,7 @@ use serde_json::{Map, Value, json};
 use uuid::Uuid;
 
 use super::common::{GResult, allow_options, context, require, select_props};
-use super::paging::{ListPage, page_offset, parse_top};
+use super::paging::{ListPage, count_true, page_offset, parse_top};
 use crate::access_token::Caller;
 use crate::http_error::GraphError;
 use crate::odata::Query;
@@ -30,12 +31,13 @@ const MEMBER_PROPS: &[&str] = &[
     "mail",
 ];
 
-/// `GET /groups/{id}/transitiveMembers`.
+/// `GET /groups/{id}/transitiveMembers[/{cast}]`.
 pub(crate) fn transitive_members(
     shared: &Shared,
     caller: &Caller,
     parts: &Parts,
     key: &str,
+    cast: Option<&str>,
     query: &Query,
 ) -> GResult {
     require(
@@ -47,7 +49,17 @@ pub(crate) fn transitive_members(
             "Directory.ReadWrite.All",
         ],
     )?;
-    allow_options(query, &["$select", "$top", "$skiptoken"])?;
+    allow_options(query, &["$select", "$top", "$skiptoken", "$count"])?;
+    let users_only = match cast {
+        None => false,
+        Some("microsoft.graph.user") => true,
+        Some(other) => {
+            return Err(GraphError::bad_request(&format!(
+                "Resource not found for the segment '{other}'."
+            )));
+        }
+    };
+    let count = count_true(query)?;
     let top = parse_top(query, 100, 999)?;
     let select = match query.get("$select") {
         Some(s) => select_props(s, MEMBER_PROPS, "microsoft.graph.directoryObject")?,
@@ -81,6 +93,10 @@ pub(crate) fn transitive_members(
                 m.insert((*p).to_string(), v);
             }
         } else if let Some(g) = group_of(id) {
+            stack.extend(g.members.iter().rev().copied());
+            if users_only {
+                continue;
+            }
             m.insert("@odata.type".into(), json!("#microsoft.graph.group"));
             for p in &select {
                 let v = match *p {
@@ -90,7 +106,6 @@ pub(crate) fn transitive_members(
                 };
                 m.insert((*p).to_string(), v);
             }
-            stack.extend(g.members.iter().rev().copied());
         } else {
             // A member deleted since: Graph no longer lists it.
             continue;
@@ -99,14 +114,21 @@ pub(crate) fn transitive_members(
     }
 
     let scope = format!(
-        "transitiveMembers|{group_id}|{}|{top}",
+        "transitiveMembers|{group_id}|{}|{top}|{users_only}",
         query.get("$select").unwrap_or("")
     );
     let offset = page_offset(shared, &scope, query)?;
     let total = members.len();
     let page = ListPage {
-        context: context(shared, "directoryObjects"),
-        count: None,
+        context: context(
+            shared,
+            if users_only {
+                "users"
+            } else {
+                "directoryObjects"
+            },
+        ),
+        count: count.then_some(total),
         next: (offset + top < total).then_some(offset + top),
         value: members.into_iter().skip(offset).take(top).collect(),
     };

@@ -157,11 +157,8 @@ fn graph(
         ["users", _, "memberof", cast] if get => {
             member_of::member_of(shared, caller, parts, seg[1], Some(cast), query)
         }
-        // The cast (`/microsoft.graph.user`, what `watch presence --group` asks) lists
-        // the group's own user members; nested groups are expanded only without a cast
-        // (`groups::transitive_members`).
         ["groups", _, "transitivemembers", cast] if get => {
-            member_of::group_members(shared, caller, parts, seg[1], Some(cast), query)
+            groups::transitive_members(shared, caller, parts, seg[1], Some(cast), query)
         }
         ["users", _, "photo"] if get => photo::photo(shared, caller, seg[1], None, false),
         ["users", _, "photo", "$value"] if get => photo::photo(shared, caller, seg[1], None, true),
@@ -172,7 +169,7 @@ fn graph(
             photo::photo(shared, caller, seg[1], Some(seg[3]), true)
         }
         ["groups", _, "transitivemembers"] if get => {
-            groups::transitive_members(shared, caller, parts, seg[1], query)
+            groups::transitive_members(shared, caller, parts, seg[1], None, query)
         }
         ["users", ..] | ["auditlogs", ..] => Err(GraphError::method_not_allowed()),
         _ => {
