@@ -797,9 +797,18 @@ fn watch_presence(args: WatchPresenceArgs, settings: &RunSettings) -> Result<()>
     // The same pacer as every action (shared through the state dir or --state-url).
     let graph = crate::graph::GraphClient::new(asset, settings.client_options())
         .map_err(|e| e.under("/asset"))?;
-    let store = match &settings.state_dir {
-        Some(dir) => Some(crate::state::StateDb::open(dir)?),
-        None => None,
+    // Resolved UPNs are kept where the run's state is: the shared state under the
+    // asset's scope, else the state dir.
+    let store = match graph.backend() {
+        Some(crate::backend::Backend::Postgres(pg)) => Some(crate::state::StateStore::Shared(
+            crate::state::SharedState::new(pg.clone(), crate::state::scope_of(graph.asset())),
+        )),
+        _ => match &settings.state_dir {
+            Some(dir) => Some(crate::state::StateStore::Local(
+                crate::state::StateDb::open(dir)?,
+            )),
+            None => None,
+        },
     };
     let out: Box<dyn std::io::Write> = match &args.output {
         Some(path) => Box::new(open_append(path)?),

@@ -236,20 +236,32 @@ pub fn prepare(
     } else {
         (action.check_inputs(envelope.inputs)?, None)
     };
+    let options = settings.client_options();
+    // An action without Graph still keeps its state in the shared database, under the
+    // scope its envelope's asset names (when it has one).
+    let shared = match (&asset, &options.backend) {
+        (None, Some(crate::backend::Backend::Postgres(pg))) => {
+            let scope = match envelope.asset.as_ref() {
+                Some(a) => Some(crate::state::scope_of(&parse_asset(Some(a))?)),
+                None => None,
+            };
+            Some((pg.clone(), scope))
+        }
+        _ => None,
+    };
     let graph = asset
-        .map(|asset| {
-            GraphClient::new(asset, settings.client_options()).map_err(|e| e.under("/asset"))
-        })
+        .map(|asset| GraphClient::new(asset, options).map_err(|e| e.under("/asset")))
         .transpose()?;
     let state = if action.meta.incremental {
         envelope.state
     } else {
         None
     };
-    Ok((
-        Context::new(graph, state, settings.state_dir.clone()),
-        inputs,
-    ))
+    let mut ctx = Context::new(graph, state, settings.state_dir.clone());
+    if let Some((pg, scope)) = shared {
+        ctx = ctx.with_shared(pg, scope);
+    }
+    Ok((ctx, inputs))
 }
 
 /// `run ACTION`: the whole job, returning the process exit status.

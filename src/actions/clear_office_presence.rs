@@ -38,7 +38,7 @@ impl Action for ClearOfficePresence {
     };
 
     async fn run(ctx: &Context, input: Input) -> Result<Reply<Output>> {
-        let body = apply(ctx, Self::META.name, &input.config, &input.change, None)?;
+        let body = apply(ctx, Self::META.name, &input.config, &input.change, None).await?;
         Ok(Reply::ok(body))
     }
 }

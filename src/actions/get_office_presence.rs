@@ -63,7 +63,7 @@ impl Action for GetOfficePresence {
 
     async fn run(ctx: &Context, input: Input) -> Result<Reply<WhoIsWhere>> {
         let office = Office::open(ctx.state_dir.as_deref(), Self::META.name)?;
-        let config = office.config(&input.config)?;
+        let config = office.config(&input.config).await?;
         let query = WhoQuery {
             date: parse_date(input.date.as_deref(), "/inputs/date")?,
             location: input.location.as_deref(),

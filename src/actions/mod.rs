@@ -40,16 +40,19 @@ pub mod update_user;
 use std::future::Future;
 use std::path::PathBuf;
 use std::pin::Pin;
+use std::sync::Arc;
 
 use schemars::JsonSchema;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 
+use crate::backend::{Backend, Postgres};
 use crate::error::{Error, Result};
 use crate::graph::{GraphClient, GraphResponse, ResponseHeaders};
 use crate::progress::Progress;
 use crate::schema;
+use crate::state::{SharedState, StateDb, StateStore, scope_of};
 pub use crate::users::{DirectoryRole, RoleScope};
 use http_style::HttpStyle;
 
@@ -142,6 +145,10 @@ pub struct Context {
     pub state_dir: Option<PathBuf>,
     /// Where long actions say how far they are.
     pub progress: Progress,
+    /// The shared state (`--state-url`) of an action without a Graph client, and the
+    /// scope the envelope's asset names, if it has one (an action with a client takes
+    /// both from it).
+    shared: Option<(Arc<Postgres>, Option<String>)>,
 }
 
 impl Context {
@@ -155,6 +162,40 @@ impl Context {
             state,
             state_dir,
             progress: Progress::none(),
+            shared: None,
+        }
+    }
+
+    /// The same context, for an action without a Graph client run with a shared state:
+    /// its database, and the scope of the envelope's asset when there is one.
+    pub fn with_shared(mut self, pg: Arc<Postgres>, scope: Option<String>) -> Self {
+        self.shared = Some((pg, scope));
+        self
+    }
+
+    /// Where this run keeps sign-in cursors and named values, and takes their leases:
+    /// the shared state under the asset's scope when `--state-url` names one, else the
+    /// state dir's `state.sqlite3`, else nowhere (`None`).
+    pub fn state_store(&self) -> Result<Option<StateStore>> {
+        let shared = match &self.graph {
+            Some(g) => match g.backend() {
+                Some(Backend::Postgres(pg)) => Some((pg.clone(), Some(scope_of(g.asset())))),
+                _ => None,
+            },
+            None => self.shared.clone(),
+        };
+        match shared {
+            Some((pg, Some(scope))) => Ok(Some(StateStore::Shared(SharedState::new(pg, scope)))),
+            Some((_, None)) => Err(Error::invalid(
+                "/asset",
+                "is required with a shared state (--state-url): its token URL and client id \
+                 name the tenant's state in the database (give the asset the sync runs with)",
+            )),
+            None => self
+                .state_dir
+                .as_deref()
+                .map(|dir| StateDb::open(dir).map(StateStore::Local))
+                .transpose(),
         }
     }
 
@@ -166,9 +207,10 @@ impl Context {
 
     /// Connect the shared state (`--state-url`) before the action makes any request.
     pub async fn ready(&self) -> Result<()> {
-        match &self.graph {
-            Some(g) => g.ready().await,
-            None => Ok(()),
+        match (&self.graph, &self.shared) {
+            (Some(g), _) => g.ready().await,
+            (None, Some((pg, _))) => pg.client().await.map(drop),
+            (None, None) => Ok(()),
         }
     }
 

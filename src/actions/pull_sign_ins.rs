@@ -40,11 +40,12 @@ use crate::error::{Error, Result};
 use crate::inputs::parse_time;
 use crate::jsonl::{PartialFile, check_output_path};
 
+use crate::graph::GraphClient;
 use crate::signins::{
     self, CursorOf, EventType, KeptCursor, LostSpan, PullOptions, SignInCursor, SignInCursors,
     Window, WindowKind,
 };
-use crate::state::{CursorLease, LeaseOutcome, StateDb};
+use crate::state::{CursorLease, LeaseOutcome, StateStore};
 
 /// A progress step every this many sign-ins read (when the caller asked for progress).
 pub const PROGRESS_EVERY: u64 = 1000;
@@ -207,13 +208,14 @@ impl Action for PullSignIns {
             )?;
         }
         let graph = ctx.graph()?;
-        let since = parse_time(input.since.as_deref(), "/inputs/since")?;
-        let until = parse_time(input.until.as_deref(), "/inputs/until")?;
+        // Bad inputs are refused before a lease is taken (and read again below).
+        parse_time(input.since.as_deref(), "/inputs/since")?;
+        parse_time(input.until.as_deref(), "/inputs/until")?;
         let filter = input.filter.as_deref();
         if let Some(f) = filter {
             signins::check_user_filter(f).map_err(|e| e.under("/inputs/filter"))?;
         }
-        let db = ctx.state_dir.as_deref().map(StateDb::open).transpose()?;
+        let db = ctx.state_store()?;
         let types = &input.event_types;
         let keys: Vec<(EventType, String)> = types
             .iter()
@@ -234,92 +236,118 @@ impl Action for PullSignIns {
                 match CursorLease::acquire(db, key, wait).await? {
                     LeaseOutcome::Held(lease) => leases.push(lease),
                     LeaseOutcome::Busy(holder) => {
+                        CursorLease::release_all(leases).await;
                         return skipped(ctx, &input, holder.skipped(wait));
                     }
                 }
             }
         }
-        let kept: Vec<(EventType, KeptCursor)> = match &db {
-            Some(db) => keys
-                .iter()
-                .map(|(t, key)| (*t, KeptCursor { db, key }))
-                .collect(),
-            None => Vec::new(),
-        };
-        let cursors = start_cursors(ctx.state.as_ref(), &kept, types, filter, since, until)?;
-        for c in cursors.values() {
-            c.check_until(until).map_err(|e| e.under("/inputs/until"))?;
-        }
-
-        let mut sink = match &input.output_path {
-            Some(p) => Sink::File(PartialFile::create(Path::new(p), "/inputs/output_path")?),
-            None => Sink::Inline(Vec::new()),
-        };
-        let options = PullOptions {
-            lookback: SignedDuration::from_mins(i64::from(input.lookback_minutes)),
-            until,
-            top: input.top,
-            max_records: input.max_records,
-            progress: std::io::stderr().is_terminal(),
-        };
-        let fresh = || SignInCursor::fresh(since, filter.map(str::to_string));
-        let mut read = 0u64;
-        let pulled = signins::pull_each(graph, types, cursors, fresh, filter, &options, |record| {
-            read += 1;
-            ctx.progress.count(read, PROGRESS_EVERY, "sign-ins read");
-            sink.push(record)
-        })
-        .await;
-        // A run overtaken while it stalled delivers nothing: the other run does.
-        let pulled = match (pulled, &db) {
-            (Ok(o), Some(db)) => leases.iter().try_for_each(|l| l.still_held(db)).map(|()| o),
-            (pulled, _) => pulled,
-        };
-        let outcome = match pulled {
-            Ok(o) => o,
-            Err(e) => {
-                sink.abandon();
-                return Err(e);
-            }
-        };
-        let (value, output_path) = match sink {
-            Sink::Inline(v) => (Some(v), None),
-            Sink::File(f) => (None, Some(f.commit()?)),
-        };
-        // Only now that the output is in place: a run that failed moved nothing.
-        for (t, kept) in &kept {
-            if let Some(c) = outcome.cursors.get(t)
-                && let Err(e) = kept.keep(c)
-            {
-                tracing::warn!(error = %e.message, "cannot keep the sign-in cursor");
-            }
-        }
-        let newest = |t: &EventType| outcome.cursors.get(t).and_then(|c| c.cursor);
-        let cursor = types.iter().filter_map(newest).max();
-        let cursors = outcome
-            .cursors
-            .iter()
-            .map(|(t, c)| (*t, c.cursor.map(|c| c.to_string())))
-            .collect();
-        let state = SignInCursors(outcome.cursors).to_json();
-        let body = Output {
-            value,
-            output_path,
-            records: outcome.stats.records,
-            pages: outcome.stats.pages,
-            duplicates_dropped: outcome.stats.duplicates_dropped,
-            truncated: outcome.stats.truncated,
-            cursor: cursor.map(|c| c.to_string()),
-            cursors,
-            windows: outcome.windows.iter().map(WindowRead::from).collect(),
-            skipped: None,
-            lost_to_retention: outcome.lost_to_retention,
-        };
-        drop(leases);
-        Ok(Reply::ok(body)
-            .with_headers(outcome.headers)
-            .with_state(state))
+        let done = pull_leased(ctx, &input, graph, db.as_ref(), &keys, &leases).await;
+        CursorLease::release_all(leases).await;
+        done
     }
+}
+
+/// The pull proper, once every kept cursor's lease is held.
+async fn pull_leased(
+    ctx: &Context,
+    input: &Input,
+    graph: &GraphClient,
+    db: Option<&StateStore>,
+    keys: &[(EventType, String)],
+    leases: &[CursorLease],
+) -> Result<Reply<Output>> {
+    let since = parse_time(input.since.as_deref(), "/inputs/since")?;
+    let until = parse_time(input.until.as_deref(), "/inputs/until")?;
+    let filter = input.filter.as_deref();
+    let types = &input.event_types;
+    let kept: Vec<(EventType, KeptCursor)> = match db {
+        Some(db) => keys
+            .iter()
+            .map(|(t, key)| (*t, KeptCursor { db, key }))
+            .collect(),
+        None => Vec::new(),
+    };
+    let cursors = start_cursors(ctx.state.as_ref(), &kept, types, filter, since, until).await?;
+    for c in cursors.values() {
+        c.check_until(until).map_err(|e| e.under("/inputs/until"))?;
+    }
+
+    let mut sink = match &input.output_path {
+        Some(p) => Sink::File(PartialFile::create(Path::new(p), "/inputs/output_path")?),
+        None => Sink::Inline(Vec::new()),
+    };
+    let options = PullOptions {
+        lookback: SignedDuration::from_mins(i64::from(input.lookback_minutes)),
+        until,
+        top: input.top,
+        max_records: input.max_records,
+        progress: std::io::stderr().is_terminal(),
+    };
+    let fresh = || SignInCursor::fresh(since, filter.map(str::to_string));
+    let mut read = 0u64;
+    let pulled = signins::pull_each(graph, types, cursors, fresh, filter, &options, |record| {
+        read += 1;
+        ctx.progress.count(read, PROGRESS_EVERY, "sign-ins read");
+        sink.push(record)
+    })
+    .await;
+    // A run overtaken while it stalled delivers nothing: the other run does.
+    let pulled = match (pulled, db) {
+        (Ok(o), Some(db)) => still_held(leases, db).await.map(|()| o),
+        (pulled, _) => pulled,
+    };
+    let outcome = match pulled {
+        Ok(o) => o,
+        Err(e) => {
+            sink.abandon();
+            return Err(e);
+        }
+    };
+    let (value, output_path) = match sink {
+        Sink::Inline(v) => (Some(v), None),
+        Sink::File(f) => (None, Some(f.commit()?)),
+    };
+    // Only now that the output is in place: a run that failed moved nothing.
+    for (t, kept) in &kept {
+        if let Some(c) = outcome.cursors.get(t)
+            && let Err(e) = kept.keep(c).await
+        {
+            tracing::warn!(error = %e.message, "cannot keep the sign-in cursor");
+        }
+    }
+    let newest = |t: &EventType| outcome.cursors.get(t).and_then(|c| c.cursor);
+    let cursor = types.iter().filter_map(newest).max();
+    let cursors = outcome
+        .cursors
+        .iter()
+        .map(|(t, c)| (*t, c.cursor.map(|c| c.to_string())))
+        .collect();
+    let state = SignInCursors(outcome.cursors).to_json();
+    let body = Output {
+        value,
+        output_path,
+        records: outcome.stats.records,
+        pages: outcome.stats.pages,
+        duplicates_dropped: outcome.stats.duplicates_dropped,
+        truncated: outcome.stats.truncated,
+        cursor: cursor.map(|c| c.to_string()),
+        cursors,
+        windows: outcome.windows.iter().map(WindowRead::from).collect(),
+        skipped: None,
+        lost_to_retention: outcome.lost_to_retention,
+    };
+    Ok(Reply::ok(body)
+        .with_headers(outcome.headers)
+        .with_state(state))
+}
+
+/// Whether every lease is still this run's (see [`CursorLease::still_held`]).
+async fn still_held(leases: &[CursorLease], db: &StateStore) -> Result<()> {
+    for lease in leases {
+        lease.still_held(db).await?;
+    }
+    Ok(())
 }
 
 /// Another run holds the cursor: a success that reads and changes nothing, so a
@@ -355,9 +383,9 @@ fn skipped(ctx: &Context, input: &Input, why: String) -> Result<Reply<Output>> {
 /// The cursors to start from, per event type: the envelope's state (with every cursor it
 /// holds, asked for or not, so none is lost), else the kept ones; an event type without
 /// one is left out (it starts fresh from `since`). A fresh start's `until` is checked.
-fn start_cursors(
+async fn start_cursors(
     envelope: Option<&Value>,
-    kept: &[(EventType, KeptCursor)],
+    kept: &[(EventType, KeptCursor<'_>)],
     types: &[EventType],
     filter: Option<&str>,
     since: Option<Timestamp>,
@@ -373,7 +401,7 @@ fn start_cursors(
         }
         None => {
             for (t, kept) in kept {
-                if let Some(c) = kept.load().map_err(|e| e.under("/state"))? {
+                if let Some(c) = kept.load().await.map_err(|e| e.under("/state"))? {
                     out.insert(*t, check_filter(c, filter)?);
                 }
             }
@@ -453,11 +481,12 @@ impl Sink {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::state::StateDb;
 
-    #[test]
-    fn kept_state_is_used_unless_the_envelope_has_one_and_corruption_is_exit_2() {
+    #[tokio::test]
+    async fn kept_state_is_used_unless_the_envelope_has_one_and_corruption_is_exit_2() {
         let dir = tempfile::tempdir().unwrap();
-        let db = StateDb::open(dir.path()).unwrap();
+        let db = StateStore::Local(StateDb::open(dir.path()).unwrap());
         let i = EventType::InteractiveUser;
         let n = EventType::NonInteractiveUser;
         let kept = vec![
@@ -465,23 +494,23 @@ mod tests {
             (n, KeptCursor { db: &db, key: "y" }),
         ];
         let since = Some("2026-01-01T00:00:00Z".parse().unwrap());
-        let start = |env: Option<&Value>, filter: Option<&str>| {
-            start_cursors(env, &kept, &[i, n], filter, since, None)
+        let start = async |env: Option<&Value>, filter: Option<&str>| {
+            start_cursors(env, &kept, &[i, n], filter, since, None).await
         };
         // Nothing kept: no cursor yet (each starts fresh from `since`).
-        assert!(start(None, None).unwrap().is_empty());
+        assert!(start(None, None).await.unwrap().is_empty());
         let c = SignInCursor::fresh(since, None).unwrap();
         let mut newer = c.clone();
         newer.window_start = "2026-02-01T00:00:00Z".parse().unwrap();
-        kept[0].1.keep(&newer).unwrap();
+        kept[0].1.keep(&newer).await.unwrap();
         assert_eq!(
-            start(None, None).unwrap(),
+            start(None, None).await.unwrap(),
             BTreeMap::from([(i, newer.clone())])
         );
         // The envelope wins; a version-1 state is the interactive cursor.
         let env = c.to_json();
         assert_eq!(
-            start(Some(&env), None).unwrap(),
+            start(Some(&env), None).await.unwrap(),
             BTreeMap::from([(i, c.clone())])
         );
         // A version-2 state keeps every cursor, asked for or not.
@@ -491,18 +520,18 @@ mod tests {
         ]));
         let env = both.to_json();
         assert_eq!(env["version"], 2);
-        assert_eq!(start(Some(&env), None).unwrap(), both.0);
+        assert_eq!(start(Some(&env), None).await.unwrap(), both.0);
         let bad = serde_json::json!({"version": 2, "event_types": {"nonInteractiveUser": {"version": 9}}});
-        let e = start(Some(&bad), None).unwrap_err();
+        let e = start(Some(&bad), None).await.unwrap_err();
         assert_eq!(
             e.details[0].path,
             "/state/event_types/nonInteractiveUser/version"
         );
         // Another filter is another cursor; a kept one with the wrong filter is refused.
-        let e = start(None, Some("x eq 1")).unwrap_err();
+        let e = start(None, Some("x eq 1")).await.unwrap_err();
         assert_eq!(e.details[0].path, "/inputs/filter");
-        db.put("x", "{\"version\": 1, \"window_").unwrap();
-        let e = start(None, None).unwrap_err();
+        db.put("x", "{\"version\": 1, \"window_").await.unwrap();
+        let e = start(None, None).await.unwrap_err();
         assert_eq!((e.exit_code(), e.details[0].path.as_str()), (2, "/state"));
         assert!(e.message.contains(StateDb::FILE_NAME), "{}", e.message);
         // Only the state database is in the state dir.

@@ -65,7 +65,7 @@ pub struct Output {
 }
 
 /// Record a manual change (set, or clear with no place).
-pub(crate) fn apply(
+pub(crate) async fn apply(
     ctx: &Context,
     action: &str,
     config: &ConfigInput,
@@ -73,7 +73,7 @@ pub(crate) fn apply(
     place: Option<Place>,
 ) -> Result<Output> {
     let office = Office::open(ctx.state_dir.as_deref(), action)?;
-    let config = office.config(config)?;
+    let config = office.config(config).await?;
     let change = ManualChange {
         user: &input.user,
         place,
@@ -126,7 +126,8 @@ impl Action for SetOfficePresence {
             &input.config,
             &input.change,
             Some(place),
-        )?;
+        )
+        .await?;
         Ok(Reply::ok(body))
     }
 }

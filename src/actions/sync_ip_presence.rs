@@ -73,7 +73,7 @@ impl Action for SyncIpPresence {
         let since = parse_time(input.since.as_deref(), "/inputs/since")?;
         let process = input.process.options()?;
         // Checked before any request: a bad configuration makes no network call.
-        let config = office.config(&input.config)?;
+        let config = office.config(&input.config).await?;
         let options = SyncOptions {
             since,
             event_types: input.event_types,

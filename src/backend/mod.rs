@@ -12,9 +12,10 @@
 //!
 //! What each backend holds so far: the pacer's budgets ([`budget`]), and in PostgreSQL
 //! the token cache (`msgraph_token_cache`, sealed under the state key by
-//! `crate::auth::shared_cache`; the embedded backend's is `<state-dir>/tokens/`). The
-//! sign-in cursors, leases and presence store stay in `--state-dir` (issue 17, steps 4
-//! and 5, not done yet).
+//! `crate::auth::shared_cache`; the embedded backend's is `<state-dir>/tokens/`), and the
+//! named values and cursor leases of `crate::state` (`msgraph_state`,
+//! `msgraph_cursor_lease`; embedded: `state.sqlite3`). The IP presence store stays in
+//! `--state-dir` ([`refuse_local`] says so when a shared state was asked for).
 //!
 //! This module sits below `graph/` (the pacer reserves here before every request) and
 //! knows nothing of Graph: a budget is a key, a request count and a window.
@@ -153,9 +154,9 @@ pub fn refuse_local(what: &str) -> Result<()> {
     match SHARED.get() {
         None => Ok(()),
         Some(shown) => Err(Error::state(format!(
-            "{what} are not kept in the shared state {shown} by this version (only the \
-             pacer's budgets and the token cache are); run this action without --state-url / \
-             MSGRAPH_CONNECTOR_STATE_URL to keep them in --state-dir"
+            "{what} is not kept in the shared state {shown} by this version (the pacer's \
+             budgets, the token cache, the sign-in cursors and their leases are); run this \
+             action without --state-url / MSGRAPH_CONNECTOR_STATE_URL to keep it in --state-dir"
         ))),
     }
 }

@@ -24,7 +24,7 @@ use tokio_postgres::Client;
 use crate::error::{Error, Result};
 
 /// The schema version this build reads and writes.
-pub const SCHEMA_VERSION: i32 = 2;
+pub const SCHEMA_VERSION: i32 = 3;
 
 /// Migration `n` takes the schema from version `n` to `n + 1`.
 const MIGRATIONS: &[&str] = &[
@@ -99,6 +99,24 @@ const MIGRATIONS: &[&str] = &[
         sealed BYTEA NOT NULL,
         updated_at TIMESTAMPTZ NOT NULL,
         PRIMARY KEY (token_url, client_id, scope, user_key)
+    );",
+    // Named values (`crate::state`: sign-in cursors, the kept presence configuration,
+    // resolved UPNs) and the cursor leases, per scope (a tenant's token URL and client
+    // id), so one database serves many tenants. Lease times are the server's clock.
+    "CREATE TABLE msgraph_state (
+        scope TEXT NOT NULL,
+        key TEXT NOT NULL,
+        value TEXT NOT NULL,
+        updated_at TIMESTAMPTZ NOT NULL,
+        PRIMARY KEY (scope, key)
+    );
+    CREATE TABLE msgraph_cursor_lease (
+        scope TEXT NOT NULL,
+        key TEXT NOT NULL,
+        holder TEXT NOT NULL,
+        acquired_at TIMESTAMPTZ NOT NULL,
+        expires_at TIMESTAMPTZ NOT NULL,
+        PRIMARY KEY (scope, key)
     );",
 ];
 

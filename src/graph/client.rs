@@ -128,6 +128,11 @@ impl GraphClient {
         &self.inner.asset
     }
 
+    /// Where this client shares its state with other processes, if anywhere.
+    pub fn backend(&self) -> Option<&crate::backend::Backend> {
+        self.inner.backend.as_ref()
+    }
+
     /// Connect the shared state now (PostgreSQL), so that a bad `--state-url` fails
     /// before any request leaves the machine.
     pub async fn ready(&self) -> Result<()> {

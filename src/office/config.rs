@@ -16,7 +16,7 @@ use serde_json::Value;
 
 use crate::error::{Detail, Error, Result};
 use crate::inputs::{now_or, parse_time};
-use crate::state::StateDb;
+use crate::state::StateStore;
 use ip_presence::{ConfigError, IpRange, PresenceConfig, ProcessOptions, Settings, TrackedUser};
 
 /// Key of the presence configuration the last sync used, in the state database.
@@ -83,11 +83,11 @@ impl ConfigInput {
     }
 
     /// The configuration of the inputs, else the one the last sync kept.
-    pub fn load_or_kept(&self, db: &StateDb) -> Result<PresenceConfig> {
+    pub async fn load_or_kept(&self, db: &StateStore) -> Result<PresenceConfig> {
         if let Some(config) = self.load()? {
             return Ok(config);
         }
-        let Some(text) = db.get(CONFIG_KEY)? else {
+        let Some(text) = db.get(CONFIG_KEY).await? else {
             return Err(Error::invalid(
                 "/inputs/config_path",
                 "no configuration: give config_path or ranges/users/settings \
@@ -144,10 +144,10 @@ impl ProcessInput {
 }
 
 /// Keep the configuration a sync ran with, for the actions that come after it.
-pub fn keep_config(db: &StateDb, config: &PresenceConfig) -> Result<()> {
+pub async fn keep_config(db: &StateStore, config: &PresenceConfig) -> Result<()> {
     let text = serde_json::to_string(config)
         .map_err(|e| Error::internal(format!("configuration does not serialise: {e}")))?;
-    db.put(CONFIG_KEY, &text)
+    db.put(CONFIG_KEY, &text).await
 }
 
 /// Config errors (pointers relative to the configuration) placed under `prefix`.

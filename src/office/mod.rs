@@ -26,7 +26,7 @@ mod who;
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
-use crate::state::StateDb;
+use crate::state::{StateDb, StateStore};
 use ip_presence::{PresenceConfig, PresenceError, PresenceStore};
 
 pub use config::{ConfigInput, ProcessInput};
@@ -41,20 +41,21 @@ pub use who::{WhoIsWhere, WhoQuery};
 /// The presence state under a state dir: the engine's store and our state database.
 pub struct Office {
     dir: PathBuf,
-    db: StateDb,
+    db: StateStore,
 }
 
 impl Office {
     /// Open the state under `state_dir`, which the store-backed `action` requires.
     pub fn open(state_dir: Option<&Path>, action: &str) -> Result<Self> {
+        crate::backend::refuse_local("the IP presence store")?;
         let dir = store::require_state_dir(state_dir, action)?;
-        let db = StateDb::open(&dir)?;
+        let db = StateStore::Local(StateDb::open(&dir)?);
         Ok(Office { dir, db })
     }
 
     /// The configuration of the inputs, else the one the last sync kept.
-    pub fn config(&self, input: &ConfigInput) -> Result<PresenceConfig> {
-        input.load_or_kept(&self.db)
+    pub async fn config(&self, input: &ConfigInput) -> Result<PresenceConfig> {
+        input.load_or_kept(&self.db).await
     }
 
     fn store(&self) -> Result<PresenceStore> {

@@ -142,13 +142,32 @@ impl Office {
                 LeaseOutcome::Busy(holder) => {
                     let why = holder.skipped(options.lease_wait);
                     tracing::info!("{why}");
+                    CursorLease::release_all(leases).await;
                     return Ok((SyncReport::skipped(why), ResponseHeaders::new()));
                 }
             }
         }
+        let done = self
+            .sync_leased(graph, &engine, &mut store, &keys, &leases, options)
+            .await;
+        CursorLease::release_all(leases).await;
+        done
+    }
+
+    /// The sync proper, once every cursor's lease is held.
+    async fn sync_leased(
+        &self,
+        graph: &GraphClient,
+        engine: &PresenceEngine,
+        store: &mut PresenceStore,
+        keys: &[(EventType, String)],
+        leases: &[CursorLease],
+        options: &SyncOptions,
+    ) -> Result<(SyncReport, ResponseHeaders)> {
+        let db = &self.db;
         let mut cursors = std::collections::BTreeMap::new();
-        for (t, key) in &keys {
-            if let Some(c) = (KeptCursor { db, key }).load()? {
+        for (t, key) in keys {
+            if let Some(c) = (KeptCursor { db, key }).load().await? {
                 cursors.insert(*t, c);
             }
         }
@@ -183,7 +202,7 @@ impl Office {
                     None => SignIn::default(),
                 });
                 if pending.len() >= SYNC_BATCH {
-                    apply(&engine, &mut store, &mut pending, process, &mut report)
+                    apply(engine, store, &mut pending, process, &mut report)
                         .map_err(|e| self.store_failed(e))?;
                 }
                 Ok(())
@@ -197,15 +216,17 @@ impl Office {
         );
         // Overtaken while it stalled: the other run does the work; keep no cursor (what
         // this run applied, the other's run discards as duplicates).
-        leases.iter().try_for_each(|l| l.still_held(db))?;
-        apply(&engine, &mut store, &mut pending, process, &mut report)
+        for lease in leases {
+            lease.still_held(db).await?;
+        }
+        apply(engine, store, &mut pending, process, &mut report)
             .map_err(|e| self.store_failed(e))?;
         net_superseded(&mut report);
         report.sort();
-        keep_config(db, engine.config())?;
-        for (t, key) in &keys {
+        keep_config(db, engine.config()).await?;
+        for (t, key) in keys {
             if let Some(c) = outcome.cursors.get(t) {
-                (KeptCursor { db, key }).keep(c)?;
+                (KeptCursor { db, key }).keep(c).await?;
             }
         }
         let newest = outcome.cursors.values().filter_map(|c| c.cursor).max();
@@ -223,7 +244,6 @@ impl Office {
             discovery: discovery.iter().map(Into::into).collect(),
             skipped: None,
         };
-        drop(leases);
         Ok((body, outcome.headers))
     }
 }

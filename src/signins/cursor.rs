@@ -1,6 +1,6 @@
 //! [`SignInCursor`]: where incremental sign-in reading stands (the semantics are in
 //! the [module doc](super)), its JSON form, and where it is kept between runs: the
-//! envelope's `state`, or the [`StateDb`] under the state dir ([`KeptCursor`]).
+//! envelope's `state`, or the state store (the state dir's database or the shared one) ([`KeptCursor`]).
 
 use std::collections::BTreeMap;
 
@@ -10,7 +10,7 @@ use serde_json::Value;
 
 use super::event_type::EventType;
 use crate::error::{Error, Result};
-use crate::state::StateDb;
+use crate::state::StateStore;
 
 /// The version of the state JSON this build reads and writes.
 pub const STATE_VERSION: u32 = 1;
@@ -229,9 +229,9 @@ impl SignInCursor {
     }
 }
 
-/// A cursor kept in the state database under one key.
+/// A cursor kept in the state (this state dir's database or the shared one) under one key.
 pub struct KeptCursor<'a> {
-    pub db: &'a StateDb,
+    pub db: &'a StateStore,
     pub key: &'a str,
 }
 
@@ -239,18 +239,14 @@ impl KeptCursor<'_> {
     /// The kept cursor, if any. It is read as the envelope's state would be: a corrupt
     /// one is `invalid_input` (pointers relative to the cursor, as from
     /// [`SignInCursor::from_json`]) naming the database, never a silent restart.
-    pub fn load(&self) -> Result<Option<SignInCursor>> {
-        let Some(text) = self.db.get(self.key)? else {
+    pub async fn load(&self) -> Result<Option<SignInCursor>> {
+        let Some(text) = self.db.get(self.key).await? else {
             return Ok(None);
         };
         // Said in each detail, so it survives the caller placing the pointers.
         let kept_in = |mut e: Error| {
             for d in &mut e.details {
-                d.message = format!(
-                    "{} (the cursor kept in {})",
-                    d.message,
-                    self.db.path().display()
-                );
+                d.message = format!("{} (the cursor kept in {})", d.message, self.db.describe());
             }
             Error::invalid_details(e.details)
         };
@@ -264,8 +260,8 @@ impl KeptCursor<'_> {
     }
 
     /// Keep `cursor` (one write: the old or the new, never half).
-    pub fn keep(&self, cursor: &SignInCursor) -> Result<()> {
-        self.db.put(self.key, &cursor.to_json().to_string())
+    pub async fn keep(&self, cursor: &SignInCursor) -> Result<()> {
+        self.db.put(self.key, &cursor.to_json().to_string()).await
     }
 }
 
@@ -383,31 +379,28 @@ impl SignInCursors {
 mod tests {
     use super::*;
 
-    #[test]
-    fn kept_cursors_round_trip_and_corruption_is_exit_2_naming_the_database() {
+    #[tokio::test]
+    async fn kept_cursors_round_trip_and_corruption_is_exit_2_naming_the_database() {
         let dir = tempfile::tempdir().unwrap();
-        let db = StateDb::open(dir.path()).unwrap();
+        let db = StateStore::Local(crate::state::StateDb::open(dir.path()).unwrap());
         let kept = KeptCursor { db: &db, key: "k" };
-        assert_eq!(kept.load().unwrap(), None);
+        assert_eq!(kept.load().await.unwrap(), None);
         let c = SignInCursor::fresh(Some("2026-01-01T00:00:00Z".parse().unwrap()), None).unwrap();
-        kept.keep(&c).unwrap();
-        assert_eq!(kept.load().unwrap(), Some(c));
-        assert_eq!(
-            KeptCursor {
-                db: &db,
-                key: "other"
-            }
-            .load()
-            .unwrap(),
-            None
-        );
+        kept.keep(&c).await.unwrap();
+        assert_eq!(kept.load().await.unwrap(), Some(c));
+        let other = KeptCursor {
+            db: &db,
+            key: "other",
+        };
+        assert_eq!(other.load().await.unwrap(), None);
 
-        db.put("k", "{\"version\": 1, \"window_").unwrap();
-        let e = kept.load().unwrap_err();
+        db.put("k", "{\"version\": 1, \"window_").await.unwrap();
+        let e = kept.load().await.unwrap_err();
         assert_eq!((e.exit_code(), e.details[0].path.as_str()), (2, ""));
-        assert!(e.message.contains(StateDb::FILE_NAME), "{}", e.message);
-        db.put("k", "{\"version\": 7}").unwrap();
-        let e = kept.load().unwrap_err();
+        let file = crate::state::StateDb::FILE_NAME;
+        assert!(e.message.contains(file), "{}", e.message);
+        db.put("k", "{\"version\": 7}").await.unwrap();
+        let e = kept.load().await.unwrap_err();
         assert_eq!(e.details[0].path, "/version");
     }
 

@@ -1,24 +1,25 @@
 //! Cursor leases: one run at a time reads with a given sign-in cursor.
 //!
-//! Two `pull_sign_ins` (or `sync_ip_presence`) runs on one state dir would each load the
+//! Two `pull_sign_ins` (or `sync_ip_presence`) runs on one state would each load the
 //! same kept cursor and each deliver everything after it (issue 19, item 8). Before a run
 //! loads its cursor it takes the cursor's lease: a row `(key, holder, acquired_at,
-//! expires_at)` in `state.sqlite3`, keyed by the cursor's own key (one per tenant and
-//! token URL, client id and filter for `pull_sign_ins`; the sync's one cursor). Taking it
-//! is one SQLite statement (an upsert that only replaces a row that has expired or is
-//! ours), so two runs cannot both win.
+//! expires_at)` in `state.sqlite3`, or in the shared state's `msgraph_cursor_lease` under
+//! the tenant's scope ([`super::shared`], issue 17), keyed by the cursor's own key (one
+//! per tenant and token URL, client id and filter for `pull_sign_ins`; the sync's one
+//! cursor). Taking it is one statement (an upsert that only replaces a row that has
+//! expired or is ours), so two runs cannot both win.
 //!
-//! A lease lasts [`LEASE_TTL`] and a thread of the holder renews it every
-//! [`RENEW_EVERY`] while the run lives; a holder killed with `kill -9` stops renewing and
-//! its lease is free [`LEASE_TTL`] later at most, or at once when its process is seen
-//! to be gone on this machine (the holder id names the pid; Linux `/proc`). A run that finds the lease held waits,
-//! polling, up to the caller's bound, then gives up ([`Acquired::HeldBy`]); the action
-//! says so in a successful result and changes nothing. Before a run keeps its new cursor
-//! it checks that it still holds the lease ([`CursorLease::still_held`]): one that
-//! stalled past the TTL and was overtaken keeps nothing.
-//!
-//! [`LeaseStore`] is what a store must offer for this, so a shared store (PostgreSQL,
-//! issue 17) can give the same guarantee across machines with the same three calls.
+//! A lease lasts [`LEASE_TTL`] and the holder renews it every [`RENEW_EVERY`] while the
+//! run lives (a thread on its own SQLite connection; a task on the PostgreSQL
+//! connection); a holder killed with `kill -9` stops renewing and its lease is free
+//! [`LEASE_TTL`] later at most, or at once when its process is seen to be gone on this
+//! machine (the holder id names the pid and the machine; Linux `/proc`). PostgreSQL
+//! judges expiry by the server's clock, so machines whose clocks disagree still agree.
+//! A run that finds the lease held waits, polling, up to the caller's bound, then gives
+//! up ([`Acquired::HeldBy`]); the action says so in a successful result and changes
+//! nothing. Before a run keeps its new cursor it checks that it still holds the lease
+//! ([`CursorLease::still_held`]): one that stalled past the TTL and was overtaken keeps
+//! nothing. A finished run gives its lease up ([`CursorLease::release`]).
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -28,7 +29,7 @@ use std::time::Duration;
 
 use rusqlite::{Connection, OptionalExtension, params};
 
-use super::StateDb;
+use super::{SharedState, StateDb, StateStore};
 use crate::error::{Error, Result};
 
 /// How long a lease holds without renewal: how long a killed run blocks the cursor.
@@ -94,10 +95,13 @@ pub trait LeaseStore {
 /// with `kill -9` need not block the cursor for the whole TTL. Linux only (`/proc`);
 /// elsewhere, and for a pid that was reused, the TTL decides.
 fn holder_is_gone(holder: &str) -> bool {
-    let pid = holder
-        .strip_prefix("pid ")
-        .and_then(|rest| rest.split(' ').next())
-        .and_then(|p| p.parse::<u32>().ok());
+    let mut words = holder.strip_prefix("pid ").unwrap_or("").split(' ');
+    let pid = words.next().and_then(|p| p.parse::<u32>().ok());
+    // A holder on another machine (a shared state) is judged by its lease's time alone;
+    // one named without a machine was written by an older version, on this one.
+    if words.next() == Some("on") && words.next().is_some_and(|h| h != this_host()) {
+        return false;
+    }
     match pid {
         Some(pid) if Path::new("/proc/self").exists() => {
             !Path::new(&format!("/proc/{pid}")).exists()
@@ -218,15 +222,31 @@ pub fn now_ms() -> i64 {
     jiff::Timestamp::now().as_millisecond()
 }
 
-/// A held lease on one cursor of a [`StateDb`]: renewed by a thread of its own (on its
-/// own connection) while it lives, released when dropped.
+/// A held lease on one cursor of a [`StateStore`]: renewed while it lives (by a thread
+/// with its own SQLite connection, or a task on the shared connection), given up by
+/// [`CursorLease::release`] or, failing that, when dropped.
 pub struct CursorLease {
     key: String,
     holder: String,
-    path: PathBuf,
+    /// Where the lease is, for messages.
+    place: String,
     lost: Arc<AtomicBool>,
-    stop: Option<mpsc::Sender<()>>,
-    renewer: Option<std::thread::JoinHandle<()>>,
+    renewer: Renewer,
+}
+
+/// What renews a lease, and how it is given up.
+enum Renewer {
+    /// A thread on its own connection to `state.sqlite3`.
+    Thread {
+        path: PathBuf,
+        stop: Option<mpsc::Sender<()>>,
+        thread: Option<std::thread::JoinHandle<()>>,
+    },
+    /// A task on the process's connection to PostgreSQL.
+    Task {
+        shared: SharedState,
+        stop: tokio_util::sync::CancellationToken,
+    },
 }
 
 impl std::fmt::Debug for CursorLease {
@@ -246,21 +266,59 @@ pub enum LeaseOutcome {
     Busy(Holder),
 }
 
+/// This run's name in a lease: the process, the machine (a shared state has holders on
+/// several) and a random run id.
+fn new_holder() -> String {
+    format!(
+        "pid {} on {} run {}",
+        std::process::id(),
+        this_host(),
+        &uuid::Uuid::new_v4().simple().to_string()[..12]
+    )
+}
+
+/// This machine's name (Linux: the kernel's hostname), or `?`.
+fn this_host() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .ok()
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "?".into())
+}
+
+impl StateStore {
+    async fn try_acquire(&self, key: &str, holder: &str) -> Result<Acquired> {
+        match self {
+            StateStore::Local(db) => db.try_acquire(key, holder, now_ms(), LEASE_TTL),
+            StateStore::Shared(s) => s.try_acquire(key, holder, LEASE_TTL).await,
+        }
+    }
+
+    async fn renew(&self, key: &str, holder: &str) -> Result<bool> {
+        match self {
+            StateStore::Local(db) => db.renew(key, holder, now_ms(), LEASE_TTL),
+            StateStore::Shared(s) => s.renew(key, holder, LEASE_TTL).await,
+        }
+    }
+
+    async fn take_over(&self, key: &str, dead: &str, holder: &str) -> Result<bool> {
+        match self {
+            StateStore::Local(db) => db.take_over(key, dead, holder, now_ms(), LEASE_TTL),
+            StateStore::Shared(s) => s.take_over(key, dead, holder, LEASE_TTL).await,
+        }
+    }
+}
+
 impl CursorLease {
     /// Take the lease on `key`, waiting up to `wait` while another run holds it.
-    pub async fn acquire(db: &StateDb, key: &str, wait: Duration) -> Result<LeaseOutcome> {
-        let holder = format!(
-            "pid {} run {}",
-            std::process::id(),
-            &uuid::Uuid::new_v4().simple().to_string()[..12]
-        );
+    pub async fn acquire(store: &StateStore, key: &str, wait: Duration) -> Result<LeaseOutcome> {
+        let holder = new_holder();
         let deadline = std::time::Instant::now() + wait;
         loop {
-            match db.try_acquire(key, &holder, now_ms(), LEASE_TTL)? {
+            match store.try_acquire(key, &holder).await? {
                 Acquired::Taken => break,
                 Acquired::HeldBy(h) => {
-                    if holder_is_gone(&h.holder)
-                        && db.take_over(key, &h.holder, &holder, now_ms(), LEASE_TTL)?
+                    if holder_is_gone(&h.holder) && store.take_over(key, &h.holder, &holder).await?
                     {
                         tracing::info!(
                             dead = h.holder,
@@ -277,34 +335,72 @@ impl CursorLease {
         }
         tracing::debug!(key, holder, "took the cursor lease");
         let lost = Arc::new(AtomicBool::new(false));
-        let (stop, stopped) = mpsc::channel::<()>();
-        let renewer = {
-            let (path, key, holder, lost) = (
-                db.path.clone(),
-                key.to_string(),
-                holder.clone(),
-                lost.clone(),
-            );
-            std::thread::Builder::new()
-                .name("cursor-lease".into())
-                .spawn(move || renew_until_stopped(&path, &key, &holder, &lost, &stopped))
-                .map_err(|e| Error::local(format!("cannot start the lease renewal: {e}")))?
+        let renewer = match store {
+            StateStore::Local(db) => {
+                let (stop, stopped) = mpsc::channel::<()>();
+                let (path, key, holder, lost) = (
+                    db.path.clone(),
+                    key.to_string(),
+                    holder.clone(),
+                    lost.clone(),
+                );
+                let thread = std::thread::Builder::new()
+                    .name("cursor-lease".into())
+                    .spawn(move || renew_until_stopped(&path, &key, &holder, &lost, &stopped))
+                    .map_err(|e| Error::local(format!("cannot start the lease renewal: {e}")))?;
+                Renewer::Thread {
+                    path: db.path.clone(),
+                    stop: Some(stop),
+                    thread: Some(thread),
+                }
+            }
+            StateStore::Shared(shared) => {
+                let stop = tokio_util::sync::CancellationToken::new();
+                let (task_shared, key, holder, lost, stopped) = (
+                    shared.clone(),
+                    key.to_string(),
+                    holder.clone(),
+                    lost.clone(),
+                    stop.clone(),
+                );
+                tokio::spawn(async move {
+                    loop {
+                        tokio::select! {
+                            () = stopped.cancelled() => return,
+                            () = tokio::time::sleep(RENEW_EVERY) => {}
+                        }
+                        match task_shared.renew(&key, &holder, LEASE_TTL).await {
+                            Ok(true) => {}
+                            Ok(false) => {
+                                lost.store(true, Ordering::SeqCst);
+                                return;
+                            }
+                            Err(e) => {
+                                tracing::warn!("cannot renew the cursor lease: {}", e.message)
+                            }
+                        }
+                    }
+                });
+                Renewer::Task {
+                    shared: shared.clone(),
+                    stop,
+                }
+            }
         };
         Ok(LeaseOutcome::Held(CursorLease {
             key: key.to_string(),
             holder,
-            path: db.path.clone(),
+            place: store.describe(),
             lost,
-            stop: Some(stop),
-            renewer: Some(renewer),
+            renewer,
         }))
     }
 
     /// Before keeping a new cursor: is the lease still ours? A run that stalled past
     /// [`LEASE_TTL`] may have been overtaken, and must keep nothing.
-    pub fn still_held(&self, db: &StateDb) -> Result<()> {
-        let ours = !self.lost.load(Ordering::SeqCst)
-            && db.renew(&self.key, &self.holder, now_ms(), LEASE_TTL)?;
+    pub async fn still_held(&self, store: &StateStore) -> Result<()> {
+        let ours =
+            !self.lost.load(Ordering::SeqCst) && store.renew(&self.key, &self.holder).await?;
         if ours {
             Ok(())
         } else {
@@ -312,26 +408,63 @@ impl CursorLease {
             Err(Error::local(format!(
                 "this run lost the sign-in cursor's lease in {} (it stalled for more than {} s \
                  and another run took over); the cursor was not kept, the next run reads again",
-                self.path.display(),
+                self.place,
                 LEASE_TTL.as_secs()
             )))
+        }
+    }
+
+    /// Give the lease up now (the next run need not wait for it to run out).
+    pub async fn release(self) {
+        if let Renewer::Task { shared, stop } = &self.renewer {
+            stop.cancel();
+            if !self.lost.load(Ordering::SeqCst)
+                && let Err(e) = shared.release(&self.key, &self.holder).await
+            {
+                tracing::warn!("cannot release the cursor lease: {}", e.message);
+            }
+            // Nothing left for `drop` to do.
+            self.lost.store(true, Ordering::SeqCst);
+        }
+    }
+
+    /// Give up every lease of `leases` (see [`CursorLease::release`]).
+    pub async fn release_all(leases: Vec<CursorLease>) {
+        for lease in leases {
+            lease.release().await;
         }
     }
 }
 
 impl Drop for CursorLease {
     fn drop(&mut self) {
-        drop(self.stop.take());
-        if let Some(t) = self.renewer.take() {
-            let _ = t.join();
-        }
-        if !self.lost.load(Ordering::SeqCst)
-            && let Ok(conn) = open_conn(&self.path)
-        {
-            let _ = conn.execute(
-                "DELETE FROM cursor_lease WHERE key = ?1 AND holder = ?2",
-                params![self.key, self.holder],
-            );
+        match &mut self.renewer {
+            Renewer::Thread { path, stop, thread } => {
+                drop(stop.take());
+                if let Some(t) = thread.take() {
+                    let _ = t.join();
+                }
+                if !self.lost.load(Ordering::SeqCst)
+                    && let Ok(conn) = open_conn(path)
+                {
+                    let _ = conn.execute(
+                        "DELETE FROM cursor_lease WHERE key = ?1 AND holder = ?2",
+                        params![self.key, self.holder],
+                    );
+                }
+            }
+            Renewer::Task { shared, stop } => {
+                stop.cancel();
+                // Not released by `release` (a run that failed): ask for it on the way
+                // out; if the process ends first, the lease runs out after its TTL.
+                if !self.lost.load(Ordering::SeqCst)
+                    && let Ok(handle) = tokio::runtime::Handle::try_current()
+                {
+                    let (shared, key, holder) =
+                        (shared.clone(), self.key.clone(), self.holder.clone());
+                    handle.spawn(async move { shared.release(&key, &holder).await });
+                }
+            }
         }
     }
 }
@@ -423,7 +556,7 @@ mod tests {
     #[tokio::test]
     async fn a_lease_is_released_on_drop_and_waited_for_with_a_bound() {
         let dir = tempfile::tempdir().unwrap();
-        let db = StateDb::open(dir.path()).unwrap();
+        let db = StateStore::Local(StateDb::open(dir.path()).unwrap());
         let first = match CursorLease::acquire(&db, "k", Duration::ZERO)
             .await
             .unwrap()
@@ -431,14 +564,14 @@ mod tests {
             LeaseOutcome::Held(l) => l,
             LeaseOutcome::Busy(h) => panic!("busy: {h:?}"),
         };
-        let other = StateDb::open(dir.path()).unwrap();
+        let other = StateStore::Local(StateDb::open(dir.path()).unwrap());
         let started = std::time::Instant::now();
         let busy = CursorLease::acquire(&other, "k", Duration::from_millis(500))
             .await
             .unwrap();
         assert!(matches!(busy, LeaseOutcome::Busy(_)), "{busy:?}");
         assert!(started.elapsed() >= Duration::from_millis(500));
-        first.still_held(&db).unwrap();
+        first.still_held(&db).await.unwrap();
         drop(first);
         assert!(matches!(
             CursorLease::acquire(&other, "k", Duration::ZERO)

@@ -14,6 +14,10 @@
 //!
 //! Like the presence store and the token cache, the file is readable by its owner only
 //! (0600 in a 0700 directory); WAL and a busy timeout let concurrent processes share it.
+//!
+//! With a shared state (`--state-url postgres://...`, issue 17) the same values and
+//! leases live in PostgreSQL instead ([`shared`]), under the scope of the asset's tenant
+//! and app; [`StateStore`] is the one handle the actions use, whichever it is.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -23,8 +27,10 @@ use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use crate::error::{Error, Result};
 
 pub mod lease;
+pub mod shared;
 
 pub use lease::{CursorLease, LeaseOutcome, LeaseStore};
+pub use shared::{SharedState, scope_of};
 
 /// The schema version this build reads and writes.
 pub const SCHEMA_VERSION: u32 = 2;
@@ -71,7 +77,7 @@ impl StateDb {
     /// Open (or create) the database in `state_dir`, migrated to [`SCHEMA_VERSION`].
     /// Failures say which folder, since the usual cause is a state dir that cannot be written.
     pub fn open(state_dir: &Path) -> Result<Self> {
-        crate::backend::refuse_local("the sign-in cursors and the presence configuration")?;
+        crate::backend::refuse_local("this state database (state.sqlite3)")?;
         let path = state_dir.join(Self::FILE_NAME);
         Self::open_at(state_dir).map_err(|e| {
             let message = format!(
@@ -161,6 +167,40 @@ impl StateDb {
 
     fn failed(&self, what: &str, e: rusqlite::Error) -> Error {
         Error::local(format!("cannot {what} {}: {e}", self.path.display()))
+    }
+}
+
+/// Where a run keeps named values and takes cursor leases: this machine's
+/// `state.sqlite3`, or one scope of the shared PostgreSQL state.
+#[derive(Debug)]
+pub enum StateStore {
+    Local(StateDb),
+    Shared(SharedState),
+}
+
+impl StateStore {
+    /// Where the values are, for messages: the file, or the database and scope.
+    pub fn describe(&self) -> String {
+        match self {
+            StateStore::Local(db) => db.path().display().to_string(),
+            StateStore::Shared(s) => s.describe(),
+        }
+    }
+
+    /// The value kept under `key`, if any.
+    pub async fn get(&self, key: &str) -> Result<Option<String>> {
+        match self {
+            StateStore::Local(db) => db.get(key),
+            StateStore::Shared(s) => s.get(key).await,
+        }
+    }
+
+    /// Keep `value` under `key` (the old value or the new, never half).
+    pub async fn put(&self, key: &str, value: &str) -> Result<()> {
+        match self {
+            StateStore::Local(db) => db.put(key, value),
+            StateStore::Shared(s) => s.put(key, value).await,
+        }
     }
 }
 

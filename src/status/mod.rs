@@ -441,7 +441,7 @@ pub async fn user_status(graph: &GraphClient, q: &StatusQuery<'_>) -> Result<Vec
     }
 
     if wants(Part::OfficePresence) {
-        office_presence(&mut work, q.state_dir);
+        office_presence(&mut work, q.state_dir).await;
     }
     let now = Timestamp::now();
     Ok(work
@@ -640,7 +640,7 @@ async fn presences(
 }
 
 /// Today's IP presence from the store, when the state dir holds a kept configuration.
-fn office_presence(work: &mut [Work], state_dir: Option<&Path>) {
+async fn office_presence(work: &mut [Work], state_dir: Option<&Path>) {
     let not_configured = |m: &str| Unavailable {
         part: Part::OfficePresence,
         reason: Reason::NotConfigured,
@@ -653,16 +653,21 @@ fn office_presence(work: &mut [Work], state_dir: Option<&Path>) {
     };
     // Never create a store where there is none: look before opening.
     let configured = state_dir.filter(|d| d.join("state.sqlite3").is_file());
-    let loaded = configured.map(|d| {
-        Office::open(Some(d), "get_user_status").and_then(|office| {
-            let config = office.config(&ConfigInput::default())?;
-            let upns: Vec<&str> = work
-                .iter()
-                .filter_map(|w| w.status.user_principal_name.as_deref())
-                .collect();
-            office.today(config, &upns)
-        })
-    });
+    let loaded = match configured {
+        Some(d) => Some(
+            async {
+                let office = Office::open(Some(d), "get_user_status")?;
+                let config = office.config(&ConfigInput::default()).await?;
+                let upns: Vec<&str> = work
+                    .iter()
+                    .filter_map(|w| w.status.user_principal_name.as_deref())
+                    .collect();
+                office.today(config, &upns)
+            }
+            .await,
+        ),
+        None => None,
+    };
     let today = match loaded {
         Some(Ok(t)) => t,
         other => {

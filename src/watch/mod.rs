@@ -4,8 +4,8 @@
 //! Design, one cycle after another:
 //! - The roster: object ids and user principal names (a file) or a group's transitive
 //!   members. UPNs are resolved once ([`crate::presences::resolve_upns`], 15 a
-//!   request) and the mapping kept in the state store (`state.sqlite3`, one key per
-//!   tenant and app), so a restart does not resolve them again; it is refreshed every
+//!   request) and the mapping kept in the state store (`state.sqlite3`, or the shared
+//!   state of `--state-url`; one key per tenant and app), so a restart does not resolve them again; it is refreshed every
 //!   `resolve_every`, and at once for a UPN whose user Graph no longer knows
 //!   (`getPresencesByUserId` leaves an unknown id out of its answer: our "404").
 //! - A cycle polls every resolved user with `getPresencesByUserId`, 650 ids a request,
@@ -33,7 +33,7 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::fastpath::guid;
 use crate::graph::{ApiFamily, GraphClient, GraphPath, GraphRequest};
 use crate::presences::{PRESENCE_CHUNK, change_key, presence_request, presences_of, resolve_upns};
-use crate::state::StateDb;
+use crate::state::StateStore;
 
 /// Who to watch.
 #[derive(Debug, Clone)]
@@ -99,7 +99,7 @@ fn cache_key(graph: &GraphClient) -> String {
 /// The collector. [`Watcher::run`] is the whole command.
 pub struct Watcher<'a, W: Write> {
     graph: &'a GraphClient,
-    store: Option<StateDb>,
+    store: Option<StateStore>,
     out: W,
     settings: Settings,
     roster: Roster,
@@ -112,7 +112,7 @@ pub struct Watcher<'a, W: Write> {
 impl<'a, W: Write> Watcher<'a, W> {
     pub fn new(
         graph: &'a GraphClient,
-        store: Option<StateDb>,
+        store: Option<StateStore>,
         out: W,
         roster: Roster,
         settings: Settings,
@@ -217,7 +217,7 @@ impl<'a, W: Write> Watcher<'a, W> {
         let mut cached: HashMap<String, String> = HashMap::new();
         if !all
             && let Some(store) = &self.store
-            && let Some(text) = store.get(&cache_key(self.graph))?
+            && let Some(text) = store.get(&cache_key(self.graph)).await?
         {
             cached = serde_json::from_str(&text).unwrap_or_default();
         }
@@ -238,16 +238,16 @@ impl<'a, W: Write> Watcher<'a, W> {
                     cached.remove(upn);
                 }
             }
-            self.save(&cached)?;
+            self.save(&cached).await?;
         }
         self.apply(&cached)
     }
 
-    fn save(&self, cached: &HashMap<String, String>) -> Result<()> {
+    async fn save(&self, cached: &HashMap<String, String>) -> Result<()> {
         if let Some(store) = &self.store {
             let text = serde_json::to_string(cached)
                 .map_err(|e| Error::internal(format!("UPN cache does not serialise: {e}")))?;
-            store.put(&cache_key(self.graph), &text)?;
+            store.put(&cache_key(self.graph), &text).await?;
         }
         Ok(())
     }
@@ -451,7 +451,8 @@ impl<'a, W: Write> Watcher<'a, W> {
         self.counts.resolutions += 1;
         let mut cached: HashMap<String, String> = match &self.store {
             Some(store) => store
-                .get(&cache_key(self.graph))?
+                .get(&cache_key(self.graph))
+                .await?
                 .and_then(|t| serde_json::from_str(&t).ok())
                 .unwrap_or_default(),
             None => HashMap::new(),
@@ -468,7 +469,7 @@ impl<'a, W: Write> Watcher<'a, W> {
                 None => cached.remove(upn),
             };
         }
-        self.save(&cached)?;
+        self.save(&cached).await?;
         self.apply(&cached)
     }
 

@@ -14,6 +14,7 @@ use serde_json::{Value, json};
 
 use crate::support::assertions::{assert_output_path_refused, refused_output_paths};
 use crate::support::emulator::{self, Emulator, EmulatorSetup, T0};
+use crate::support::postgres::{self, STATE_KEY};
 use crate::support::process::{self, Outcome};
 
 /// The emulator with the pull_sign_ins runs these tests make against it.
@@ -499,6 +500,35 @@ fn forbidden_explains_the_licence_and_the_permissions() {
 /// take turns on the kept cursor: every sign-in is delivered exactly once in total.
 #[test]
 fn concurrent_pulls_on_one_state_dir_deliver_each_sign_in_once_in_total() {
+    concurrent_pulls_deliver_each_sign_in_once(None);
+}
+
+/// The same with the runs on two machines (two state dirs) sharing one PostgreSQL state
+/// (issue 17): the cursor and its lease are in the database, and nothing on either disk.
+#[test]
+fn concurrent_pulls_over_two_machines_sharing_postgres_deliver_each_sign_in_once() {
+    let Some(url) = postgres::database() else {
+        return;
+    };
+    concurrent_pulls_deliver_each_sign_in_once(Some(&url));
+    assert_eq!(
+        postgres::query(
+            &url,
+            "SELECT count(*) FROM msgraph_state WHERE key LIKE 'pull_sign_ins.cursor.%'"
+        ),
+        ["1"],
+        "one cursor"
+    );
+    assert_eq!(
+        postgres::query(&url, "SELECT count(*) FROM msgraph_cursor_lease"),
+        ["0"],
+        "every lease released"
+    );
+}
+
+/// Five runs at once, on `e`'s state dir or (with `shared`, a PostgreSQL URL) over two
+/// state dirs sharing that database.
+fn concurrent_pulls_deliver_each_sign_in_once(shared: Option<&str>) {
     let e = start(true);
     let made: Vec<SignIn> = (0..300).map(|n| e.sign_in(n, at(n as i64), 0)).collect();
     e.emu.add_sign_ins(made.clone());
@@ -506,15 +536,24 @@ fn concurrent_pulls_on_one_state_dir_deliver_each_sign_in_once_in_total() {
     let envelope = json!({"asset": e.emu.asset("client_credentials"),
                           "inputs": {"since": T0, "top": 50, "lease_wait_seconds": 120}})
     .to_string();
+    let machines = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
+    let env: Vec<(&str, &str)> = match shared {
+        Some(url) => vec![
+            ("MSGRAPH_CONNECTOR_STATE_URL", url),
+            ("MSGRAPH_CONNECTOR_STATE_KEY", STATE_KEY),
+        ],
+        None => Vec::new(),
+    };
     let outs: Vec<Outcome> = std::thread::scope(|s| {
         let runs: Vec<_> = (0..5)
-            .map(|_| {
-                s.spawn(|| {
-                    process::run(
-                        &["run", "pull_sign_ins"],
-                        envelope.as_bytes(),
-                        e.emu.state.path(),
-                    )
+            .map(|i| {
+                let dir = match shared {
+                    Some(_) => machines[i % 2].path(),
+                    None => e.emu.state.path(),
+                };
+                let (envelope, env) = (&envelope, &env);
+                s.spawn(move || {
+                    process::run_env(&["run", "pull_sign_ins"], envelope.as_bytes(), dir, env)
                 })
             })
             .collect();
@@ -534,6 +573,136 @@ fn concurrent_pulls_on_one_state_dir_deliver_each_sign_in_once_in_total() {
         );
     }
     assert_exactly_once(&made, &delivered);
+    if shared.is_some() {
+        for m in &machines {
+            assert!(
+                !m.path().join(StateDb::FILE_NAME).exists(),
+                "a shared state keeps no cursor on a machine's disk"
+            );
+        }
+    }
+}
+
+/// In a shared state a lease held by a run on another machine is judged by the
+/// server's clock: a run waits its bound and skips; once the holder stops renewing (it
+/// was killed) its lease runs out and the next run takes over. A run killed with
+/// `kill -9` on this machine is seen to be gone, and its lease taken over at once.
+#[test]
+fn a_shared_lease_held_elsewhere_skips_and_a_killed_holders_is_taken_over() {
+    let Some(url) = postgres::database() else {
+        return;
+    };
+    let e = start(true);
+    let env = [
+        ("MSGRAPH_CONNECTOR_STATE_URL", url.as_str()),
+        ("MSGRAPH_CONNECTOR_STATE_KEY", STATE_KEY),
+    ];
+    let (here, there) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let pull_on = |dir: &std::path::Path, inputs: Value| {
+        let envelope = json!({"asset": e.emu.asset("client_credentials"), "inputs": inputs});
+        process::run_env(
+            &["run", "pull_sign_ins"],
+            envelope.to_string().as_bytes(),
+            dir,
+            &env,
+        )
+    };
+    let ids_of = |out: &Outcome| -> Vec<String> {
+        assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+        out.json()["json_body"]["value"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["id"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let made: Vec<SignIn> = (0..3030).map(|n| e.sign_in(n, at(n as i64), 0)).collect();
+    e.emu.add_sign_ins(made[..10].to_vec());
+    e.emu.set_clock(at(5000));
+    let a = ids_of(&pull_on(here.path(), json!({"since": T0})));
+    e.emu.add_sign_ins(made[10..20].to_vec());
+
+    // Another machine's run holds the cursor for an hour.
+    let holder = "pid 1 on another-machine run 0123456789ab";
+    postgres::query(
+        &url,
+        &format!(
+            "INSERT INTO msgraph_cursor_lease
+             SELECT scope, key, '{holder}', now(), now() + interval '1 hour'
+             FROM msgraph_state WHERE key LIKE 'pull_sign_ins.cursor.%'"
+        ),
+    );
+    let requests = e.sign_in_requests().len();
+    let out = pull_on(there.path(), json!({"lease_wait_seconds": 1}));
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let body = &out.json()["json_body"];
+    let skipped = body["skipped"].as_str().unwrap();
+    assert!(
+        skipped.starts_with("lease held by another run") && skipped.contains(holder),
+        "{skipped}"
+    );
+    assert_eq!(body["records"], 0);
+    assert_eq!(e.sign_in_requests().len(), requests, "no request");
+
+    // That run was killed: it stops renewing, and its lease runs out.
+    postgres::query(
+        &url,
+        "UPDATE msgraph_cursor_lease SET expires_at = now() - interval '1 second'",
+    );
+    let b = ids_of(&pull_on(there.path(), json!({})));
+    assert_exactly_once(&made[..20], &[a, b].concat());
+
+    // A run on this machine killed with kill -9 mid-pull (3,000 sign-ins, slow pages):
+    // the next run does not wait for its lease to run out.
+    e.emu.add_sign_ins(made[20..].to_vec());
+    e.emu
+        .set_faults(FaultPlan::parse("signins:slow=1,delay_ms=150").unwrap());
+    let envelope = json!({"asset": e.emu.asset("client_credentials"), "inputs": {"top": 100}});
+    let mut child = Command::new(process::BIN)
+        .arg("--state-dir")
+        .arg(here.path())
+        .args(["run", "pull_sign_ins"])
+        .env_remove("ASSET_KEYS")
+        .env_remove("RUST_LOG")
+        .envs(env)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(envelope.to_string().as_bytes())
+        .unwrap();
+    let started = Instant::now();
+    while postgres::query(&url, "SELECT count(*) FROM msgraph_cursor_lease") != ["1"] {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "no lease taken"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    child.kill().unwrap(); // SIGKILL
+    assert!(!child.wait().unwrap().success());
+    e.emu.set_faults(FaultPlan::none());
+    let started = Instant::now();
+    let c = ids_of(&pull_on(
+        there.path(),
+        json!({"top": 1000, "lease_wait_seconds": 30}),
+    ));
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "took over at once rather than wait for the 60 s lease: {:?}",
+        started.elapsed()
+    );
+    assert_exactly_once(&made[20..], &c);
+    assert_eq!(
+        postgres::query(&url, "SELECT count(*) FROM msgraph_cursor_lease"),
+        ["0"]
+    );
 }
 
 /// A run that finds the cursor's lease held past `lease_wait_seconds` ends with exit 0,

@@ -14,7 +14,7 @@ use msgraph_connector::backend::budget::{self, Budget};
 use msgraph_connector::backend::{Backend, StateUrl};
 
 use crate::support::emulator::{Emulator, EmulatorSetup, cached_tokens};
-use crate::support::postgres;
+use crate::support::postgres::{self, STATE_KEY};
 use crate::support::process::{self, Outcome};
 
 /// The binding limit of these tests, on both sides: 8 presence requests per 4 s. Our
@@ -33,7 +33,6 @@ const PER_SECONDS: f64 = 4.0;
 /// four windows in all.
 const WORKERS: usize = 8;
 /// The state key of these tests (base64 of 32 bytes), and another one.
-const STATE_KEY: &str = "bXNncmFwaC1jb25uZWN0b3IgdGVzdCBzdGF0ZSBrZXk=";
 const OTHER_KEY: &str = "YW5vdGhlciBrZXksIGFub3RoZXIgMzIgYnl0ZXMhISE=";
 const BATCHES: usize = 4;
 
@@ -474,11 +473,11 @@ fn a_state_url_that_cannot_be_used_is_exit_7_without_its_password_and_without_re
     );
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert!(!out.stderr.contains(password));
-    // An action whose cursor this version keeps only in the state dir refuses, rather
+    // An action whose state this version keeps only in the state dir refuses, rather
     // than keep it on this machine's disk while the caller asked for a shared state.
     let before = emu.log().len();
     let out = process::run_env(
-        &["--state-url", &url, "run", "pull_sign_ins"],
+        &["--state-url", &url, "run", "sync_ip_presence"],
         json!({"asset": emu.asset("client_credentials"), "inputs": {}})
             .to_string()
             .as_bytes(),

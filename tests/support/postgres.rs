@@ -11,6 +11,10 @@
 use std::process::Command;
 use std::sync::OnceLock;
 
+/// A state key (`MSGRAPH_CONNECTOR_STATE_KEY`, base64 of 32 bytes) for the runs that
+/// share a PostgreSQL state: its token cache is sealed under it.
+pub const STATE_KEY: &str = "bXNncmFwaC1jb25uZWN0b3IgdGVzdCBzdGF0ZSBrZXk=";
+
 /// The server's URL (database `postgres`), or `None` when there is none and this is not CI.
 pub fn server() -> Option<&'static str> {
     static SERVER: OnceLock<Result<String, String>> = OnceLock::new();
