@@ -6,7 +6,7 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use graph_emulator::{GenerateSpec, SignIn};
+use graph_emulator::{FaultPlan, GenerateSpec, SignIn};
 use ip_presence::{Place, PresenceStore};
 use jiff::{SignedDuration, Timestamp};
 use serde_json::{Value, json};
@@ -1016,4 +1016,184 @@ fn a_shared_state_dir_is_refused_unchanged() {
             & 0o7777;
         assert_eq!(mode, 0o1777);
     }
+}
+
+/// Issue 17: three workers racing `sync_ip_presence` every few seconds for two minutes
+/// on one state, while sign-ins keep arriving (some of them late) and one run is killed
+/// with `kill -9` mid-pull: every sign-in is counted exactly once, and the store holds
+/// what one evaluation of all of them gives.
+#[test]
+fn three_workers_racing_sync_with_a_kill_count_each_sign_in_once_on_sqlite() {
+    let e = start();
+    let dir = e.emu.state.path().to_path_buf();
+    three_workers_race(&e, &[dir.clone(), dir.clone(), dir], &[], &|| {
+        e.store_events()
+    });
+}
+
+/// How long the workers race (the issue's two minutes).
+const RACE: Duration = Duration::from_secs(120);
+
+/// The race of [`three_workers_racing_sync_with_a_kill_count_each_sign_in_once_on_sqlite`]:
+/// worker `i` runs in `dirs[i]` with `env`; `store_events` reads the store at the end.
+fn three_workers_race(
+    e: &PresenceEmulator,
+    dirs: &[std::path::PathBuf; 3],
+    env: &[(&str, &str)],
+    store_events: &dyn Fn() -> BTreeSet<(String, String, String)>,
+) {
+    // 600 sign-ins over the emulator's first 200 minutes; a tenth of them shown 30 to
+    // 100 minutes late. The emulator's clock runs at two minutes a second, so they
+    // appear while the workers run.
+    let mut rng = fastrand::Rng::with_seed(17);
+    let (mut records, mut all) = (Vec::new(), Vec::new());
+    for _ in 0..600 {
+        let user = rng.usize(..e.users.len());
+        let late = if rng.u8(..10) == 0 {
+            rng.i64(30..100)
+        } else {
+            rng.i64(0..3)
+        };
+        let ip = e.office_ip(rng.usize(..5), rng.u32(1..60));
+        let (r, g) = e.sign_in(user, rng.i64(0..200), &ip, late);
+        records.push(r);
+        all.push(g);
+    }
+    e.emu.add_sign_ins(records);
+    e.emu.set_clock(at(0));
+    let inputs = with(
+        &e.config,
+        json!({"since": at(-180).to_string(), "now": NOW, "lookback_minutes": 120,
+               "lease_wait_seconds": 1}),
+    );
+    let envelope = json!({"asset": e.emu.asset("client_credentials"), "inputs": inputs});
+    let envelope = envelope.to_string();
+    let command = |dir: &std::path::Path| {
+        let mut cmd = std::process::Command::new(process::BIN);
+        cmd.arg("--state-dir")
+            .arg(dir)
+            .args(["run", "sync_ip_presence"])
+            .env_remove("ASSET_KEYS")
+            .env_remove("RUST_LOG")
+            .envs(env.iter().copied())
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        cmd
+    };
+    let started = std::time::Instant::now();
+    let killed = std::sync::atomic::AtomicBool::new(false);
+    let results: Vec<Value> = std::thread::scope(|s| {
+        // The clock: two virtual minutes a second.
+        s.spawn(|| {
+            while started.elapsed() < RACE {
+                std::thread::sleep(Duration::from_millis(500));
+                e.emu.advance_clock(Duration::from_secs(60));
+            }
+        });
+        let workers: Vec<_> = (0..3)
+            .map(|w| {
+                let (dir, command, envelope, killed) = (&dirs[w], &command, &envelope, &killed);
+                s.spawn(move || {
+                    let mut rng = fastrand::Rng::with_seed(w as u64);
+                    let mut done = Vec::new();
+                    while started.elapsed() < RACE {
+                        let mut child = command(dir).spawn().unwrap();
+                        use std::io::Write;
+                        let _ = child.stdin.take().unwrap().write_all(envelope.as_bytes());
+                        // Worker 0 kills its run once, half way, while Graph answers it
+                        // slowly (it holds the lease and waits for its page).
+                        if w == 0
+                            && started.elapsed() > RACE / 2
+                            && !killed.swap(true, std::sync::atomic::Ordering::SeqCst)
+                        {
+                            e.emu.set_faults(
+                                FaultPlan::parse("signins:slow=1,delay_ms=1500").unwrap(),
+                            );
+                            std::thread::sleep(Duration::from_millis(rng.u64(300..800)));
+                            let _ = child.kill(); // SIGKILL
+                            e.emu.set_faults(FaultPlan::none());
+                            let out = child.wait_with_output().unwrap();
+                            if out.status.success() {
+                                // It finished first: its result counts like any other.
+                                done.push(serde_json::from_slice(&out.stdout).unwrap());
+                            }
+                        } else {
+                            let out = child.wait_with_output().unwrap();
+                            let stderr = String::from_utf8_lossy(&out.stderr);
+                            assert!(out.status.success(), "worker {w}: {stderr}");
+                            done.push(serde_json::from_slice(&out.stdout).unwrap());
+                        }
+                        std::thread::sleep(Duration::from_millis(rng.u64(500..3000)));
+                    }
+                    done
+                })
+            })
+            .collect();
+        workers
+            .into_iter()
+            .flat_map(|w| w.join().unwrap())
+            .collect()
+    });
+    assert!(killed.into_inner(), "a run was killed");
+    // Everything visible, then one last sync.
+    e.emu.set_clock(at(400));
+    let last = command(&dirs[0]).spawn().unwrap();
+    {
+        use std::io::Write;
+        let mut stdin = last.stdin.as_ref().unwrap();
+        stdin.write_all(envelope.as_bytes()).unwrap();
+    }
+    let out = last.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let last: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let runs: Vec<&Value> = results.iter().chain([&last]).collect();
+    let skipped = runs
+        .iter()
+        .filter(|r| r["json_body"].get("skipped").is_some())
+        .count();
+    assert!(
+        runs.len() - skipped >= 10,
+        "the workers synced: {} runs",
+        runs.len()
+    );
+    // Completed runs form one chain of cursors: each sign-in read by exactly one of
+    // them; what the killed run applied before it died comes back as duplicates.
+    let received: u64 = runs
+        .iter()
+        .map(|r| r["json_body"]["counts"]["received"].as_u64().unwrap())
+        .sum();
+    let duplicates: u64 = runs
+        .iter()
+        .map(|r| {
+            r["json_body"]["counts"]["discarded"]["duplicate"]
+                .as_u64()
+                .unwrap_or(0)
+        })
+        .sum();
+    eprintln!(
+        "race: {} runs ({skipped} skipped while another held the lease), {received} sign-ins \
+         received, {duplicates} discarded as already applied",
+        runs.len()
+    );
+    assert_eq!(
+        received,
+        all.len() as u64,
+        "every sign-in read exactly once"
+    );
+    let one = run(
+        "evaluate_ip_presence",
+        &with(&e.config, json!({"sign_ins": all, "now": NOW})),
+        None,
+        e.emu.state.path(),
+    );
+    assert_eq!(
+        store_events(),
+        events(&one["json_body"]["presence_events"]),
+        "the store holds what one evaluation of every sign-in gives"
+    );
 }

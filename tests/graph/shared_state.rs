@@ -12,6 +12,7 @@ use serde_json::{Value, json};
 
 use msgraph_connector::backend::budget::{self, Budget};
 use msgraph_connector::backend::{Backend, StateUrl};
+use msgraph_connector::state::{CursorLease, LeaseOutcome, SharedState, StateDb, StateStore};
 
 use crate::support::emulator::{Emulator, EmulatorSetup, cached_tokens};
 use crate::support::postgres::{self, STATE_KEY};
@@ -314,6 +315,97 @@ fn both_backends_keep_the_same_sliding_window() {
             );
         });
     }
+}
+
+/// Both state stores keep named values and cursor leases alike: a value round trips
+/// and is the old or the new; a held lease makes another run wait its bound and names
+/// the holder; another key is another lease; a released lease is free at once; a
+/// holder of this machine that is gone is taken over at once. In PostgreSQL each scope
+/// (tenant and app) is its own.
+#[test]
+fn both_state_stores_keep_values_and_leases_alike() {
+    let dir = tempfile::tempdir().unwrap();
+    let open_local = || StateStore::Local(StateDb::open(dir.path()).unwrap());
+    let mut stores: Vec<(&str, StateStore, StateStore)> =
+        vec![("sqlite", open_local(), open_local())];
+    let mut shared = None;
+    if let Some(url) = postgres::database() {
+        let Some(Backend::Postgres(pg)) =
+            Backend::choose(&StateUrl::parse(Some(&url)).unwrap(), None)
+        else {
+            unreachable!("a postgres URL chooses PostgreSQL")
+        };
+        let scoped = |scope: &str| StateStore::Shared(SharedState::new(pg.clone(), scope.into()));
+        stores.push(("postgres", scoped("tenant-a app"), scoped("tenant-a app")));
+        shared = Some(scoped("tenant-b app"));
+    }
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        for (name, one, other) in &stores {
+            assert_eq!(one.get("k").await.unwrap(), None, "{name}");
+            one.put("k", "first").await.unwrap();
+            other.put("k", "second").await.unwrap();
+            assert_eq!(
+                one.get("k").await.unwrap().as_deref(),
+                Some("second"),
+                "{name}"
+            );
+
+            let held = |o: LeaseOutcome| match o {
+                LeaseOutcome::Held(l) => l,
+                LeaseOutcome::Busy(h) => panic!("{name}: busy {h:?}"),
+            };
+            let a = held(
+                CursorLease::acquire(one, "cursor", Duration::ZERO)
+                    .await
+                    .unwrap(),
+            );
+            let wait = Duration::from_millis(400);
+            let started = std::time::Instant::now();
+            match CursorLease::acquire(other, "cursor", wait).await.unwrap() {
+                LeaseOutcome::Busy(h) => {
+                    assert!(
+                        h.holder
+                            .starts_with(&format!("pid {} on ", std::process::id()))
+                    );
+                    assert!(h.expires_at_ms > jiff::Timestamp::now().as_millisecond());
+                }
+                LeaseOutcome::Held(_) => panic!("{name}: two holders"),
+            }
+            assert!(started.elapsed() >= wait, "{name}: it waited its bound");
+            let b = held(
+                CursorLease::acquire(other, "other cursor", Duration::ZERO)
+                    .await
+                    .unwrap(),
+            );
+            a.still_held(one).await.unwrap();
+            a.release().await;
+            drop(b);
+            let c = held(
+                CursorLease::acquire(other, "cursor", Duration::ZERO)
+                    .await
+                    .unwrap(),
+            );
+            c.still_held(other).await.unwrap();
+            c.release().await;
+        }
+        if let (Some(b), Some((_, a, _))) = (&shared, stores.get(1)) {
+            // Another tenant's scope: its own values, its own leases.
+            assert_eq!(b.get("k").await.unwrap(), None);
+            let _held = CursorLease::acquire(a, "cursor", Duration::ZERO)
+                .await
+                .unwrap();
+            assert!(matches!(
+                CursorLease::acquire(b, "cursor", Duration::ZERO)
+                    .await
+                    .unwrap(),
+                LeaseOutcome::Held(_)
+            ));
+        }
+    });
 }
 
 fn run_with_url(emu: &Emulator, url: &str) -> Outcome {
