@@ -2,7 +2,8 @@
 
 The test runs examples/msclients.py, the script README shows playbook authors, against a
 fresh emulator over HTTPS, and checks what the libraries asked for in the request log:
-instance discovery, the OpenID configuration, the token endpoint, then Graph.
+instance discovery, the OpenID configuration, the token endpoint, then Graph, including
+presence publishing, a group's users and a photo $batch as Microsoft's SDK sends them.
 """
 
 import importlib.util
@@ -77,6 +78,29 @@ def test_microsoft_libraries_work_against_the_tls_emulator(emulator, monkeypatch
     assert f"/{tenant}/v2.0/.well-known/openid-configuration" in paths, paths
     assert f"/{tenant}/oauth2/v2.0/token" in paths, paths
     assert any(p.startswith("/v1.0/communications/getPresencesByUserId") for p in paths), paths
+
+    # Presence publishing through the SDK's request builders (what the connector's
+    # set_presence, set_user_preferred_presence, set_status_message and clear_* send):
+    # the app's session, then the user's preference over it, then each cleared.
+    assert seen["timedelta_duration_refused"] == 400, "str(timedelta) is not ISO 8601"
+    assert seen["after_set_presence"] == ["Busy", "InACall"]
+    assert seen["after_preferred"] == ["DoNotDisturb", "DoNotDisturb"]
+    assert seen["status_message"] == "In the lab until 3"
+    assert seen["after_clear_preferred"] == ["Busy", "InACall"]
+    assert seen["after_clear_presence"] != ["Busy", "InACall"], "the session is gone"
+    for action in ("setPresence", "setUserPreferredPresence", "setStatusMessage",
+                   "clearUserPreferredPresence", "clearPresence"):
+        assert any(p.endswith(f"/presence/{action}") for p in paths), (action, paths)
+    # A group's users (sync_profile_photos' and watch's group selection), cast as the
+    # SDK spells it, /graph.user.
+    assert seen["group_users"] > 0 and seen["group_users_are_users"]
+    assert any(p.endswith("/transitiveMembers/graph.user") for p in paths), paths
+    # Photo metadata in one $batch: absolute item URLs refused item by item, relative
+    # ones answered (404 for a user without a photo).
+    assert seen["photo_batch_absolute_statuses"] == [400]
+    assert seen["photo_batch_statuses"] == [200, 404]
+    assert seen["photo_batch_found"] > 0
+    assert paths.count("/v1.0/$batch") == 2, paths
 
 
 def test_the_connector_trusts_the_emulator_through_the_asset_ca_file(emulator, tmp_path):

@@ -256,6 +256,12 @@ async fn run_item(
         batch: Some(ctx.request_id.clone()),
     };
     let refuse = |m: &str| GraphError::bad_request(m).render(&item_ctx);
+    // An absolute URL is that item's 400 (the batch itself is answered): Graph's known
+    // issue that batch URIs must be relative
+    // (<https://github.com/microsoftgraph/microsoft-graph-docs/issues/6535>), reported
+    // against Microsoft's Python SDK, whose batch items keep the absolute URL
+    // (microsoftgraph/msgraph-sdk-python#1015, msgraph-sdk-python-core#1116; checked by
+    // `python/msclients`). Graph's exact message there is not published.
     let response = if url.contains("://") {
         refuse("A batch request's url must be relative to the service root, e.g. /users.")
     } else if family == Family::Batch {

@@ -6,7 +6,11 @@
 //! users answer the `$select`ed user properties below, nested groups are listed as
 //! members too (Graph lists them), each once. The `/microsoft.graph.user` cast keeps
 //! the users of that flat list (the page's "Get only users" example; other casts are a
-//! 400); advanced queries are not served (a 400, as for any option the route does not take).
+//! 400), also spelt `/graph.user`: Microsoft's v1.0 metadata declares `graph` as the
+//! alias of the `microsoft.graph` namespace (`schemas/v1.0-Prod.csdl`, `<Schema
+//! Namespace="microsoft.graph" Alias="graph">`), and Microsoft's Python SDK sends that
+//! form (`transitive_members.graph_user`, checked by `python/msclients`); advanced
+//! queries are not served (a 400, as for any option the route does not take).
 
 use std::collections::HashSet;
 
@@ -52,7 +56,7 @@ pub(crate) fn transitive_members(
     allow_options(query, &["$select", "$top", "$skiptoken", "$count"])?;
     let users_only = match cast {
         None => false,
-        Some("microsoft.graph.user") => true,
+        Some("microsoft.graph.user" | "graph.user") => true,
         Some(other) => {
             return Err(GraphError::bad_request(&format!(
                 "Resource not found for the segment '{other}'."
