@@ -1068,18 +1068,8 @@ fn three_workers_race(
     );
     let envelope = json!({"asset": e.emu.asset("client_credentials"), "inputs": inputs});
     let envelope = envelope.to_string();
-    let command = |dir: &std::path::Path| {
-        let mut cmd = std::process::Command::new(process::BIN);
-        cmd.arg("--state-dir")
-            .arg(dir)
-            .args(["run", "sync_ip_presence"])
-            .env_remove("ASSET_KEYS")
-            .env_remove("RUST_LOG")
-            .envs(env.iter().copied())
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped());
-        cmd
+    let sync_in = |dir: &std::path::Path| {
+        process::spawn(&["run", "sync_ip_presence"], envelope.as_bytes(), dir, env)
     };
     let started = std::time::Instant::now();
     let killed = std::sync::atomic::AtomicBool::new(false);
@@ -1093,14 +1083,12 @@ fn three_workers_race(
         });
         let workers: Vec<_> = (0..3)
             .map(|w| {
-                let (dir, command, envelope, killed) = (&dirs[w], &command, &envelope, &killed);
+                let (dir, sync_in, killed) = (&dirs[w], &sync_in, &killed);
                 s.spawn(move || {
                     let mut rng = fastrand::Rng::with_seed(w as u64);
                     let mut done = Vec::new();
                     while started.elapsed() < RACE {
-                        let mut child = command(dir).spawn().unwrap();
-                        use std::io::Write;
-                        let _ = child.stdin.take().unwrap().write_all(envelope.as_bytes());
+                        let mut child = sync_in(dir);
                         // Worker 0 kills its run once, half way, while Graph answers it
                         // slowly (it holds the lease and waits for its page).
                         if w == 0
@@ -1113,16 +1101,15 @@ fn three_workers_race(
                             std::thread::sleep(Duration::from_millis(rng.u64(300..800)));
                             let _ = child.kill(); // SIGKILL
                             e.emu.set_faults(FaultPlan::none());
-                            let out = child.wait_with_output().unwrap();
-                            if out.status.success() {
+                            let out = process::finish(child);
+                            if out.code == 0 {
                                 // It finished first: its result counts like any other.
-                                done.push(serde_json::from_slice(&out.stdout).unwrap());
+                                done.push(out.json());
                             }
                         } else {
-                            let out = child.wait_with_output().unwrap();
-                            let stderr = String::from_utf8_lossy(&out.stderr);
-                            assert!(out.status.success(), "worker {w}: {stderr}");
-                            done.push(serde_json::from_slice(&out.stdout).unwrap());
+                            let out = process::finish(child);
+                            assert_eq!(out.code, 0, "worker {w}: {}", out.stderr);
+                            done.push(out.json());
                         }
                         std::thread::sleep(Duration::from_millis(rng.u64(500..3000)));
                     }
@@ -1138,19 +1125,9 @@ fn three_workers_race(
     assert!(killed.into_inner(), "a run was killed");
     // Everything visible, then one last sync.
     e.emu.set_clock(at(400));
-    let last = command(&dirs[0]).spawn().unwrap();
-    {
-        use std::io::Write;
-        let mut stdin = last.stdin.as_ref().unwrap();
-        stdin.write_all(envelope.as_bytes()).unwrap();
-    }
-    let out = last.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let last: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let out = process::finish(sync_in(&dirs[0]));
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let last = out.json();
     let runs: Vec<&Value> = results.iter().chain([&last]).collect();
     let skipped = runs
         .iter()

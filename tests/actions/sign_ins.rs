@@ -658,24 +658,12 @@ fn a_shared_lease_held_elsewhere_skips_and_a_killed_holders_is_taken_over() {
     e.emu
         .set_faults(FaultPlan::parse("signins:slow=1,delay_ms=150").unwrap());
     let envelope = json!({"asset": e.emu.asset("client_credentials"), "inputs": {"top": 100}});
-    let mut child = Command::new(process::BIN)
-        .arg("--state-dir")
-        .arg(here.path())
-        .args(["run", "pull_sign_ins"])
-        .env_remove("ASSET_KEYS")
-        .env_remove("RUST_LOG")
-        .envs(env)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(envelope.to_string().as_bytes())
-        .unwrap();
+    let mut child = process::spawn(
+        &["run", "pull_sign_ins"],
+        envelope.to_string().as_bytes(),
+        here.path(),
+        &env,
+    );
     let started = Instant::now();
     while postgres::query(&url, "SELECT count(*) FROM msgraph_cursor_lease") != ["1"] {
         assert!(

@@ -3,7 +3,7 @@
 
 use std::io::Write;
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
 
 use serde_json::Value;
 
@@ -38,6 +38,12 @@ pub fn run(args: &[&str], stdin: &[u8], state_dir: &Path) -> Outcome {
 
 /// [`run`] with these environment variables set.
 pub fn run_env(args: &[&str], stdin: &[u8], state_dir: &Path, env: &[(&str, &str)]) -> Outcome {
+    finish(spawn(args, stdin, state_dir, env))
+}
+
+/// Start what [`run_env`] runs, its envelope written and its output piped, and leave
+/// it running (to kill it, or to watch it).
+pub fn spawn(args: &[&str], stdin: &[u8], state_dir: &Path, env: &[(&str, &str)]) -> Child {
     let mut cmd = Command::new(BIN);
     cmd.arg("--state-dir")
         .arg(state_dir)
@@ -54,6 +60,12 @@ pub fn run_env(args: &[&str], stdin: &[u8], state_dir: &Path, env: &[(&str, &str
         // The child may refuse early and close stdin; that is not a test failure.
         let _ = input.write_all(stdin);
     }
+    child
+}
+
+/// Wait for a [`spawn`]ed run to end: what it printed and its exit status (-1 when a
+/// signal ended it).
+pub fn finish(child: Child) -> Outcome {
     let out = child
         .wait_with_output()
         .expect("the connector binary finishes");
