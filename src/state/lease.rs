@@ -29,6 +29,7 @@ use std::time::Duration;
 
 use rusqlite::{Connection, OptionalExtension, params};
 
+pub use super::holder::{Acquired, Holder, now_ms};
 use super::{SharedState, StateDb, StateStore};
 use crate::error::{Error, Result};
 
@@ -38,36 +39,6 @@ pub const LEASE_TTL: Duration = Duration::from_secs(60);
 pub const RENEW_EVERY: Duration = Duration::from_secs(15);
 /// How often a waiting run asks again.
 const POLL_EVERY: Duration = Duration::from_millis(200);
-
-/// Who holds a lease, as a waiting run is told.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Holder {
-    pub holder: String,
-    /// Milliseconds since the Unix epoch.
-    pub expires_at_ms: i64,
-}
-
-impl Holder {
-    /// What a run that gave up waiting says in its result.
-    pub fn skipped(&self, waited: Duration) -> String {
-        let until = jiff::Timestamp::from_millisecond(self.expires_at_ms)
-            .map(|t| t.to_string())
-            .unwrap_or_else(|_| self.expires_at_ms.to_string());
-        format!(
-            "lease held by another run: the sign-in cursor is in use by {} (lease until {until}, \
-             renewed while it runs); waited {} s; nothing was read or changed",
-            self.holder,
-            waited.as_secs()
-        )
-    }
-}
-
-/// The answer to one attempt at a lease.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Acquired {
-    Taken,
-    HeldBy(Holder),
-}
 
 /// A store that can lease cursors. Times are milliseconds since the Unix epoch, given
 /// by the caller so that every store judges expiry by the same clock.
@@ -215,11 +186,6 @@ impl LeaseStore for StateDb {
             .map(|n| n == 1)
             .map_err(|e| self.failed("take over the cursor lease in", e))
     }
-}
-
-/// Milliseconds since the Unix epoch, by this machine's clock.
-pub fn now_ms() -> i64 {
-    jiff::Timestamp::now().as_millisecond()
 }
 
 /// A held lease on one cursor of a [`StateStore`]: renewed while it lives (by a thread

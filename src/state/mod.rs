@@ -26,6 +26,7 @@ use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
 use crate::error::{Error, Result};
 
+mod holder;
 pub mod lease;
 pub mod shared;
 

@@ -18,7 +18,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::lease::{Acquired, Holder};
+use super::holder::{Acquired, Holder, now_ms};
 use crate::asset::Asset;
 use crate::backend::Postgres;
 use crate::error::Result;
@@ -130,7 +130,7 @@ impl SharedState {
             // Released between the two statements: try again next poll.
             None => Holder {
                 holder: "another run".into(),
-                expires_at_ms: super::lease::now_ms(),
+                expires_at_ms: now_ms(),
             },
         }))
     }
