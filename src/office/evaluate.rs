@@ -292,7 +292,7 @@ pub fn evaluate(
             }
         }
     };
-    Ok((body, state.to_json()))
+    Ok((body, state.into_json()))
 }
 
 /// The result: counts, the events when inline, the largest discovery blocks.
