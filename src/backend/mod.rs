@@ -12,9 +12,10 @@
 //!
 //! What each backend holds so far: the pacer's budgets ([`budget`]), and in PostgreSQL
 //! the token cache (`msgraph_token_cache`, sealed under the state key by
-//! `crate::auth::shared_cache`; the embedded backend's is `<state-dir>/tokens/`). The
-//! sign-in cursors, leases and presence store stay in `--state-dir` (issue 17, steps 4
-//! and 5, not done yet).
+//! `crate::auth::shared_cache`; the embedded backend's is `<state-dir>/tokens/`) and the
+//! IP presence store ([`presence`], `msgraph_presence_*` per scope, on a connection of
+//! its own; the embedded one is `ip_presence::PresenceStore`). The sign-in cursors and
+//! leases stay in `--state-dir` (issue 17, step 4).
 //!
 //! This module sits below `graph/` (the pacer reserves here before every request) and
 //! knows nothing of Graph: a budget is a key, a request count and a window.
@@ -26,8 +27,10 @@ use crate::error::{Error, Result};
 
 pub mod budget;
 pub mod postgres;
+pub mod presence;
 
 pub use postgres::Postgres;
+pub use presence::SharedPresenceStore;
 
 /// What `--state-url` asked for.
 #[derive(Clone, Default, PartialEq, Eq)]

@@ -24,7 +24,7 @@ use tokio_postgres::Client;
 use crate::error::{Error, Result};
 
 /// The schema version this build reads and writes.
-pub const SCHEMA_VERSION: i32 = 2;
+pub const SCHEMA_VERSION: i32 = 3;
 
 /// Migration `n` takes the schema from version `n` to `n + 1`.
 const MIGRATIONS: &[&str] = &[
@@ -100,6 +100,7 @@ const MIGRATIONS: &[&str] = &[
         updated_at TIMESTAMPTZ NOT NULL,
         PRIMARY KEY (token_url, client_id, scope, user_key)
     );",
+    super::presence::MIGRATION,
 ];
 
 /// An arbitrary constant: the advisory lock that serialises migrations.
@@ -131,7 +132,16 @@ impl Postgres {
 
     /// The connection, made and migrated on first use.
     pub async fn client(&self) -> Result<&Client> {
-        self.client.get_or_try_init(|| self.connect()).await
+        self.client.get_or_try_init(|| self.connect(false)).await
+    }
+
+    /// A connection of its own (same URL, TLS and error wording, migrated), whose
+    /// commits wait for the disk, for a store that holds transactions open across
+    /// statements (the presence store): the shared [`Self::client`] serves pacer
+    /// reservations and token-cache advisory locks, which must never run inside one.
+    /// Its driver is spawned on the calling runtime and ends when that runtime does.
+    pub async fn own_connection(&self) -> Result<Client> {
+        self.connect(true).await
     }
 
     /// A failure on the connection, naming the database (never its password).
@@ -143,7 +153,7 @@ impl Postgres {
         ))
     }
 
-    async fn connect(&self) -> Result<Client> {
+    async fn connect(&self, durable: bool) -> Result<Client> {
         let mut config: tokio_postgres::Config =
             self.url.parse().map_err(|e: tokio_postgres::Error| {
                 Error::state(format!(
@@ -173,11 +183,13 @@ impl Postgres {
         });
         // Pacer reservations are worth nothing after a crash, so their commits need
         // not wait for the disk; what must last sets `synchronous_commit` back per
-        // transaction.
-        client
-            .batch_execute("SET synchronous_commit = off")
-            .await
-            .map_err(|e| self.failed("configure the session", &e))?;
+        // transaction, or has a `durable` connection of its own.
+        if !durable {
+            client
+                .batch_execute("SET synchronous_commit = off")
+                .await
+                .map_err(|e| self.failed("configure the session", &e))?;
+        }
         self.migrate(&client).await?;
         Ok(client)
     }

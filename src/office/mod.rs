@@ -3,8 +3,8 @@
 //!
 //! - [`config`]: the one set of configuration inputs ([`ConfigInput`]) and where a
 //!   configuration comes from (a file, inline, or the one the last sync kept);
-//! - [`Office`]: the state dir's presence store and state database, opened once per
-//!   run, with the use cases as methods: [`Office::sync`] (pull sign-ins, apply the
+//! - [`Office`]: the presence store (the state dir's, or the shared PostgreSQL one:
+//!   [`OfficeStore`]) and state database, opened once per run, with the use cases as methods: [`Office::sync`] (pull sign-ins, apply the
 //!   rules, keep the result), [`Office::set_manual`] (an administrator's change) and
 //!   [`Office::who_is_where`] (who is where, occupancy, one user's days) and
 //!   [`Office::today`] (given users' status today, for `get_user_status`);
@@ -24,16 +24,18 @@ mod today;
 mod who;
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
+use crate::backend::{Postgres, SharedPresenceStore};
 use crate::error::{Error, Result};
 use crate::state::StateDb;
-use ip_presence::{PresenceConfig, PresenceError, PresenceStore};
+use ip_presence::{PresenceConfig, PresenceError};
 
 pub use config::{ConfigInput, ProcessInput};
 pub use evaluate::{EvaluateReport, Output, SignInSource, check_inline_size, evaluate};
 pub use manual::ManualChange;
 pub use report::{PresenceChanges, sign_in_of};
-pub use store::store_error;
+pub use store::{OfficeStore, store_error};
 pub use sync::{PullSummary, SyncOptions, SyncReport};
 pub use today::Today;
 pub use who::{WhoIsWhere, WhoQuery};
@@ -42,6 +44,9 @@ pub use who::{WhoIsWhere, WhoQuery};
 pub struct Office {
     dir: PathBuf,
     db: StateDb,
+    /// The presence store in the shared PostgreSQL state, under this scope, instead of
+    /// the state dir's (see [`Office::with_shared_store`]).
+    shared: Option<(Arc<Postgres>, String)>,
 }
 
 impl Office {
@@ -49,7 +54,19 @@ impl Office {
     pub fn open(state_dir: Option<&Path>, action: &str) -> Result<Self> {
         let dir = store::require_state_dir(state_dir, action)?;
         let db = StateDb::open(&dir)?;
-        Ok(Office { dir, db })
+        Ok(Office {
+            dir,
+            db,
+            shared: None,
+        })
+    }
+
+    /// Keep presence (events, statuses, overrides, discovery) in the shared PostgreSQL
+    /// state under `scope` (one tenant and app: the asset's token URL and client id),
+    /// not in the state dir. Each use case opens the store on a connection of its own.
+    pub fn with_shared_store(mut self, pg: Arc<Postgres>, scope: String) -> Self {
+        self.shared = Some((pg, scope));
+        self
     }
 
     /// The configuration of the inputs, else the one the last sync kept.
@@ -57,8 +74,13 @@ impl Office {
         input.load_or_kept(&self.db)
     }
 
-    fn store(&self) -> Result<PresenceStore> {
-        store::open_store(&self.dir)
+    fn store(&self) -> Result<OfficeStore> {
+        match &self.shared {
+            None => store::open_store(&self.dir).map(OfficeStore::Embedded),
+            Some((pg, scope)) => {
+                SharedPresenceStore::open(pg.clone(), scope.clone()).map(OfficeStore::Shared)
+            }
+        }
     }
 
     /// A failure of the engine or of this state dir's store, naming the store's file.

@@ -6,6 +6,7 @@ mod auth;
 mod batch;
 mod fidelity;
 mod http;
+mod presence_store;
 mod shared_state;
 
 #[path = "../support/mod.rs"]

@@ -1,5 +1,6 @@
 //! [`PresenceBackend`]: where the engine keeps its state (in memory,
-//! [`crate::MemoryState`], or in SQLite, [`crate::PresenceStore`]), with the references to
+//! [`crate::MemoryState`], or in SQLite, [`crate::PresenceStore`]; the connector adds one
+//! in PostgreSQL, recomputing days with the same [`crate::recompute_day`]), with the references to
 //! users and ranges the engine hands it ([`UserRef`], [`RangeRef`]) and the stable hash of
 //! a sign-in id ([`id_hash`]).
 

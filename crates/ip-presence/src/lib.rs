@@ -153,4 +153,5 @@ pub use signin::{
 };
 pub use store::{
     LocationPresence, OccupancyDay, PresenceStore, SCHEMA_VERSION, UserPresence, WhoIsWhere,
+    place_columns, place_from_columns, place_is, prune_cutoffs, recompute_day, who_is_where_of,
 };
