@@ -62,9 +62,9 @@ use tokio_postgres::types::{FromSql, ToSql};
 use tokio_postgres::{Client, Row, Statement};
 
 use ip_presence::{
-    AccessEvent, DayChange, DiscoveryBlock, EventSource, OccupancyDay, Override, Place,
-    PresenceBackend, PresenceEngine, PresenceError, PresenceEvent, RangeRef, Transition,
-    UserDayStatus, UserPresence, UserRef, WhoIsWhere, is_valid_ms, normalise_upn, place_columns,
+    AccessEvent, DayChange, DiscoveryBlock, EventSource, OccupancyDay, Override, PresenceBackend,
+    PresenceEngine, PresenceError, PresenceEvent, RangeRef, Transition, UserDayStatus,
+    UserPresence, UserRef, WhoIsWhere, is_valid_ms, normalise_upn, place_columns,
     place_from_columns, place_is, prune_cutoffs, recompute_day, who_is_where_of,
 };
 
@@ -523,7 +523,8 @@ impl SharedPresenceStore {
              ON CONFLICT (scope, upn, date) DO UPDATE SET place_kind = excluded.place_kind,
                location = excluded.location, since_ms = excluded.since_ms",
         )?;
-        let rows: Vec<(i64, &str, &str, &Option<String>, &str, &Option<String>)> = new
+        // Per event: place_kind, location, source.
+        let columns: Vec<(&str, &str, &str)> = new
             .iter()
             .map(|t| {
                 let (kind, loc) = place_columns(t.place.as_ref());
@@ -531,31 +532,32 @@ impl SharedPresenceStore {
                     EventSource::SignIn => "sign_in",
                     EventSource::Manual => "manual",
                 };
-                (t.at_ms, kind, loc, &t.range, source, &t.set_by)
+                (kind, loc, source)
             })
             .collect();
         let status = change.status.as_ref();
         let (kind, loc) = place_columns(status.and_then(|t| t.place.as_ref()));
         let since = status.map(|t| t.at_ms);
         let changed = !change.emitted.is_empty() || !change.superseded.is_empty();
-        let insert_params: Vec<[&(dyn ToSql + Sync); 9]> = rows
+        let insert_params: Vec<[&(dyn ToSql + Sync); 9]> = new
             .iter()
-            .map(|(at_ms, kind, loc, range, source, set_by)| {
+            .zip(&columns)
+            .map(|(t, (kind, loc, source))| {
                 [
                     &self.scope as &(dyn ToSql + Sync),
                     &user,
                     &d,
-                    at_ms,
+                    &t.at_ms,
                     kind,
                     loc,
-                    *range,
+                    &t.range,
                     source,
-                    *set_by,
+                    &t.set_by,
                 ]
             })
             .collect();
         let status_params: [&(dyn ToSql + Sync); 6] = [&self.scope, &user, &d, &kind, &loc, &since];
-        let mut writes = Vec::with_capacity(rows.len() + 2);
+        let mut writes = Vec::with_capacity(new.len() + 2);
         if changed {
             writes.push(self.client.execute(&delete, &key));
             for params in &insert_params {
@@ -736,7 +738,7 @@ impl PresenceBackend for SharedPresenceStore {
         ];
         let statements = deletes
             .iter()
-            .map(|(sql, _)| self.statement(*sql))
+            .map(|(sql, _)| self.statement(sql))
             .collect::<Out<Vec<_>>>()?;
         let params: Vec<[&(dyn ToSql + Sync); 2]> = deletes
             .iter()
