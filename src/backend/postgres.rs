@@ -100,7 +100,64 @@ const MIGRATIONS: &[&str] = &[
         updated_at TIMESTAMPTZ NOT NULL,
         PRIMARY KEY (token_url, client_id, scope, user_key)
     );",
-    super::presence::MIGRATION,
+    // The IP presence store (`presence`): the tables of `presence.sqlite3` with `scope`
+    // (one tenant and app) first in every key, and `user` named `upn` (reserved here).
+    // Texts compare as bytes (`COLLATE "C"`, as SQLite) and dates are ISO text, as
+    // there, so both stores sort and compare alike.
+    r#"
+    CREATE TABLE msgraph_presence_access_events (
+        scope TEXT COLLATE "C" NOT NULL, upn TEXT COLLATE "C" NOT NULL,
+        ip TEXT COLLATE "C" NOT NULL, date TEXT COLLATE "C" NOT NULL,
+        PRIMARY KEY (scope, upn, date, ip));
+    CREATE INDEX msgraph_presence_access_events_by_date
+        ON msgraph_presence_access_events (scope, date);
+    CREATE TABLE msgraph_presence_seen_sign_ins (
+        scope TEXT COLLATE "C" NOT NULL, id TEXT COLLATE "C" NOT NULL,
+        date TEXT COLLATE "C" NOT NULL,
+        PRIMARY KEY (scope, id));
+    CREATE INDEX msgraph_presence_seen_sign_ins_by_date
+        ON msgraph_presence_seen_sign_ins (scope, date);
+    CREATE TABLE msgraph_presence_observations (
+        scope TEXT COLLATE "C" NOT NULL, upn TEXT COLLATE "C" NOT NULL,
+        date TEXT COLLATE "C" NOT NULL, at_ms BIGINT NOT NULL,
+        range_name TEXT COLLATE "C" NOT NULL, place_kind TEXT COLLATE "C" NOT NULL,
+        location TEXT COLLATE "C" NOT NULL,
+        PRIMARY KEY (scope, upn, date, at_ms, range_name, place_kind, location));
+    CREATE INDEX msgraph_presence_observations_by_date
+        ON msgraph_presence_observations (scope, date);
+    CREATE TABLE msgraph_presence_overrides (
+        scope TEXT COLLATE "C" NOT NULL, upn TEXT COLLATE "C" NOT NULL,
+        date TEXT COLLATE "C" NOT NULL, at_ms BIGINT NOT NULL,
+        set_by TEXT COLLATE "C" NOT NULL, place_kind TEXT COLLATE "C" NOT NULL,
+        location TEXT COLLATE "C" NOT NULL,
+        PRIMARY KEY (scope, upn, date, at_ms, set_by));
+    CREATE INDEX msgraph_presence_overrides_by_date
+        ON msgraph_presence_overrides (scope, date);
+    -- The SQLite table has no key; one here lets the table be replicated (a publication
+    -- of deletes needs a replica identity).
+    CREATE TABLE msgraph_presence_events (
+        scope TEXT COLLATE "C" NOT NULL, seq BIGINT GENERATED ALWAYS AS IDENTITY,
+        upn TEXT COLLATE "C" NOT NULL, date TEXT COLLATE "C" NOT NULL,
+        at_ms BIGINT NOT NULL, place_kind TEXT COLLATE "C" NOT NULL,
+        location TEXT COLLATE "C" NOT NULL, range_name TEXT COLLATE "C",
+        source TEXT COLLATE "C" NOT NULL, set_by TEXT COLLATE "C",
+        PRIMARY KEY (scope, seq));
+    CREATE INDEX msgraph_presence_events_by_user ON msgraph_presence_events (scope, upn, date);
+    CREATE INDEX msgraph_presence_events_by_date
+        ON msgraph_presence_events (scope, date, place_kind, location);
+    CREATE TABLE msgraph_presence_day_status (
+        scope TEXT COLLATE "C" NOT NULL, upn TEXT COLLATE "C" NOT NULL,
+        date TEXT COLLATE "C" NOT NULL, place_kind TEXT COLLATE "C" NOT NULL,
+        location TEXT COLLATE "C" NOT NULL, since_ms BIGINT,
+        PRIMARY KEY (scope, upn, date));
+    CREATE INDEX msgraph_presence_day_status_by_date
+        ON msgraph_presence_day_status (scope, date);
+    CREATE TABLE msgraph_presence_discovery (
+        scope TEXT COLLATE "C" NOT NULL, block TEXT COLLATE "C" NOT NULL,
+        ip TEXT COLLATE "C" NOT NULL, upn TEXT COLLATE "C" NOT NULL,
+        events BIGINT NOT NULL, last_date TEXT COLLATE "C" NOT NULL,
+        PRIMARY KEY (scope, block, ip, upn));
+"#,
 ];
 
 /// An arbitrary constant: the advisory lock that serialises migrations.
