@@ -62,10 +62,10 @@ use tokio_postgres::types::{FromSql, ToSql};
 use tokio_postgres::{Client, Row, Statement};
 
 use ip_presence::{
-    AccessEvent, DayChange, DiscoveryBlock, EventSource, OccupancyDay, Override, PresenceBackend,
-    PresenceEngine, PresenceError, PresenceEvent, RangeRef, Transition, UserDayStatus,
-    UserPresence, UserRef, WhoIsWhere, is_valid_ms, normalise_upn, place_columns,
-    place_from_columns, place_is, prune_cutoffs, recompute_day, who_is_where_of,
+    AccessEvent, DayChange, DiscoveryBlock, EventSource, Observation, OccupancyDay, Override,
+    Place, PresenceBackend, PresenceEngine, PresenceError, PresenceEvent, RangeRef, SeenSignIn,
+    Transition, UserDayStatus, UserPresence, UserRef, WhoIsWhere, is_valid_ms, normalise_upn,
+    place_columns, place_from_columns, place_is, prune_cutoffs, recompute_day, who_is_where_of,
 };
 
 use super::Postgres;
@@ -397,21 +397,40 @@ impl SharedPresenceStore {
             .collect()
     }
 
-    /// One user-day recomputed: its reads sent together, then its writes together.
-    fn recompute_one(&self, user: &str, date: Date) -> Out<DayChange> {
-        let d = date.to_string();
+    /// User-days recomputed together: their observations, overrides and events read in
+    /// three statements sent at once, each day recomputed (and handed to `sink`, in
+    /// order), then their writes in three statements sent at once: the events of the
+    /// days that changed replaced, every day's status kept.
+    fn recompute_days(&self, days: &[(String, Date)], sink: &mut dyn FnMut(DayChange)) -> Out<()> {
+        let users: Vec<&str> = days.iter().map(|(u, _)| u.as_str()).collect();
+        let dates: Vec<String> = days.iter().map(|(_, d)| d.to_string()).collect();
         let (obs_sql, ovs_sql, events_sql) = (
             self.statement(
-                "SELECT at_ms, range_name, place_kind, location FROM msgraph_presence_observations
-                 WHERE scope = $1 AND upn = $2 AND date = $3",
+                r#"SELECT o.upn, o.date, o.at_ms, o.range_name, o.place_kind, o.location
+                 FROM msgraph_presence_observations o
+                 JOIN unnest($2::text[], $3::text[]) AS k(upn, date)
+                   ON o.upn = k.upn COLLATE "C" AND o.date = k.date COLLATE "C"
+                 WHERE o.scope = $1"#,
             )?,
             self.statement(
-                "SELECT at_ms, set_by, place_kind, location FROM msgraph_presence_overrides
-                 WHERE scope = $1 AND upn = $2 AND date = $3",
+                r#"SELECT o.upn, o.date, o.at_ms, o.set_by, o.place_kind, o.location
+                 FROM msgraph_presence_overrides o
+                 JOIN unnest($2::text[], $3::text[]) AS k(upn, date)
+                   ON o.upn = k.upn COLLATE "C" AND o.date = k.date COLLATE "C"
+                 WHERE o.scope = $1"#,
             )?,
-            self.statement(LOAD_EVENTS)?,
+            self.statement(
+                r#"SELECT e.upn, e.date, e.at_ms, e.place_kind, e.location, e.range_name,
+                        e.source, e.set_by
+                 FROM msgraph_presence_events e
+                 JOIN unnest($2::text[], $3::text[]) AS k(upn, date)
+                   ON e.upn = k.upn COLLATE "C" AND e.date = k.date COLLATE "C"
+                 WHERE e.scope = $1
+                 ORDER BY e.upn, e.date, e.at_ms, e.source, e.range_name NULLS FIRST,
+                          e.set_by NULLS FIRST"#,
+            )?,
         );
-        let key: [&(dyn ToSql + Sync); 3] = [&self.scope, &user, &d];
+        let key: [&(dyn ToSql + Sync); 3] = [&self.scope, &users, &dates];
         let mut reads = wait_all(vec![
             self.client.query(&obs_sql, &key),
             self.client.query(&ovs_sql, &key),
@@ -426,89 +445,171 @@ impl SharedPresenceStore {
                 "three reads gave fewer answers".into(),
             ));
         };
-        let obs = obs_rows
-            .iter()
-            .map(|r| {
-                Ok((
-                    self.stored_ms("observations", user, &d, self.col(r, 0)?)?,
-                    self.col::<String>(r, 1)?,
-                    place_from_columns(&self.col::<String>(r, 2)?, self.col(r, 3)?),
-                ))
-            })
-            .collect::<Out<Vec<_>>>()?;
-        let ovs = ovs_rows
-            .iter()
-            .map(|r| {
-                Ok(Override {
-                    at_ms: self.stored_ms("overrides", user, &d, self.col(r, 0)?)?,
-                    set_by: self.col(r, 1)?,
-                    place: place_from_columns(&self.col::<String>(r, 2)?, self.col(r, 3)?),
-                })
-            })
-            .collect::<Out<Vec<_>>>()?;
-        let old = self.transitions_of(user, date, &event_rows)?;
-        let (new, change) = recompute_day(user, date, &obs, &ovs, &old);
+        // Each day's rows, by (user, date).
+        type Day = (String, String);
+        let mut obs: HashMap<Day, Vec<(i64, String, Option<Place>)>> = HashMap::new();
+        for r in &obs_rows {
+            let (user, date): Day = (self.col(r, 0)?, self.col(r, 1)?);
+            let at_ms = self.stored_ms("observations", &user, &date, self.col(r, 2)?)?;
+            let place = place_from_columns(&self.col::<String>(r, 4)?, self.col(r, 5)?);
+            obs.entry((user, date))
+                .or_default()
+                .push((at_ms, self.col(r, 3)?, place));
+        }
+        let mut ovs: HashMap<Day, Vec<Override>> = HashMap::new();
+        for r in &ovs_rows {
+            let (user, date): Day = (self.col(r, 0)?, self.col(r, 1)?);
+            let at_ms = self.stored_ms("overrides", &user, &date, self.col(r, 2)?)?;
+            ovs.entry((user, date)).or_default().push(Override {
+                at_ms,
+                set_by: self.col(r, 3)?,
+                place: place_from_columns(&self.col::<String>(r, 4)?, self.col(r, 5)?),
+            });
+        }
+        let mut old: HashMap<Day, Vec<Transition>> = HashMap::new();
+        for r in &event_rows {
+            let (user, date): Day = (self.col(r, 0)?, self.col(r, 1)?);
+            let t = Transition {
+                at_ms: self.stored_ms("presence_events", &user, &date, self.col(r, 2)?)?,
+                place: place_from_columns(&self.col::<String>(r, 3)?, self.col(r, 4)?),
+                range: self.col(r, 5)?,
+                source: if self.col::<&str>(r, 6)? == "manual" {
+                    EventSource::Manual
+                } else {
+                    EventSource::SignIn
+                },
+                set_by: self.col(r, 7)?,
+            };
+            old.entry((user, date)).or_default().push(t);
+        }
 
-        // The writes, in order on the one connection: the day's events replaced (only
-        // when they changed), then its status.
+        // The writes, as columns.
+        let mut replaced: (Vec<&str>, Vec<&str>) = Default::default();
+        let mut events = EventColumns::default();
+        let mut status = StatusColumns::default();
+        for ((user, date), d) in days.iter().zip(&dates) {
+            let key = (user.clone(), d.clone());
+            let (new, change) = recompute_day(
+                user,
+                *date,
+                obs.get(&key).map_or(&[][..], Vec::as_slice),
+                ovs.get(&key).map_or(&[][..], Vec::as_slice),
+                old.get(&key).map_or(&[][..], Vec::as_slice),
+            );
+            if !change.emitted.is_empty() || !change.superseded.is_empty() {
+                replaced.0.push(user);
+                replaced.1.push(d);
+                for t in &new {
+                    events.push(user, d, t);
+                }
+            }
+            status.push(user, d, change.status.as_ref());
+            sink(change);
+        }
         let delete = self.statement(
-            "DELETE FROM msgraph_presence_events WHERE scope = $1 AND upn = $2 AND date = $3",
+            r#"DELETE FROM msgraph_presence_events e
+             USING unnest($2::text[], $3::text[]) AS k(upn, date)
+             WHERE e.scope = $1 AND e.upn = k.upn COLLATE "C" AND e.date = k.date COLLATE "C""#,
         )?;
         let insert = self.statement(
             "INSERT INTO msgraph_presence_events
              (scope, upn, date, at_ms, place_kind, location, range_name, source, set_by)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+             SELECT $1, upn, date, at_ms, place_kind, location, range_name, source, set_by
+             FROM unnest($2::text[], $3::text[], $4::int8[], $5::text[], $6::text[],
+                         $7::text[], $8::text[], $9::text[])
+                 AS t(upn, date, at_ms, place_kind, location, range_name, source, set_by)",
         )?;
-        let status_sql = self.statement(
+        let keep_status = self.statement(
             "INSERT INTO msgraph_presence_day_status
-             (scope, upn, date, place_kind, location, since_ms) VALUES ($1, $2, $3, $4, $5, $6)
+             (scope, upn, date, place_kind, location, since_ms)
+             SELECT $1, upn, date, place_kind, location, since_ms
+             FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::int8[])
+                 AS t(upn, date, place_kind, location, since_ms)
              ON CONFLICT (scope, upn, date) DO UPDATE SET place_kind = excluded.place_kind,
                location = excluded.location, since_ms = excluded.since_ms",
         )?;
-        // Per event: place_kind, location, source.
-        let columns: Vec<(&str, &str, &str)> = new
-            .iter()
-            .map(|t| {
-                let (kind, loc) = place_columns(t.place.as_ref());
-                let source = match t.source {
-                    EventSource::SignIn => "sign_in",
-                    EventSource::Manual => "manual",
-                };
-                (kind, loc, source)
-            })
-            .collect();
-        let status = change.status.as_ref();
-        let (kind, loc) = place_columns(status.and_then(|t| t.place.as_ref()));
-        let since = status.map(|t| t.at_ms);
-        let changed = !change.emitted.is_empty() || !change.superseded.is_empty();
-        let insert_params: Vec<[&(dyn ToSql + Sync); 9]> = new
-            .iter()
-            .zip(&columns)
-            .map(|(t, (kind, loc, source))| {
-                [
-                    &self.scope as &(dyn ToSql + Sync),
-                    &user,
-                    &d,
-                    &t.at_ms,
-                    kind,
-                    loc,
-                    &t.range,
-                    source,
-                    &t.set_by,
-                ]
-            })
-            .collect();
-        let status_params: [&(dyn ToSql + Sync); 6] = [&self.scope, &user, &d, &kind, &loc, &since];
-        let mut writes = Vec::with_capacity(new.len() + 2);
-        if changed {
-            writes.push(self.client.execute(&delete, &key));
-            for params in &insert_params {
-                writes.push(self.client.execute(&insert, params));
-            }
-        }
-        writes.push(self.client.execute(&status_sql, &status_params));
-        wait_all(writes).map_err(|e| self.failed(&e))?;
-        Ok(change)
+        let delete_params: [&(dyn ToSql + Sync); 3] = [&self.scope, &replaced.0, &replaced.1];
+        let insert_params: [&(dyn ToSql + Sync); 9] = [
+            &self.scope,
+            &events.users,
+            &events.dates,
+            &events.times,
+            &events.kinds,
+            &events.locations,
+            &events.ranges,
+            &events.sources,
+            &events.set_by,
+        ];
+        let status_params: [&(dyn ToSql + Sync); 6] = [
+            &self.scope,
+            &status.users,
+            &status.dates,
+            &status.kinds,
+            &status.locations,
+            &status.since,
+        ];
+        // In this order on the one connection: the old events go before the new come.
+        wait_all(vec![
+            self.client.execute(&delete, &delete_params),
+            self.client.execute(&insert, &insert_params),
+            self.client.execute(&keep_status, &status_params),
+        ])
+        .map_err(|e| self.failed(&e))?;
+        Ok(())
+    }
+}
+
+/// User-days recomputed per round of statements: a few MB of rows at most.
+const RECOMPUTE_DAYS: usize = 2_000;
+
+/// The day's events to write, as the columns of one `INSERT .. SELECT FROM unnest`.
+#[derive(Default)]
+struct EventColumns<'a> {
+    users: Vec<&'a str>,
+    dates: Vec<&'a str>,
+    times: Vec<i64>,
+    kinds: Vec<&'static str>,
+    locations: Vec<String>,
+    ranges: Vec<Option<String>>,
+    sources: Vec<&'static str>,
+    set_by: Vec<Option<String>>,
+}
+
+impl<'a> EventColumns<'a> {
+    fn push(&mut self, user: &'a str, date: &'a str, t: &Transition) {
+        let (kind, location) = place_columns(t.place.as_ref());
+        self.users.push(user);
+        self.dates.push(date);
+        self.times.push(t.at_ms);
+        self.kinds.push(kind);
+        self.locations.push(location.to_owned());
+        self.ranges.push(t.range.clone());
+        self.sources.push(match t.source {
+            EventSource::SignIn => "sign_in",
+            EventSource::Manual => "manual",
+        });
+        self.set_by.push(t.set_by.clone());
+    }
+}
+
+/// Days' end statuses to keep, as columns.
+#[derive(Default)]
+struct StatusColumns<'a> {
+    users: Vec<&'a str>,
+    dates: Vec<&'a str>,
+    kinds: Vec<&'static str>,
+    locations: Vec<String>,
+    since: Vec<Option<i64>>,
+}
+
+impl<'a> StatusColumns<'a> {
+    fn push(&mut self, user: &'a str, date: &'a str, status: Option<&Transition>) {
+        let (kind, location) = place_columns(status.and_then(|t| t.place.as_ref()));
+        self.users.push(user);
+        self.dates.push(date);
+        self.kinds.push(kind);
+        self.locations.push(location.to_owned());
+        self.since.push(status.map(|t| t.at_ms));
     }
 }
 
@@ -545,6 +646,139 @@ impl PresenceBackend for SharedPresenceStore {
             let sql = if ok { "COMMIT" } else { "ROLLBACK" };
             wait(self.client.batch_execute(sql)).map_err(|e| self.failed(&e))?;
         }
+        Ok(())
+    }
+
+    fn in_bulk(&self) -> bool {
+        true
+    }
+
+    fn first_seen_all(&mut self, items: &[SeenSignIn<'_>]) -> Out<Vec<bool>> {
+        let mut first = HashSet::with_capacity(items.len());
+        let (mut ids, mut dates) = (Vec::new(), Vec::new());
+        for s in items {
+            if first.insert(s.id) {
+                ids.push(s.id);
+                dates.push(s.date.to_string());
+            }
+        }
+        let rows = self.query(
+            "INSERT INTO msgraph_presence_seen_sign_ins (scope, id, date)
+             SELECT $1, id, date FROM unnest($2::text[], $3::text[]) AS t(id, date)
+             ON CONFLICT DO NOTHING RETURNING id",
+            &[&self.scope, &ids, &dates],
+        )?;
+        let mut new = rows
+            .iter()
+            .map(|r| self.col::<String>(r, 0))
+            .collect::<Out<HashSet<_>>>()?;
+        // New the first time only: the id is taken out of the set once answered.
+        Ok(items.iter().map(|s| new.remove(s.id)).collect())
+    }
+
+    fn log_access_all(&mut self, items: &[(UserRef<'_>, IpAddr, Date)]) -> Out<Vec<bool>> {
+        let keys: Vec<(&str, String, String)> = items
+            .iter()
+            .map(|(u, ip, date)| (u.key, ip.to_string(), date.to_string()))
+            .collect();
+        let mut first = HashSet::with_capacity(keys.len());
+        let (mut users, mut ips, mut dates) = (Vec::new(), Vec::new(), Vec::new());
+        for k in &keys {
+            if first.insert(k) {
+                users.push(k.0);
+                ips.push(k.1.as_str());
+                dates.push(k.2.as_str());
+            }
+        }
+        let rows = self.query(
+            "INSERT INTO msgraph_presence_access_events (scope, upn, ip, date)
+             SELECT $1, upn, ip, date FROM unnest($2::text[], $3::text[], $4::text[])
+                 AS t(upn, ip, date)
+             ON CONFLICT DO NOTHING RETURNING upn, ip, date",
+            &[&self.scope, &users, &ips, &dates],
+        )?;
+        let mut new = rows
+            .iter()
+            .map(|r| Ok((self.col::<String>(r, 0)?, self.col(r, 1)?, self.col(r, 2)?)))
+            .collect::<Out<HashSet<(String, String, String)>>>()?;
+        Ok(keys
+            .into_iter()
+            .map(|(u, ip, d)| new.remove(&(u.to_owned(), ip, d)))
+            .collect())
+    }
+
+    fn observe_all(&mut self, items: &[Observation<'_>]) -> Out<()> {
+        let rows: Vec<(&str, String, i64, &str, &str, &str)> = items
+            .iter()
+            .map(|o| {
+                let (kind, loc) = place_columns(Some(o.range.place));
+                (
+                    o.user.key,
+                    o.date.to_string(),
+                    o.at_ms,
+                    o.range.name,
+                    kind,
+                    loc,
+                )
+            })
+            .collect::<HashSet<_>>()
+            .into_iter()
+            .collect();
+        let users: Vec<&str> = rows.iter().map(|r| r.0).collect();
+        let dates: Vec<&str> = rows.iter().map(|r| r.1.as_str()).collect();
+        let ranges: Vec<&str> = rows.iter().map(|r| r.3).collect();
+        let kinds: Vec<&str> = rows.iter().map(|r| r.4).collect();
+        let locations: Vec<&str> = rows.iter().map(|r| r.5).collect();
+        let times: Vec<i64> = rows.iter().map(|r| r.2).collect();
+        let inserted = self.query(
+            "INSERT INTO msgraph_presence_observations
+             (scope, upn, date, at_ms, range_name, place_kind, location)
+             SELECT $1, upn, date, at_ms, range_name, place_kind, location
+             FROM unnest($2::text[], $3::text[], $4::int8[], $5::text[], $6::text[], $7::text[])
+                 AS t(upn, date, at_ms, range_name, place_kind, location)
+             ON CONFLICT DO NOTHING RETURNING upn, date",
+            &[
+                &self.scope,
+                &users,
+                &dates,
+                &times,
+                &ranges,
+                &kinds,
+                &locations,
+            ],
+        )?;
+        for r in &inserted {
+            let date = self.date_of(self.col(r, 1)?)?;
+            self.dirty.insert((self.col(r, 0)?, date));
+        }
+        Ok(())
+    }
+
+    fn discover_all(&mut self, items: &[(IpNet, IpAddr, UserRef<'_>, Date)]) -> Out<()> {
+        // One row per (block, ip, user): how many times, and the latest date.
+        let mut counted: HashMap<(String, String, &str), (i64, Date)> = HashMap::new();
+        for &(block, ip, user, date) in items {
+            let e = counted
+                .entry((block.to_string(), ip.to_string(), user.key))
+                .or_insert((0, date));
+            e.0 += 1;
+            e.1 = e.1.max(date);
+        }
+        let rows: Vec<_> = counted.iter().collect();
+        let blocks: Vec<&str> = rows.iter().map(|(k, _)| k.0.as_str()).collect();
+        let ips: Vec<&str> = rows.iter().map(|(k, _)| k.1.as_str()).collect();
+        let users: Vec<&str> = rows.iter().map(|(k, _)| k.2).collect();
+        let events: Vec<i64> = rows.iter().map(|(_, v)| v.0).collect();
+        let dates: Vec<String> = rows.iter().map(|(_, v)| v.1.to_string()).collect();
+        self.execute(
+            "INSERT INTO msgraph_presence_discovery AS d (scope, block, ip, upn, events, last_date)
+             SELECT $1, block, ip, upn, events, last_date
+             FROM unnest($2::text[], $3::text[], $4::text[], $5::int8[], $6::text[])
+                 AS t(block, ip, upn, events, last_date)
+             ON CONFLICT (scope, block, ip, upn) DO UPDATE SET events = d.events + excluded.events,
+               last_date = greatest(d.last_date, excluded.last_date)",
+            &[&self.scope, &blocks, &ips, &users, &events, &dates],
+        )?;
         Ok(())
     }
 
@@ -639,8 +873,8 @@ impl PresenceBackend for SharedPresenceStore {
     fn recompute(&mut self, sink: &mut dyn FnMut(DayChange)) -> Out<()> {
         let mut dirty: Vec<(String, Date)> = self.dirty.drain().collect();
         dirty.sort();
-        for (u, d) in &dirty {
-            sink(self.recompute_one(u, *d)?);
+        for days in dirty.chunks(RECOMPUTE_DAYS) {
+            self.recompute_days(days, sink)?;
         }
         Ok(())
     }

@@ -13,9 +13,9 @@ use super::config::config_errors;
 use crate::backend::SharedPresenceStore;
 use crate::error::{Error, Result};
 use ip_presence::{
-    AccessEvent, DayChange, DiscoveryBlock, OccupancyDay, Override, PresenceBackend,
+    AccessEvent, DayChange, DiscoveryBlock, Observation, OccupancyDay, Override, PresenceBackend,
     PresenceConfig, PresenceEngine, PresenceError, PresenceEvent, PresenceStore, RangeRef,
-    Transition, UserPresence, UserRef,
+    SeenSignIn, Transition, UserPresence, UserRef,
 };
 
 /// The state dir, which the store-backed actions require.
@@ -171,6 +171,27 @@ impl PresenceBackend for OfficeStore {
         date: Date,
     ) -> Result<bool, PresenceError> {
         either!(self, s => s.log_access(user, ip, date))
+    }
+    fn in_bulk(&self) -> bool {
+        either!(self, s => s.in_bulk())
+    }
+    fn first_seen_all(&mut self, items: &[SeenSignIn<'_>]) -> Result<Vec<bool>, PresenceError> {
+        either!(self, s => s.first_seen_all(items))
+    }
+    fn log_access_all(
+        &mut self,
+        items: &[(UserRef<'_>, IpAddr, Date)],
+    ) -> Result<Vec<bool>, PresenceError> {
+        either!(self, s => s.log_access_all(items))
+    }
+    fn observe_all(&mut self, items: &[Observation<'_>]) -> Result<(), PresenceError> {
+        either!(self, s => s.observe_all(items))
+    }
+    fn discover_all(
+        &mut self,
+        items: &[(IpNet, IpAddr, UserRef<'_>, Date)],
+    ) -> Result<(), PresenceError> {
+        either!(self, s => s.discover_all(items))
     }
     fn observe(
         &mut self,

@@ -260,13 +260,18 @@ fn overrides_and_retention_alike() {
     assert_eq!(left, 1);
 }
 
-/// A backend that fails on its `n`th observation: the batch must leave nothing.
+/// A store as the engine sees it through one call per sign-in (or, with `bulk`, through
+/// the `_all` methods' one-by-one defaults), failing on its `left + 1`th observation.
 struct FailingAt<'a> {
     inner: &'a mut OfficeStore,
     left: usize,
+    bulk: bool,
 }
 
 impl PresenceBackend for FailingAt<'_> {
+    fn in_bulk(&self) -> bool {
+        self.bulk
+    }
     fn begin(&mut self) -> Result<(), PresenceError> {
         self.inner.begin()
     }
@@ -337,9 +342,11 @@ fn a_rolled_back_batch_leaves_nothing() {
         let e = engine(20);
         let mut store = place.open();
         let day = sign_ins(500, 20, 3);
+        // One call per sign-in here (the shared store's own calls), in bulk below.
         let mut failing = FailingAt {
             inner: &mut store,
             left: 100,
+            bulk: false,
         };
         let err = e
             .process(&mut failing, day.clone(), &evening())
@@ -354,6 +361,37 @@ fn a_rolled_back_batch_leaves_nothing() {
         (r, answers(&mut store, &e, 20))
     });
     assert!(retried.0.counts.presence_observed > 100);
+}
+
+/// The engine's two ways of calling a store, sign-in by sign-in and in bulk (as it
+/// calls the shared store), give the same reports and the same store.
+#[test]
+fn sign_ins_in_bulk_and_one_by_one_give_the_same() {
+    let e = engine(25);
+    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let mut one_by_one = Engine::Sqlite(a.path().to_path_buf()).open();
+    let mut store = Engine::Sqlite(b.path().to_path_buf()).open();
+    let all = sign_ins(2_500, 25, 8);
+    let mut duplicates = 0;
+    for batch in [&all[..1_000], &all[600..2_000], &all[1_500..]] {
+        let plain = e
+            .process(&mut one_by_one, batch.to_vec(), &evening())
+            .unwrap();
+        let mut bulk = FailingAt {
+            inner: &mut store,
+            left: usize::MAX,
+            bulk: true,
+        };
+        let in_bulk = e.process(&mut bulk, batch.to_vec(), &evening()).unwrap();
+        assert_eq!(in_bulk, plain);
+        assert!(plain.counts.access_logged > 0 && !plain.presence_events.is_empty());
+        duplicates += plain.counts.discarded.duplicate;
+    }
+    assert_eq!(duplicates, 400 + 500);
+    assert_eq!(
+        answers(&mut store, &e, 25),
+        answers(&mut one_by_one, &e, 25)
+    );
 }
 
 /// The shared store's own: a database per test, or skipped (failed under CI).
