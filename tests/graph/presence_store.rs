@@ -589,3 +589,74 @@ fn a_batch_waits_for_the_open_batch_of_its_scope_only() {
         }
     }
 }
+
+/// The office's use cases (an administrator's change, who is where) answer alike from
+/// the state dir's store and from the shared one, which leaves the state dir without a
+/// presence file; a shared store that cannot be reached is exit 7, kind `state`,
+/// naming the database without its password.
+#[test]
+fn the_office_answers_alike_from_either_store() {
+    use msgraph_connector::office::{ManualChange, Office, WhoQuery};
+    let config = engine(5).config().clone();
+    let answer = on_both(|place| {
+        let state = tempfile::tempdir().unwrap();
+        let office = match place {
+            Engine::Sqlite(dir) => Office::open(Some(dir), "test").unwrap(),
+            Engine::Postgres { url, scope } => Office::open(Some(state.path()), "test")
+                .unwrap()
+                .with_shared_store(pg(url), scope.clone()),
+        };
+        let change = office
+            .set_manual(
+                config.clone(),
+                ManualChange {
+                    user: "U1@x",
+                    place: Some(Place::Office {
+                        location: "Berlin".into(),
+                    }),
+                    date: Some(date(2024, 5, 7)),
+                    at: "2024-05-07T10:00:00Z".parse().unwrap(),
+                    set_by: "admin@x",
+                },
+            )
+            .unwrap();
+        let who = office
+            .who_is_where(
+                config.clone(),
+                WhoQuery {
+                    date: Some(date(2024, 5, 7)),
+                    user: Some("u1@x"),
+                    full_view: true,
+                    ..WhoQuery::default()
+                },
+            )
+            .unwrap();
+        if let Engine::Postgres { .. } = place {
+            assert!(!state.path().join("presence.sqlite3").exists());
+        }
+        (
+            serde_json::to_value(change).unwrap(),
+            serde_json::to_value(who).unwrap(),
+        )
+    });
+    assert_eq!(
+        answer.1["locations"][0]["users"],
+        serde_json::json!(["u1@x"])
+    );
+    assert_eq!(answer.0["presence_events"][0]["set_by"], "admin@x");
+
+    let state = tempfile::tempdir().unwrap();
+    let office = Office::open(Some(state.path()), "test")
+        .unwrap()
+        .with_shared_store(
+            pg("postgres://app:Unre4chablePw@127.0.0.1:1/state?connect_timeout=2"),
+            "s".into(),
+        );
+    let err = office
+        .who_is_where(config, WhoQuery::default())
+        .unwrap_err();
+    assert_eq!((err.exit_code(), err.kind.as_str()), (7, "state"));
+    assert!(err.message.contains("[REDACTED]"), "{}", err.message);
+    assert!(!err.message.contains("Unre4chablePw"), "{}", err.message);
+    assert!(!state.path().join("presence.sqlite3").exists());
+}
