@@ -14,15 +14,20 @@
 //!   synchronous and is called inside the sync's async pull, on the runner's
 //!   `current_thread` runtime. The connection is driven by a thread of its own (a
 //!   one-thread tokio runtime owning the socket, stopped when the store is dropped);
-//!   the caller's thread sends each statement through tokio-postgres's client, which
-//!   needs no runtime, and parks until the answer wakes it ([`wait`]). The caller's
+//!   the caller's thread sends each statement through tokio-postgres's client, whose
+//!   futures only pass messages to the connection's task over channels and so need no
+//!   runtime (read in its source; no document says so, and
+//!   `tests/graph/presence_store.rs` runs the store inside a `current_thread` runtime),
+//!   and parks until the answer wakes it ([`wait`]). The caller's
 //!   runtime is blocked meanwhile, as by the SQLite store's calls; nothing the store
 //!   waits for runs there, so it cannot deadlock, and the embedded path is unchanged
 //!   (no runtime change; `tokio::task::block_in_place` would have needed a
 //!   multi-thread runtime for every PostgreSQL run).
 //! - **One batch, one transaction** (`begin` .. `end`), committed or rolled back, as the
 //!   SQLite store's `BEGIN IMMEDIATE`. `begin` takes a transaction-scoped advisory lock
-//!   on the scope (`pg_advisory_xact_lock(class, hashtext(scope))`), so batches of one
+//!   on the scope (`pg_advisory_xact_lock(class, hashtext(scope))`; `hashtext` is
+//!   PostgreSQL's internal text hash, undocumented but the same for every session of
+//!   one server, which is all a lock key needs), so batches of one
 //!   scope run one after another whatever machine they come from. That is enough
 //!   because every write to a scope happens inside a batch, and under READ COMMITTED
 //!   each statement after the lock sees what the batch before it committed: a sign-in
@@ -38,11 +43,12 @@
 //!   sign-ins in bulk ([`PresenceBackend::in_bulk`]): per 5,000 of them one statement
 //!   each records their ids (answering which are new), access events, observations and
 //!   discoveries, with `unnest()` over arrays; the days they touched are recomputed
-//!   2,000 at a time in three reads and three writes, each three sent together
-//!   (tokio-postgres pipelines requests in flight at once; they run in the order
-//!   sent), and `prune`'s seven deletes go together. A batch of 10,000 sign-ins costs
-//!   about twice the SQLite file's time, where one round trip per call cost 45 times
-//!   (`docs/benchmarks.md`). Statements are prepared once per store. The one-by-one
+//!   2,000 at a time in three reads and three writes, each three sent together, and
+//!   `prune`'s seven deletes go together ([`wait_all`]: tokio-postgres pipelines
+//!   requests in flight at once and runs them in the order first polled,
+//!   <https://docs.rs/tokio-postgres/latest/tokio_postgres/#behavior>). A batch of
+//!   10,000 sign-ins costs about two and a half times the SQLite file's time, where one
+//!   round trip per call cost 45 times (`docs/benchmarks.md`). Statements are prepared once per store. The one-by-one
 //!   methods stay for callers that use them (and are tested through them).
 //! - Texts are `COLLATE "C"` (byte order, as SQLite compares) and dates are ISO text
 //!   as in the SQLite store (not `DATE`): the same comparisons, ranges and orders as the

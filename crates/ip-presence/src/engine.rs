@@ -417,7 +417,7 @@ fn answers(got: Vec<bool>, n: usize) -> Result<Vec<bool>, PresenceError> {
     if got.len() == n {
         Ok(got)
     } else {
-        Err(PresenceError::Invalid(format!(
+        Err(PresenceError::Backend(format!(
             "the presence store answered {} of {n} items",
             got.len()
         )))
