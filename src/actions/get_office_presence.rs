@@ -10,7 +10,7 @@ use serde::Deserialize;
 use super::{Action, ActionMeta, Context, LocalWrites, Reply};
 use crate::error::Result;
 use crate::inputs::parse_date;
-use crate::office::{ConfigInput, Office, WhoIsWhere, WhoQuery};
+use crate::office::{ConfigInput, WhoIsWhere, WhoQuery};
 
 #[derive(Debug, Deserialize, JsonSchema)]
 #[schemars(deny_unknown_fields)]
@@ -62,7 +62,7 @@ impl Action for GetOfficePresence {
     };
 
     async fn run(ctx: &Context, input: Input) -> Result<Reply<WhoIsWhere>> {
-        let office = Office::open(ctx.state_dir.as_deref(), Self::META.name)?;
+        let office = ctx.office(Self::META.name)?;
         let config = office.config(&input.config).await?;
         let query = WhoQuery {
             date: parse_date(input.date.as_deref(), "/inputs/date")?,

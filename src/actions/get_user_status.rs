@@ -65,6 +65,7 @@ impl Action for GetUserStatus {
             parts: input.parts.unwrap_or_else(|| Part::ALL.to_vec()),
             recent_days: input.recent_days,
             state_dir: ctx.state_dir.as_deref(),
+            shared: ctx.shared_state()?,
         };
         let users = status::user_status(graph, &query).await?;
         Ok(Reply::ok(Output { users }))

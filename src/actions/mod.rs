@@ -173,10 +173,18 @@ impl Context {
         self
     }
 
-    /// Where this run keeps sign-in cursors and named values, and takes their leases:
-    /// the shared state under the asset's scope when `--state-url` names one, else the
-    /// state dir's `state.sqlite3`, else nowhere (`None`).
-    pub fn state_store(&self) -> Result<Option<StateStore>> {
+    /// The IP presence state of this run: the shared state's (under the asset's scope)
+    /// when `--state-url` names one, else the state dir's, which `action` then requires.
+    pub fn office(&self, action: &str) -> Result<crate::office::Office> {
+        match self.shared_state()? {
+            Some(shared) => Ok(crate::office::Office::shared(shared)),
+            None => crate::office::Office::open(self.state_dir.as_deref(), action),
+        }
+    }
+
+    /// The shared state of this run (`--state-url`), under the asset's scope; `None`
+    /// when the run keeps its state in the state dir. Opens nothing local.
+    pub fn shared_state(&self) -> Result<Option<SharedState>> {
         let shared = match &self.graph {
             Some(g) => match g.backend() {
                 Some(Backend::Postgres(pg)) => Some((pg.clone(), Some(scope_of(g.asset())))),
@@ -185,12 +193,22 @@ impl Context {
             None => self.shared.clone(),
         };
         match shared {
-            Some((pg, Some(scope))) => Ok(Some(StateStore::Shared(SharedState::new(pg, scope)))),
+            Some((pg, Some(scope))) => Ok(Some(SharedState::new(pg, scope))),
             Some((_, None)) => Err(Error::invalid(
                 "/asset",
                 "is required with a shared state (--state-url): its token URL and client id \
                  name the tenant's state in the database (give the asset the sync runs with)",
             )),
+            None => Ok(None),
+        }
+    }
+
+    /// Where this run keeps sign-in cursors and named values, and takes their leases:
+    /// the shared state under the asset's scope when `--state-url` names one, else the
+    /// state dir's `state.sqlite3`, else nowhere (`None`).
+    pub fn state_store(&self) -> Result<Option<StateStore>> {
+        match self.shared_state()? {
+            Some(shared) => Ok(Some(StateStore::Shared(shared))),
             None => self
                 .state_dir
                 .as_deref()

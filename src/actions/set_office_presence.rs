@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use super::{Action, ActionMeta, Context, LocalWrites, Reply};
 use crate::error::{Error, Result};
 use crate::inputs::{now_or, parse_date, parse_time};
-use crate::office::{ConfigInput, ManualChange, Office, PresenceChanges};
+use crate::office::{ConfigInput, ManualChange, PresenceChanges};
 use ip_presence::Place;
 
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -72,7 +72,7 @@ pub(crate) async fn apply(
     input: &ManualInput,
     place: Option<Place>,
 ) -> Result<Output> {
-    let office = Office::open(ctx.state_dir.as_deref(), action)?;
+    let office = ctx.office(action)?;
     let config = office.config(config).await?;
     let change = ManualChange {
         user: &input.user,

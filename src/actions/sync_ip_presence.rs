@@ -11,7 +11,7 @@ use serde::Deserialize;
 use super::{Action, ActionMeta, Context, LocalWrites, Reply};
 use crate::error::Result;
 use crate::inputs::parse_time;
-use crate::office::{ConfigInput, Office, ProcessInput, SyncOptions, SyncReport};
+use crate::office::{ConfigInput, ProcessInput, SyncOptions, SyncReport};
 use crate::signins::EventType;
 
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -69,7 +69,7 @@ impl Action for SyncIpPresence {
     };
 
     async fn run(ctx: &Context, input: Input) -> Result<Reply<SyncReport>> {
-        let office = Office::open(ctx.state_dir.as_deref(), Self::META.name)?;
+        let office = ctx.office(Self::META.name)?;
         let since = parse_time(input.since.as_deref(), "/inputs/since")?;
         let process = input.process.options()?;
         // Checked before any request: a bad configuration makes no network call.

@@ -12,10 +12,11 @@
 //!
 //! What each backend holds so far: the pacer's budgets ([`budget`]), and in PostgreSQL
 //! the token cache (`msgraph_token_cache`, sealed under the state key by
-//! `crate::auth::shared_cache`; the embedded backend's is `<state-dir>/tokens/`), and the
+//! `crate::auth::shared_cache`; the embedded backend's is `<state-dir>/tokens/`), the
 //! named values and cursor leases of `crate::state` (`msgraph_state`,
-//! `msgraph_cursor_lease`; embedded: `state.sqlite3`). The IP presence store stays in
-//! `--state-dir` ([`refuse_local`] says so when a shared state was asked for).
+//! `msgraph_cursor_lease`; embedded: `state.sqlite3`) and the IP presence store
+//! ([`presence`], `msgraph_presence_*` per scope, on a connection of its own; the
+//! embedded one is `ip_presence::PresenceStore`).
 //!
 //! This module sits below `graph/` (the pacer reserves here before every request) and
 //! knows nothing of Graph: a budget is a key, a request count and a window.
@@ -27,8 +28,10 @@ use crate::error::{Error, Result};
 
 pub mod budget;
 pub mod postgres;
+pub mod presence;
 
 pub use postgres::Postgres;
+pub use presence::SharedPresenceStore;
 
 /// What `--state-url` asked for.
 #[derive(Clone, Default, PartialEq, Eq)]

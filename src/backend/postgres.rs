@@ -24,7 +24,7 @@ use tokio_postgres::Client;
 use crate::error::{Error, Result};
 
 /// The schema version this build reads and writes.
-pub const SCHEMA_VERSION: i32 = 3;
+pub const SCHEMA_VERSION: i32 = 4;
 
 /// Migration `n` takes the schema from version `n` to `n + 1`.
 const MIGRATIONS: &[&str] = &[
@@ -118,6 +118,64 @@ const MIGRATIONS: &[&str] = &[
         expires_at TIMESTAMPTZ NOT NULL,
         PRIMARY KEY (scope, key)
     );",
+    // The IP presence store (`presence`): the tables of `presence.sqlite3` with `scope`
+    // (one tenant and app) first in every key, and `user` named `upn` (reserved here).
+    // Texts compare as bytes (`COLLATE "C"`, as SQLite) and dates are ISO text, as
+    // there, so both stores sort and compare alike.
+    r#"
+    CREATE TABLE msgraph_presence_access_events (
+        scope TEXT COLLATE "C" NOT NULL, upn TEXT COLLATE "C" NOT NULL,
+        ip TEXT COLLATE "C" NOT NULL, date TEXT COLLATE "C" NOT NULL,
+        PRIMARY KEY (scope, upn, date, ip));
+    CREATE INDEX msgraph_presence_access_events_by_date
+        ON msgraph_presence_access_events (scope, date);
+    CREATE TABLE msgraph_presence_seen_sign_ins (
+        scope TEXT COLLATE "C" NOT NULL, id TEXT COLLATE "C" NOT NULL,
+        date TEXT COLLATE "C" NOT NULL,
+        PRIMARY KEY (scope, id));
+    CREATE INDEX msgraph_presence_seen_sign_ins_by_date
+        ON msgraph_presence_seen_sign_ins (scope, date);
+    CREATE TABLE msgraph_presence_observations (
+        scope TEXT COLLATE "C" NOT NULL, upn TEXT COLLATE "C" NOT NULL,
+        date TEXT COLLATE "C" NOT NULL, at_ms BIGINT NOT NULL,
+        range_name TEXT COLLATE "C" NOT NULL, place_kind TEXT COLLATE "C" NOT NULL,
+        location TEXT COLLATE "C" NOT NULL,
+        PRIMARY KEY (scope, upn, date, at_ms, range_name, place_kind, location));
+    CREATE INDEX msgraph_presence_observations_by_date
+        ON msgraph_presence_observations (scope, date);
+    CREATE TABLE msgraph_presence_overrides (
+        scope TEXT COLLATE "C" NOT NULL, upn TEXT COLLATE "C" NOT NULL,
+        date TEXT COLLATE "C" NOT NULL, at_ms BIGINT NOT NULL,
+        set_by TEXT COLLATE "C" NOT NULL, place_kind TEXT COLLATE "C" NOT NULL,
+        location TEXT COLLATE "C" NOT NULL,
+        PRIMARY KEY (scope, upn, date, at_ms, set_by));
+    CREATE INDEX msgraph_presence_overrides_by_date
+        ON msgraph_presence_overrides (scope, date);
+    -- The SQLite table has no key; one here lets the table be replicated (a publication
+    -- of deletes needs a replica identity).
+    CREATE TABLE msgraph_presence_events (
+        scope TEXT COLLATE "C" NOT NULL, seq BIGINT GENERATED ALWAYS AS IDENTITY,
+        upn TEXT COLLATE "C" NOT NULL, date TEXT COLLATE "C" NOT NULL,
+        at_ms BIGINT NOT NULL, place_kind TEXT COLLATE "C" NOT NULL,
+        location TEXT COLLATE "C" NOT NULL, range_name TEXT COLLATE "C",
+        source TEXT COLLATE "C" NOT NULL, set_by TEXT COLLATE "C",
+        PRIMARY KEY (scope, seq));
+    CREATE INDEX msgraph_presence_events_by_user ON msgraph_presence_events (scope, upn, date);
+    CREATE INDEX msgraph_presence_events_by_date
+        ON msgraph_presence_events (scope, date, place_kind, location);
+    CREATE TABLE msgraph_presence_day_status (
+        scope TEXT COLLATE "C" NOT NULL, upn TEXT COLLATE "C" NOT NULL,
+        date TEXT COLLATE "C" NOT NULL, place_kind TEXT COLLATE "C" NOT NULL,
+        location TEXT COLLATE "C" NOT NULL, since_ms BIGINT,
+        PRIMARY KEY (scope, upn, date));
+    CREATE INDEX msgraph_presence_day_status_by_date
+        ON msgraph_presence_day_status (scope, date);
+    CREATE TABLE msgraph_presence_discovery (
+        scope TEXT COLLATE "C" NOT NULL, block TEXT COLLATE "C" NOT NULL,
+        ip TEXT COLLATE "C" NOT NULL, upn TEXT COLLATE "C" NOT NULL,
+        events BIGINT NOT NULL, last_date TEXT COLLATE "C" NOT NULL,
+        PRIMARY KEY (scope, block, ip, upn));
+"#,
 ];
 
 /// An arbitrary constant: the advisory lock that serialises migrations.
@@ -149,7 +207,16 @@ impl Postgres {
 
     /// The connection, made and migrated on first use.
     pub async fn client(&self) -> Result<&Client> {
-        self.client.get_or_try_init(|| self.connect()).await
+        self.client.get_or_try_init(|| self.connect(false)).await
+    }
+
+    /// A connection of its own (same URL, TLS and error wording, migrated), whose
+    /// commits wait for the disk, for a store that holds transactions open across
+    /// statements (the presence store): the shared [`Self::client`] serves pacer
+    /// reservations and token-cache advisory locks, which must never run inside one.
+    /// Its driver is spawned on the calling runtime and ends when that runtime does.
+    pub async fn own_connection(&self) -> Result<Client> {
+        self.connect(true).await
     }
 
     /// A failure on the connection, naming the database (never its password).
@@ -161,7 +228,7 @@ impl Postgres {
         ))
     }
 
-    async fn connect(&self) -> Result<Client> {
+    async fn connect(&self, durable: bool) -> Result<Client> {
         let mut config: tokio_postgres::Config =
             self.url.parse().map_err(|e: tokio_postgres::Error| {
                 Error::state(format!(
@@ -191,11 +258,13 @@ impl Postgres {
         });
         // Pacer reservations are worth nothing after a crash, so their commits need
         // not wait for the disk; what must last sets `synchronous_commit` back per
-        // transaction.
-        client
-            .batch_execute("SET synchronous_commit = off")
-            .await
-            .map_err(|e| self.failed("configure the session", &e))?;
+        // transaction, or has a `durable` connection of its own.
+        if !durable {
+            client
+                .batch_execute("SET synchronous_commit = off")
+                .await
+                .map_err(|e| self.failed("configure the session", &e))?;
+        }
         self.migrate(&client).await?;
         Ok(client)
     }

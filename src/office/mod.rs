@@ -3,8 +3,8 @@
 //!
 //! - [`config`]: the one set of configuration inputs ([`ConfigInput`]) and where a
 //!   configuration comes from (a file, inline, or the one the last sync kept);
-//! - [`Office`]: the state dir's presence store and state database, opened once per
-//!   run, with the use cases as methods: [`Office::sync`] (pull sign-ins, apply the
+//! - [`Office`]: the presence store (the state dir's, or the shared PostgreSQL one:
+//!   [`OfficeStore`]) and state database, opened once per run, with the use cases as methods: [`Office::sync`] (pull sign-ins, apply the
 //!   rules, keep the result), [`Office::set_manual`] (an administrator's change) and
 //!   [`Office::who_is_where`] (who is where, occupancy, one user's days) and
 //!   [`Office::today`] (given users' status today, for `get_user_status`);
@@ -24,33 +24,56 @@ mod today;
 mod who;
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
+use crate::backend::{Postgres, SharedPresenceStore};
 use crate::error::{Error, Result};
-use crate::state::{StateDb, StateStore};
-use ip_presence::{PresenceConfig, PresenceError, PresenceStore};
+use crate::state::{SharedState, StateDb, StateStore};
+use ip_presence::{PresenceConfig, PresenceError};
 
 pub use config::{ConfigInput, ProcessInput};
 pub use evaluate::{EvaluateReport, Output, SignInSource, check_inline_size, evaluate};
 pub use manual::ManualChange;
 pub use report::{PresenceChanges, sign_in_of};
-pub use store::store_error;
+pub use store::{OfficeStore, store_error};
 pub use sync::{PullSummary, SyncOptions, SyncReport};
 pub use today::Today;
 pub use who::{WhoIsWhere, WhoQuery};
 
-/// The presence state under a state dir: the engine's store and our state database.
+/// The presence state of a run: the engine's store and the named values (the kept
+/// configuration, the sync's cursors), in the state dir or in the shared state.
 pub struct Office {
-    dir: PathBuf,
     db: StateStore,
+    store_at: StoreAt,
+}
+
+/// Where the presence store is.
+enum StoreAt {
+    /// `presence.sqlite3` in this state dir.
+    Dir(PathBuf),
+    /// The shared PostgreSQL state, under one scope (tenant and app); each use case
+    /// opens the store on a connection of its own.
+    Shared(Arc<Postgres>, String),
 }
 
 impl Office {
     /// Open the state under `state_dir`, which the store-backed `action` requires.
     pub fn open(state_dir: Option<&Path>, action: &str) -> Result<Self> {
-        crate::backend::refuse_local("the IP presence store")?;
         let dir = store::require_state_dir(state_dir, action)?;
         let db = StateStore::Local(StateDb::open(&dir)?);
-        Ok(Office { dir, db })
+        Ok(Office {
+            db,
+            store_at: StoreAt::Dir(dir),
+        })
+    }
+
+    /// The state of one scope of the shared PostgreSQL state: presence (events,
+    /// statuses, overrides, discovery) and the named values, nothing in a state dir.
+    pub fn shared(state: SharedState) -> Self {
+        Office {
+            store_at: StoreAt::Shared(state.pg().clone(), state.scope().to_string()),
+            db: StateStore::Shared(state),
+        }
     }
 
     /// The configuration of the inputs, else the one the last sync kept.
@@ -58,12 +81,20 @@ impl Office {
         input.load_or_kept(&self.db).await
     }
 
-    fn store(&self) -> Result<PresenceStore> {
-        store::open_store(&self.dir)
+    fn store(&self) -> Result<OfficeStore> {
+        match &self.store_at {
+            StoreAt::Dir(dir) => store::open_store(dir).map(OfficeStore::Embedded),
+            StoreAt::Shared(pg, scope) => {
+                SharedPresenceStore::open(pg.clone(), scope.clone()).map(OfficeStore::Shared)
+            }
+        }
     }
 
-    /// A failure of the engine or of this state dir's store, naming the store's file.
+    /// A failure of the engine or of the store, naming the state dir's file.
     fn store_failed(&self, e: PresenceError) -> Error {
-        store::store_error_in(&self.dir, e)
+        match &self.store_at {
+            StoreAt::Dir(dir) => store::store_error_in(dir, e),
+            StoreAt::Shared(..) => store::store_error(e),
+        }
     }
 }

@@ -12,7 +12,8 @@
 //! Order of writes, and why a crash anywhere leaves the store consistent:
 //! 1. pull the new sign-ins, keeping only the five fields the rules use, and every
 //!    [`SYNC_BATCH`] of them
-//! 2. process them as one batch: one SQLite transaction, committed or not at all, with no
+//! 2. process them as one batch: one store transaction (SQLite's, or PostgreSQL's for the
+//!    shared store), committed or not at all, with no
 //!    network wait inside it (a month's first sync holds one batch, never the month);
 //! 3. only once every batch is committed, keep the sign-in cursor (and the configuration
 //!    used) in the state database.
@@ -34,10 +35,10 @@ use jiff::{SignedDuration, Timestamp};
 use schemars::JsonSchema;
 use serde::Serialize;
 
-use super::Office;
 use super::config::keep_config;
 use super::report::{CountsOut, DiscoveryOut, PresenceChanges, sign_in_of};
 use super::store::store_error;
+use super::{Office, OfficeStore};
 use crate::error::Result;
 use crate::graph::{GraphClient, ResponseHeaders};
 use crate::progress::Progress;
@@ -47,7 +48,7 @@ use crate::signins::{
 use crate::state::{CursorLease, LeaseOutcome};
 use ip_presence::{
     BatchReport, PresenceBackend, PresenceConfig, PresenceEngine, PresenceError, PresenceEvent,
-    PresenceStore, ProcessOptions, SignIn,
+    ProcessOptions, SignIn,
 };
 
 /// Sign-ins applied per store transaction: about 1 MB of the five fields, a few
@@ -159,7 +160,7 @@ impl Office {
         &self,
         graph: &GraphClient,
         engine: &PresenceEngine,
-        store: &mut PresenceStore,
+        store: &mut OfficeStore,
         keys: &[(EventType, String)],
         leases: &[CursorLease],
         options: &SyncOptions,
@@ -251,7 +252,7 @@ impl Office {
 /// Apply the pending sign-ins as one batch (one transaction), its events into `report`.
 fn apply(
     engine: &PresenceEngine,
-    store: &mut PresenceStore,
+    store: &mut OfficeStore,
     pending: &mut Vec<SignIn<'static>>,
     options: &ProcessOptions,
     report: &mut BatchReport,

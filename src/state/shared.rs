@@ -55,6 +55,16 @@ impl SharedState {
         SharedState { pg, scope }
     }
 
+    /// The database.
+    pub fn pg(&self) -> &Arc<Postgres> {
+        &self.pg
+    }
+
+    /// The tenant and app whose values these are.
+    pub fn scope(&self) -> &str {
+        &self.scope
+    }
+
     /// Where the values are, for messages (the URL without its password, and the scope).
     pub fn describe(&self) -> String {
         format!(

@@ -177,6 +177,9 @@ pub struct StatusQuery<'a> {
     /// "Signed in recently" means within this many days.
     pub recent_days: i64,
     pub state_dir: Option<&'a Path>,
+    /// The shared state (`--state-url`), whose presence store is read instead of the
+    /// state dir's.
+    pub shared: Option<crate::state::SharedState>,
 }
 
 /// One user being worked on.
@@ -441,7 +444,7 @@ pub async fn user_status(graph: &GraphClient, q: &StatusQuery<'_>) -> Result<Vec
     }
 
     if wants(Part::OfficePresence) {
-        office_presence(&mut work, q.state_dir).await;
+        office_presence(&mut work, q.state_dir, q.shared.clone()).await;
     }
     let now = Timestamp::now();
     Ok(work
@@ -639,8 +642,13 @@ async fn presences(
     Ok(out)
 }
 
-/// Today's IP presence from the store, when the state dir holds a kept configuration.
-async fn office_presence(work: &mut [Work], state_dir: Option<&Path>) {
+/// Today's IP presence from the store, when the state dir (or the shared state) holds a
+/// kept configuration.
+async fn office_presence(
+    work: &mut [Work],
+    state_dir: Option<&Path>,
+    shared: Option<crate::state::SharedState>,
+) {
     let not_configured = |m: &str| Unavailable {
         part: Part::OfficePresence,
         reason: Reason::NotConfigured,
@@ -653,10 +661,15 @@ async fn office_presence(work: &mut [Work], state_dir: Option<&Path>) {
     };
     // Never create a store where there is none: look before opening.
     let configured = state_dir.filter(|d| d.join("state.sqlite3").is_file());
-    let loaded = match configured {
-        Some(d) => Some(
+    let office = match (shared, configured) {
+        (Some(shared), _) => Some(Ok(Office::shared(shared))),
+        (None, Some(d)) => Some(Office::open(Some(d), "get_user_status")),
+        (None, None) => None,
+    };
+    let loaded = match office {
+        Some(office) => Some(
             async {
-                let office = Office::open(Some(d), "get_user_status")?;
+                let office = office?;
                 let config = office.config(&ConfigInput::default()).await?;
                 let upns: Vec<&str> = work
                     .iter()

@@ -12,7 +12,10 @@ use jiff::{SignedDuration, Timestamp};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
+use msgraph_connector::backend::{Backend, SharedPresenceStore, StateUrl};
+
 use crate::support::emulator::{self, Emulator, EmulatorSetup, T0};
+use crate::support::postgres::{self, STATE_KEY};
 use crate::support::process::{self, Outcome};
 
 const NOW: &str = "2026-03-02T20:00:00Z";
@@ -592,6 +595,21 @@ struct PresenceEmulator {
     config: Value,
 }
 
+/// A store's presence events as (user, time, place) to compare with `events`.
+fn tuples(events: Vec<ip_presence::PresenceEvent>) -> BTreeSet<(String, String, String)> {
+    events
+        .into_iter()
+        .map(|e| {
+            let place = match e.place {
+                Some(Place::Office { location }) => location,
+                Some(Place::Remote) => "Remote".into(),
+                None => "cleared".into(),
+            };
+            (e.user, e.at.to_string(), place)
+        })
+        .collect()
+}
+
 /// An emulator with no sign-ins yet, its clock frozen at `T0`, and the audit-log
 /// throttle relaxed (on both sides) so that the suite stays fast.
 fn start() -> PresenceEmulator {
@@ -668,19 +686,7 @@ impl PresenceEmulator {
 
     fn store_events(&self) -> BTreeSet<(String, String, String)> {
         let store = PresenceStore::open(self.emu.state.path()).unwrap();
-        store
-            .all_presence_events()
-            .unwrap()
-            .into_iter()
-            .map(|e| {
-                let place = match e.place {
-                    Some(Place::Office { location }) => location,
-                    Some(Place::Remote) => "Remote".into(),
-                    None => "cleared".into(),
-                };
-                (e.user, e.at.to_string(), place)
-            })
-            .collect()
+        tuples(store.all_presence_events().unwrap())
     }
 
     /// Host `host` of an office's first block (generator order: Berlin HQ, Munich,
@@ -1029,6 +1035,45 @@ fn three_workers_racing_sync_with_a_kill_count_each_sign_in_once_on_sqlite() {
     three_workers_race(&e, &[dir.clone(), dir.clone(), dir], &[], &|| {
         e.store_events()
     });
+}
+
+/// The same race with the three workers on three machines (state dirs) sharing one
+/// PostgreSQL state: cursors, leases and the presence store all in the database.
+#[test]
+fn three_workers_racing_sync_with_a_kill_count_each_sign_in_once_on_postgres() {
+    let Some(url) = postgres::database() else {
+        return;
+    };
+    let e = start();
+    let machines = [(); 3].map(|()| tempfile::tempdir().unwrap());
+    let dirs = [0, 1, 2].map(|i| machines[i].path().to_path_buf());
+    let env = [
+        ("MSGRAPH_CONNECTOR_STATE_URL", url.as_str()),
+        ("MSGRAPH_CONNECTOR_STATE_KEY", STATE_KEY),
+    ];
+    let asset = msgraph_connector::asset::parse(&e.emu.asset("client_credentials")).unwrap();
+    let scope = msgraph_connector::state::scope_of(&asset);
+    let store_events = || {
+        let pg = match Backend::choose(&StateUrl::parse(Some(&url)).unwrap(), None) {
+            Some(Backend::Postgres(pg)) => pg,
+            other => panic!("not PostgreSQL: {other:?}"),
+        };
+        let store = SharedPresenceStore::open(pg, scope.clone()).unwrap();
+        tuples(store.all_presence_events().unwrap())
+    };
+    three_workers_race(&e, &dirs, &env, &store_events);
+    for m in &machines {
+        let files: Vec<_> = std::fs::read_dir(m.path())
+            .unwrap()
+            .map(|f| f.unwrap().file_name())
+            .collect();
+        assert!(
+            !files
+                .iter()
+                .any(|f| f.to_string_lossy().ends_with(".sqlite3")),
+            "a shared state keeps no store on a machine's disk: {files:?}"
+        );
+    }
 }
 
 /// How long the workers race (the two minutes).

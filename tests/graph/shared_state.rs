@@ -565,20 +565,23 @@ fn a_state_url_that_cannot_be_used_is_exit_7_without_its_password_and_without_re
     );
     assert_eq!(out.code, 0, "{}", out.stderr);
     assert!(!out.stderr.contains(password));
-    // An action whose state this version keeps only in the state dir refuses, rather
-    // than keep it on this machine's disk while the caller asked for a shared state.
+    // An office action without Graph keeps its presence in the shared state too, under
+    // the scope of the asset the sync ran with: without one it cannot know which, and
+    // says so (exit 2 at /asset) rather than read this machine's state dir.
     let before = emu.log().len();
     let out = process::run_env(
-        &["--state-url", &url, "run", "sync_ip_presence"],
-        json!({"asset": emu.asset("client_credentials"), "inputs": {}})
-            .to_string()
-            .as_bytes(),
+        &["--state-url", &url, "run", "get_office_presence"],
+        json!({"inputs": {}}).to_string().as_bytes(),
         emu.state.path(),
         &[("MSGRAPH_CONNECTOR_STATE_KEY", STATE_KEY)],
     );
-    assert_state_error(&out, "not kept in the shared state", password);
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    let e = out.json()["error"].clone();
+    assert_eq!(e["details"][0]["path"], "/asset", "{e}");
+    assert!(!out.stderr.contains(password) && !out.stdout.contains(password));
     assert_eq!(emu.log().len(), before, "no request");
     assert!(!emu.state.path().join("state.sqlite3").exists());
+    assert!(!emu.state.path().join("presence.sqlite3").exists());
     // A newer version's schema is refused, and left as it is.
     postgres::query(&url, "UPDATE msgraph_schema_version SET version = 99");
     let out = run_with_url(&emu, &url);

@@ -13,4 +13,5 @@ pub mod assertions;
 pub mod emulator;
 pub mod fake;
 pub mod postgres;
+pub mod presence_day;
 pub mod process;

@@ -1,5 +1,6 @@
 //! [`PresenceBackend`]: where the engine keeps its state (in memory,
-//! [`crate::MemoryState`], or in SQLite, [`crate::PresenceStore`]), with the references to
+//! [`crate::MemoryState`], or in SQLite, [`crate::PresenceStore`]; the connector adds one
+//! in PostgreSQL, recomputing days with the same [`crate::recompute_day`]), with the references to
 //! users and ranges the engine hands it ([`UserRef`], [`RangeRef`]) and the stable hash of
 //! a sign-in id ([`id_hash`]).
 
@@ -39,6 +40,24 @@ pub struct RangeRef<'a> {
     pub place: &'a Place,
 }
 
+/// A sign-in id to record ([`PresenceBackend::first_seen_all`]).
+#[derive(Debug, Clone, Copy)]
+pub struct SeenSignIn<'a> {
+    pub user: UserRef<'a>,
+    pub id: &'a str,
+    pub hash: u64,
+    pub date: Date,
+}
+
+/// A user seen at a range's place ([`PresenceBackend::observe_all`]).
+#[derive(Debug, Clone, Copy)]
+pub struct Observation<'a> {
+    pub user: UserRef<'a>,
+    pub date: Date,
+    pub at_ms: i64,
+    pub range: RangeRef<'a>,
+}
+
 /// Where the engine keeps its state. All calls of one batch happen between `begin` and
 /// `recompute`; the store wraps them in one transaction.
 pub trait PresenceBackend {
@@ -60,6 +79,46 @@ pub trait PresenceBackend {
         hash: u64,
         date: Date,
     ) -> Result<bool, PresenceError>;
+    /// Whether the engine should hand this backend a batch's sign-ins in bulk (the `_all`
+    /// methods below, each in place of one call per sign-in), for a store where every
+    /// call is a round trip to a server. The results are the same either way.
+    fn in_bulk(&self) -> bool {
+        false
+    }
+    /// [`Self::first_seen`] of each sign-in, in order: an id given twice is new only the
+    /// first time.
+    fn first_seen_all(&mut self, items: &[SeenSignIn<'_>]) -> Result<Vec<bool>, PresenceError> {
+        items
+            .iter()
+            .map(|s| self.first_seen(s.user, s.id, s.hash, s.date))
+            .collect()
+    }
+    /// [`Self::log_access`] of each, in order: a repeated (user, ip, date) is new only the
+    /// first time.
+    fn log_access_all(
+        &mut self,
+        items: &[(UserRef<'_>, IpAddr, Date)],
+    ) -> Result<Vec<bool>, PresenceError> {
+        items
+            .iter()
+            .map(|&(user, ip, date)| self.log_access(user, ip, date))
+            .collect()
+    }
+    /// [`Self::observe`] of each.
+    fn observe_all(&mut self, items: &[Observation<'_>]) -> Result<(), PresenceError> {
+        items
+            .iter()
+            .try_for_each(|o| self.observe(o.user, o.date, o.at_ms, o.range))
+    }
+    /// [`Self::discover`] of each.
+    fn discover_all(
+        &mut self,
+        items: &[(IpNet, IpAddr, UserRef<'_>, Date)],
+    ) -> Result<(), PresenceError> {
+        items
+            .iter()
+            .try_for_each(|&(block, ip, user, date)| self.discover(block, ip, user, date))
+    }
     /// Record an access event; false when (user, ip, date) was already recorded.
     fn log_access(
         &mut self,

@@ -8,7 +8,7 @@ use jiff::Timestamp;
 use jiff::civil::Date;
 use jiff::tz::TimeZone;
 
-use super::backend::{PresenceBackend, RangeRef, UserRef};
+use super::backend::{Observation, PresenceBackend, RangeRef, SeenSignIn, UserRef};
 use super::calendar::{Zone, timestamp_of};
 use super::classify::{Candidate, NO_RANGE, Rules, Verdict};
 use super::config::{ConfigError, PresenceConfig, PresenceMode};
@@ -251,11 +251,115 @@ impl PresenceEngine {
     {
         let days = opts.accepted();
         let mut counts = Counts::default();
-        for s in sign_ins {
-            self.take(b, &s, days, &mut counts, sink)?;
+        if b.in_bulk() {
+            let mut chunk = Vec::with_capacity(BULK);
+            for s in sign_ins {
+                counts.received += 1;
+                match self.rules.classify(&s, days) {
+                    Verdict::Discard(f) => f(&mut counts.discarded),
+                    Verdict::Candidate(c) => {
+                        chunk.push((c, s.id.as_deref().unwrap_or_default().to_owned()));
+                        if chunk.len() >= BULK {
+                            self.apply_bulk(b, &mut chunk, &mut counts, sink)?;
+                        }
+                    }
+                }
+            }
+            self.apply_bulk(b, &mut chunk, &mut counts, sink)?;
+        } else {
+            for s in sign_ins {
+                self.take(b, &s, days, &mut counts, sink)?;
+            }
         }
         self.finish_to(b, opts, sink)?;
         Ok(counts)
+    }
+
+    /// Steps 2 to 4 for candidates in bulk (a backend that prefers it): each backend
+    /// call for all of them at once, in the order [`Self::apply`] makes them for one.
+    /// Every answer depends only on what came before in that order (an id, an access
+    /// key, an observation already recorded; discovery counts add up), so the counts,
+    /// events and state are those of applying them one by one.
+    fn apply_bulk<B: PresenceBackend + ?Sized>(
+        &self,
+        b: &mut B,
+        chunk: &mut Vec<(Candidate, String)>,
+        counts: &mut Counts,
+        sink: &mut dyn EventSink,
+    ) -> Result<(), PresenceError> {
+        if chunk.is_empty() {
+            return Ok(());
+        }
+        let user = |c: &Candidate| UserRef {
+            ix: c.user,
+            key: &self.rules.users[c.user as usize].key,
+        };
+        let seen: Vec<SeenSignIn<'_>> = chunk
+            .iter()
+            .map(|(c, id)| SeenSignIn {
+                user: user(c),
+                id,
+                hash: c.id_hash,
+                date: c.date,
+            })
+            .collect();
+        let new = answers(b.first_seen_all(&seen)?, seen.len())?;
+        let (mut access, mut observed, mut discovered) = (Vec::new(), Vec::new(), Vec::new());
+        for ((c, _), new) in chunk.iter().zip(new) {
+            if !new {
+                counts.discarded.duplicate += 1;
+                continue;
+            }
+            let u = user(c);
+            if c.range == NO_RANGE {
+                discovered.push((suggested_block(c.ip), c.ip, u, c.date));
+                counts.discovered += 1;
+                continue;
+            }
+            counts.matched += 1;
+            if self.rules.logs_access(c.range) {
+                access.push((u, c.ip, c.date));
+            } else {
+                counts.access_not_logged += 1;
+            }
+            match &self.rules.places[c.range as usize] {
+                None => counts.presence_not_enabled += 1,
+                Some(_) if self.rules.users[c.user as usize].mode == PresenceMode::Off => {
+                    counts.presence_mode_off += 1
+                }
+                Some(place) => {
+                    counts.presence_observed += 1;
+                    observed.push(Observation {
+                        user: u,
+                        date: c.date,
+                        at_ms: c.at_ms,
+                        range: RangeRef {
+                            ix: c.range,
+                            name: &self.rules.table.range(c.range).name,
+                            place,
+                        },
+                    });
+                }
+            }
+        }
+        let logged = answers(b.log_access_all(&access)?, access.len())?;
+        for (&(u, ip, date), new) in access.iter().zip(logged) {
+            if new {
+                counts.access_logged += 1;
+                sink.access(&AccessEvent {
+                    user: u.key.to_owned(),
+                    ip,
+                    date,
+                });
+            } else {
+                counts.access_already_logged += 1;
+            }
+        }
+        b.observe_all(&observed)?;
+        b.discover_all(&discovered)?;
+        drop(seen);
+        chunk.clear();
+        Ok(())
     }
 
     /// Apply a manual set (`place: Some`) or clear (`None`) for a user, effective from
@@ -302,6 +406,21 @@ impl PresenceEngine {
             .and_then(|()| self.finish(b, &ProcessOptions::at(at), BatchReport::default()));
         b.end(r.is_ok())?;
         r
+    }
+}
+
+/// Candidates handed to a backend in bulk at once: a few MB of ids and calls.
+const BULK: usize = 5_000;
+
+/// A backend's answers to `n` items, one each (a short list would be misread).
+fn answers(got: Vec<bool>, n: usize) -> Result<Vec<bool>, PresenceError> {
+    if got.len() == n {
+        Ok(got)
+    } else {
+        Err(PresenceError::Backend(format!(
+            "the presence store answered {} of {n} items",
+            got.len()
+        )))
     }
 }
 

@@ -26,6 +26,10 @@ pub enum PresenceError {
     Time(i64),
     #[error("{0}")]
     Invalid(String),
+    /// A failure of a store kept outside this crate (the connector's PostgreSQL store),
+    /// worded by that store (which names it, never a password).
+    #[error("{0}")]
+    Backend(String),
     #[error(transparent)]
     Io(#[from] std::io::Error),
 }

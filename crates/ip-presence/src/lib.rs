@@ -131,7 +131,7 @@ mod signin;
 mod store;
 pub mod unique_keys;
 
-pub use backend::{PresenceBackend, RangeRef, UserRef, id_hash};
+pub use backend::{Observation, PresenceBackend, RangeRef, SeenSignIn, UserRef, id_hash};
 pub use calendar::{MAX_MS, MIN_MS, is_valid_ms, parse_timestamp_ms};
 pub use config::{
     ConfigError, IpRange, MAX_CONFIG_BYTES, PresenceConfig, PresenceMode, Settings, TrackedUser,
@@ -153,4 +153,5 @@ pub use signin::{
 };
 pub use store::{
     LocationPresence, OccupancyDay, PresenceStore, SCHEMA_VERSION, UserPresence, WhoIsWhere,
+    place_columns, place_from_columns, place_is, prune_cutoffs, recompute_day, who_is_where_of,
 };

@@ -77,7 +77,9 @@ const MIGRATIONS: &[&str] = &[
     "#,
 ];
 
-fn place_cols(p: Option<&Place>) -> (&'static str, &str) {
+/// A place as a store's two columns: `place_kind` (`office`, `remote`, or `cleared` for
+/// `None`) and `location` (empty unless an office).
+pub fn place_columns(p: Option<&Place>) -> (&'static str, &str) {
     match p {
         Some(Place::Office { location }) => ("office", location.as_str()),
         Some(Place::Remote) => ("remote", ""),
@@ -85,12 +87,101 @@ fn place_cols(p: Option<&Place>) -> (&'static str, &str) {
     }
 }
 
-fn place_from(kind: &str, location: String) -> Option<Place> {
+/// The place of a store's `place_kind` and `location` columns ([`place_columns`]).
+pub fn place_from_columns(kind: &str, location: String) -> Option<Place> {
     match kind {
         "office" => Some(Place::Office { location }),
         "remote" => Some(Place::Remote),
         _ => None,
     }
+}
+
+/// Whether `place` is the `location` a query asked for (an office's name, or `Remote`
+/// in any case).
+pub fn place_is(place: &Place, want: &str) -> bool {
+    match place {
+        Place::Office { location } => location == want,
+        Place::Remote => want.eq_ignore_ascii_case("remote"),
+    }
+}
+
+/// Who is where, from a store's end-of-day statuses of `date` in user order: grouped by
+/// place (offices by name, then Remote), optionally one `location`, users in
+/// `track_only` mode counted but named only in the `full_view`. Every store answers
+/// with this, so they agree.
+pub fn who_is_where_of(
+    engine: &PresenceEngine,
+    date: Date,
+    location: Option<&str>,
+    full_view: bool,
+    statuses: impl IntoIterator<Item = (String, Option<Place>)>,
+) -> WhoIsWhere {
+    let mut by_place: BTreeMap<Place, LocationPresence> = BTreeMap::new();
+    for (user, place) in statuses {
+        let Some(place) = place else {
+            continue;
+        };
+        if location.is_some_and(|want| !place_is(&place, want)) {
+            continue;
+        }
+        let e = by_place
+            .entry(place.clone())
+            .or_insert_with(|| LocationPresence {
+                place,
+                count: 0,
+                users: Vec::new(),
+                hidden: 0,
+            });
+        e.count += 1;
+        if full_view || engine.user_mode(&user) == Some(PresenceMode::TrackAndDisplay) {
+            e.users.push(user);
+        } else {
+            e.hidden += 1;
+        }
+    }
+    WhoIsWhere {
+        date,
+        locations: by_place.into_values().collect(),
+    }
+}
+
+/// A user-day recomputed from what a store keeps of it: its observations (time, range,
+/// place), overrides and the transitions stored before. The new transitions (what the
+/// store keeps from now on) and the change to report. Every store recomputes with this,
+/// so they agree.
+pub fn recompute_day(
+    user: &str,
+    date: Date,
+    observations: &[(i64, String, Option<Place>)],
+    overrides: &[Override],
+    old: &[Transition],
+) -> (Vec<Transition>, DayChange) {
+    let mut items: Vec<TimelineItem<'_>> = observations
+        .iter()
+        .filter(|o| o.2.is_some())
+        .map(|(t, r, p)| TimelineItem {
+            at_ms: *t,
+            manual: false,
+            key: r,
+            place: p.as_ref(),
+        })
+        .chain(overrides.iter().map(|o| TimelineItem {
+            at_ms: o.at_ms,
+            manual: true,
+            key: &o.set_by,
+            place: o.place.as_ref(),
+        }))
+        .collect();
+    let new = transitions(&mut items);
+    let (emitted, superseded) = diff(old, &new);
+    let change = DayChange {
+        user: user.to_owned(),
+        date,
+        emitted,
+        superseded,
+        status: new.last().cloned(),
+    };
+    (new, change)
 }
 
 fn date_col(d: Date) -> String {
@@ -105,6 +196,16 @@ fn parse_date(s: &str) -> Result<Date, PresenceError> {
 fn days_before(d: Date, n: u16) -> Date {
     d.checked_sub(jiff::Span::new().days(i64::from(n)))
         .unwrap_or(Date::MIN)
+}
+
+/// What [`PresenceBackend::prune`] keeps: access and presence events, statuses and
+/// discovery from the first date, seen ids, observations and overrides from the second
+/// (the late-arrival window, never longer than retention).
+pub fn prune_cutoffs(today: Date, retention_days: u16, window_days: u16) -> (Date, Date) {
+    (
+        days_before(today, retention_days),
+        days_before(today, window_days.min(retention_days)),
+    )
 }
 
 /// Who is where on a date.
@@ -239,40 +340,10 @@ impl PresenceStore {
                 r.get::<_, String>(2)?,
             ))
         })?;
-        let mut by_place: BTreeMap<Place, LocationPresence> = BTreeMap::new();
-        for row in rows {
-            let (user, kind, loc) = row?;
-            let Some(place) = place_from(&kind, loc) else {
-                continue;
-            };
-            if let Some(want) = location {
-                let matches = match &place {
-                    Place::Office { location } => location == want,
-                    Place::Remote => want.eq_ignore_ascii_case("remote"),
-                };
-                if !matches {
-                    continue;
-                }
-            }
-            let e = by_place
-                .entry(place.clone())
-                .or_insert_with(|| LocationPresence {
-                    place,
-                    count: 0,
-                    users: Vec::new(),
-                    hidden: 0,
-                });
-            e.count += 1;
-            if full_view || engine.user_mode(&user) == Some(PresenceMode::TrackAndDisplay) {
-                e.users.push(user);
-            } else {
-                e.hidden += 1;
-            }
-        }
-        Ok(WhoIsWhere {
-            date,
-            locations: by_place.into_values().collect(),
-        })
+        let statuses = rows
+            .map(|row| row.map(|(user, kind, loc)| (user, place_from_columns(&kind, loc))))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(who_is_where_of(engine, date, location, full_view, statuses))
     }
 
     /// Distinct users per place per day over `from..=to` (any presence event there that
@@ -299,15 +370,11 @@ impl PresenceStore {
         let mut out = Vec::new();
         for row in rows {
             let (date, kind, loc, n) = row?;
-            let Some(place) = place_from(&kind, loc) else {
+            let Some(place) = place_from_columns(&kind, loc) else {
                 continue;
             };
-            if let Some(want) = location {
-                match &place {
-                    Place::Office { location } if location == want => {}
-                    Place::Remote if want.eq_ignore_ascii_case("remote") => {}
-                    _ => continue,
-                }
+            if location.is_some_and(|want| !place_is(&place, want)) {
+                continue;
             }
             out.push(OccupancyDay {
                 date: parse_date(&date)?,
@@ -348,7 +415,7 @@ impl PresenceStore {
                 days.push(UserDayStatus {
                     user: user.clone(),
                     date: parse_date(&date)?,
-                    place: place_from(&kind, loc),
+                    place: place_from_columns(&kind, loc),
                     since,
                 });
             }
@@ -448,7 +515,7 @@ impl PresenceStore {
             let (at_ms, kind, loc, range, source, set_by) = row?;
             out.push(Transition {
                 at_ms: self.stored_ms("presence_events", user, &d, at_ms)?,
-                place: place_from(&kind, loc),
+                place: place_from_columns(&kind, loc),
                 range,
                 source: if source == "manual" {
                     EventSource::Manual
@@ -480,7 +547,7 @@ impl PresenceStore {
             for row in rows {
                 let (t, range, kind, loc) = row?;
                 let t = self.stored_ms("observations", user, &d, t)?;
-                obs.push((t, range, place_from(&kind, loc)));
+                obs.push((t, range, place_from_columns(&kind, loc)));
             }
         }
         let mut ovs: Vec<Override> = Vec::new();
@@ -501,31 +568,14 @@ impl PresenceStore {
                 let (at_ms, set_by, kind, loc) = row?;
                 ovs.push(Override {
                     at_ms: self.stored_ms("overrides", user, &d, at_ms)?,
-                    place: place_from(&kind, loc),
+                    place: place_from_columns(&kind, loc),
                     set_by,
                 });
             }
         }
-        let mut items: Vec<TimelineItem<'_>> = obs
-            .iter()
-            .filter(|o| o.2.is_some())
-            .map(|(t, r, p)| TimelineItem {
-                at_ms: *t,
-                manual: false,
-                key: r,
-                place: p.as_ref(),
-            })
-            .chain(ovs.iter().map(|o| TimelineItem {
-                at_ms: o.at_ms,
-                manual: true,
-                key: &o.set_by,
-                place: o.place.as_ref(),
-            }))
-            .collect();
-        let new = transitions(&mut items);
         let old = self.load_events(user, date)?;
-        let (emitted, superseded) = diff(&old, &new);
-        if !emitted.is_empty() || !superseded.is_empty() {
+        let (new, change) = recompute_day(user, date, &obs, &ovs, &old);
+        if !change.emitted.is_empty() || !change.superseded.is_empty() {
             self.conn.execute(
                 "DELETE FROM presence_events WHERE user = ?1 AND date = ?2",
                 params![user, d],
@@ -536,7 +586,7 @@ impl PresenceStore {
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
             )?;
             for t in &new {
-                let (kind, loc) = place_cols(t.place.as_ref());
+                let (kind, loc) = place_columns(t.place.as_ref());
                 let source = match t.source {
                     EventSource::SignIn => "sign_in",
                     EventSource::Manual => "manual",
@@ -546,22 +596,16 @@ impl PresenceStore {
                 ])?;
             }
         }
-        let status = new.last().cloned();
-        let (kind, loc) = place_cols(status.as_ref().and_then(|t| t.place.as_ref()));
+        let status = change.status.as_ref();
+        let (kind, loc) = place_columns(status.and_then(|t| t.place.as_ref()));
         self.conn.execute(
             "INSERT INTO day_status (user, date, place_kind, location, since_ms)
              VALUES (?1, ?2, ?3, ?4, ?5)
              ON CONFLICT (user, date) DO UPDATE SET place_kind = excluded.place_kind,
                location = excluded.location, since_ms = excluded.since_ms",
-            params![user, d, kind, loc, status.as_ref().map(|t| t.at_ms)],
+            params![user, d, kind, loc, status.map(|t| t.at_ms)],
         )?;
-        Ok(DayChange {
-            user: user.to_owned(),
-            date,
-            emitted,
-            superseded,
-            status,
-        })
+        Ok(change)
     }
 }
 
@@ -624,7 +668,7 @@ impl PresenceBackend for PresenceStore {
         at_ms: i64,
         range: RangeRef<'_>,
     ) -> Result<(), PresenceError> {
-        let (kind, loc) = place_cols(Some(range.place));
+        let (kind, loc) = place_columns(Some(range.place));
         let mut stmt = self.conn.prepare_cached(
             "INSERT OR IGNORE INTO observations
              (user, date, at_ms, range_name, place_kind, location) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
@@ -668,7 +712,7 @@ impl PresenceBackend for PresenceStore {
         if !is_valid_ms(ov.at_ms) {
             return Err(PresenceError::Time(ov.at_ms));
         }
-        let (kind, loc) = place_cols(ov.place.as_ref());
+        let (kind, loc) = place_columns(ov.place.as_ref());
         self.conn.execute(
             "INSERT INTO overrides (user, date, at_ms, set_by, place_kind, location)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6)
@@ -695,8 +739,8 @@ impl PresenceBackend for PresenceStore {
         retention_days: u16,
         window_days: u16,
     ) -> Result<(), PresenceError> {
-        let keep = date_col(days_before(today, retention_days));
-        let window = date_col(days_before(today, window_days.min(retention_days)));
+        let (keep, window) = prune_cutoffs(today, retention_days, window_days);
+        let (keep, window) = (date_col(keep), date_col(window));
         for (table, col, cutoff) in [
             ("access_events", "date", &keep),
             ("presence_events", "date", &keep),
