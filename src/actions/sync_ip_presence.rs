@@ -1,5 +1,6 @@
 //! `sync_ip_presence`: the five-minute job. Pull the new sign-ins, run the IP presence
-//! rules, keep the result in the embedded store under `--state-dir`.
+//! rules, keep the result in the embedded store under `--state-dir` (or the shared
+//! state of `--state-url`).
 //!
 //! Graph: `GET /auditLogs/signIns` (AuditLog.Read.All + Directory.Read.All). The order
 //! of writes that keeps the store consistent through a crash: [`Office::sync`].
@@ -60,7 +61,7 @@ impl Action for SyncIpPresence {
     const META: ActionMeta = ActionMeta {
         name: "sync_ip_presence",
         title: "Sync IP presence",
-        description: "The scheduled job of IP-based office presence (every few minutes): read the sign-ins created since the last run (re-reading a lookback window for late ones), apply the presence rules, and keep access events, presence events and each user's status for the day in the embedded store under --state-dir (required). Returns counts, the new presence events and the statuses they changed.",
+        description: "The scheduled job of IP-based office presence (every few minutes): read the sign-ins created since the last run (re-reading a lookback window for late ones), apply the presence rules, and keep access events, presence events and each user's status for the day in the embedded store under --state-dir (required), or in the shared state of --state-url. Returns counts, the new presence events and the statuses they changed.",
         permissions: &[&["AuditLog.Read.All"], &["Directory.Read.All"]],
         changes_data: false,
         needs_graph: true,
