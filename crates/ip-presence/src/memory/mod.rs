@@ -114,107 +114,44 @@ impl MemoryState {
     }
 
     fn recompute_one(&mut self, user: u32, date: Date) -> Option<DayChange> {
-        let places = &self.places;
         let book = &mut self.users[user as usize];
         let ud = &mut book.days.iter_mut().find(|(d, _)| *d == date)?.1;
-        ud.dirty = false;
-        ud.obs.sort_unstable();
-        ud.obs.dedup();
-        let start = day_start_ms(date);
-        // The order of [`transitions`]: (time, sign-in before manual, range or
-        // administrator, place).
-        let mut items: Vec<(TimelineItem<'_>, u32)> =
-            Vec::with_capacity(ud.obs.len() + ud.overrides.len());
-        items.extend(ud.obs.iter().map(|&v| {
-            let (at_ms, p) = unpack_obs(start, v);
-            let (name, place) = &places[p as usize];
-            (
-                TimelineItem {
-                    at_ms,
-                    manual: false,
-                    key: name,
-                    place: Some(place),
-                },
-                p,
-            )
-        }));
-        items.extend(ud.overrides.iter().enumerate().map(|(i, o)| {
-            (
-                TimelineItem {
-                    at_ms: o.at_ms,
-                    manual: true,
-                    key: &o.set_by,
-                    place: o.place.as_ref(),
-                },
-                MANUAL | i as u32,
-            )
-        }));
-        items.sort_unstable_by(|(a, _), (b, _)| {
-            (a.at_ms, a.manual, a.key, a.place).cmp(&(b.at_ms, b.manual, b.key, b.place))
-        });
-        let mut new = Vec::new();
-        let mut status: Option<&Place> = None;
-        for (it, what) in &items {
-            if it.place != status {
-                status = it.place;
-                new.push(Ev {
-                    at_ms: it.at_ms,
-                    what: *what,
-                });
-            }
-        }
-        drop(items);
-        let same = |a: &Ev, b: &Ev| {
-            a.at_ms == b.at_ms
-                && match (a.what & MANUAL != 0, b.what & MANUAL != 0) {
-                    (false, false) => a.what == b.what,
-                    (true, true) => {
-                        let x = &ud.overrides[(a.what & !MANUAL) as usize];
-                        let y = &ud.overrides[(b.what & !MANUAL) as usize];
-                        x.place == y.place && x.set_by == y.set_by
-                    }
-                    _ => false,
-                }
-        };
-        let to_t = |e: &Ev| ev_transition(places, &ud.overrides, e);
-        let emitted = new
-            .iter()
-            .filter(|n| !ud.events.iter().any(|o| same(o, n)))
-            .map(to_t)
-            .collect();
-        let superseded = ud
-            .events
-            .iter()
-            .filter(|o| !new.iter().any(|n| same(o, n)))
-            .map(to_t)
-            .collect();
-        let status = new.last().map(to_t);
-        new.shrink_to_fit();
-        ud.events = new;
-        Some(DayChange {
-            user: book.key.to_string(),
-            date,
-            emitted,
-            superseded,
-            status,
-        })
+        Some(recompute_day(&self.places, book.key.to_string(), date, ud))
     }
 
-    /// Recompute the touched days that `settled` says no sign-in to come can change,
-    /// handing each change to `emit`, and forget those before `keep_from` (a replay's
-    /// step, [`shards`]).
+    /// A replay's step ([`shards`]): the days `settled` says no sign-in to come can change
+    /// are done. Those before `keep_from` leave the books: the touched ones are returned,
+    /// to be recomputed and reported by [`SettledDay::report`] (on another thread, while
+    /// the next block is read), the others are forgotten. Those the state keeps are
+    /// recomputed in place, each change handed to `emit`.
     fn settle(
         &mut self,
         settled: impl Fn(Date) -> bool,
         keep_from: Date,
         emit: &mut dyn FnMut(DayChange),
-    ) {
+    ) -> Vec<SettledDay> {
+        let mut out = Vec::new();
         let mut days = Vec::new();
         for u in 0..self.users.len() as u32 {
+            let book = &mut self.users[u as usize];
+            for (date, day) in book
+                .days
+                .extract_if(.., |(d, _)| settled(*d) && *d < keep_from)
+            {
+                if day.dirty {
+                    out.push(SettledDay {
+                        user: book.key.to_string(),
+                        date,
+                        day,
+                    });
+                }
+            }
+            if book.days.capacity() > 2 * book.days.len() + 4 {
+                book.days.shrink_to_fit();
+            }
             days.clear();
             days.extend(
-                self.users[u as usize]
-                    .days
+                book.days
                     .iter()
                     .filter(|(d, ud)| ud.dirty && settled(*d))
                     .map(|(d, _)| *d),
@@ -224,11 +161,6 @@ impl MemoryState {
                     emit(ch);
                 }
             }
-            let book = &mut self.users[u as usize];
-            book.days.retain(|(d, _)| !(settled(*d) && *d < keep_from));
-            if book.days.capacity() > 2 * book.days.len() + 4 {
-                book.days.shrink_to_fit();
-            }
         }
         let users = &self.users;
         self.dirty.retain(|(u, d)| {
@@ -237,6 +169,7 @@ impl MemoryState {
                 .iter()
                 .any(|(day, ud)| day == d && ud.dirty)
         });
+        out
     }
 
     fn user_days(&self) -> impl Iterator<Item = (&str, Date, &UserDay)> {
@@ -447,5 +380,110 @@ impl PresenceBackend for MemoryState {
                     .collect()
             })
             .unwrap_or_default())
+    }
+}
+
+/// A touched day a replay has settled and taken out of the books ([`MemoryState::settle`]).
+struct SettledDay {
+    user: String,
+    date: Date,
+    day: UserDay,
+}
+
+impl SettledDay {
+    /// Recompute the day and hand what changed to `emit`; the day is then forgotten.
+    fn report(mut self, places: &[(Box<str>, Place)]) -> DayChange {
+        recompute_day(places, self.user, self.date, &mut self.day)
+    }
+}
+
+/// Recompute one day of the user `user` from its observations and manual changes: its
+/// transitions now, and what changed since they were last reported.
+fn recompute_day(
+    places: &[(Box<str>, Place)],
+    user: String,
+    date: Date,
+    ud: &mut UserDay,
+) -> DayChange {
+    ud.dirty = false;
+    ud.obs.sort_unstable();
+    ud.obs.dedup();
+    let start = day_start_ms(date);
+    // The order of [`transitions`]: (time, sign-in before manual, range or
+    // administrator, place).
+    let mut items: Vec<(TimelineItem<'_>, u32)> =
+        Vec::with_capacity(ud.obs.len() + ud.overrides.len());
+    items.extend(ud.obs.iter().map(|&v| {
+        let (at_ms, p) = unpack_obs(start, v);
+        let (name, place) = &places[p as usize];
+        (
+            TimelineItem {
+                at_ms,
+                manual: false,
+                key: name,
+                place: Some(place),
+            },
+            p,
+        )
+    }));
+    items.extend(ud.overrides.iter().enumerate().map(|(i, o)| {
+        (
+            TimelineItem {
+                at_ms: o.at_ms,
+                manual: true,
+                key: &o.set_by,
+                place: o.place.as_ref(),
+            },
+            MANUAL | i as u32,
+        )
+    }));
+    items.sort_unstable_by(|(a, _), (b, _)| {
+        (a.at_ms, a.manual, a.key, a.place).cmp(&(b.at_ms, b.manual, b.key, b.place))
+    });
+    let mut new = Vec::new();
+    let mut status: Option<&Place> = None;
+    for (it, what) in &items {
+        if it.place != status {
+            status = it.place;
+            new.push(Ev {
+                at_ms: it.at_ms,
+                what: *what,
+            });
+        }
+    }
+    drop(items);
+    let same = |a: &Ev, b: &Ev| {
+        a.at_ms == b.at_ms
+            && match (a.what & MANUAL != 0, b.what & MANUAL != 0) {
+                (false, false) => a.what == b.what,
+                (true, true) => {
+                    let x = &ud.overrides[(a.what & !MANUAL) as usize];
+                    let y = &ud.overrides[(b.what & !MANUAL) as usize];
+                    x.place == y.place && x.set_by == y.set_by
+                }
+                _ => false,
+            }
+    };
+    let to_t = |e: &Ev| ev_transition(places, &ud.overrides, e);
+    let emitted = new
+        .iter()
+        .filter(|n| !ud.events.iter().any(|o| same(o, n)))
+        .map(to_t)
+        .collect();
+    let superseded = ud
+        .events
+        .iter()
+        .filter(|o| !new.iter().any(|n| same(o, n)))
+        .map(to_t)
+        .collect();
+    let status = new.last().map(to_t);
+    new.shrink_to_fit();
+    ud.events = new;
+    DayChange {
+        user,
+        date,
+        emitted,
+        superseded,
+        status,
     }
 }

@@ -1,11 +1,20 @@
-//! A large JSON-lines file read by two threads straight into a [`MemoryState`]: each
-//! thread reads, classifies and applies its half of the file (split at a line boundary)
-//! under one lock per user ([`SharedBooks`]). Every sign-in touches only its user's book,
-//! so the threads rarely meet on a lock and nothing is queued between them.
+//! A large JSON-lines file read by two threads straight into a [`MemoryState`]: the file
+//! is cut into pieces of about [`CHUNK`] bytes at line boundaries, and each thread takes
+//! the next piece in turn, then reads, classifies and applies its sign-ins under one lock
+//! per user ([`SharedBooks`]). Every sign-in touches only its user's book, so the threads
+//! rarely meet on a lock and nothing is queued between them; taking pieces in turn (not
+//! a half each) keeps them finishing together when one is slowed.
+//!
+//! A replay reads a block at a time and settles the days the reading has left behind
+//! ([`Replay`]). Those days leave the books ([`MemoryState::settle`]) and a third thread
+//! recomputes and reports them while the two readers go on with the next block, which
+//! cannot touch them: on two cores the reporting no longer waits for the reading, nor
+//! the reading for the reporting.
 
 use std::io::{Read, Seek, SeekFrom};
 use std::net::IpAddr;
 use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
 use ipnet::IpNet;
@@ -13,7 +22,7 @@ use jiff::civil::Date;
 use rustc_hash::FxHashMap;
 
 use super::day::{UserBook, obs_error, pack_obs};
-use super::{MemoryState, NONE};
+use super::{MemoryState, NONE, SettledDay};
 use crate::calendar::{day_start_ms, parse_timestamp_ms};
 use crate::classify::{Candidate, NO_RANGE, Rules, Verdict};
 use crate::config::PresenceMode;
@@ -33,6 +42,7 @@ struct SharedBooks<'a> {
     books: Vec<Mutex<UserBook>>,
     user_cache: &'a [u32],
     range_cache: &'a [u32],
+    places: &'a [(Box<str>, Place)],
 }
 
 /// One thread's handle on [`SharedBooks`]: what it found that is not kept in a book.
@@ -44,6 +54,9 @@ struct BookWriter<'s, 'a> {
     /// chunk at a time ([`ACCESS_CHUNK`]) so they never pile up.
     access: Vec<(u32, IpAddr, Date)>,
 }
+
+/// The size of the pieces two readers share out ([`MemoryState::apply_range`]).
+const CHUNK: u64 = 4 << 20;
 
 /// New access events a writer holds before it takes the sink's lock to hand them over.
 const ACCESS_CHUNK: usize = 8192;
@@ -70,6 +83,22 @@ fn flush_access(
         ev.date = date;
         sink.access(&ev);
     }
+}
+
+/// Recompute and report the days a replay has settled ([`MemoryState::settle`]), a day at
+/// a time under the sink's lock: what the readers of the next block have to wait for is
+/// one day's events.
+fn report_settled(
+    days: Vec<SettledDay>,
+    places: &[(Box<str>, Place)],
+    sink: &Mutex<&mut dyn EventSink>,
+) -> Result<(), PresenceError> {
+    for day in days {
+        let change = day.report(places);
+        let mut sink = sink.lock().unwrap_or_else(|p| p.into_inner());
+        emit_change(change, &mut **sink)?;
+    }
+    Ok(())
 }
 
 /// What a writer hands back to be merged.
@@ -215,6 +244,7 @@ impl MemoryState {
                 .collect(),
             user_cache: &self.user_cache,
             range_cache: &self.range_cache,
+            places: &self.places,
         };
         let (r, outcomes) = run(&shared);
         self.users = shared
@@ -312,11 +342,12 @@ impl JsonLinesBackend for MemoryState {
         let sink = Mutex::new(sink);
         if !opts.replay {
             return self
-                .apply_range(rules, path, (0, len), opts.accepted(), &sink)
+                .apply_range(rules, path, (0, len), opts.accepted(), &sink, Vec::new())
                 .map(|(counts, _)| counts);
         }
         let mut replay = Replay::new(engine, path, len, opts)?;
         let mut counts = Counts::default();
+        let mut settled = Vec::new();
         let mut from = 0;
         while from < len {
             let block = opts.replay_block.max(1);
@@ -325,23 +356,33 @@ impl JsonLinesBackend for MemoryState {
             } else {
                 len
             };
-            let (c, span) = self.apply_range(rules, path, (from, to), replay.accepted(), &sink)?;
+            let (c, span) = self.apply_range(
+                rules,
+                path,
+                (from, to),
+                replay.accepted(),
+                &sink,
+                std::mem::take(&mut settled),
+            )?;
             counts.add(&c);
             if let Some(span) = span {
                 replay.advance(span);
             }
-            let mut sink = sink.lock().unwrap_or_else(|p| p.into_inner());
             let mut failed = None;
-            self.settle(|d| replay.settled(d), replay.keep_from, &mut |ch| {
-                if let Err(e) = emit_change(ch, &mut **sink) {
-                    failed.get_or_insert(e);
-                }
-            });
+            {
+                let mut sink = sink.lock().unwrap_or_else(|p| p.into_inner());
+                settled = self.settle(|d| replay.settled(d), replay.keep_from, &mut |ch| {
+                    if let Err(e) = emit_change(ch, &mut **sink) {
+                        failed.get_or_insert(e);
+                    }
+                });
+            }
             if let Some(e) = failed {
                 return Err(e);
             }
             from = to;
         }
+        report_settled(settled, &self.places, &sink)?;
         Ok(counts)
     }
 }
@@ -444,7 +485,8 @@ fn edge_day(path: &Path, len: u64, first: bool) -> Result<Option<Date>, Presence
 impl MemoryState {
     /// Read, classify and apply the lines of `range` of the file on two threads (split at
     /// the line boundary nearest its middle), accepting sign-ins of `days`: the counts and
-    /// the first and last day of the sign-ins applied.
+    /// the first and last day of the sign-ins applied. Meanwhile a third thread reports
+    /// the days the blocks before have `settled` (none of these sign-ins can touch them).
     fn apply_range(
         &mut self,
         rules: &Rules,
@@ -452,53 +494,80 @@ impl MemoryState {
         (start, end): (u64, u64),
         days: (Date, Date),
         sink: &Mutex<&mut dyn EventSink>,
+        settled: Vec<SettledDay>,
     ) -> Result<(Counts, Option<(Date, Date)>), PresenceError> {
-        let split = line_boundary(path, start + (end - start) / 2)?.min(end);
+        // The range in pieces of about CHUNK bytes (cut at line starts), which the two
+        // readers take in turn: the one the reporter slows down reads fewer of them, and
+        // both finish within a piece of each other.
+        let pieces = (end - start).div_ceil(CHUNK).max(1);
+        let mut cuts = vec![start];
+        for i in 1..pieces {
+            let at = line_boundary(path, start + (end - start) * i / pieces)?;
+            cuts.push(at.clamp(cuts[cuts.len() - 1], end));
+        }
+        cuts.push(end);
+        let next = AtomicUsize::new(0);
+        let (cuts, next) = (&cuts[..], &next);
         type Out = (Counts, Option<(Date, Date)>);
-        let results: Vec<Result<Out, PresenceError>> = self.with_shared_books(|shared| {
+        let (results, reported) = self.with_shared_books(|shared| {
             std::thread::scope(|scope| {
-                let half = move |from: u64, to: u64| {
+                let places = shared.places;
+                let reporter = (!settled.is_empty())
+                    .then(|| scope.spawn(move || report_settled(settled, places, sink)));
+                let reader = move || {
                     let mut w = shared.writer();
                     let mut counts = Counts::default();
                     let mut span: Option<(Date, Date)> = None;
                     let mut failed = None;
-                    let r = read_blocks(path, from, to, |block, base| {
-                        if failed.is_some() {
-                            return Ok(());
+                    let mut r = Ok(());
+                    // The next piece, until none is left or one failed.
+                    while failed.is_none() && r.is_ok() {
+                        let i = next.fetch_add(1, Ordering::Relaxed);
+                        if i + 1 >= cuts.len() {
+                            break;
                         }
-                        for_each_json_line(block, base, |s| {
-                            counts.received += 1;
-                            match rules.classify(&s, days) {
-                                Verdict::Discard(f) => f(&mut counts.discarded),
-                                Verdict::Candidate(c) => {
-                                    span = Some(match span {
-                                        None => (c.date, c.date),
-                                        Some((lo, hi)) => (lo.min(c.date), hi.max(c.date)),
-                                    });
-                                    if failed.is_none()
-                                        && let Err(e) = w.apply(rules, &c, &mut counts)
-                                    {
-                                        failed = Some(e);
-                                    }
-                                    if w.access.len() >= ACCESS_CHUNK {
-                                        flush_access(sink, rules, &mut w.access);
+                        r = read_blocks(path, cuts[i], cuts[i + 1], |block, base| {
+                            if failed.is_some() {
+                                return Ok(());
+                            }
+                            for_each_json_line(block, base, |s| {
+                                counts.received += 1;
+                                match rules.classify(&s, days) {
+                                    Verdict::Discard(f) => f(&mut counts.discarded),
+                                    Verdict::Candidate(c) => {
+                                        span = Some(match span {
+                                            None => (c.date, c.date),
+                                            Some((lo, hi)) => (lo.min(c.date), hi.max(c.date)),
+                                        });
+                                        if failed.is_none()
+                                            && let Err(e) = w.apply(rules, &c, &mut counts)
+                                        {
+                                            failed = Some(e);
+                                        }
+                                        if w.access.len() >= ACCESS_CHUNK {
+                                            flush_access(sink, rules, &mut w.access);
+                                        }
                                     }
                                 }
-                            }
-                        })
-                    })
-                    .and_then(|()| failed.map_or(Ok(()), Err));
+                            })
+                        });
+                    }
+                    let r = r.and_then(|()| failed.map_or(Ok(()), Err));
                     flush_access(sink, rules, &mut w.access);
                     (r.map(|()| (counts, span)), w.finish())
                 };
-                // The second half on a new thread, the first on this one: what this thread
-                // allocates reuses the memory the configuration was parsed in.
-                let second = scope.spawn(move || half(split, end));
-                let (r0, o0) = half(start, split);
+                // One reader on a new thread, one on this one: what this thread allocates
+                // reuses the memory the configuration was parsed in.
+                let second = scope.spawn(reader);
+                let (r0, o0) = reader();
                 let (r1, o1) = second.join().expect("reader thread panicked");
-                (vec![r0, r1], vec![o0, o1])
+                let reported =
+                    reporter.map_or(Ok(()), |r| r.join().expect("reporter thread panicked"));
+                let results: Vec<Result<Out, PresenceError>> = vec![r0, r1];
+                ((results, reported), vec![o0, o1])
             })
         });
+        reported?;
         let mut counts = Counts::default();
         let mut span: Option<(Date, Date)> = None;
         for r in results {
