@@ -255,6 +255,13 @@ fn skip_nested_plain(b: &[u8], i: usize) -> Option<usize> {
 /// so every string ends at the next quote. Reads the top-level keys, keeps the wanted
 /// values and skips the rest without validating them, like [`scan_object`]; `None`
 /// for anything unexpected (the caller falls back to [`scan_object`], then serde).
+///
+/// Once all five wanted keys are read, the rest of the line is not scanned: only its
+/// last byte is checked to close the object. Graph writes `status` before the large
+/// nested values (`deviceDetail`, `location`, `appliedConditionalAccessPolicies`; the
+/// response example of <https://learn.microsoft.com/en-us/graph/api/signin-list>), so
+/// most of a line is never read. A wanted key repeated after that is not seen (the first
+/// one counts; serde would refuse the line as a duplicate field).
 fn scan_plain_line(b: &[u8]) -> Option<SignIn<'_>> {
     #[inline(always)]
     fn ws(b: &[u8], j: usize) -> usize {
@@ -267,6 +274,8 @@ fn scan_plain_line(b: &[u8]) -> Option<SignIn<'_>> {
     fn text(b: &[u8]) -> Option<Option<Cow<'_, str>>> {
         std::str::from_utf8(b).ok().map(|s| Some(Cow::Borrowed(s)))
     }
+    /// Bit `want` of each wanted key read.
+    const ALL_FIVE: u8 = 0b11_1110;
     let mut s = SignIn::default();
     if *b.first()? != b'{' {
         return None;
@@ -275,6 +284,7 @@ fn scan_plain_line(b: &[u8]) -> Option<SignIn<'_>> {
     if *b.get(j)? == b'}' {
         return (ws(b, j + 1) == b.len()).then_some(s);
     }
+    let mut read = 0u8;
     loop {
         if *b.get(j)? != b'"' {
             return None;
@@ -340,8 +350,12 @@ fn scan_plain_line(b: &[u8]) -> Option<SignIn<'_>> {
             }
             _ => return None,
         }
+        read |= 1 << want;
         j = ws(b, j);
         match *b.get(j)? {
+            b',' if read & ALL_FIVE == ALL_FIVE => {
+                return (b.last() == Some(&b'}')).then_some(s);
+            }
             b',' => j = ws(b, j + 1),
             b'}' => return (ws(b, j + 1) == b.len()).then_some(s),
             _ => return None,
@@ -415,9 +429,12 @@ fn scan_object(b: &[u8], i: usize) -> Option<(SignIn<'_>, usize)> {
 /// Read one sign-in object from `text` (already trimmed to the object, as a line of JSON
 /// lines is). `offset` is only used in the error.
 pub fn parse_sign_in(text: &[u8], offset: u64) -> Result<SignIn<'_>, SignInParseError> {
-    if memchr(b'\\', text).is_none()
-        && let Some(s) = scan_plain_line(text)
-    {
+    parse_known(text, offset, memchr(b'\\', text).is_none())
+}
+
+/// [`parse_sign_in`] when whether `text` holds a backslash is known (`plain`: none).
+fn parse_known(text: &[u8], offset: u64, plain: bool) -> Result<SignIn<'_>, SignInParseError> {
+    if plain && let Some(s) = scan_plain_line(text) {
         return Ok(s);
     }
     if let Some((s, end)) = scan_object(text, 0)
@@ -440,7 +457,15 @@ pub fn for_each_json_line<'a>(
 ) -> Result<(), SignInParseError> {
     let mut start = 0;
     while start < buf.len() {
-        let end = memchr(b'\n', &buf[start..]).map_or(buf.len(), |k| start + k);
+        // One pass finds the line's end and whether it holds a backslash.
+        let (end, plain) = match memchr2(b'\n', b'\\', &buf[start..]) {
+            Some(k) if buf[start + k] == b'\n' => (start + k, true),
+            Some(k) => {
+                let k = start + k;
+                (memchr(b'\n', &buf[k..]).map_or(buf.len(), |e| k + e), false)
+            }
+            None => (buf.len(), true),
+        };
         let line = &buf[start..end];
         let a = skip_ws(line, 0);
         if a < line.len() {
@@ -448,7 +473,7 @@ pub fn for_each_json_line<'a>(
             while z > a && matches!(line[z - 1], b' ' | b'\t' | b'\r') {
                 z -= 1;
             }
-            f(parse_sign_in(&line[a..z], base + (start + a) as u64)?);
+            f(parse_known(&line[a..z], base + (start + a) as u64, plain)?);
         }
         start = end + 1;
     }
