@@ -482,8 +482,10 @@ fn run_erased<A: Action + 'static>(ctx: &Context, inputs: Value) -> RunFuture<'_
         let reply = A::run(ctx, input).await?;
         let result = ActionResult::from(reply);
         // Serialising is deterministic: a dry run that writes nothing finds any
-        // error now, so stdout never gets half an object.
-        serde_json::to_writer(std::io::sink(), &result).map_err(|e| {
+        // error now, so stdout never gets half an object. Only the typed body needs
+        // it: the headers and the state are `Value`s, which always serialise (and a
+        // replay's state can be megabytes).
+        serde_json::to_writer(std::io::sink(), &result.json_body).map_err(|e| {
             Error::internal(format!("{}: output does not serialise: {e}", A::META.name))
         })?;
         Ok(Finished(Box::new(result)))

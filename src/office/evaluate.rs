@@ -271,8 +271,18 @@ pub fn evaluate(
             let discovery = state.discovery().map_err(store_error)?;
             lines.discovery(&discovery);
             let mut body = report(&counts, None, &discovery);
-            body.output = Some(lines.commit()?);
-            body
+            // The file is synced and renamed (mostly waiting on the disk) while the
+            // state's JSON is built; a file that cannot be completed fails the run.
+            let (output, state) = std::thread::scope(|scope| {
+                let committed = scope.spawn(|| lines.commit());
+                let state = state.into_json();
+                (committed.join(), state)
+            });
+            let output = output.unwrap_or_else(|_| {
+                Err(Error::internal("the events file could not be completed"))
+            })?;
+            body.output = Some(output);
+            return Ok((body, state));
         }
         Output::Inline => {
             let mut events = BatchReport::default();

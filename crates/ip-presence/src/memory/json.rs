@@ -4,7 +4,6 @@
 //! back in, a bad one named by its JSON pointer.
 
 use std::collections::BTreeMap;
-use std::fmt::Write;
 use std::net::IpAddr;
 
 use ipnet::IpNet;
@@ -21,6 +20,38 @@ use crate::model::{Override, Place};
 /// The state format written: 2 keeps a day's observations as one string ([`obs_text`]);
 /// version 1 states (observations as pairs) are still read.
 const VERSION: u32 = 2;
+
+/// Append `h` as 16 lowercase hex digits (what `{h:016x}` writes, without the
+/// formatting machinery: a replay's state holds a hash per sign-in of its window).
+fn push_hex16(out: &mut String, h: u64) {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut buf = [0u8; 16];
+    for (i, b) in buf.iter_mut().enumerate() {
+        *b = DIGITS[((h >> (60 - 4 * i)) & 0xf) as usize];
+    }
+    // Only ASCII hex digits were written.
+    out.push_str(std::str::from_utf8(&buf).unwrap_or_default());
+}
+
+/// Append `v` in decimal (what `{v}` writes).
+fn push_int(out: &mut String, v: i64) {
+    if v < 0 {
+        out.push('-');
+    }
+    let mut n = v.unsigned_abs();
+    let mut buf = [0u8; 20];
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    // Only ASCII digits were written.
+    out.push_str(std::str::from_utf8(&buf[i..]).unwrap_or_default());
+}
 
 /// `s` escaped as one JSON pointer reference token (RFC 6901).
 fn pointer_token(s: &str) -> String {
@@ -82,7 +113,7 @@ impl MemoryState {
             seen.sort_unstable();
             let mut hex = String::with_capacity(seen.len() * 16);
             for h in seen {
-                let _ = write!(hex, "{h:016x}");
+                push_hex16(&mut hex, h);
             }
             let mut access: Vec<IpAddr> = ud.access.iter().copied().collect();
             access.sort_unstable();
@@ -302,7 +333,9 @@ fn obs_text(day_start: i64, obs: &[(i64, u32)]) -> String {
         if i > 0 {
             text.push(',');
         }
-        let _ = write!(text, "{}:{p}", t - prev);
+        push_int(&mut text, t - prev);
+        text.push(':');
+        push_int(&mut text, i64::from(p));
         prev = t;
     }
     text
@@ -332,4 +365,23 @@ struct OverrideJson {
     at_ms: i64,
     place: Option<Place>,
     set_by: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{push_hex16, push_int};
+
+    #[test]
+    fn hand_written_numbers_are_what_format_writes() {
+        for h in [0, 1, 0xdead_beef, u64::MAX, 0x0123_4567_89ab_cdef] {
+            let mut s = String::new();
+            push_hex16(&mut s, h);
+            assert_eq!(s, format!("{h:016x}"));
+        }
+        for v in [0, 7, -7, 10, 86_399_999, i64::MIN, i64::MAX] {
+            let mut s = String::new();
+            push_int(&mut s, v);
+            assert_eq!(s, v.to_string());
+        }
+    }
 }
