@@ -261,7 +261,9 @@ fn skip_nested_plain(b: &[u8], i: usize) -> Option<usize> {
 /// nested values (`deviceDetail`, `location`, `appliedConditionalAccessPolicies`; the
 /// response example of <https://learn.microsoft.com/en-us/graph/api/signin-list>), so
 /// most of a line is never read. A wanted key repeated after that is not seen (the first
-/// one counts; serde would refuse the line as a duplicate field).
+/// one counts; serde would refuse the line as a duplicate field), and a line cut short
+/// just after a nested value's closing brace is not told from a whole one (cut anywhere
+/// else, it does not end the object and is refused).
 fn scan_plain_line(b: &[u8]) -> Option<SignIn<'_>> {
     #[inline(always)]
     fn ws(b: &[u8], j: usize) -> usize {
@@ -595,6 +597,18 @@ mod tests {
             );
             assert!(parse_sign_in(line, 0).is_err());
         }
+    }
+
+    #[test]
+    fn the_rest_of_a_line_after_the_five_keys_is_skipped_but_its_end_is_checked() {
+        let line = br#"{"id":"1","createdDateTime":"t","userPrincipalName":"a@x","ipAddress":"10.0.0.1","status":{"errorCode":0},"location":{"city":"B","state":"W"},"x":[1]}"#;
+        let fast = scan_plain_line(line).expect("fast path");
+        assert_eq!(fast, serde_json::from_slice::<SignIn>(line).unwrap());
+        assert_eq!(fast.error_code(), 0);
+        // Cut inside the part not read: it no longer ends the object.
+        let cut = &line[..line.len() - 8];
+        assert_eq!(scan_plain_line(cut), None);
+        assert!(parse_sign_in(cut, 0).is_err());
     }
 
     #[test]
