@@ -100,7 +100,7 @@ impl StateDb {
         let path = &crate::owner_only::create_private(state_dir, Self::FILE_NAME)?;
         let conn = Connection::open(path)?;
         conn.busy_timeout(BUSY_TIMEOUT)?;
-        conn.pragma_update(None, "journal_mode", "WAL")?;
+        ip_presence::sqlite_wal::enable(&conn, BUSY_TIMEOUT)?;
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         let mut db = StateDb {
             conn,

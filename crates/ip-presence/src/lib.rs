@@ -128,6 +128,7 @@ mod model;
 pub mod owner_only;
 mod ranges;
 mod signin;
+pub mod sqlite_wal;
 mod store;
 pub mod unique_keys;
 

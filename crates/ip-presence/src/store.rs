@@ -268,7 +268,7 @@ impl PresenceStore {
         let path = crate::owner_only::create_private(state_dir, Self::FILE_NAME)?;
         let conn = Connection::open(&path)?;
         conn.busy_timeout(Duration::from_secs(10))?;
-        conn.pragma_update(None, "journal_mode", "WAL")?;
+        crate::sqlite_wal::enable(&conn, Duration::from_secs(10))?;
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         let mut store = Self {
             conn,
