@@ -219,7 +219,6 @@ fn open(dir: &Path) -> std::result::Result<Connection, String> {
         .map_err(|e| e.to_string())?;
     let conn = Connection::open(&path).map_err(|e| e.to_string())?;
     let setup = || -> rusqlite::Result<i64> {
-        conn.busy_timeout(Duration::from_secs(10))?;
         ip_presence::sqlite_wal::enable(&conn, Duration::from_secs(10))?;
         // A reservation lost in a power cut costs nothing; no fsync per request.
         conn.pragma_update(None, "synchronous", "OFF")?;

@@ -99,7 +99,6 @@ impl StateDb {
     fn open_at(state_dir: &Path) -> std::result::Result<Self, OpenError> {
         let path = &crate::owner_only::create_private(state_dir, Self::FILE_NAME)?;
         let conn = Connection::open(path)?;
-        conn.busy_timeout(BUSY_TIMEOUT)?;
         ip_presence::sqlite_wal::enable(&conn, BUSY_TIMEOUT)?;
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         let mut db = StateDb {

@@ -267,7 +267,6 @@ impl PresenceStore {
         // token cache.
         let path = crate::owner_only::create_private(state_dir, Self::FILE_NAME)?;
         let conn = Connection::open(&path)?;
-        conn.busy_timeout(Duration::from_secs(10))?;
         crate::sqlite_wal::enable(&conn, Duration::from_secs(10))?;
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         let mut store = Self {
