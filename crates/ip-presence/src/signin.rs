@@ -257,13 +257,16 @@ fn skip_nested_plain(b: &[u8], i: usize) -> Option<usize> {
 /// for anything unexpected (the caller falls back to [`scan_object`], then serde).
 ///
 /// Once all five wanted keys are read, the rest of the line is not scanned: only its
-/// last byte is checked to close the object. Graph writes `status` before the large
-/// nested values (`deviceDetail`, `location`, `appliedConditionalAccessPolicies`; the
-/// response example of <https://learn.microsoft.com/en-us/graph/api/signin-list>), so
-/// most of a line is never read. A wanted key repeated after that is not seen (the first
-/// one counts; serde would refuse the line as a duplicate field), and a line cut short
-/// just after a nested value's closing brace is not told from a whole one (cut anywhere
-/// else, it does not end the object and is refused).
+/// last byte is checked to close the object. In Graph's own order `status` comes before
+/// the large nested values (`deviceDetail`, `location`,
+/// `appliedConditionalAccessPolicies`; the response example of
+/// <https://learn.microsoft.com/en-us/graph/api/signin-list>), so most of such a line is
+/// never read. `pull_sign_ins` writes keys in alphabetical order (a `serde_json::Map`),
+/// where `userPrincipalName` is the last key of a sign-in: its lines are read whole, as
+/// before. Where the scan stops early, a wanted key repeated further on is not seen (the
+/// first one counts; serde would refuse the line as a duplicate field), and a line cut
+/// short just after a nested value's closing brace is not told from a whole one (cut
+/// anywhere else, it does not end the object and is refused).
 fn scan_plain_line(b: &[u8]) -> Option<SignIn<'_>> {
     #[inline(always)]
     fn ws(b: &[u8], j: usize) -> usize {

@@ -121,8 +121,8 @@ impl MemoryState {
 
     /// A replay's step ([`shards`]): the days `settled` says no sign-in to come can change
     /// are done. Those before `keep_from` leave the books: the touched ones are returned,
-    /// to be recomputed and reported by [`SettledDay::report`] (by the threads that read
-    /// the next block, before they read it), the others are forgotten. Those the state keeps are
+    /// to be recomputed by [`SettledDay::report`] (by the threads that read the next
+    /// block, before they read it), the others are forgotten. Those the state keeps are
     /// recomputed in place, each change handed to `emit`.
     fn settle(
         &mut self,
@@ -391,7 +391,8 @@ struct SettledDay {
 }
 
 impl SettledDay {
-    /// Recompute the day and hand what changed to `emit`; the day is then forgotten.
+    /// Recompute the day: what changed since it was last reported. The day is then
+    /// forgotten.
     fn report(mut self, places: &[(Box<str>, Place)]) -> DayChange {
         recompute_day(places, self.user, self.date, &mut self.day)
     }
