@@ -9,8 +9,10 @@ figure to quote, with each build's median wall time, CPU time and peak RSS.
 
 Usage: scripts/ab-runs.py ENVELOPE RUNS BINARY [BINARY ...]
   e.g. scripts/ab-runs.py /tmp/org30/envelope-replay.json 10 /tmp/before target/release/msgraph-connector
-Each run is `BINARY run ACTION < ENVELOPE` (ACTION: $AB_ACTION, default
-evaluate_ip_presence) under GNU /usr/bin/time, stdout discarded.
+Each run is `BINARY $AB_ARGS run ACTION < ENVELOPE` (ACTION: $AB_ACTION, default
+evaluate_ip_presence; AB_ARGS: options before `run`, e.g. `--state-dir DIR`) under GNU
+/usr/bin/time, stdout discarded. Start-up, e.g.:
+  AB_ACTION=get_presence AB_ARGS="--state-dir /tmp/st" scripts/ab-runs.py envelope.json 300 /tmp/before target/release/msgraph-connector
 """
 import os
 import statistics
@@ -20,10 +22,11 @@ import time
 
 
 def one(binary, action, envelope):
+    args = os.environ.get("AB_ARGS", "").split()
     with open(envelope, "rb") as stdin:
         started = time.perf_counter()
         p = subprocess.run(
-            ["/usr/bin/time", "-f", "%U %S %M", binary, "run", action],
+            ["/usr/bin/time", "-f", "%U %S %M", binary, *args, "run", action],
             stdin=stdin,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
@@ -34,6 +37,10 @@ def one(binary, action, envelope):
         sys.exit(f"{binary} exited with {p.returncode}: {p.stderr.strip()[-500:]}")
     user, system, rss = p.stderr.strip().splitlines()[-1].split()
     return wall, float(user) + float(system), int(rss) / 1024
+
+
+def seconds(s):
+    return f"{s:.3f} s" if s >= 0.1 else f"{s * 1000:.2f} ms"
 
 
 def main():
@@ -49,7 +56,7 @@ def main():
     for b in binaries:
         r = results[b]
         print(
-            f"{b}: wall median {med(x[0] for x in r):.3f} s (min {min(x[0] for x in r):.3f}),"
+            f"{b}: wall median {seconds(med(x[0] for x in r))} (min {seconds(min(x[0] for x in r))}),"
             f" cpu median {med(x[1] for x in r):.2f} s, peak RSS median {med(x[2] for x in r):.1f} MiB"
         )
     base = results[binaries[0]]
