@@ -3,8 +3,9 @@
 //! Every platform call is a whole process, and most of what it counts as memory is the
 //! binary's own code: the kernel maps the page cache 64 KiB around each page a process
 //! touches (fault-around), so the 2.4 MB of code a `run get_presence` executes, scattered
-//! over 22 MB of text, came to 14–18 MiB of RSS. `link/startup.order` names those
-//! functions (written by `scripts/startup-order.py` from callgrind runs), and LLD's
+//! over 22 MB of text, came to 14.6 MB of mapped text (23 MiB of peak RSS in all).
+//! `link/startup.order` names those functions (written by `scripts/startup-order.py`
+//! from callgrind runs and native page faults), and LLD's
 //! `--symbol-ordering-file` places them first, in that order
 //! (llvm-project `lld/test/ELF/symbol-ordering-file.s`). Measured in docs/benchmarks.md.
 //!
