@@ -4,7 +4,7 @@
 Every platform call is a whole process, and what `/usr/bin/time -f %M` counts of it is
 mostly the binary's own pages: the kernel maps 64 KiB of page cache around each page of
 code a process touches (fault-around), so 2.4 MB of code scattered over 22 MB of text
-came to 14-18 MiB of RSS. LLD's --symbol-ordering-file places the functions it names
+came to 14.6 MB of mapped text. LLD's --symbol-ordering-file places the functions it names
 first, in that order (https://github.com/llvm/llvm-project/blob/main/lld/test/ELF/symbol-ordering-file.s),
 so the code of a call sits together; build.rs hands the file to the linker.
 
@@ -54,11 +54,6 @@ HEADER = """\
 """
 
 
-def text_symbols(binary):
-    out = subprocess.run(["nm", "--defined-only", binary], capture_output=True, text=True, check=True).stdout
-    return {p[2] for p in (line.split() for line in out.splitlines()) if len(p) == 3 and p[1] in "tTwW"}
-
-
 def called_functions(cmd, stdin, cwd):
     """The functions callgrind saw `cmd` run, by linker name."""
     out = Path(cwd) / "callgrind.out"
@@ -91,10 +86,10 @@ def listed(block=None):
 
 
 def text_table(binary):
-    """(start, size, name) of the binary's functions, by address."""
+    """(start, size, name) of the binary's functions, by address (one `nm`)."""
     out = subprocess.run(["nm", "-n", "-S", "--defined-only", binary], capture_output=True, text=True, check=True).stdout
-    return [(int(p[0], 16), int(p[1], 16), p[3]) for p in (l.split() for l in out.splitlines())
-            if len(p) == 4 and p[2] in "tTwW"]
+    return [(int(p[0], 16), int(p[1], 16) if len(p) == 4 else 0, p[-1]) for p in (l.split() for l in out.splitlines())
+            if len(p) in (3, 4) and p[-2] in "tTwW"]
 
 
 def faulting_functions(make_cmd, stdin, cwd, table, runs=10):
@@ -192,7 +187,8 @@ def main():
     binary = os.path.abspath(args[0] if args else ROOT / "target" / "release" / "msgraph-connector")
     if not os.path.exists(binary):
         sys.exit(f"{binary}: build it first (cargo build --release --bin msgraph-connector)")
-    text = text_symbols(binary)
+    table = text_table(binary)
+    text = {name for _, _, name in table}
     if check:
         names = listed()
         found = sum(1 for n in names if n in text)
@@ -218,7 +214,6 @@ def main():
             # those of earlier runs of this script are kept (while the binary has them).
             extra = {n for n in listed(NATIVE) if n in text} - seen
             if shutil.which("perf"):
-                table = text_table(binary)
                 for label, args, stdin, _ in runs:
                     found = faulting_functions(lambda: argv(binary, args, work), stdin, work, table)
                     if found is None:
