@@ -1,7 +1,7 @@
 //! IP presence at organisation scale (issue 15): one whole `run evaluate_ip_presence`
 //! process per data set, as a platform runs it, with every output written to a file.
-//! Asserts the memory bound (peak RSS under 100 MiB) and prints wall time, peak RSS and
-//! the output's size, and how far apart the peaks are.
+//! Asserts the memory bound (peak RSS under 100 MiB) and flatness (the largest peak
+//! within 10 % of the smallest), and prints wall time, peak RSS and the output's size.
 //!
 //! Run: `cargo bench --bench presence_scale` (Linux, needs GNU `/usr/bin/time` for the
 //! child's peak RSS). The data (`OrgSpec` in `crates/ip-presence/benches/support/data.rs`:
@@ -28,6 +28,8 @@ use data::{OrgSpec, generate_org};
 
 const BIN: &str = env!("CARGO_BIN_EXE_msgraph-connector");
 const LIMIT_MIB: f64 = 100.0;
+/// How far apart the peaks of the sets may be, in percent of the smallest.
+const FLAT_PCT: f64 = 10.0;
 
 /// One run: wall time, peak RSS (KiB) and the result's body.
 fn run(envelope: &Path) -> (Duration, u64, Value) {
@@ -73,7 +75,7 @@ fn main() {
         .and_then(|n| n.parse().ok())
         .unwrap_or(3)
         .max(1);
-    let mut peaks = Vec::new();
+    let mut peaks: Vec<(String, f64)> = Vec::new();
     for set in sets.split(',').filter(|s| !s.is_empty()) {
         let (days, sign_ins) = set.split_once(':').expect("days:sign-ins");
         let spec = OrgSpec {
@@ -126,12 +128,12 @@ fn main() {
         );
         peaks.push((set.to_owned(), mib));
     }
+    let lo = peaks.iter().map(|p| p.1).fold(f64::MAX, f64::min);
+    let hi = peaks.iter().map(|p| p.1).fold(0.0, f64::max);
+    let spread = (hi / lo - 1.0) * 100.0;
     if peaks.len() > 1 {
-        let lo = peaks.iter().map(|p| p.1).fold(f64::MAX, f64::min);
-        let hi = peaks.iter().map(|p| p.1).fold(0.0, f64::max);
         println!(
-            "presence_scale peaks from {lo:.1} to {hi:.1} MiB: the largest is {:.1} % above the smallest",
-            (hi / lo - 1.0) * 100.0
+            "presence_scale peaks from {lo:.1} to {hi:.1} MiB: the largest is {spread:.1} % above the smallest"
         );
     }
     // Every set is measured and printed before the bound is checked, so one run shows
@@ -145,5 +147,9 @@ fn main() {
         over.is_empty(),
         "peak RSS over the {LIMIT_MIB} MiB bound (days:sign-ins): {}",
         over.join(", ")
+    );
+    assert!(
+        peaks.len() < 2 || spread <= FLAT_PCT,
+        "peak RSS not flat: {spread:.1} % apart (at most {FLAT_PCT} %): {peaks:?}"
     );
 }

@@ -155,6 +155,18 @@ impl PartialFile {
         })
     }
 
+    /// The file this one becomes.
+    pub fn target(&self) -> &Path {
+        &self.target
+    }
+
+    /// A second handle on the partial file, for a writer of its own (such as a thread
+    /// of the presence engine). What goes through it bypasses this one's buffer, so the
+    /// two must not both write.
+    pub fn raw_handle(&self) -> std::io::Result<std::fs::File> {
+        self.out.get_ref().as_file().try_clone()
+    }
+
     /// Append one value as a line.
     pub fn write(&mut self, record: &impl Serialize) -> Result<()> {
         serde_json::to_writer(&mut self.out, record)

@@ -1,10 +1,11 @@
 //! `evaluate_ip_presence`: run the IP presence rules over sign-ins you hand in.
 //!
-//! No Graph call and no disk: the sign-ins come inline (`sign_ins`, a JSON array of
+//! No Graph call and no state dir: the sign-ins come inline (`sign_ins`, a JSON array of
 //! Graph `signIn` objects) or from a file (`sign_ins_path`: JSON lines, split at
 //! line boundaries and read by two threads; or a JSON array, read whole), the
 //! configuration inline or from `config_path`. What the engine must remember between
-//! runs travels in the envelope's `state` ([`office::evaluate()`]).
+//! runs travels in the envelope's `state` ([`office::evaluate()`]); after a replay with
+//! `output_path`, its days are in a file beside the events that the state names.
 
 use std::path::Path;
 
@@ -45,6 +46,8 @@ pub struct Input {
     /// and the window, not on the days in the file. The file must be in the order Graph
     /// delivered it, oldest first or newest first (pull_sign_ins writes newest first); a
     /// sign-in more than late_window_days behind the furthest day read is too late.
+    /// With output_path, the window's sign-ins are kept on disk beside it and the days
+    /// of the state go to output_path + ".state.jsonl", which the state names.
     #[serde(default)]
     pub replay: bool,
     #[serde(flatten)]
@@ -61,7 +64,7 @@ impl Action for EvaluateIpPresence {
     const META: ActionMeta = ActionMeta {
         name: "evaluate_ip_presence",
         title: "Evaluate IP presence",
-        description: "Apply the IP-based office presence rules to the sign-ins given (inline or as a file): returns the new IP access events, presence events (and those late sign-ins superseded), each touched user's status for the day, suggested ranges for unknown addresses, and counts of everything discarded and why. Local: no Graph call, no disk; keep the returned state for the next run.",
+        description: "Apply the IP-based office presence rules to the sign-ins given (inline or as a file): returns the new IP access events, presence events (and those late sign-ins superseded), each touched user's status for the day, suggested ranges for unknown addresses, and counts of everything discarded and why. Local: no Graph call, no state dir; keep the returned state for the next run.",
         permissions: &[],
         changes_data: false,
         needs_graph: false,
@@ -103,7 +106,17 @@ impl Action for EvaluateIpPresence {
             Some(p) => {
                 let target = Path::new(p);
                 check_output_path(target, ctx.state_dir.as_deref(), "/inputs/output_path")?;
-                Output::File(PartialFile::create(target, "/inputs/output_path")?)
+                let days = if options.replay {
+                    let days = office::days_path(target);
+                    check_output_path(&days, ctx.state_dir.as_deref(), "/inputs/output_path")?;
+                    Some(Box::new(PartialFile::create(&days, "/inputs/output_path")?))
+                } else {
+                    None
+                };
+                Output::File {
+                    events: PartialFile::create(target, "/inputs/output_path")?,
+                    days,
+                }
             }
             None => {
                 if let SignInSource::File(path) = sign_ins {

@@ -55,8 +55,21 @@ pub enum SignInSource<'a> {
 pub enum Output {
     /// Returned in the result (or, when too many, in a temporary file it names).
     Inline,
-    /// Written to this file (`output_path`, already checked), renamed into place when done.
-    File(PartialFile),
+    /// Written to `events` (`output_path`, already checked), renamed into place when done.
+    /// A replay of a large file also writes the days of its state to `days`
+    /// ([`days_path`]), which the state then names, rather than return them.
+    File {
+        events: PartialFile,
+        days: Option<Box<PartialFile>>,
+    },
+}
+
+/// Where a replay with `output_path` writes the days of its state: beside the events,
+/// `{output_path}.state.jsonl`.
+pub fn days_path(output: &Path) -> std::path::PathBuf {
+    let mut name = output.as_os_str().to_owned();
+    name.push(".state.jsonl");
+    name.into()
 }
 
 /// What one evaluation found.
@@ -265,22 +278,36 @@ pub fn evaluate(
             }
         };
     let body = match output {
-        Output::File(file) => {
-            let mut lines = EventLines::new(file);
+        Output::File { events, days } => {
+            if let Some(days) = &days {
+                let internal = |e: std::io::Error| {
+                    Error::local(format!("cannot write {}: {e}", days.target().display()))
+                };
+                let target = days.target();
+                state.spill_to(
+                    crate::jsonl::parent_dir(target).to_path_buf(),
+                    target.display().to_string(),
+                    Box::new(days.raw_handle().map_err(internal)?),
+                );
+            }
+            let mut lines = EventLines::new(events);
             let counts = run(&mut state, &mut lines)?;
             let discovery = state.discovery().map_err(store_error)?;
             lines.discovery(&discovery);
             let mut body = report(&counts, None, &discovery);
-            // The file is synced and renamed (mostly waiting on the disk) while the
+            // Only a replay that spilled wrote days; otherwise the state holds them.
+            let days = days.filter(|_| state.days_spilled());
+            // The files are synced and renamed (mostly waiting on the disk) while the
             // state's JSON is built; a file that cannot be completed fails the run.
-            let (output, state) = std::thread::scope(|scope| {
+            let (output, days, state) = std::thread::scope(|scope| {
                 let committed = scope.spawn(|| lines.commit());
+                let days = scope.spawn(|| days.map(|d| d.commit()).transpose());
                 let state = state.into_json();
-                (committed.join(), state)
+                (committed.join(), days.join(), state)
             });
-            let output = output.unwrap_or_else(|_| {
-                Err(Error::internal("the events file could not be completed"))
-            })?;
+            let incomplete = || Error::internal("an output file could not be completed");
+            let output = output.map_err(|_| incomplete())??;
+            days.map_err(|_| incomplete())??;
             body.output = Some(output);
             return Ok((body, state));
         }

@@ -32,7 +32,7 @@ use crate::state::{SharedState, StateDb, StateStore};
 use ip_presence::{PresenceConfig, PresenceError};
 
 pub use config::{ConfigInput, ProcessInput};
-pub use evaluate::{EvaluateReport, Output, SignInSource, check_inline_size, evaluate};
+pub use evaluate::{EvaluateReport, Output, SignInSource, check_inline_size, days_path, evaluate};
 pub use manual::ManualChange;
 pub use report::{PresenceChanges, sign_in_of};
 pub use store::{OfficeStore, store_error};

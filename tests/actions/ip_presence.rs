@@ -397,6 +397,112 @@ fn evaluate_output_path_holds_exactly_the_events_returned_inline() {
     }
 }
 
+/// A replay of a file large enough for the two-thread reader (over 4 MiB), with
+/// output_path: the window's sign-ins go through partition files and the state's days to
+/// `{output_path}.state.jsonl`, which the state names. The events, counts and the next
+/// run are those of the same replay held in memory; a damaged days file is exit 2.
+#[test]
+fn evaluate_a_spilled_replay_equals_one_held_in_memory_and_its_state_carries_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let out_dir = tempfile::tempdir().unwrap();
+    let mut config = rules_config();
+    config["settings"]["auto_create"] = json!(true);
+    // Graph's sign-ins carry some kilobytes the rules never read.
+    let padding = "x".repeat(1500);
+    let lines: String = mixed_sign_ins(3_200, 5)
+        .into_iter()
+        .map(|mut v| {
+            v["deviceDetail"] = json!({"displayName": padding});
+            format!("{v}\n")
+        })
+        .collect();
+    assert!(lines.len() > 4 << 20, "{}", lines.len());
+    let file = dir.path().join("sign-ins.jsonl");
+    std::fs::write(&file, lines).unwrap();
+    let inputs = |extra: Value| {
+        let mut i = with(
+            &config,
+            json!({"sign_ins_path": file, "now": NOW, "replay": true}),
+        );
+        i.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        i
+    };
+    let held = run("evaluate_ip_presence", &inputs(json!({})), None, dir.path());
+    let target = out_dir.path().join("events.jsonl");
+    let spilled = run(
+        "evaluate_ip_presence",
+        &inputs(json!({"output_path": target})),
+        None,
+        dir.path(),
+    );
+    let (h, s) = (&held["json_body"], &spilled["json_body"]);
+    assert_eq!(s["counts"], h["counts"]);
+    let text = std::fs::read_to_string(&target).unwrap();
+    assert_eq!(lines_of(&text, "presence"), sorted(&h["presence_events"]));
+    assert_eq!(lines_of(&text, "access"), sorted(&h["access_events"]));
+    assert_eq!(lines_of(&text, "status"), sorted(&h["statuses"]));
+    assert!(!lines_of(&text, "presence").is_empty());
+
+    let state = &spilled["state"];
+    let days = format!("{}.state.jsonl", target.display());
+    assert_eq!(state["version"], 3);
+    assert_eq!(state["days_file"]["path"], days);
+    assert_eq!(state["days"], json!([]));
+    let day_lines = std::fs::read_to_string(&days).unwrap().lines().count();
+    assert_eq!(state["days_file"]["lines"], day_lines as u64);
+    assert!(day_lines >= 4, "{day_lines}");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&days).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "the state holds personal data");
+    }
+    assert_eq!(
+        std::fs::read_dir(out_dir.path()).unwrap().count(),
+        2,
+        "nothing left beside the events and the days"
+    );
+
+    // The next batch, from either state: the same result and the same state.
+    let next = json!({"sign_ins": mixed_sign_ins(150, 6), "now": NOW});
+    let a = run(
+        "evaluate_ip_presence",
+        &with(&config, next.clone()),
+        Some(&held["state"]),
+        dir.path(),
+    );
+    let b = run(
+        "evaluate_ip_presence",
+        &with(&config, next.clone()),
+        Some(state),
+        dir.path(),
+    );
+    assert_eq!(a["json_body"], b["json_body"]);
+    assert_eq!(a["state"], b["state"]);
+    // Its ids are those of the replay's first 150 (`m0`...): where user and day match
+    // too, the state remembers them.
+    let duplicates = &b["json_body"]["counts"]["discarded"]["duplicate"];
+    assert!(duplicates.as_u64() > Some(0), "{duplicates}");
+
+    // A days file cut short is refused before any work, naming the state's path.
+    let text = std::fs::read_to_string(&days).unwrap();
+    std::fs::write(&days, text.lines().next().unwrap().to_owned() + "\n").unwrap();
+    let out = run_raw(
+        "evaluate_ip_presence",
+        &with(&config, next),
+        Some(state),
+        dir.path(),
+    );
+    assert_eq!(out.code, 2, "{}", out.stderr);
+    let e = out.json();
+    assert_eq!(
+        e["error"]["details"][0]["path"], "/state/days_file/path",
+        "{e}"
+    );
+}
+
 #[test]
 fn evaluate_refuses_a_large_file_without_output_path_and_bad_outputs_before_any_work() {
     let dir = tempfile::tempdir().unwrap();

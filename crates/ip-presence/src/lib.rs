@@ -82,6 +82,16 @@
 //! result equals a run with a window covering the whole file (and `now` at its end)
 //! whenever no sign-in is more than the window behind the sign-ins before it.
 //!
+//! A window still holds every sign-in of its days, so memory follows the sign-ins per
+//! day. A replay of a state given a [`Spill`] ([`MemoryState::spill_to`]) keeps them on
+//! disk instead: the blocks are read and classified as above, but each candidate goes to
+//! a partition file of its user (48 bytes), and the partitions are then applied a few
+//! users at a time, with the same settling after each block, their remaining days written
+//! to the spill's days file (a user-day a line) and forgotten. Events, counts and state
+//! are those of the replay held in memory (the events in another order); memory holds
+//! the window of two partitions (one per 16 MiB of sign-ins, up to 64) and no longer
+//! depends on the sign-ins per day.
+//!
 //! # State JSON (stateless mode)
 //!
 //! [`MemoryState::to_json`] / [`MemoryState::from_json`]:
@@ -105,6 +115,15 @@
 //! The state grows with the sign-ins of the days `now`'s late-arrival window holds
 //! (about 27 bytes a sign-in: 16 for its id's hash, about 11 for its observation), not
 //! with the days read before them.
+//!
+//! A spilled replay ([`Spill`]) writes those days to a file instead, one user-day a line
+//! (`{"date": ..., "user": ..., "seen": ..., "access": ..., "obs": ..., "overrides": ...}`,
+//! `obs` places indexing `places`, which then lists every place in its own order), then
+//! the discovery counts, one a line (`{"discovery": ["203.0.113.0/24", "203.0.113.9",
+//! "bob@contoso.com", 3]}`), and the state names the file: `{"version": 3, "places":
+//! [...], "days": [], "days_file": {"path": "...", "lines": 33388}}`. Such a state is
+//! bounded by the places; reading it reads the file, which must hold `lines` lines.
+//! Earlier releases refuse version 3.
 //!
 //! # Known limits
 //!
@@ -141,7 +160,7 @@ pub use config::{
 pub use engine::PresenceEngine;
 pub use error::PresenceError;
 pub use file::JsonLinesBackend;
-pub use memory::{DISCOVERY_KEYS, MemoryState};
+pub use memory::{DISCOVERY_KEYS, MemoryState, Spill};
 pub use model::{
     AccessEvent, BatchReport, Counts, DayChange, Discarded, DiscoveryBlock, EventSink, EventSource,
     Override, Place, PresenceEvent, ProcessOptions, REPLAY_BLOCK, TimelineItem, Transition,

@@ -4,7 +4,11 @@
 //! file straight into the books is in [`shards`].
 
 use std::collections::{BTreeMap, HashSet};
+use std::io::Write;
 use std::net::IpAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use ipnet::IpNet;
 use jiff::civil::Date;
@@ -17,12 +21,15 @@ use crate::model::{
     AccessEvent, DayChange, DiscoveryBlock, Override, Place, PresenceEvent, TimelineItem,
     Transition, UserDayStatus,
 };
+use crate::ranges::suggested_block;
 
 use day::{Ev, MANUAL, UserBook, UserDay, ev_transition, obs_error, pack_obs, unpack_obs};
 
 mod day;
 mod json;
+mod partitions;
 mod shards;
+mod spill;
 
 /// Engine state in memory: per user and calendar day the seen sign-in ids, the logged
 /// addresses and every observation (all of them: a late sign-in can fall between any two).
@@ -33,27 +40,99 @@ pub struct MemoryState {
     user_ids: FxHashMap<Box<str>, u32>,
     places: Vec<(Box<str>, Place)>,
     place_ids: FxHashMap<(Box<str>, Place), u32>,
-    discovery: FxHashMap<(IpNet, IpAddr, u32), u64>,
+    discovery: Discovery,
     user_cache: Vec<u32>,
     range_cache: Vec<u32>,
     dirty: Vec<(u32, Date)>,
+    /// Set by [`MemoryState::spill_to`]: a replay of a large file keeps almost nothing.
+    spill: Option<Arc<Spill>>,
+}
+
+/// Where a spilled replay ([`shards`], "Spilled") puts what it would otherwise hold: its
+/// sign-ins, sorted by user into partition files in `temp_dir` (unnamed, gone when
+/// closed), and the days of now's window, as JSON lines to `days` (the file the state
+/// then names as `days_file`: [`MemoryState::into_json`]).
+pub struct Spill {
+    temp_dir: PathBuf,
+    days_path: String,
+    days: Mutex<Box<dyn Write + Send>>,
+    lines: AtomicU64,
+    used: AtomicBool,
+}
+
+impl std::fmt::Debug for Spill {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Spill")
+            .field("temp_dir", &self.temp_dir)
+            .field("days_path", &self.days_path)
+            .field("lines", &self.lines())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Spill {
+    pub(super) fn days_path(&self) -> &str {
+        &self.days_path
+    }
+    pub(super) fn lines(&self) -> u64 {
+        self.lines.load(Ordering::Relaxed)
+    }
+    pub(super) fn used(&self) -> bool {
+        self.used.load(Ordering::Relaxed)
+    }
 }
 
 /// In `user_cache` and `range_cache`: not interned yet.
 const NONE: u32 = u32::MAX;
 
-/// Discovery keeps at most this many (block, address, user) counts (about 4 MiB), so a
-/// month of hotel and café addresses cannot grow the state without end. Below it the
-/// counts are exact; past it, sign-ins of further new triples are not counted (which
-/// triples are kept then depends on the reading order).
-pub const DISCOVERY_KEYS: usize = 65_536;
+/// Discovery keeps at most this many (address, user) counts, so a month of hotel and café
+/// addresses cannot grow the state without end: what a hash table of 65,536 slots holds
+/// at its 7/8 load (hashbrown's), 1.9 MB with [`Found`]'s 28-byte entries. One more would
+/// double the table, which for a moment also holds the old one. Below the cap the counts
+/// are exact; past it, sign-ins of further new pairs are not counted (which pairs are
+/// kept then depends on the reading order).
+pub const DISCOVERY_KEYS: usize = 65_536 / 8 * 7;
 
-/// Count one more sign-in for `key` in `map`, within [`DISCOVERY_KEYS`].
-fn count_discovery(
-    map: &mut FxHashMap<(IpNet, IpAddr, u32), u64>,
-    key: (IpNet, IpAddr, u32),
-    n: u64,
-) {
+/// The discovery counts: per address in no range and state user, the sign-ins.
+pub(super) type Discovery = FxHashMap<Found, u32>;
+
+/// A discovery count's key: an address in no range and the state user. The address's
+/// suggested block ([`suggested_block`]) is not kept, since the address gives it; with
+/// the count, 28 bytes an entry (a key of block, address and user took 40, its count 8).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(super) struct Found {
+    /// IPv4 addresses as their IPv4-mapped IPv6 form, told apart by `v6`.
+    addr: [u8; 16],
+    v6: bool,
+    pub(super) user: u32,
+}
+
+impl Found {
+    pub(super) fn new(ip: IpAddr, user: u32) -> Self {
+        let (addr, v6) = match ip {
+            IpAddr::V4(a) => (a.to_ipv6_mapped().octets(), false),
+            IpAddr::V6(a) => (a.octets(), true),
+        };
+        Found { addr, v6, user }
+    }
+
+    pub(super) fn ip(&self) -> IpAddr {
+        let a = std::net::Ipv6Addr::from(self.addr);
+        match (self.v6, a.to_ipv4_mapped()) {
+            (false, Some(v4)) => IpAddr::V4(v4),
+            _ => IpAddr::V6(a),
+        }
+    }
+
+    pub(super) fn block(&self) -> IpNet {
+        suggested_block(self.ip())
+    }
+}
+
+/// Count `n` more sign-ins for `key` in `map`, within [`DISCOVERY_KEYS`] (a count stops
+/// at `u32::MAX`).
+fn count_discovery(map: &mut Discovery, key: Found, n: u64) {
+    let n = u32::try_from(n).unwrap_or(u32::MAX);
     if let Some(e) = map.get_mut(&key) {
         *e = e.saturating_add(n);
     } else if map.len() < DISCOVERY_KEYS {
@@ -64,6 +143,27 @@ fn count_discovery(
 impl MemoryState {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// Let a replay of a large JSON-lines file (`process_file_to` with
+    /// [`crate::ProcessOptions::replay`]) spill: its sign-ins go to partition files in
+    /// `temp_dir` and come back a partition of users at a time, and the days this state
+    /// would keep go to `days` as JSON lines, the state naming `days_path` for them. Memory
+    /// then holds a partition's window, not the whole window. Other runs are unchanged
+    /// ([`Self::days_spilled`] says which it was).
+    pub fn spill_to(&mut self, temp_dir: PathBuf, days_path: String, days: Box<dyn Write + Send>) {
+        self.spill = Some(Arc::new(Spill {
+            temp_dir,
+            days_path,
+            days: Mutex::new(days),
+            lines: AtomicU64::new(0),
+            used: AtomicBool::new(false),
+        }));
+    }
+
+    /// Whether the days went to the spill's file (then [`Self::into_json`] names it).
+    pub fn days_spilled(&self) -> bool {
+        self.spill.as_ref().is_some_and(|s| s.used())
     }
 
     fn intern_user(&mut self, key: &str) -> u32 {
@@ -120,10 +220,9 @@ impl MemoryState {
     }
 
     /// A replay's step ([`shards`]): the days `settled` says no sign-in to come can change
-    /// are done. Those before `keep_from` leave the books: the touched ones are returned,
-    /// to be recomputed by [`SettledDay::report`] (by the threads that read the next
-    /// block, before they read it), the others are forgotten. Those the state keeps are
-    /// recomputed in place, each change handed to `emit`.
+    /// are done ([`settle_book`] for every user). The touched ones that leave the books
+    /// are returned, to be recomputed by [`SettledDay::report`] (by the threads that read
+    /// the next block, before they read it).
     fn settle(
         &mut self,
         settled: impl Fn(Date) -> bool,
@@ -131,36 +230,8 @@ impl MemoryState {
         emit: &mut dyn FnMut(DayChange),
     ) -> Vec<SettledDay> {
         let mut out = Vec::new();
-        let mut days = Vec::new();
-        for u in 0..self.users.len() as u32 {
-            let book = &mut self.users[u as usize];
-            for (date, day) in book
-                .days
-                .extract_if(.., |(d, _)| settled(*d) && *d < keep_from)
-            {
-                if day.dirty {
-                    out.push(SettledDay {
-                        user: book.key.to_string(),
-                        date,
-                        day,
-                    });
-                }
-            }
-            if book.days.capacity() > 2 * book.days.len() + 4 {
-                book.days.shrink_to_fit();
-            }
-            days.clear();
-            days.extend(
-                book.days
-                    .iter()
-                    .filter(|(d, ud)| ud.dirty && settled(*d))
-                    .map(|(d, _)| *d),
-            );
-            for &d in &days {
-                if let Some(ch) = self.recompute_one(u, d) {
-                    emit(ch);
-                }
-            }
+        for book in &mut self.users {
+            settle_book(book, &self.places, &settled, keep_from, &mut out, emit);
         }
         let users = &self.users;
         self.dirty.retain(|(u, d)| {
@@ -291,7 +362,8 @@ impl PresenceBackend for MemoryState {
         _date: Date,
     ) -> Result<(), PresenceError> {
         let u = self.user_id(user);
-        count_discovery(&mut self.discovery, (block, ip, u), 1);
+        debug_assert_eq!(block, suggested_block(ip));
+        count_discovery(&mut self.discovery, Found::new(ip, u), 1);
         Ok(())
     }
 
@@ -342,11 +414,11 @@ impl PresenceBackend for MemoryState {
 
     fn discovery(&mut self) -> Result<Vec<DiscoveryBlock>, PresenceError> {
         let mut blocks: BTreeMap<IpNet, (u64, HashSet<u32>, HashSet<IpAddr>)> = BTreeMap::new();
-        for ((block, ip, u), n) in &self.discovery {
-            let e = blocks.entry(*block).or_default();
-            e.0 = e.0.saturating_add(*n);
-            e.1.insert(*u);
-            e.2.insert(*ip);
+        for (found, n) in &self.discovery {
+            let e = blocks.entry(found.block()).or_default();
+            e.0 = e.0.saturating_add(u64::from(*n));
+            e.1.insert(found.user);
+            e.2.insert(found.ip());
         }
         let mut out: Vec<DiscoveryBlock> = blocks
             .into_iter()
@@ -380,6 +452,41 @@ impl PresenceBackend for MemoryState {
                     .collect()
             })
             .unwrap_or_default())
+    }
+}
+
+/// One user's part of a replay's step: the days `settled` says no sign-in to come can
+/// change are done. Those before `keep_from` leave the book: the touched ones go to `out`,
+/// to be recomputed by [`SettledDay::report`], the others are forgotten. Those the state
+/// keeps are recomputed in place, each change handed to `emit`.
+fn settle_book(
+    book: &mut UserBook,
+    places: &[(Box<str>, Place)],
+    settled: &impl Fn(Date) -> bool,
+    keep_from: Date,
+    out: &mut Vec<SettledDay>,
+    emit: &mut dyn FnMut(DayChange),
+) {
+    for (date, day) in book
+        .days
+        .extract_if(.., |(d, _)| settled(*d) && *d < keep_from)
+    {
+        if day.dirty {
+            out.push(SettledDay {
+                user: book.key.to_string(),
+                date,
+                day,
+            });
+        }
+    }
+    if book.days.capacity() > 2 * book.days.len() + 4 {
+        book.days.shrink_to_fit();
+    }
+    let key = &book.key;
+    for (date, ud) in book.days.iter_mut() {
+        if ud.dirty && settled(*date) {
+            emit(recompute_day(places, key.to_string(), *date, ud));
+        }
     }
 }
 
@@ -486,5 +593,33 @@ fn recompute_day(
         emitted,
         superseded,
         status,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::IpAddr;
+
+    use super::Found;
+
+    #[test]
+    fn a_found_key_gives_back_its_address_and_block() {
+        for (ip, block) in [
+            ("203.0.113.9", "203.0.113.0/24"),
+            ("2001:db8:5::1", "2001:db8:5::/48"),
+            // An IPv4-mapped IPv6 address stays itself; its block is the IPv4 one.
+            ("::ffff:203.0.113.9", "203.0.113.0/24"),
+            ("0.0.0.0", "0.0.0.0/24"),
+        ] {
+            let ip: IpAddr = ip.parse().unwrap();
+            let f = Found::new(ip, 7);
+            assert_eq!((f.ip(), f.user), (ip, 7));
+            assert_eq!(f.block().to_string(), block);
+        }
+        assert_ne!(
+            Found::new("::ffff:1.2.3.4".parse().unwrap(), 1),
+            Found::new("1.2.3.4".parse().unwrap(), 1)
+        );
+        assert_eq!(std::mem::size_of::<(Found, u32)>(), 28);
     }
 }

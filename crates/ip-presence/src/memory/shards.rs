@@ -21,10 +21,10 @@ use std::sync::{Mutex, MutexGuard};
 
 use ipnet::IpNet;
 use jiff::civil::Date;
-use rustc_hash::FxHashMap;
 
 use super::day::{UserBook, obs_error, pack_obs};
-use super::{MemoryState, NONE, SettledDay};
+use super::partitions::{PartitionWriter, Partitions, partitions_for};
+use super::{Discovery, Found, MemoryState, NONE, SettledDay};
 use crate::calendar::{day_start_ms, parse_timestamp_ms};
 use crate::classify::{Candidate, NO_RANGE, Rules, Verdict};
 use crate::config::PresenceMode;
@@ -39,22 +39,24 @@ use crate::signin::for_each_json_line;
 
 /// The books of a [`MemoryState`] shared by the reader threads: one lock per user, taken
 /// once per sign-in. The interning caches are filled beforehand
-/// ([`MemoryState::prepare_shards`]) and only read.
-struct SharedBooks<'a> {
+/// ([`MemoryState::prepare_shards`]) and only read. The discovery counts are shared too
+/// (one lock per sign-in in no range, a few percent): a map per thread would hold the
+/// counts twice once they reach [`super::DISCOVERY_KEYS`].
+pub(super) struct SharedBooks<'a> {
     books: Vec<Mutex<UserBook>>,
+    discovery: Mutex<Discovery>,
     user_cache: &'a [u32],
     range_cache: &'a [u32],
-    places: &'a [(Box<str>, Place)],
+    pub(super) places: &'a [(Box<str>, Place)],
 }
 
 /// One thread's handle on [`SharedBooks`]: what it found that is not kept in a book.
-struct BookWriter<'s, 'a> {
+pub(super) struct BookWriter<'s, 'a> {
     shared: &'s SharedBooks<'a>,
-    discovery: FxHashMap<(IpNet, IpAddr, u32), u64>,
-    dirty: Vec<(u32, Date)>,
+    pub(super) dirty: Vec<(u32, Date)>,
     /// New access events as (engine user index, address, date), handed to the sink a
     /// chunk at a time ([`ACCESS_CHUNK`]) so they never pile up.
-    access: Vec<(u32, IpAddr, Date)>,
+    pub(super) access: Vec<(u32, IpAddr, Date)>,
 }
 
 /// The size of the pieces two readers share out ([`MemoryState::apply_range`]).
@@ -64,10 +66,10 @@ const CHUNK: u64 = 4 << 20;
 const REPORT_BATCH: usize = 1024;
 
 /// New access events a writer holds before it takes the sink's lock to hand them over.
-const ACCESS_CHUNK: usize = 8192;
+pub(super) const ACCESS_CHUNK: usize = 8192;
 
 /// Hand `access` to the shared sink and empty it.
-fn flush_access(
+pub(super) fn flush_access(
     sink: &Mutex<&mut dyn EventSink>,
     rules: &Rules,
     access: &mut Vec<(u32, IpAddr, Date)>,
@@ -93,7 +95,7 @@ fn flush_access(
 /// Recompute and report days a replay has settled ([`MemoryState::settle`]), a day at a
 /// time under the sink's lock: what the other thread may have to wait for is one day's
 /// events.
-fn report_settled(
+pub(super) fn report_settled(
     days: Vec<SettledDay>,
     places: &[(Box<str>, Place)],
     sink: &Mutex<&mut dyn EventSink>,
@@ -107,8 +109,7 @@ fn report_settled(
 }
 
 /// What a writer hands back to be merged.
-struct WriterOutcome {
-    discovery: FxHashMap<(IpNet, IpAddr, u32), u64>,
+pub(super) struct WriterOutcome {
     dirty: Vec<(u32, Date)>,
 }
 
@@ -122,10 +123,9 @@ enum Recorded {
 }
 
 impl<'a> SharedBooks<'a> {
-    fn writer(&self) -> BookWriter<'_, 'a> {
+    pub(super) fn writer(&self) -> BookWriter<'_, 'a> {
         BookWriter {
             shared: self,
-            discovery: FxHashMap::default(),
             dirty: Vec::new(),
             access: Vec::new(),
         }
@@ -140,6 +140,13 @@ impl SharedBooks<'_> {
             .lock()
             .unwrap_or_else(|p| p.into_inner());
         (id, book)
+    }
+
+    /// The book of the state user `id`, locked.
+    pub(super) fn book(&self, id: u32) -> MutexGuard<'_, UserBook> {
+        self.books[id as usize]
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
     }
 }
 
@@ -159,7 +166,13 @@ impl BookWriter<'_, '_> {
             return false;
         }
         drop(book);
-        super::count_discovery(&mut self.discovery, (block, ip, id), 1);
+        let mut discovery = self
+            .shared
+            .discovery
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        debug_assert_eq!(block, suggested_block(ip));
+        super::count_discovery(&mut discovery, Found::new(ip, id), 1);
         true
     }
 
@@ -203,11 +216,8 @@ impl BookWriter<'_, '_> {
         Recorded::New(logged)
     }
 
-    fn finish(self) -> WriterOutcome {
-        WriterOutcome {
-            discovery: self.discovery,
-            dirty: self.dirty,
-        }
+    pub(super) fn finish(self) -> WriterOutcome {
+        WriterOutcome { dirty: self.dirty }
     }
 }
 
@@ -238,7 +248,7 @@ impl MemoryState {
 
     /// Lend the books to reader threads (after [`Self::prepare_shards`]) and take them back
     /// with what the writers found when `run` returns.
-    fn with_shared_books<R>(
+    pub(super) fn with_shared_books<R>(
         &mut self,
         run: impl FnOnce(&SharedBooks<'_>) -> (R, Vec<WriterOutcome>),
     ) -> R {
@@ -247,6 +257,7 @@ impl MemoryState {
                 .into_iter()
                 .map(Mutex::new)
                 .collect(),
+            discovery: Mutex::new(std::mem::take(&mut self.discovery)),
             user_cache: &self.user_cache,
             range_cache: &self.range_cache,
             places: &self.places,
@@ -257,10 +268,11 @@ impl MemoryState {
             .into_iter()
             .map(|m| m.into_inner().unwrap_or_else(|p| p.into_inner()))
             .collect();
+        self.discovery = shared
+            .discovery
+            .into_inner()
+            .unwrap_or_else(|p| p.into_inner());
         for o in outcomes {
-            for (k, n) in o.discovery {
-                super::count_discovery(&mut self.discovery, k, n);
-            }
             self.dirty.extend(o.dirty);
         }
         r
@@ -271,7 +283,7 @@ impl BookWriter<'_, '_> {
     /// Steps 2 (discovery) to 4 for one candidate: the same rules and counts as the
     /// engine's own, one lock per sign-in.
     #[inline]
-    fn apply(
+    pub(super) fn apply(
         &mut self,
         rules: &Rules,
         c: &Candidate,
@@ -347,9 +359,22 @@ impl JsonLinesBackend for MemoryState {
         let sink = Mutex::new(sink);
         if !opts.replay {
             return self
-                .apply_range(rules, path, (0, len), opts.accepted(), &sink, Vec::new())
+                .apply_range(
+                    rules,
+                    path,
+                    (0, len),
+                    opts.accepted(),
+                    &sink,
+                    Destination::Books(Vec::new()),
+                )
                 .map(|(counts, _)| counts);
         }
+        // A spilled replay ([`super::spill`]) sorts the candidates into partitions first.
+        let spill = self.spill.clone();
+        let parts = match &spill {
+            Some(spill) => Some(Partitions::new(&spill.temp_dir, partitions_for(len))?),
+            None => None,
+        };
         let mut replay = Replay::new(engine, path, len, opts)?;
         let mut counts = Counts::default();
         let mut settled = Vec::new();
@@ -367,11 +392,21 @@ impl JsonLinesBackend for MemoryState {
                 (from, to),
                 replay.accepted(),
                 &sink,
-                std::mem::take(&mut settled),
+                match &parts {
+                    Some(parts) => Destination::Partitions(parts),
+                    None => Destination::Books(std::mem::take(&mut settled)),
+                },
             )?;
             counts.add(&c);
             if let Some(span) = span {
                 replay.advance(span);
+            }
+            if let Some(parts) = &parts {
+                if replay.frontier.is_some() {
+                    parts.mark(replay.accepted())?;
+                }
+                from = to;
+                continue;
             }
             let mut failed = None;
             {
@@ -387,9 +422,20 @@ impl JsonLinesBackend for MemoryState {
             }
             from = to;
         }
+        if let (Some(parts), Some(spill)) = (parts, spill) {
+            counts.add(&self.apply_partitions(rules, parts, replay.keep_from, &sink, &spill)?);
+        }
         report_settled(settled, &self.places, &sink)?;
         Ok(counts)
     }
+}
+
+/// Where [`MemoryState::apply_range`] puts a block's candidates: into the books, after
+/// reporting the days the blocks before settled; or into a spilled replay's partition
+/// files ([`super::spill`]), which settle days of their own.
+enum Destination<'p> {
+    Books(Vec<SettledDay>),
+    Partitions(&'p Partitions),
 }
 
 /// Where a replay has got to. Files come oldest first (an export, a sorted file) or newest
@@ -499,8 +545,12 @@ impl MemoryState {
         (start, end): (u64, u64),
         days: (Date, Date),
         sink: &Mutex<&mut dyn EventSink>,
-        settled: Vec<SettledDay>,
+        dest: Destination<'_>,
     ) -> Result<(Counts, Option<(Date, Date)>), PresenceError> {
+        let (settled, parts) = match dest {
+            Destination::Books(settled) => (settled, None),
+            Destination::Partitions(parts) => (Vec::new(), Some(parts)),
+        };
         // The work, taken in turn by the two threads so that both finish within a piece of
         // each other: first the settled days in batches (freed before this block's days
         // grow), then the range in pieces of about CHUNK bytes, cut at line starts.
@@ -526,6 +576,7 @@ impl MemoryState {
                 let places = shared.places;
                 let reader = move || {
                     let mut w = shared.writer();
+                    let mut pw = parts.map(Partitions::writer);
                     let mut counts = Counts::default();
                     let mut span: Option<(Date, Date)> = None;
                     let mut failed = None;
@@ -559,9 +610,16 @@ impl MemoryState {
                                             None => (c.date, c.date),
                                             Some((lo, hi)) => (lo.min(c.date), hi.max(c.date)),
                                         });
-                                        if failed.is_none()
-                                            && let Err(e) = w.apply(rules, &c, &mut counts)
-                                        {
+                                        if failed.is_some() {
+                                            return;
+                                        }
+                                        let r = match &mut pw {
+                                            Some(pw) => {
+                                                pw.push(shared.user_cache[c.user as usize], &c)
+                                            }
+                                            None => w.apply(rules, &c, &mut counts),
+                                        };
+                                        if let Err(e) = r {
                                             failed = Some(e);
                                         }
                                         if w.access.len() >= ACCESS_CHUNK {
@@ -572,7 +630,9 @@ impl MemoryState {
                             })
                         });
                     }
-                    let r = r.and_then(|()| failed.map_or(Ok(()), Err));
+                    let r = r
+                        .and_then(|()| failed.map_or(Ok(()), Err))
+                        .and_then(|()| pw.as_mut().map_or(Ok(()), PartitionWriter::flush));
                     flush_access(sink, rules, &mut w.access);
                     (r.map(|()| (counts, span)), w.finish())
                 };

@@ -4,7 +4,9 @@
 
 use ip_presence::*;
 
-use super::data::{BenchSpec, OrgSpec, bench_config, generate, generate_org, org_config};
+use super::data::{
+    BenchFiles, BenchSpec, OrgSpec, bench_config, generate, generate_org, org_config,
+};
 use super::support::{at, engine_of};
 
 #[test]
@@ -147,21 +149,65 @@ fn streamed_events_are_exactly_the_collected_ones() {
     assert_eq!(from_store, collected);
 }
 
-/// Many days of the organisation-scale generator, small enough for a test, replayed a
-/// megabyte at a time with the default window: every event a window over the whole file
-/// gives, nothing too late, and a state of the last days only; the same newest first.
-#[test]
-fn a_replay_gives_the_events_of_a_window_over_the_whole_file() {
+/// Many days of the organisation-scale generator, small enough for a test (12,000
+/// sign-ins by 300 people over 9 days, over 8 MiB), in `dir`.
+fn nine_days(dir: &std::path::Path) -> (OrgSpec, BenchFiles, PresenceEngine) {
     let spec = OrgSpec {
         sign_ins: 12_000,
         users: 300,
         days: 9,
         ..OrgSpec::default()
     };
-    let dir = tempfile::tempdir().unwrap();
-    let files = generate_org(dir.path(), &spec).unwrap();
+    let files = generate_org(dir, &spec).unwrap();
     assert!(files.bytes > 8 << 20, "large enough for many blocks");
     let engine = PresenceEngine::new(org_config(&spec)).unwrap();
+    (spec, files, engine)
+}
+
+/// A replay a megabyte at a time with the default window, as of the end of `spec`.
+fn replay_options(spec: &OrgSpec) -> ProcessOptions {
+    ProcessOptions {
+        replay: true,
+        replay_block: 1 << 20,
+        ..ProcessOptions::at(spec.now())
+    }
+}
+
+/// `path` processed into `state` with `opts`: everything streamed, with the counts, sorted.
+fn streamed(
+    engine: &PresenceEngine,
+    state: &mut MemoryState,
+    path: &std::path::Path,
+    opts: &ProcessOptions,
+) -> BatchReport {
+    let mut sink = Streamed::default();
+    let counts = engine
+        .process_file_to(state, path, opts, &mut sink)
+        .unwrap();
+    let mut r = sink.0;
+    r.counts = counts;
+    r.sort();
+    r
+}
+
+/// A copy of the JSON-lines file `path` in `dir`, newest first (as pull_sign_ins writes a
+/// backfill).
+fn newest_first(dir: &std::path::Path, path: &std::path::Path) -> std::path::PathBuf {
+    let text = std::fs::read_to_string(path).unwrap();
+    let mut lines: Vec<&str> = text.lines().collect();
+    lines.reverse();
+    let reversed = dir.join("newest-first.jsonl");
+    std::fs::write(&reversed, lines.join("\n") + "\n").unwrap();
+    reversed
+}
+
+/// Nine days replayed a megabyte at a time with the default window: every event a window
+/// over the whole file gives, nothing too late, and a state of the last days only; the
+/// same newest first.
+#[test]
+fn a_replay_gives_the_events_of_a_window_over_the_whole_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let (spec, files, engine) = nine_days(dir.path());
     let whole = ProcessOptions {
         late_window_days: spec.days as u16,
         ..ProcessOptions::at(spec.now())
@@ -177,37 +223,109 @@ fn a_replay_gives_the_events_of_a_window_over_the_whole_file() {
         expected.statuses.len()
     );
 
-    let replay = ProcessOptions {
-        replay: true,
-        replay_block: 1 << 20,
-        ..ProcessOptions::at(spec.now())
-    };
-    let replayed = |path: &std::path::Path| {
-        let mut state = MemoryState::new();
-        let mut sink = Streamed::default();
-        let counts = engine
-            .process_file_to(&mut state, path, &replay, &mut sink)
-            .unwrap();
-        let mut r = sink.0;
-        r.counts = counts;
-        r.sort();
-        (r, state)
-    };
-    let (got, state) = replayed(&files.sign_ins);
-    assert_eq!(got, expected);
+    let replay = replay_options(&spec);
+    let mut state = MemoryState::new();
+    assert_eq!(
+        streamed(&engine, &mut state, &files.sign_ins, &replay),
+        expected
+    );
     // The state keeps the window of `now` only: what the whole run keeps once pruned so.
     all.prune(spec.now().to_zoned(jiff::tz::TimeZone::UTC).date(), 90, 2)
         .unwrap();
     assert_eq!(state.to_json(), all.to_json());
     assert_eq!(state.to_json()["days"].as_array().unwrap().len(), 3);
 
-    // Newest first, as pull_sign_ins writes a backfill.
-    let text = std::fs::read_to_string(&files.sign_ins).unwrap();
-    let mut lines: Vec<&str> = text.lines().collect();
-    lines.reverse();
-    let reversed = dir.path().join("newest-first.jsonl");
-    std::fs::write(&reversed, lines.join("\n") + "\n").unwrap();
-    let (got, state) = replayed(&reversed);
-    assert_eq!(got, expected);
+    let reversed = newest_first(dir.path(), &files.sign_ins);
+    let mut state = MemoryState::new();
+    assert_eq!(streamed(&engine, &mut state, &reversed, &replay), expected);
     assert_eq!(state.to_json(), all.to_json());
+}
+
+/// The same replay spilled (its sign-ins partitioned by user on disk, its state's days
+/// written to a file): the same events and counts, and a state that reads back as the
+/// one held in memory; a run from either state gives the same again. A damaged days file
+/// is refused, naming it.
+#[test]
+fn a_spilled_replay_gives_the_events_and_state_of_one_held_in_memory() {
+    let dir = tempfile::tempdir().unwrap();
+    let (spec, files, engine) = nine_days(dir.path());
+    let replay = replay_options(&spec);
+    let spill = |state: &mut MemoryState, name: &str| {
+        let days = dir.path().join(name);
+        let file = std::fs::File::create(&days).unwrap();
+        state.spill_to(
+            dir.path().to_path_buf(),
+            days.display().to_string(),
+            Box::new(file),
+        );
+    };
+    let mut held = MemoryState::new();
+    let expected = streamed(&engine, &mut held, &files.sign_ins, &replay);
+    let mut spilled = MemoryState::new();
+    spill(&mut spilled, "days.jsonl");
+    let got = streamed(&engine, &mut spilled, &files.sign_ins, &replay);
+    assert!(spilled.days_spilled());
+    assert_eq!(got, expected);
+    assert!(expected.statuses.len() > 2_000);
+
+    let state = spilled.to_json();
+    assert_eq!(state["version"], 3);
+    assert_eq!(
+        state["days"].as_array().unwrap().len(),
+        0,
+        "days are in the file"
+    );
+    let lines = std::fs::read_to_string(dir.path().join("days.jsonl"))
+        .unwrap()
+        .lines()
+        .count() as u64;
+    assert!(lines > 300, "{lines}");
+    assert_eq!(state["days_file"]["lines"], lines);
+    let read_back = MemoryState::from_json(state.clone()).unwrap();
+    assert_eq!(read_back.to_json(), held.to_json());
+
+    // The next run, newest first, from either state (and spilled again).
+    let reversed = newest_first(dir.path(), &files.sign_ins);
+    let again = streamed(&engine, &mut held, &reversed, &replay);
+    let mut from_file = MemoryState::from_json(state.clone()).unwrap();
+    spill(&mut from_file, "days2.jsonl");
+    assert_eq!(streamed(&engine, &mut from_file, &reversed, &replay), again);
+    assert_eq!(
+        MemoryState::from_json(from_file.to_json())
+            .unwrap()
+            .to_json(),
+        held.to_json()
+    );
+
+    // A days file cut short, or with a damaged line, is refused at /days_file/path.
+    let path = dir.path().join("days.jsonl");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let first_lines: Vec<&str> = text.lines().take(3).collect();
+    std::fs::write(&path, first_lines.join("\n") + "\n").unwrap();
+    let err = MemoryState::from_json(state.clone())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("/days_file/path")
+            && err.contains(&format!(
+                "holds 3 user-days where the state says {}",
+                state["days_file"]["lines"]
+            )),
+        "{err}"
+    );
+    std::fs::write(
+        &path,
+        "{\"date\":\"2024-05-01\",\"user\":\"a@x\",\"seen\":\"12\"}\n",
+    )
+    .unwrap();
+    let err = MemoryState::from_json(state.clone())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("line 1, seen: is not 16-digit hashes"),
+        "{err}"
+    );
+    std::fs::remove_file(&path).unwrap();
+    let err = MemoryState::from_json(state).unwrap_err().to_string();
+    assert!(err.contains("cannot read"), "{err}");
 }
