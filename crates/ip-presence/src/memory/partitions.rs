@@ -18,14 +18,14 @@ use crate::error::PresenceError;
 pub(super) const RECORD: usize = 48;
 
 /// Bytes of records a thread holds per partition before appending them to its file.
-const BUFFER: usize = 16 << 10;
+const BUFFER: usize = 8 << 10;
 
 const CANDIDATE: u8 = 0;
 const MARKER: u8 = 1;
 
 /// How many partitions for a file of `len` bytes: one per 16 MiB of sign-ins (some
 /// 19,000 of Graph's), at least 2 and at most 64, so that a partition's window is a
-/// small share and the threads' buffers ([`BUFFER`] each) stay within 2 MiB.
+/// small share and the threads' buffers ([`BUFFER`] each) stay within 1 MiB.
 pub(super) fn partitions_for(len: u64) -> usize {
     (len >> 24).clamp(2, 64) as usize
 }

@@ -375,6 +375,12 @@ impl JsonLinesBackend for MemoryState {
             Some(spill) => Some(Partitions::new(&spill.temp_dir, partitions_for(len))?),
             None => None,
         };
+        if parts.is_some() {
+            // The discovery table at its cap's size from the start (1.9 MB): it neither
+            // grows with the sign-ins nor doubles, copying itself, on the way there.
+            let more = super::DISCOVERY_KEYS.saturating_sub(self.discovery.len());
+            self.discovery.reserve(more);
+        }
         let mut replay = Replay::new(engine, path, len, opts)?;
         let mut counts = Counts::default();
         let mut settled = Vec::new();
