@@ -9,7 +9,8 @@
 //! - `classify` (a sign-in's user, range and day, or why it is discarded), `engine`
 //!   ([`PresenceEngine`]: batches over a backend), `file` (files of sign-ins,
 //!   [`JsonLinesBackend`]);
-//! - the backends: `memory` ([`MemoryState`]; its JSON state; its two-thread file reader)
+//! - the backends: `memory` ([`MemoryState`]; its JSON state; its two-thread file reader,
+//!   through partition files by user)
 //!   and `store` ([`PresenceStore`], SQLite);
 //! - [`owner_only`]: state dir 0700 and files 0600, created and tightened (the connector
 //!   uses it too).

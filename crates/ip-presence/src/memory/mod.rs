@@ -1,7 +1,8 @@
 //! [`MemoryState`]: the engine state in memory, a book per user ([`day`]: the user's days).
 //! Its compact JSON form for stateless runs (the action envelope's `state` when the
 //! platform gives no disk) is in [`json`]; the two-thread reading of a large JSON-lines
-//! file straight into the books is in [`shards`].
+//! file is in [`shards`], straight into the books or through partition files by user
+//! ([`partitions`], applied by [`spill`], which also writes a spilled replay's days).
 
 use std::collections::{BTreeMap, HashSet};
 use std::io::Write;
@@ -48,7 +49,7 @@ pub struct MemoryState {
     spill: Option<Arc<Spill>>,
 }
 
-/// Where a spilled replay ([`shards`], "Spilled") puts what it would otherwise hold: its
+/// Where a spilled replay (the crate doc, "Replay") puts what it would otherwise hold: its
 /// sign-ins, sorted by user into partition files in `temp_dir` (unnamed, gone when
 /// closed), and the days of now's window, as JSON lines to `days` (the file the state
 /// then names as `days_file`: [`MemoryState::into_json`]).
@@ -87,7 +88,7 @@ const NONE: u32 = u32::MAX;
 
 /// Discovery keeps at most this many (address, user) counts, so a month of hotel and café
 /// addresses cannot grow the state without end: what a hash table of 65,536 slots holds
-/// at its 7/8 load (hashbrown's), 1.9 MB with [`Found`]'s 28-byte entries. One more would
+/// at its 7/8 load (hashbrown's), 1.9 MB with 28-byte (address, user) entries. One more would
 /// double the table, which for a moment also holds the old one. Below the cap the counts
 /// are exact; past it, sign-ins of further new pairs are not counted (which pairs are
 /// kept then depends on the reading order).
@@ -159,6 +160,14 @@ impl MemoryState {
             lines: AtomicU64::new(0),
             used: AtomicBool::new(false),
         }));
+    }
+
+    /// Where the partition files of a large file go: the spill's directory, else the
+    /// system's temporary one.
+    fn temp_dir(&self) -> PathBuf {
+        self.spill
+            .as_ref()
+            .map_or_else(std::env::temp_dir, |s| s.temp_dir.clone())
     }
 
     /// Whether the days went to the spill's file (then [`Self::into_json`] names it).

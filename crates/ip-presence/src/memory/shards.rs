@@ -5,6 +5,12 @@
 //! rarely meet on a lock and nothing is queued between them; taking pieces in turn (not
 //! a half each) keeps them finishing together when one is slowed.
 //!
+//! One batch (no replay) goes through partition files instead ([`super::spill`]): the
+//! threads sort each candidate to the file of its user's partition, then apply the
+//! partitions a few users at a time, whose books then stay in the cache (the one-day
+//! bench of 1M sign-ins by 20,000 people in 0.70 of the time the pieces took straight
+//! into the books, paired runs). So does a replay with a [`super::Spill`].
+//!
 //! A replay reads a block at a time and settles the days the reading has left behind
 //! ([`Replay`]). Those days leave the books ([`MemoryState::settle`]) and are recomputed
 //! and reported by the same two threads, in batches taken in turn before the pieces of
@@ -358,16 +364,20 @@ impl JsonLinesBackend for MemoryState {
         );
         let sink = Mutex::new(sink);
         if !opts.replay {
-            return self
-                .apply_range(
-                    rules,
-                    path,
-                    (0, len),
-                    opts.accepted(),
-                    &sink,
-                    Destination::Books(Vec::new()),
-                )
-                .map(|(counts, _)| counts);
+            // One batch: its candidates sorted into partitions by user, then applied a
+            // partition at a time ([`super::spill`]): the same books, about 0.7 of the
+            // time (a partition's books stay in the cache).
+            let parts = Partitions::new(&self.temp_dir(), partitions_for(len))?;
+            let (mut counts, _) = self.apply_range(
+                rules,
+                path,
+                (0, len),
+                opts.accepted(),
+                &sink,
+                Destination::Partitions(&parts),
+            )?;
+            counts.add(&self.apply_partitions(rules, parts, Date::MIN, &sink, None)?);
+            return Ok(counts);
         }
         // A spilled replay ([`super::spill`]) sorts the candidates into partitions first.
         let spill = self.spill.clone();
@@ -429,7 +439,13 @@ impl JsonLinesBackend for MemoryState {
             from = to;
         }
         if let (Some(parts), Some(spill)) = (parts, spill) {
-            counts.add(&self.apply_partitions(rules, parts, replay.keep_from, &sink, &spill)?);
+            counts.add(&self.apply_partitions(
+                rules,
+                parts,
+                replay.keep_from,
+                &sink,
+                Some(&spill),
+            )?);
         }
         report_settled(settled, &self.places, &sink)?;
         Ok(counts)

@@ -18,6 +18,10 @@
 //!    recomputed (reported), pruned and written to the spill's days file
 //!    ([`super::Spill`]), then forgotten.
 //!
+//! One batch (no replay) takes the same two steps without markers and without the days
+//! file: the books stay for the engine to finish, as they would have, but were filled a
+//! partition at a time, which keeps them in the cache.
+//!
 //! Memory then holds the window of two partitions of users, not of all of them; the
 //! partition files (unnamed, in the spill's directory: 48 bytes a candidate) stay
 //! in the page cache or on disk. Per user, the sequence of sign-ins and settlements is the
@@ -47,15 +51,16 @@ const DAYS_BUFFER: usize = 256 << 10;
 
 impl MemoryState {
     /// Step 2 of the module doc: the partitions applied by two threads, a partition at a
-    /// time; the counts of what they applied (duplicates, matches, ...). Days before
-    /// `keep_from` are dropped once settled; the rest go to `spill`'s days file.
+    /// time; the counts of what they applied (duplicates, matches, ...). With a `spill`,
+    /// days before `keep_from` are dropped once settled and the rest go to its days file;
+    /// without, the books keep them (and what is dirty) for the engine's `finish`.
     pub(super) fn apply_partitions(
         &mut self,
         rules: &Rules,
         parts: Partitions,
         keep_from: Date,
         sink: &Mutex<&mut dyn EventSink>,
-        spill: &Spill,
+        spill: Option<&Spill>,
     ) -> Result<Counts, PresenceError> {
         let n = parts.len();
         let users = self.users.len();
@@ -85,9 +90,14 @@ impl MemoryState {
                             continue;
                         };
                         r = run.partition(file, &ids, &mut w, &mut counts, &mut days);
-                        w.dirty.clear();
+                        if spill.is_some() {
+                            w.dirty.clear();
+                        }
                     }
-                    let r = r.and_then(|()| write_days(spill, &mut days));
+                    let r = match spill {
+                        Some(spill) => r.and_then(|()| write_days(spill, &mut days)),
+                        None => r,
+                    };
                     flush_access(sink, rules, &mut w.access);
                     (r.map(|()| counts), w.finish())
                 };
@@ -101,6 +111,9 @@ impl MemoryState {
         for r in results {
             counts.add(&r?);
         }
+        let Some(spill) = spill else {
+            return Ok(counts);
+        };
         // The discovery counts follow the days, a line each, so the state stays small.
         let mut lines = Vec::with_capacity(DAYS_BUFFER);
         for (found, n) in &self.discovery {
@@ -150,7 +163,7 @@ struct Run<'r, 'a, 'k> {
     /// Days before this one are dropped once settled, not written.
     keep_from: Date,
     sink: &'r Mutex<&'k mut dyn EventSink>,
-    spill: &'r Spill,
+    spill: Option<&'r Spill>,
 }
 
 impl Run<'_, '_, '_> {
@@ -205,6 +218,9 @@ impl Run<'_, '_, '_> {
             w.dirty.clear();
         }
         flush_access(sink, rules, &mut w.access);
+        let Some(spill) = spill else {
+            return failed.map_or(Ok(()), Err);
+        };
         // The end of the run for these users: what the engine's `finish` does for a batch
         // (recompute what is dirty, prune), then their days to the file, and out of memory.
         for &id in ids {
