@@ -167,6 +167,11 @@ impl PartialFile {
         self.out.get_ref().as_file().try_clone()
     }
 
+    /// Append lines already encoded (each ending in a newline).
+    pub fn write_bytes(&mut self, lines: &[u8]) -> Result<()> {
+        self.out.write_all(lines).map_err(|e| self.io_error(e))
+    }
+
     /// Append one value as a line.
     pub fn write(&mut self, record: &impl Serialize) -> Result<()> {
         serde_json::to_writer(&mut self.out, record)

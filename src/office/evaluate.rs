@@ -5,7 +5,7 @@
 //! what one run with all the sign-ins gives, in whatever order the sign-ins came.
 //!
 //! Where the events go: with an output file ([`Output::File`]) each is written as one
-//! JSON line the moment the engine finds it ([`EventLines`]), so memory does not grow with
+//! JSON line as the engine finds it ([`EventLines`], on the engine's threads), so memory does not grow with
 //! the events and stdout carries only counts and the file's name and size. Without one,
 //! they are collected and returned inline, unless there are more than [`INLINE_EVENTS`]:
 //! then they go to a new private file in the system's temporary directory, which the
@@ -18,6 +18,7 @@ use schemars::JsonSchema;
 use serde::Serialize;
 use serde_json::{Map, Value};
 
+use super::lines::EventLines;
 use super::report::{
     AccessEventOut, CountsOut, DiscoveryOut, PresenceEventOut, StatusOut, sign_in_of,
 };
@@ -25,8 +26,8 @@ use super::store::store_error;
 use crate::error::{Error, Result};
 use crate::jsonl::PartialFile;
 use ip_presence::{
-    AccessEvent, BatchReport, Counts, DiscoveryBlock, EventSink, MemoryState, PresenceBackend,
-    PresenceConfig, PresenceEngine, PresenceError, PresenceEvent, ProcessOptions, UserDayStatus,
+    BatchReport, Counts, DiscoveryBlock, EventSink, MemoryState, PresenceBackend, PresenceConfig,
+    PresenceEngine, PresenceError, ProcessOptions,
 };
 
 /// A `sign_ins_path` larger than this needs `output_path`: at the ~800 bytes a Graph
@@ -132,83 +133,13 @@ pub struct LineCounts {
     pub discovery: u64,
 }
 
-/// One line of an output file.
-#[derive(Serialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
-enum Line<'a> {
-    Access(&'a AccessEventOut),
-    Presence(&'a PresenceEventOut),
-    Superseded(&'a PresenceEventOut),
-    Status(&'a StatusOut),
-    Discovery(&'a DiscoveryOut),
-}
-
-/// The engine's events written as JSON lines as they are found. The first write error
-/// is kept (and the rest skipped) for the caller to report.
-pub struct EventLines {
-    file: PartialFile,
-    lines: LineCounts,
-    error: Option<Error>,
-}
-
-impl EventLines {
-    pub fn new(file: PartialFile) -> Self {
-        EventLines {
-            file,
-            lines: LineCounts::default(),
-            error: None,
-        }
-    }
-
-    fn write(&mut self, line: &Line<'_>) {
-        if self.error.is_none()
-            && let Err(e) = self.file.write(line)
-        {
-            self.error = Some(e);
-        }
-    }
-
-    fn discovery(&mut self, blocks: &[DiscoveryBlock]) {
-        for b in blocks {
-            self.write(&Line::Discovery(&b.into()));
-            self.lines.discovery += 1;
-        }
-    }
-
-    /// Rename the file into place: what the result says of it.
-    fn commit(self) -> Result<OutputFile> {
-        if let Some(e) = self.error {
-            self.file.abandon();
-            return Err(e);
-        }
-        let path = self.file.commit()?;
-        let bytes = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
-        Ok(OutputFile {
-            path,
-            bytes,
-            lines: self.lines,
-        })
-    }
-}
-
-impl EventSink for EventLines {
-    fn access(&mut self, event: &AccessEvent) {
-        self.write(&Line::Access(&event.into()));
-        self.lines.access += 1;
-    }
-    fn presence(&mut self, event: &PresenceEvent, superseded: bool) {
-        let e = event.into();
-        if superseded {
-            self.write(&Line::Superseded(&e));
-            self.lines.superseded += 1;
-        } else {
-            self.write(&Line::Presence(&e));
-            self.lines.presence += 1;
-        }
-    }
-    fn status(&mut self, status: &UserDayStatus) {
-        self.write(&Line::Status(&status.into()));
-        self.lines.status += 1;
+impl LineCounts {
+    pub(super) fn add(&mut self, o: &LineCounts) {
+        self.access += o.access;
+        self.presence += o.presence;
+        self.superseded += o.superseded;
+        self.status += o.status;
+        self.discovery += o.discovery;
     }
 }
 

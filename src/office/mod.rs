@@ -16,6 +16,7 @@
 
 pub mod config;
 mod evaluate;
+mod lines;
 mod manual;
 pub mod report;
 mod store;

@@ -262,6 +262,13 @@ pub trait EventSink: Send {
     /// A presence event that now holds (`superseded: false`) or no longer does (`true`).
     fn presence(&mut self, event: &PresenceEvent, superseded: bool);
     fn status(&mut self, status: &UserDayStatus);
+    /// Another way into the same place, for one of the engine's threads: what a thread
+    /// hands its fork is dealt with (encoded, buffered) on that thread, without waiting
+    /// for the other; the fork passes it on at the latest when dropped. `None`, the
+    /// default: every thread's events come to this sink, one thread at a time.
+    fn fork(&self) -> Option<Box<dyn EventSink>> {
+        None
+    }
 }
 
 impl EventSink for BatchReport {

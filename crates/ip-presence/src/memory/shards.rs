@@ -74,42 +74,70 @@ const REPORT_BATCH: usize = 1024;
 /// New access events a writer holds before it takes the sink's lock to hand them over.
 pub(super) const ACCESS_CHUNK: usize = 8192;
 
-/// Hand `access` to the shared sink and empty it.
+/// One engine thread's way to the sink: a fork of its own when the sink gives one
+/// ([`EventSink::fork`]), so that this thread's events are encoded here while the other
+/// thread goes on; else the one sink, locked for each hand-over.
+pub(super) enum ThreadSink<'s, 'k> {
+    Fork(Box<dyn EventSink>),
+    Shared(&'s Mutex<&'k mut dyn EventSink>),
+}
+
+impl<'s, 'k> ThreadSink<'s, 'k> {
+    pub(super) fn new(shared: &'s Mutex<&'k mut dyn EventSink>) -> Self {
+        match shared.lock().unwrap_or_else(|p| p.into_inner()).fork() {
+            Some(fork) => ThreadSink::Fork(fork),
+            None => ThreadSink::Shared(shared),
+        }
+    }
+
+    /// `f` with the sink (locked, when shared).
+    pub(super) fn with<R>(&mut self, f: impl FnOnce(&mut dyn EventSink) -> R) -> R {
+        match self {
+            ThreadSink::Fork(fork) => f(&mut **fork),
+            ThreadSink::Shared(shared) => {
+                let mut sink = shared.lock().unwrap_or_else(|p| p.into_inner());
+                f(&mut **sink)
+            }
+        }
+    }
+}
+
+/// Hand `access` to the sink and empty it.
 pub(super) fn flush_access(
-    sink: &Mutex<&mut dyn EventSink>,
+    sink: &mut ThreadSink<'_, '_>,
     rules: &Rules,
     access: &mut Vec<(u32, IpAddr, Date)>,
 ) {
     if access.is_empty() {
         return;
     }
-    let mut sink = sink.lock().unwrap_or_else(|p| p.into_inner());
-    let mut ev = AccessEvent {
-        user: String::new(),
-        ip: IpAddr::from([0, 0, 0, 0]),
-        date: Date::MIN,
-    };
-    for (u, ip, date) in access.drain(..) {
-        ev.user.clear();
-        ev.user.push_str(&rules.users[u as usize].key);
-        ev.ip = ip;
-        ev.date = date;
-        sink.access(&ev);
-    }
+    sink.with(|sink| {
+        let mut ev = AccessEvent {
+            user: String::new(),
+            ip: IpAddr::from([0, 0, 0, 0]),
+            date: Date::MIN,
+        };
+        for (u, ip, date) in access.drain(..) {
+            ev.user.clear();
+            ev.user.push_str(&rules.users[u as usize].key);
+            ev.ip = ip;
+            ev.date = date;
+            sink.access(&ev);
+        }
+    });
 }
 
 /// Recompute and report days a replay has settled ([`MemoryState::settle`]), a day at a
-/// time under the sink's lock: what the other thread may have to wait for is one day's
-/// events.
+/// time (under the lock of a shared sink: what the other thread may have to wait for is
+/// one day's events).
 pub(super) fn report_settled(
     days: Vec<SettledDay>,
     places: &[(Box<str>, Place)],
-    sink: &Mutex<&mut dyn EventSink>,
+    sink: &mut ThreadSink<'_, '_>,
 ) -> Result<(), PresenceError> {
     for day in days {
         let change = day.report(places);
-        let mut sink = sink.lock().unwrap_or_else(|p| p.into_inner());
-        emit_change(change, &mut **sink)?;
+        sink.with(|sink| emit_change(change, sink))?;
     }
     Ok(())
 }
@@ -425,14 +453,13 @@ impl JsonLinesBackend for MemoryState {
                 continue;
             }
             let mut failed = None;
-            {
-                let mut sink = sink.lock().unwrap_or_else(|p| p.into_inner());
+            ThreadSink::Shared(&sink).with(|sink| {
                 settled = self.settle(|d| replay.settled(d), replay.keep_from, &mut |ch| {
-                    if let Err(e) = emit_change(ch, &mut **sink) {
+                    if let Err(e) = emit_change(ch, sink) {
                         failed.get_or_insert(e);
                     }
                 });
-            }
+            });
             if let Some(e) = failed {
                 return Err(e);
             }
@@ -447,7 +474,7 @@ impl JsonLinesBackend for MemoryState {
                 Some(&spill),
             )?);
         }
-        report_settled(settled, &self.places, &sink)?;
+        report_settled(settled, &self.places, &mut ThreadSink::Shared(&sink))?;
         Ok(counts)
     }
 }
@@ -597,6 +624,7 @@ impl MemoryState {
             std::thread::scope(|scope| {
                 let places = shared.places;
                 let reader = move || {
+                    let mut sink = ThreadSink::new(sink);
                     let mut w = shared.writer();
                     let mut pw = parts.map(Partitions::writer);
                     let mut counts = Counts::default();
@@ -610,7 +638,7 @@ impl MemoryState {
                             let days = std::mem::take(
                                 &mut *batch.lock().unwrap_or_else(|p| p.into_inner()),
                             );
-                            if let Err(e) = report_settled(days, places, sink) {
+                            if let Err(e) = report_settled(days, places, &mut sink) {
                                 failed = Some(e);
                             }
                             continue;
@@ -645,7 +673,7 @@ impl MemoryState {
                                             failed = Some(e);
                                         }
                                         if w.access.len() >= ACCESS_CHUNK {
-                                            flush_access(sink, rules, &mut w.access);
+                                            flush_access(&mut sink, rules, &mut w.access);
                                         }
                                     }
                                 }
@@ -655,7 +683,8 @@ impl MemoryState {
                     let r = r
                         .and_then(|()| failed.map_or(Ok(()), Err))
                         .and_then(|()| pw.as_mut().map_or(Ok(()), PartitionWriter::flush));
-                    flush_access(sink, rules, &mut w.access);
+                    flush_access(&mut sink, rules, &mut w.access);
+                    drop(sink);
                     (r.map(|()| (counts, span)), w.finish())
                 };
                 // One reader on a new thread, one on this one: what this thread allocates

@@ -39,7 +39,7 @@ use jiff::civil::Date;
 
 use super::json::user_day_json;
 use super::partitions::{Partitions, Record, read_record};
-use super::shards::{ACCESS_CHUNK, SharedBooks, flush_access, report_settled};
+use super::shards::{ACCESS_CHUNK, SharedBooks, ThreadSink, flush_access, report_settled};
 use super::{MemoryState, Spill, recompute_day, settle_book};
 use crate::classify::Rules;
 use crate::engine::emit_change;
@@ -72,10 +72,10 @@ impl MemoryState {
                     shared,
                     rules,
                     keep_from,
-                    sink,
                     spill,
                 };
                 let worker = move || {
+                    let mut sink = ThreadSink::new(sink);
                     let mut counts = Counts::default();
                     let mut days = Vec::with_capacity(DAYS_BUFFER);
                     let mut w = shared.writer();
@@ -89,7 +89,7 @@ impl MemoryState {
                         let Some(file) = parts.take(i) else {
                             continue;
                         };
-                        r = run.partition(file, &ids, &mut w, &mut counts, &mut days);
+                        r = run.partition(file, &ids, &mut w, &mut sink, &mut counts, &mut days);
                         if spill.is_some() {
                             w.dirty.clear();
                         }
@@ -98,7 +98,8 @@ impl MemoryState {
                         Some(spill) => r.and_then(|()| write_days(spill, &mut days)),
                         None => r,
                     };
-                    flush_access(sink, rules, &mut w.access);
+                    flush_access(&mut sink, rules, &mut w.access);
+                    drop(sink);
                     (r.map(|()| counts), w.finish())
                 };
                 let second = scope.spawn(worker);
@@ -157,23 +158,23 @@ fn write_days(spill: &Spill, days: &mut Vec<u8>) -> Result<(), PresenceError> {
 
 /// What the threads applying the partitions share.
 #[derive(Clone, Copy)]
-struct Run<'r, 'a, 'k> {
+struct Run<'r, 'a> {
     shared: &'r SharedBooks<'a>,
     rules: &'r Rules,
     /// Days before this one are dropped once settled, not written.
     keep_from: Date,
-    sink: &'r Mutex<&'k mut dyn EventSink>,
     spill: Option<&'r Spill>,
 }
 
-impl Run<'_, '_, '_> {
+impl Run<'_, '_> {
     /// One partition (its file and its users `ids`) replayed into the books by `w`, its
-    /// counts added to `counts` and its days' lines to `days`.
+    /// events handed to `sink`, its counts added to `counts` and its days' lines to `days`.
     fn partition(
         &self,
         file: File,
         ids: &[u32],
         w: &mut super::shards::BookWriter<'_, '_>,
+        sink: &mut ThreadSink<'_, '_>,
         counts: &mut Counts,
         days: &mut Vec<u8>,
     ) -> Result<(), PresenceError> {
@@ -181,7 +182,6 @@ impl Run<'_, '_, '_> {
             shared,
             rules,
             keep_from,
-            sink,
             spill,
         } = *self;
         let places = shared.places;
@@ -189,9 +189,9 @@ impl Run<'_, '_, '_> {
         file.seek(SeekFrom::Start(0))?;
         let mut input = BufReader::with_capacity(64 << 10, file);
         let mut failed = None;
-        let mut emit = |ch| {
-            let mut sink = sink.lock().unwrap_or_else(|p| p.into_inner());
-            if let Err(e) = emit_change(ch, &mut **sink) {
+        // A recomputed day's events to the sink; the first error is kept for the end.
+        let emit = |sink: &mut ThreadSink<'_, '_>, failed: &mut Option<_>, ch| {
+            if let Err(e) = sink.with(|sink| emit_change(ch, sink)) {
                 failed.get_or_insert(e);
             }
         };
@@ -212,7 +212,14 @@ impl Run<'_, '_, '_> {
             let mut out = Vec::new();
             for &id in ids {
                 let mut book = shared.book(id);
-                settle_book(&mut book, places, &settled, keep_from, &mut out, &mut emit);
+                settle_book(
+                    &mut book,
+                    places,
+                    &settled,
+                    keep_from,
+                    &mut out,
+                    &mut |ch| emit(sink, &mut failed, ch),
+                );
             }
             report_settled(out, places, sink)?;
             w.dirty.clear();
@@ -228,7 +235,11 @@ impl Run<'_, '_, '_> {
             let key = book.key.clone();
             for (date, ud) in book.days.iter_mut() {
                 if ud.dirty {
-                    emit(recompute_day(places, key.to_string(), *date, ud));
+                    emit(
+                        sink,
+                        &mut failed,
+                        recompute_day(places, key.to_string(), *date, ud),
+                    );
                 }
             }
             for (date, ud) in std::mem::take(&mut book.days) {
