@@ -215,9 +215,12 @@ pub fn evaluate(
                     Error::local(format!("cannot write {}: {e}", days.target().display()))
                 };
                 let target = days.target();
+                // The state names the file the next run reads, wherever that run starts:
+                // a relative output_path is made absolute against this run's directory.
+                let named = std::path::absolute(target).map_err(internal)?;
                 state.spill_to(
                     crate::jsonl::parent_dir(target).to_path_buf(),
-                    target.display().to_string(),
+                    named.display().to_string(),
                     Box::new(days.raw_handle().map_err(internal)?),
                 );
             }

@@ -430,13 +430,30 @@ fn evaluate_a_spilled_replay_equals_one_held_in_memory_and_its_state_carries_on(
         i
     };
     let held = run("evaluate_ip_presence", &inputs(json!({})), None, dir.path());
+    // A relative output_path, as given on a command line: the state must name its days
+    // file wherever the next run starts.
     let target = out_dir.path().join("events.jsonl");
-    let spilled = run(
-        "evaluate_ip_presence",
-        &inputs(json!({"output_path": target})),
-        None,
-        dir.path(),
-    );
+    let spilled = {
+        let envelope = json!({"inputs": inputs(json!({"output_path": "events.jsonl"}))});
+        let mut child = std::process::Command::new(process::BIN)
+            .current_dir(out_dir.path())
+            .arg("--state-dir")
+            .arg(dir.path())
+            .args(["run", "evaluate_ip_presence"])
+            .env_remove("RUST_LOG")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        use std::io::Write as _;
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(envelope.to_string().as_bytes()).unwrap();
+        drop(stdin);
+        let out = process::finish(child);
+        assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+        out.json()
+    };
     let (h, s) = (&held["json_body"], &spilled["json_body"]);
     assert_eq!(s["counts"], h["counts"]);
     let text = std::fs::read_to_string(&target).unwrap();
@@ -448,7 +465,12 @@ fn evaluate_a_spilled_replay_equals_one_held_in_memory_and_its_state_carries_on(
     let state = &spilled["state"];
     let days = format!("{}.state.jsonl", target.display());
     assert_eq!(state["version"], 3);
-    assert_eq!(state["days_file"]["path"], days);
+    let named = std::path::Path::new(state["days_file"]["path"].as_str().unwrap());
+    assert!(named.is_absolute(), "{named:?}");
+    assert_eq!(
+        named.canonicalize().unwrap(),
+        std::path::Path::new(&days).canonicalize().unwrap()
+    );
     assert_eq!(state["days"], json!([]));
     let day_lines = std::fs::read_to_string(&days).unwrap().lines().count();
     assert_eq!(state["days_file"]["lines"], day_lines as u64);
