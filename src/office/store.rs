@@ -73,6 +73,9 @@ pub fn store_error(e: PresenceError) -> Error {
         e @ (PresenceError::Store(_) | PresenceError::Schema(_) | PresenceError::Io(_)) => {
             Error::local(e.to_string())
         }
+        // The engine's own files (partition files, a replay's days file): they name
+        // their folder or path.
+        PresenceError::Scratch(e) => Error::local(e.to_string()),
         // The shared store's own failures (it names the database): the shared state
         // cannot be used, exit 7, never a fallback.
         PresenceError::Backend(m) => Error::state(m),

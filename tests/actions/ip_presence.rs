@@ -430,6 +430,24 @@ fn evaluate_a_spilled_replay_equals_one_held_in_memory_and_its_state_carries_on(
         i
     };
     let held = run("evaluate_ip_presence", &inputs(json!({})), None, dir.path());
+    // One batch without output_path puts its partition files in the system's temporary
+    // folder: one that cannot be written is a local failure (exit 6) naming it, not bad
+    // input.
+    let envelope = json!({"inputs": inputs(json!({"replay": false}))});
+    let out = process::run_env(
+        &["run", "evaluate_ip_presence"],
+        envelope.to_string().as_bytes(),
+        dir.path(),
+        &[("TMPDIR", "/nonexistent-msgraph-connector-tmp")],
+    );
+    assert_eq!(out.code, 6, "{}\n{}", out.stdout, out.stderr);
+    let e = out.json();
+    assert_eq!(e["error"]["kind"], "local", "{e}");
+    let message = e["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("cannot create a partition file in /nonexistent-msgraph-connector-tmp"),
+        "{message}"
+    );
     // A relative output_path, as given on a command line: the state must name its days
     // file wherever the next run starts.
     let target = out_dir.path().join("events.jsonl");

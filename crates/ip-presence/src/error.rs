@@ -32,6 +32,11 @@ pub enum PresenceError {
     Backend(String),
     #[error(transparent)]
     Io(#[from] std::io::Error),
+    /// A file of the engine's own could not be written or read back: a partition file
+    /// of a large file's sign-ins, or a spilled replay's days file (the message names
+    /// its folder or path). The disk or the folder failed, not the input.
+    #[error("{0}")]
+    Scratch(std::io::Error),
 }
 
 impl From<Vec<ConfigError>> for PresenceError {

@@ -42,7 +42,10 @@ fn get_date(b: &[u8]) -> Result<Date, PresenceError> {
 }
 
 fn corrupt(what: &str) -> PresenceError {
-    PresenceError::State(format!("a partition file of the replay is damaged: {what}"))
+    PresenceError::Scratch(std::io::Error::new(
+        std::io::ErrorKind::InvalidData,
+        format!("a partition file is damaged: {what}"),
+    ))
 }
 
 fn encode(c: &Candidate) -> [u8; RECORD] {
@@ -91,6 +94,16 @@ fn decode(r: &[u8; RECORD]) -> Result<Candidate, PresenceError> {
 pub(super) struct Partitions {
     /// Taken (`None`) by the thread that applies the partition.
     files: Vec<Mutex<Option<File>>>,
+    /// Their folder, for messages.
+    dir: std::path::PathBuf,
+}
+
+/// `e`, met doing `what` with a partition file in `dir`: [`PresenceError::Scratch`].
+pub(super) fn scratch(e: std::io::Error, what: &str, dir: &Path) -> PresenceError {
+    PresenceError::Scratch(std::io::Error::new(
+        e.kind(),
+        format!("cannot {what} a partition file in {}: {e}", dir.display()),
+    ))
 }
 
 impl Partitions {
@@ -98,13 +111,16 @@ impl Partitions {
         let files = (0..n)
             .map(|_| tempfile::tempfile_in(dir).map(|f| Mutex::new(Some(f))))
             .collect::<Result<_, _>>()
-            .map_err(|e| {
-                PresenceError::Io(std::io::Error::new(
-                    e.kind(),
-                    format!("cannot create a partition file in {}: {e}", dir.display()),
-                ))
-            })?;
-        Ok(Self { files })
+            .map_err(|e| scratch(e, "create", dir))?;
+        Ok(Self {
+            files,
+            dir: dir.to_path_buf(),
+        })
+    }
+
+    /// Their folder.
+    pub(super) fn dir(&self) -> &Path {
+        &self.dir
     }
 
     pub(super) fn len(&self) -> usize {
@@ -131,8 +147,8 @@ impl Partitions {
         let mut f = self.files[i].lock().unwrap_or_else(|p| p.into_inner());
         f.as_mut()
             .ok_or_else(|| corrupt("written after it was read"))?
-            .write_all(bytes)?;
-        Ok(())
+            .write_all(bytes)
+            .map_err(|e| scratch(e, "write", &self.dir))
     }
 
     /// After a block: the days the replay has settled are those outside `accepted`.
@@ -189,13 +205,16 @@ pub(super) enum Record {
     Settle(Date, Date),
 }
 
-/// The next record of a partition file; `None` at its end.
-pub(super) fn read_record(input: &mut impl Read) -> Result<Option<Record>, PresenceError> {
+/// The next record of a partition file (in `dir`, for messages); `None` at its end.
+pub(super) fn read_record(
+    input: &mut impl Read,
+    dir: &Path,
+) -> Result<Option<Record>, PresenceError> {
     let mut r = [0u8; RECORD];
     match input.read_exact(&mut r) {
         Ok(()) => {}
         Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
-        Err(e) => return Err(e.into()),
+        Err(e) => return Err(scratch(e, "read", dir)),
     }
     match r[0] {
         CANDIDATE => decode(&r).map(|c| Some(Record::Candidate(c))),

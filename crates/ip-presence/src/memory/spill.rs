@@ -38,7 +38,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use jiff::civil::Date;
 
 use super::json::user_day_json;
-use super::partitions::{Partitions, Record, read_record};
+use super::partitions::{Partitions, Record, read_record, scratch};
 use super::shards::{ACCESS_CHUNK, SharedBooks, ThreadSink, flush_access, report_settled};
 use super::{MemoryState, Spill, recompute_day, settle_book};
 use crate::classify::Rules;
@@ -73,6 +73,7 @@ impl MemoryState {
                     rules,
                     keep_from,
                     spill,
+                    dir: parts.dir(),
                 };
                 let worker = move || {
                     let mut sink = ThreadSink::new(sink);
@@ -134,7 +135,8 @@ impl MemoryState {
             .days
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .flush()?;
+            .flush()
+            .map_err(|e| days_error(spill, e))?;
         spill.used.store(true, Ordering::Relaxed);
         Ok(counts)
     }
@@ -150,10 +152,18 @@ struct DiscoveryLine<'a> {
 fn write_days(spill: &Spill, days: &mut Vec<u8>) -> Result<(), PresenceError> {
     if !days.is_empty() {
         let mut out = spill.days.lock().unwrap_or_else(|p| p.into_inner());
-        out.write_all(days)?;
+        out.write_all(days).map_err(|e| days_error(spill, e))?;
         days.clear();
     }
     Ok(())
+}
+
+/// `e`, met writing the spill's days file: [`PresenceError::Scratch`], naming it.
+fn days_error(spill: &Spill, e: std::io::Error) -> PresenceError {
+    PresenceError::Scratch(std::io::Error::new(
+        e.kind(),
+        format!("cannot write {}: {e}", spill.days_path()),
+    ))
 }
 
 /// What the threads applying the partitions share.
@@ -164,6 +174,8 @@ struct Run<'r, 'a> {
     /// Days before this one are dropped once settled, not written.
     keep_from: Date,
     spill: Option<&'r Spill>,
+    /// The partition files' folder, for messages.
+    dir: &'r std::path::Path,
 }
 
 impl Run<'_, '_> {
@@ -183,10 +195,12 @@ impl Run<'_, '_> {
             rules,
             keep_from,
             spill,
+            dir,
         } = *self;
         let places = shared.places;
         let mut file = file;
-        file.seek(SeekFrom::Start(0))?;
+        file.seek(SeekFrom::Start(0))
+            .map_err(|e| scratch(e, "read", dir))?;
         let mut input = BufReader::with_capacity(64 << 10, file);
         let mut failed = None;
         // A recomputed day's events to the sink; the first error is kept for the end.
@@ -195,7 +209,7 @@ impl Run<'_, '_> {
                 failed.get_or_insert(e);
             }
         };
-        while let Some(record) = read_record(&mut input)? {
+        while let Some(record) = read_record(&mut input, dir)? {
             let (from, to) = match record {
                 Record::Candidate(c) => {
                     w.apply(rules, &c, counts)?;
