@@ -68,7 +68,9 @@
 //! [`PresenceEngine::process_to`] and [`PresenceEngine::process_file_to`] hand every
 //! event to an [`EventSink`] the moment it is found (access events as the sign-ins are
 //! read, a day's presence events and status when the day is recomputed), so a batch never
-//! holds its events; [`BatchReport`] is the sink that collects and sorts them.
+//! holds its events; [`BatchReport`] is the sink that collects and sorts them. A sink
+//! that can ([`EventSink::fork`]) gives each of the engine's threads a fork of its own,
+//! which deals with the thread's events there; other sinks are shared under a lock.
 //!
 //! # Replay
 //!

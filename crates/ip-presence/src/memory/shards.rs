@@ -366,8 +366,8 @@ impl BookWriter<'_, '_> {
 
 impl JsonLinesBackend for MemoryState {
     /// Both threads read, classify and apply their half of the file straight into the
-    /// shared books. New access events are kept as indices and handed to the sink (under
-    /// a lock) a chunk at a time. A replay ([`ProcessOptions::replay`]) does this a block
+    /// shared books. New access events are kept as indices and handed to the sink (the
+    /// thread's fork, or under the lock of a sink that does not fork) a chunk at a time. A replay ([`ProcessOptions::replay`]) does this a block
     /// of [`ProcessOptions::replay_block`] bytes at a time, and after each block settles the days the
     /// reading has left behind ([`Replay`]).
     fn apply_json_lines(
