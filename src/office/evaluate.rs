@@ -18,7 +18,7 @@ use schemars::JsonSchema;
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-use super::lines::EventLines;
+use super::lines::{EventLines, OutputFile};
 use super::report::{
     AccessEventOut, CountsOut, DiscoveryOut, PresenceEventOut, StatusOut, sign_in_of,
 };
@@ -111,36 +111,6 @@ pub struct DiscoveryMore {
     pub blocks: u64,
     /// Sign-ins seen from them.
     pub events: u64,
-}
-
-/// A file of events, one JSON object a line, each tagged by `kind`: `access`,
-/// `presence`, `superseded`, `status` or `discovery` (fields as in the inline lists).
-#[derive(Debug, Clone, Serialize, JsonSchema)]
-pub struct OutputFile {
-    pub path: String,
-    pub bytes: u64,
-    /// Lines of each kind.
-    pub lines: LineCounts,
-}
-
-/// Lines of an output file, by kind.
-#[derive(Debug, Clone, Default, Serialize, JsonSchema)]
-pub struct LineCounts {
-    pub access: u64,
-    pub presence: u64,
-    pub superseded: u64,
-    pub status: u64,
-    pub discovery: u64,
-}
-
-impl LineCounts {
-    pub(super) fn add(&mut self, o: &LineCounts) {
-        self.access += o.access;
-        self.presence += o.presence;
-        self.superseded += o.superseded;
-        self.status += o.status;
-        self.discovery += o.discovery;
-    }
 }
 
 /// Refuse, before any work, a `sign_ins_path` whose result would be too large for stdout.

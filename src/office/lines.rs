@@ -17,6 +17,7 @@ use std::io::Write as _;
 use std::net::IpAddr;
 use std::sync::{Arc, Mutex};
 
+use schemars::JsonSchema;
 use serde::Serialize;
 
 use super::report::{AccessEventOut, DiscoveryOut, PresenceEventOut, StatusOut};
@@ -26,7 +27,35 @@ use ip_presence::{
     AccessEvent, DiscoveryBlock, EventSink, EventSource, Place, PresenceEvent, UserDayStatus,
 };
 
-use super::evaluate::{LineCounts, OutputFile};
+/// A file of events, one JSON object a line, each tagged by `kind`: `access`,
+/// `presence`, `superseded`, `status` or `discovery` (fields as in the inline lists).
+#[derive(Debug, Clone, Serialize, JsonSchema)]
+pub struct OutputFile {
+    pub path: String,
+    pub bytes: u64,
+    /// Lines of each kind.
+    pub lines: LineCounts,
+}
+
+/// Lines of an output file, by kind.
+#[derive(Debug, Clone, Default, Serialize, JsonSchema)]
+pub struct LineCounts {
+    pub access: u64,
+    pub presence: u64,
+    pub superseded: u64,
+    pub status: u64,
+    pub discovery: u64,
+}
+
+impl LineCounts {
+    fn add(&mut self, o: &LineCounts) {
+        self.access += o.access;
+        self.presence += o.presence;
+        self.superseded += o.superseded;
+        self.status += o.status;
+        self.discovery += o.discovery;
+    }
+}
 
 /// Bytes a writer encodes before it appends them to the file.
 const BUFFER: usize = 256 << 10;
