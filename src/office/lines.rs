@@ -496,9 +496,47 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let target = dir.path().join("events.jsonl");
         let lines = EventLines::new(PartialFile::create(&target, "/inputs/output_path").unwrap());
-        let fork = lines.fork().unwrap();
+        let mut fork = lines.fork().unwrap();
+        fork.status(&UserDayStatus {
+            user: "ada@contoso.com".into(),
+            date: d(2024, 4, 1),
+            place: None,
+            since: None,
+        });
+        assert_eq!(
+            std::fs::read_dir(dir.path()).unwrap().count(),
+            1,
+            "the partial file"
+        );
         assert!(lines.commit().is_err());
         drop(fork);
-        assert!(!target.exists());
+        assert_eq!(
+            std::fs::read_dir(dir.path()).unwrap().count(),
+            0,
+            "nothing left: no target, no partial file"
+        );
+    }
+
+    /// A write that failed (kept by whichever handle met it) fails the commit, which
+    /// leaves neither the target nor the partial file.
+    #[test]
+    fn a_failed_write_fails_the_commit_and_removes_the_partial_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("events.jsonl");
+        let mut lines =
+            EventLines::new(PartialFile::create(&target, "/inputs/output_path").unwrap());
+        lines.shared.lock().unwrap().error = Some(Error::local("cannot write: disk full"));
+        let mut fork = lines.fork().unwrap();
+        fork.status(&UserDayStatus {
+            user: "ada@contoso.com".into(),
+            date: d(2024, 4, 1),
+            place: None,
+            since: None,
+        });
+        drop(fork);
+        lines.discovery(&[]);
+        let e = lines.commit().unwrap_err();
+        assert!(e.to_string().contains("disk full"), "{e}");
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
     }
 }

@@ -36,16 +36,12 @@ fn put_date(b: &mut [u8], d: Date) {
     b[3] = d.day() as u8;
 }
 
-fn get_date(b: &[u8]) -> Result<Date, PresenceError> {
-    let year = i16::from_le_bytes([b[0], b[1]]);
-    Date::new(year, b[2] as i8, b[3] as i8).map_err(|e| corrupt(&e.to_string()))
-}
+/// What is wrong with a record read back, for [`read_record`]'s message.
+type Damage = String;
 
-fn corrupt(what: &str) -> PresenceError {
-    PresenceError::Scratch(std::io::Error::new(
-        std::io::ErrorKind::InvalidData,
-        format!("a partition file is damaged: {what}"),
-    ))
+fn get_date(b: &[u8]) -> Result<Date, Damage> {
+    let year = i16::from_le_bytes([b[0], b[1]]);
+    Date::new(year, b[2] as i8, b[3] as i8).map_err(|e| format!("a date: {e}"))
 }
 
 fn encode(c: &Candidate) -> [u8; RECORD] {
@@ -65,7 +61,7 @@ fn encode(c: &Candidate) -> [u8; RECORD] {
     r
 }
 
-fn decode(r: &[u8; RECORD]) -> Result<Candidate, PresenceError> {
+fn decode(r: &[u8; RECORD]) -> Result<Candidate, Damage> {
     let u32_at = |i: usize| u32::from_le_bytes([r[i], r[i + 1], r[i + 2], r[i + 3]]);
     let u64_at = |i: usize| {
         let mut b = [0u8; 8];
@@ -76,9 +72,9 @@ fn decode(r: &[u8; RECORD]) -> Result<Candidate, PresenceError> {
     octets.copy_from_slice(&r[32..48]);
     let v6 = Ipv6Addr::from(octets);
     let ip = match r[1] {
-        4 => IpAddr::V4(v6.to_ipv4_mapped().ok_or_else(|| corrupt("address"))?),
+        4 => IpAddr::V4(v6.to_ipv4_mapped().ok_or("an address")?),
         6 => IpAddr::V6(v6),
-        _ => return Err(corrupt("address kind")),
+        _ => return Err("an address kind".into()),
     };
     Ok(Candidate {
         at_ms: u64_at(8) as i64,
@@ -146,7 +142,13 @@ impl Partitions {
     fn append(&self, i: usize, bytes: &[u8]) -> Result<(), PresenceError> {
         let mut f = self.files[i].lock().unwrap_or_else(|p| p.into_inner());
         f.as_mut()
-            .ok_or_else(|| corrupt("written after it was read"))?
+            .ok_or_else(|| {
+                scratch(
+                    std::io::Error::other("it was already read back"),
+                    "write",
+                    &self.dir,
+                )
+            })?
             .write_all(bytes)
             .map_err(|e| scratch(e, "write", &self.dir))
     }
@@ -216,12 +218,19 @@ pub(super) fn read_record(
         Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
         Err(e) => return Err(scratch(e, "read", dir)),
     }
-    match r[0] {
-        CANDIDATE => decode(&r).map(|c| Some(Record::Candidate(c))),
-        MARKER => Ok(Some(Record::Settle(
-            get_date(&r[4..8])?,
-            get_date(&r[8..12])?,
-        ))),
-        _ => Err(corrupt("record kind")),
-    }
+    let record = match r[0] {
+        CANDIDATE => decode(&r).map(Record::Candidate),
+        MARKER => {
+            get_date(&r[4..8]).and_then(|from| Ok(Record::Settle(from, get_date(&r[8..12])?)))
+        }
+        _ => Err("a record kind".into()),
+    };
+    record.map(Some).map_err(|what| {
+        let damaged = format!("a record is damaged ({what} is not valid)");
+        scratch(
+            std::io::Error::new(std::io::ErrorKind::InvalidData, damaged),
+            "read",
+            dir,
+        )
+    })
 }

@@ -71,7 +71,8 @@ const CHUNK: u64 = 4 << 20;
 /// Settled days reported as one piece of work ([`MemoryState::apply_range`]).
 const REPORT_BATCH: usize = 1024;
 
-/// New access events a writer holds before it takes the sink's lock to hand them over.
+/// New access events a writer holds before it hands them to its sink (taking the lock of
+/// a shared one).
 pub(super) const ACCESS_CHUNK: usize = 8192;
 
 /// One engine thread's way to the sink: a fork of its own when the sink gives one
@@ -84,7 +85,8 @@ pub(super) enum ThreadSink<'s, 'k> {
 
 impl<'s, 'k> ThreadSink<'s, 'k> {
     pub(super) fn new(shared: &'s Mutex<&'k mut dyn EventSink>) -> Self {
-        match shared.lock().unwrap_or_else(|p| p.into_inner()).fork() {
+        let fork = shared.lock().unwrap_or_else(|p| p.into_inner()).fork();
+        match fork {
             Some(fork) => ThreadSink::Fork(fork),
             None => ThreadSink::Shared(shared),
         }
@@ -367,9 +369,10 @@ impl BookWriter<'_, '_> {
 impl JsonLinesBackend for MemoryState {
     /// Both threads read, classify and apply their half of the file straight into the
     /// shared books. New access events are kept as indices and handed to the sink (the
-    /// thread's fork, or under the lock of a sink that does not fork) a chunk at a time. A replay ([`ProcessOptions::replay`]) does this a block
-    /// of [`ProcessOptions::replay_block`] bytes at a time, and after each block settles the days the
-    /// reading has left behind ([`Replay`]).
+    /// thread's fork, or under the lock of a sink that does not fork) a chunk at a time.
+    /// A replay ([`ProcessOptions::replay`]) does this a block of
+    /// [`ProcessOptions::replay_block`] bytes at a time, and after each block settles the
+    /// days the reading has left behind ([`Replay`]).
     fn apply_json_lines(
         &mut self,
         engine: &PresenceEngine,

@@ -123,7 +123,7 @@ impl MemoryState {
             let line = DiscoveryLine {
                 discovery: (found.block(), found.ip(), user, *n),
             };
-            serde_json::to_writer(&mut lines, &line).map_err(std::io::Error::from)?;
+            serde_json::to_writer(&mut lines, &line).map_err(|e| days_error(spill, e.into()))?;
             lines.push(b'\n');
             spill.lines.fetch_add(1, Ordering::Relaxed);
             if lines.len() >= DAYS_BUFFER {
@@ -263,7 +263,8 @@ impl Run<'_, '_> {
                 let mut line = user_day_json(date, ud, |p| p);
                 line.insert("date".into(), date.to_string().into());
                 line.insert("user".into(), key.to_string().into());
-                serde_json::to_writer(&mut *days, &line).map_err(std::io::Error::from)?;
+                serde_json::to_writer(&mut *days, &line)
+                    .map_err(|e| days_error(spill, e.into()))?;
                 days.push(b'\n');
                 spill.lines.fetch_add(1, Ordering::Relaxed);
             }
