@@ -5,8 +5,9 @@
 //! what one run with all the sign-ins gives, in whatever order the sign-ins came.
 //!
 //! Where the events go: with an output file ([`Output::File`]) each is written as one
-//! JSON line as the engine finds it ([`EventLines`], on the engine's threads), so memory does not grow with
-//! the events and stdout carries only counts and the file's name and size. Without one,
+//! JSON line as the engine finds it ([`EventLines`], on the engine's threads), so memory
+//! does not grow with the events and stdout carries only counts and the file's name and
+//! size. Without one,
 //! they are collected and returned inline, unless there are more than [`INLINE_EVENTS`]:
 //! then they go to a new private file in the system's temporary directory, which the
 //! result names. A `sign_ins_path` over [`INLINE_INPUT_BYTES`] predicts such a result, so

@@ -203,19 +203,22 @@ fn access_line(out: &mut Vec<u8>, e: &AccessEvent) {
     out.extend_from_slice(b"\"}\n");
 }
 
+/// The start of a line of a user's day: `{"kind":…,"user":…,"date":…`.
+fn day_head(out: &mut Vec<u8>, kind: &str, user: &str, day: jiff::civil::Date) {
+    out.extend_from_slice(br#"{"kind":""#);
+    out.extend_from_slice(kind.as_bytes());
+    out.extend_from_slice(br#"","user":"#);
+    string(out, user);
+    out.extend_from_slice(br#","date":""#);
+    date(out, day);
+    out.push(b'"');
+}
+
 /// `Line::Presence` or `Line::Superseded`, encoded by hand.
 fn presence_line(out: &mut Vec<u8>, e: &PresenceEvent, superseded: bool) {
-    out.extend_from_slice(if superseded {
-        br#"{"kind":"superseded","user":"#
-    } else {
-        br#"{"kind":"presence","user":"#
-    });
-    string(out, &e.user);
-    out.extend_from_slice(br#","date":""#);
-    date(out, e.date);
-    out.extend_from_slice(br#"","at":""#);
-    let _ = write!(out, "{}", e.at);
-    out.push(b'"');
+    let kind = if superseded { "superseded" } else { "presence" };
+    day_head(out, kind, &e.user, e.date);
+    let _ = write!(out, r#","at":"{}""#, e.at);
     place(out, e.place.as_ref());
     if let Some(range) = &e.range {
         out.extend_from_slice(br#","range":"#);
@@ -234,11 +237,7 @@ fn presence_line(out: &mut Vec<u8>, e: &PresenceEvent, superseded: bool) {
 
 /// `Line::Status`, encoded by hand.
 fn status_line(out: &mut Vec<u8>, s: &UserDayStatus) {
-    out.extend_from_slice(br#"{"kind":"status","user":"#);
-    string(out, &s.user);
-    out.extend_from_slice(br#","date":""#);
-    date(out, s.date);
-    out.push(b'"');
+    day_head(out, "status", &s.user, s.date);
     place(out, s.place.as_ref());
     if let Some(since) = s.since {
         let _ = write!(out, r#","since":"{since}""#);
@@ -329,11 +328,11 @@ mod tests {
     use super::*;
     use jiff::civil::date as d;
 
-    /// `line` as serde encodes it.
-    fn serde(line: &Line<'_>) -> String {
-        let mut out = Vec::new();
-        serde_line(&mut out, line);
-        String::from_utf8(out).unwrap()
+    /// The hand encoding `f` gives what serde gives for `line`.
+    fn same(f: impl FnOnce(&mut Vec<u8>), line: &Line<'_>) {
+        let mut want = Vec::new();
+        serde_line(&mut want, line);
+        assert_eq!(hand(f), String::from_utf8(want).unwrap());
     }
 
     fn hand(f: impl FnOnce(&mut Vec<u8>)) -> String {
@@ -384,10 +383,7 @@ mod tests {
                         ip,
                         date,
                     };
-                    assert_eq!(
-                        hand(|o| access_line(o, &e)),
-                        serde(&Line::Access(&(&e).into()))
-                    );
+                    same(|o| access_line(o, &e), &Line::Access(&(&e).into()));
                 }
             }
         }
@@ -424,7 +420,7 @@ mod tests {
                             } else {
                                 Line::Presence(&out)
                             };
-                            assert_eq!(hand(|o| presence_line(o, &e, superseded)), serde(&line));
+                            same(|o| presence_line(o, &e, superseded), &line);
                         }
                     }
                 }
@@ -443,10 +439,7 @@ mod tests {
                         place: place.clone(),
                         since,
                     };
-                    assert_eq!(
-                        hand(|o| status_line(o, &s)),
-                        serde(&Line::Status(&(&s).into()))
-                    );
+                    same(|o| status_line(o, &s), &Line::Status(&(&s).into()));
                 }
             }
         }
