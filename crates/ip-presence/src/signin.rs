@@ -97,6 +97,19 @@ fn quote_or_backslash(b: &[u8], mut j: usize) -> Option<usize> {
     memchr2(b'"', b'\\', &b[j..]).map(|k| j + k)
 }
 
+/// `b` as text, when it is UTF-8. ASCII (Graph's ids, times and addresses, most names)
+/// is told by a check of a word at a time, inlined, rather than a call to the whole UTF-8
+/// validation for each short string.
+#[inline(always)]
+fn utf8(b: &[u8]) -> Option<&str> {
+    if b.is_ascii() {
+        // SAFETY: ASCII is valid UTF-8.
+        Some(unsafe { std::str::from_utf8_unchecked(b) })
+    } else {
+        std::str::from_utf8(b).ok()
+    }
+}
+
 /// Index just past the closing quote of the string whose opening quote is at `i`.
 #[inline]
 fn skip_string(b: &[u8], i: usize) -> Option<usize> {
@@ -160,7 +173,7 @@ fn wanted_str(b: &[u8], i: usize) -> Option<(Option<Cow<'_, str>>, usize)> {
             if b[k] == b'\\' {
                 return None;
             }
-            let s = std::str::from_utf8(&b[i + 1..k]).ok()?;
+            let s = utf8(&b[i + 1..k])?;
             Some((Some(Cow::Borrowed(s)), k + 1))
         }
         b'n' if b[i..].starts_with(b"null") => Some((None, i + 4)),
@@ -193,7 +206,7 @@ fn scan_status(b: &[u8], i: usize) -> Option<(Option<SignInStatus>, usize)> {
         j = skip_ws(b, j + 1);
         if key == b"errorCode" {
             let end = skip_value(b, j)?;
-            let text = std::str::from_utf8(&b[j..end]).ok()?;
+            let text = utf8(&b[j..end])?;
             status.error_code = if text == "null" {
                 None
             } else {
@@ -212,29 +225,100 @@ fn scan_status(b: &[u8], i: usize) -> Option<(Option<SignInStatus>, usize)> {
     }
 }
 
-/// The first `"` at or after `j` (eight bytes at a time).
-#[inline(always)]
-fn next_quote(b: &[u8], mut j: usize) -> Option<usize> {
-    while j + 8 <= b.len() {
-        let x = u64::from_le_bytes(b[j..j + 8].try_into().expect("8 bytes"));
-        let m = zero_bytes(x ^ (LO * u64::from(b'"')));
-        if m != 0 {
-            return Some(j + (m.trailing_zeros() / 8) as usize);
+/// The quotes of a text without backslashes (where each one opens or closes a string),
+/// found 64 bytes at a time: a window's quotes as the bits of a mask, then each quote by
+/// counting zeros, instead of a search per string. The strings of a sign-in are short
+/// (keys, GUIDs, addresses): a search each ended at an unpredictable byte, which cost
+/// more than the search.
+struct Quotes<'a> {
+    b: &'a [u8],
+    /// The window's first byte (a multiple of 64) and its quotes, bit `k` for `base + k`.
+    base: usize,
+    mask: u64,
+}
+
+impl<'a> Quotes<'a> {
+    fn new(b: &'a [u8]) -> Self {
+        Quotes {
+            b,
+            base: 0,
+            mask: quote_mask(b, 0),
         }
-        j += 8;
     }
-    (j..b.len()).find(|&k| b[k] == b'"')
+
+    /// The first `"` at or after `j`.
+    #[inline(always)]
+    fn from(&mut self, mut j: usize) -> Option<usize> {
+        loop {
+            if j >= self.base && j - self.base < 64 {
+                let m = self.mask & (!0u64 << (j - self.base));
+                if m != 0 {
+                    return Some(self.base + m.trailing_zeros() as usize);
+                }
+                self.base += 64;
+                j = self.base;
+            } else {
+                self.base = j & !63;
+            }
+            if self.base >= self.b.len() {
+                return None;
+            }
+            self.mask = quote_mask(self.b, self.base);
+        }
+    }
+}
+
+/// The quotes of the 64 bytes of `b` from `base` (fewer at its end) as bits.
+#[inline(always)]
+fn quote_mask(b: &[u8], base: usize) -> u64 {
+    match b.get(base..base + 64) {
+        Some(w) => quotes_64(w.try_into().expect("64 bytes")),
+        None => {
+            let mut w = [0u8; 64];
+            let rest = b.get(base..).unwrap_or_default();
+            w[..rest.len()].copy_from_slice(rest);
+            quotes_64(&w)
+        }
+    }
+}
+
+/// Bit `k` set where `w[k]` is `"`: four SSE2 compares (in every x86-64 processor).
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+fn quotes_64(w: &[u8; 64]) -> u64 {
+    use std::arch::x86_64::{_mm_cmpeq_epi8, _mm_loadu_si128, _mm_movemask_epi8, _mm_set1_epi8};
+    let mut m = 0u64;
+    for (k, c) in w.chunks_exact(16).enumerate() {
+        // SAFETY: SSE2 is part of the x86-64 baseline, so every x86-64 processor has
+        // these instructions; the load reads the 16 bytes of `c` (`chunks_exact(16)`),
+        // unaligned, which `_mm_loadu_si128` allows.
+        let bits = unsafe {
+            let v = _mm_loadu_si128(c.as_ptr().cast());
+            _mm_movemask_epi8(_mm_cmpeq_epi8(v, _mm_set1_epi8(b'"' as i8)))
+        };
+        m |= u64::from(bits as u32 & 0xffff) << (16 * k);
+    }
+    m
+}
+
+/// Bit `k` set where `w[k]` is `"` (elsewhere than x86-64: left to the compiler).
+#[cfg(not(target_arch = "x86_64"))]
+#[inline(always)]
+fn quotes_64(w: &[u8; 64]) -> u64 {
+    w.iter()
+        .enumerate()
+        .fold(0, |m, (k, &c)| m | (u64::from(c == b'"') << k))
 }
 
 /// Index just past the object or array at `i` in a text without backslashes.
 #[inline]
-fn skip_nested_plain(b: &[u8], i: usize) -> Option<usize> {
+fn skip_nested_plain(b: &[u8], q: &mut Quotes<'_>, i: usize) -> Option<usize> {
     let mut depth = 0usize;
     let mut j = i;
     while j < b.len() {
         match b[j] {
             b'"' => {
-                j = next_quote(b, j + 1)? + 1;
+                j = q.from(j + 1)? + 1;
                 continue;
             }
             b'{' | b'[' => depth += 1,
@@ -277,7 +361,7 @@ fn scan_plain_line(b: &[u8]) -> Option<SignIn<'_>> {
     }
     #[inline(always)]
     fn text(b: &[u8]) -> Option<Option<Cow<'_, str>>> {
-        std::str::from_utf8(b).ok().map(|s| Some(Cow::Borrowed(s)))
+        utf8(b).map(|s| Some(Cow::Borrowed(s)))
     }
     /// Bit `want` of each wanted key read.
     const ALL_FIVE: u8 = 0b11_1110;
@@ -290,11 +374,12 @@ fn scan_plain_line(b: &[u8]) -> Option<SignIn<'_>> {
         return (ws(b, j + 1) == b.len()).then_some(s);
     }
     let mut read = 0u8;
+    let mut q = Quotes::new(b);
     loop {
         if *b.get(j)? != b'"' {
             return None;
         }
-        let kend = next_quote(b, j + 1)?;
+        let kend = q.from(j + 1)?;
         let key = &b[j + 1..kend];
         j = ws(b, kend + 1);
         if *b.get(j)? != b':' {
@@ -311,7 +396,7 @@ fn scan_plain_line(b: &[u8]) -> Option<SignIn<'_>> {
         };
         match *b.get(j)? {
             b'"' => {
-                let e = next_quote(b, j + 1)?;
+                let e = q.from(j + 1)?;
                 let v = &b[j + 1..e];
                 match want {
                     0 => {}
@@ -323,7 +408,7 @@ fn scan_plain_line(b: &[u8]) -> Option<SignIn<'_>> {
                 }
                 j = e + 1;
             }
-            b'{' | b'[' if want == 0 => j = skip_nested_plain(b, j)?,
+            b'{' | b'[' if want == 0 => j = skip_nested_plain(b, &mut q, j)?,
             b'{' | b'n' if want == 5 => {
                 let (v, e) = scan_status(b, j)?;
                 s.status = v;
@@ -599,6 +684,33 @@ mod tests {
                 String::from_utf8_lossy(line)
             );
             assert!(parse_sign_in(line, 0).is_err());
+        }
+    }
+
+    /// Quotes are found 64 bytes at a time: strings, keys and nested values that start,
+    /// end or span the edges of those windows read as serde reads them.
+    #[test]
+    fn the_plain_line_path_reads_across_its_64_byte_windows() {
+        for pad in 0..140 {
+            let x = "x".repeat(pad);
+            let long = "y".repeat(64 + pad);
+            let line = format!(
+                r#"{{"p{x}":"{x}","n":[{{"k":"{long}"}},"]{x}"],"id":"{x}1","createdDateTime":"{long}","t":true,"ipAddress":"10.0.0.{pad}","userPrincipalName":"{x}@a","status":{{"errorCode":{pad}}},"z":"{long}"}}"#
+            );
+            let fast = scan_plain_line(line.as_bytes()).expect("fast path");
+            let slow: SignIn = serde_json::from_str(&line).unwrap();
+            assert_eq!(fast, slow, "{line}");
+            assert_eq!(fast.error_code(), pad as i64);
+            // Cut at any point, the line is refused (or read as serde reads it).
+            for cut in (1..line.len()).step_by(7) {
+                let part = &line.as_bytes()[..cut];
+                if let Some(s) = scan_plain_line(part) {
+                    assert_eq!(
+                        Ok(s),
+                        serde_json::from_slice::<SignIn>(part).map_err(|_| ())
+                    );
+                }
+            }
         }
     }
 
