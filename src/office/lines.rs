@@ -218,7 +218,9 @@ fn day_head(out: &mut Vec<u8>, kind: &str, user: &str, day: jiff::civil::Date) {
 fn presence_line(out: &mut Vec<u8>, e: &PresenceEvent, superseded: bool) {
     let kind = if superseded { "superseded" } else { "presence" };
     day_head(out, kind, &e.user, e.date);
-    let _ = write!(out, r#","at":"{}""#, e.at);
+    out.extend_from_slice(br#","at":""#);
+    timestamp(out, e.at);
+    out.push(b'"');
     place(out, e.place.as_ref());
     if let Some(range) = &e.range {
         out.extend_from_slice(br#","range":"#);
@@ -240,7 +242,9 @@ fn status_line(out: &mut Vec<u8>, s: &UserDayStatus) {
     day_head(out, "status", &s.user, s.date);
     place(out, s.place.as_ref());
     if let Some(since) = s.since {
-        let _ = write!(out, r#","since":"{since}""#);
+        out.extend_from_slice(br#","since":""#);
+        timestamp(out, since);
+        out.push(b'"');
     }
     out.extend_from_slice(b"}\n");
 }
@@ -298,8 +302,48 @@ fn date(out: &mut Vec<u8>, d: jiff::civil::Date) {
     ]);
 }
 
-/// An address as std displays it (IPv4 by hand, IPv6 through std's formatting, which
-/// compresses zeros).
+/// A timestamp as jiff displays it: `YYYY-MM-DDTHH:MM:SS`, the fraction of a second
+/// without its trailing zeros (none when whole), `Z`, for the years 0 to 9999 after 1970;
+/// jiff's own formatting for the others.
+fn timestamp(out: &mut Vec<u8>, t: jiff::Timestamp) {
+    let dt = jiff::tz::Offset::UTC.to_datetime(t);
+    if dt.year() > 9999 || t.as_second() < 0 {
+        let _ = write!(out, "{t}");
+        return;
+    }
+    date(out, dt.date());
+    let (h, m, s) = (dt.hour() as u8, dt.minute() as u8, dt.second() as u8);
+    out.extend_from_slice(&[
+        b'T',
+        b'0' + h / 10,
+        b'0' + h % 10,
+        b':',
+        b'0' + m / 10,
+        b'0' + m % 10,
+        b':',
+        b'0' + s / 10,
+        b'0' + s % 10,
+    ]);
+    let mut f = dt.subsec_nanosecond() as u32;
+    if f != 0 {
+        let mut digits = 9;
+        while f.is_multiple_of(10) {
+            f /= 10;
+            digits -= 1;
+        }
+        let mut buf = [b'.'; 10];
+        for k in (1..=digits).rev() {
+            buf[k] = b'0' + (f % 10) as u8;
+            f /= 10;
+        }
+        out.extend_from_slice(&buf[..=digits]);
+    }
+    out.push(b'Z');
+}
+
+/// An address as std displays it: IPv4 dotted; IPv6 in lower-case hexadecimal groups
+/// without leading zeros, the first longest run of two or more zero groups as `::`
+/// (RFC 5952, section 4); an IPv4-mapped one through std's own formatting.
 #[inline]
 fn ip(out: &mut Vec<u8>, ip: IpAddr) {
     match ip {
@@ -317,8 +361,37 @@ fn ip(out: &mut Vec<u8>, ip: IpAddr) {
                 out.push(b'0' + o % 10);
             }
         }
-        IpAddr::V6(v6) => {
+        IpAddr::V6(v6) if v6.to_ipv4_mapped().is_some() => {
             let _ = write!(out, "{v6}");
+        }
+        IpAddr::V6(v6) => {
+            let g = v6.segments();
+            // The first longest run of zero groups, if two or more long.
+            let (mut at, mut len, mut run) = (0, 0, 0);
+            for (i, &x) in g.iter().enumerate() {
+                run = if x == 0 { run + 1 } else { 0 };
+                if run > len {
+                    (at, len) = (i + 1 - run, run);
+                }
+            }
+            let hex = |out: &mut Vec<u8>, groups: &[u16]| {
+                for (i, &x) in groups.iter().enumerate() {
+                    if i > 0 {
+                        out.push(b':');
+                    }
+                    let digits = (16 - x.leading_zeros()).div_ceil(4).max(1);
+                    for d in (0..digits).rev() {
+                        out.push(b"0123456789abcdef"[usize::from(x >> (4 * d)) & 15]);
+                    }
+                }
+            };
+            if len > 1 {
+                hex(out, &g[..at]);
+                out.extend_from_slice(b"::");
+                hex(out, &g[at + len..]);
+            } else {
+                hex(out, &g);
+            }
         }
     }
 }
@@ -446,6 +519,70 @@ mod tests {
     }
 
     /// Two forks and the sink itself, writing from three threads: every line whole, once.
+    /// Addresses and timestamps, the parts std and jiff format: the hand encoding gives
+    /// their text for every zero run of IPv6 groups, IPv4-mapped addresses, fractions of
+    /// a second of every length, the epoch, instants before it and jiff's first and last.
+    #[test]
+    fn addresses_and_timestamps_are_std_s_and_jiff_s_text() {
+        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        let mut addresses: Vec<IpAddr> = vec![
+            "::".parse().unwrap(),
+            "::1".parse().unwrap(),
+            "1::".parse().unwrap(),
+            "::ffff:10.1.2.3".parse().unwrap(),
+            "::10.1.2.3".parse().unwrap(),
+            "2001:db8::1:0:0:1".parse().unwrap(),
+            "2001:0:0:1::1".parse().unwrap(),
+            "fe80::abcd:ef01:2345:6789".parse().unwrap(),
+        ];
+        for _ in 0..20_000 {
+            // Groups zero, small, or of any size, so that runs of zeros fall everywhere.
+            let mut g = [0u16; 8];
+            for x in &mut g {
+                *x = match next() % 4 {
+                    0 | 1 => 0,
+                    2 => (next() % 16) as u16,
+                    _ => next() as u16,
+                };
+            }
+            addresses.push(std::net::Ipv6Addr::from(g).into());
+            addresses.push(std::net::Ipv4Addr::from(next() as u32).into());
+        }
+        for a in addresses {
+            assert_eq!(hand(|out| ip(out, a)), a.to_string());
+        }
+        let mut stamps: Vec<jiff::Timestamp> = [
+            "1970-01-01T00:00:00Z",
+            "1969-12-31T23:59:59.999Z",
+            "0001-01-01T00:00:00.5Z",
+            "9999-12-30T21:59:59.999999999Z",
+            "2024-04-01T08:30:00.5Z",
+            "2024-04-01T08:30:00.123456789Z",
+            "2024-04-01T08:30:00.100000020Z",
+        ]
+        .iter()
+        .map(|s| s.parse().unwrap())
+        .collect();
+        stamps.push(jiff::Timestamp::MIN);
+        stamps.push(jiff::Timestamp::MAX);
+        for _ in 0..20_000 {
+            let ns = (next() % (400 * 365 * 86_400 * 1_000_000_000)) as i128;
+            let ms = ns / 1_000_000;
+            stamps.push(jiff::Timestamp::from_nanosecond(ns).unwrap());
+            stamps.push(jiff::Timestamp::from_millisecond(ms as i64).unwrap());
+            stamps.push(jiff::Timestamp::from_second((ms / 1000) as i64).unwrap());
+        }
+        for t in stamps {
+            assert_eq!(hand(|out| timestamp(out, t)), t.to_string());
+        }
+    }
+
     #[test]
     fn forks_write_whole_lines_and_their_counts_add_up() {
         let dir = tempfile::tempdir().unwrap();
