@@ -267,7 +267,12 @@ fn place(out: &mut Vec<u8>, p: Option<&Place>) {
 /// through serde.
 #[inline]
 fn string(out: &mut Vec<u8>, s: &str) {
-    if s.bytes().all(|b| b >= 0x20 && b != b'"' && b != b'\\') {
+    // Every byte checked, without stopping at the first escape, so that the check
+    // is vectorised.
+    let plain = s
+        .bytes()
+        .fold(true, |ok, b| ok & (b >= 0x20) & (b != b'"') & (b != b'\\'));
+    if plain {
         out.reserve(s.len() + 2);
         out.push(b'"');
         out.extend_from_slice(s.as_bytes());

@@ -241,7 +241,13 @@ impl BookWriter<'_, '_> {
         if let Some((at_ms, range)) = observe {
             let p = self.shared.range_cache[range as usize];
             match pack_obs(day_start_ms(date), at_ms, p) {
-                Some(v) => ud.obs.push(v),
+                Some(v) => {
+                    if ud.obs.capacity() == 0 {
+                        // As for the ids seen ([`super::day::SmallSet`]): eight at once.
+                        ud.obs.reserve_exact(8);
+                    }
+                    ud.obs.push(v);
+                }
                 None => return Recorded::Invalid,
             }
             if !ud.dirty {
