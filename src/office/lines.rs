@@ -308,11 +308,11 @@ fn date(out: &mut Vec<u8>, d: jiff::civil::Date) {
 }
 
 /// A timestamp as jiff displays it: `YYYY-MM-DDTHH:MM:SS`, the fraction of a second
-/// without its trailing zeros (none when whole), `Z`, for the years 0 to 9999 after 1970;
-/// jiff's own formatting for the others.
+/// without its trailing zeros (none when whole), `Z`, for instants from 1970 on (jiff's
+/// last is in the year 9999); jiff's own formatting for earlier ones.
 fn timestamp(out: &mut Vec<u8>, t: jiff::Timestamp) {
     let dt = jiff::tz::Offset::UTC.to_datetime(t);
-    if dt.year() > 9999 || t.as_second() < 0 {
+    if t.as_second() < 0 {
         let _ = write!(out, "{t}");
         return;
     }
